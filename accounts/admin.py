@@ -1,0 +1,267 @@
+"""Admin for users, roles and API tokens. Every write goes through accounts.services, with the logged-in person
+as the actor, so the admin enforces the same rules as the API (a refusal is shown on the form)."""
+
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from esd.exceptions import EsdError
+
+from . import esd_permissions, selectors, services
+from .api.schemas import ROLE_NAME
+from .models import ApiToken, Role, User
+
+admin.site.unregister(Group)  # roles replace bare groups
+
+
+class ActorFormMixin:
+    """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
+    person may make this change (and show a refusal on the form instead of failing on save)."""
+
+    form_mixins: tuple[type, ...] = ()
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        return type(form.__name__, (*self.form_mixins, form), {"actor": request.user})
+
+
+# --- Roles ---------------------------------------------------------------------------------------------------
+
+
+class RoleForm(forms.ModelForm):
+    name = forms.CharField(max_length=64, help_text="Letters, digits, spaces and @/./+/-/_ .")
+    permissions = forms.MultipleChoiceField(
+        choices=[(permission, permission) for permission in esd_permissions.PERMISSIONS],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="`all` also grants `create` and `list`.",
+    )
+    actor: User
+
+    class Meta:
+        model = Role
+        fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["name"].initial = self.instance.name
+            self.fields["name"].disabled = True
+            self.fields["permissions"].initial = selectors.role_permission_strings(self.instance)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        name = data.get("name") or ""
+        if name and not re.match(ROLE_NAME["pattern"], name):
+            self.add_error("name", "Use ASCII letters, digits, single spaces and @/./+/-/_ only.")
+        if name and data.get("permissions") and not self.errors:
+            try:
+                services.role_upsert_check(actor=self.actor, name=name, permissions=data["permissions"])
+            except EsdError as exc:
+                raise forms.ValidationError(exc.message) from exc
+        return data
+
+
+@admin.register(Role)
+class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
+    form = RoleForm
+    list_display = ("name", "permission_list", "creator", "builtin", "member_count")
+    list_filter = ("builtin",)
+    search_fields = ("group__name", "creator")
+    ordering = ("group__name",)
+    readonly_fields = ("creator", "builtin", "created_at", "updated_at")
+    actions = ["delete_roles"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
+        return selectors.roles_with_permissions()
+
+    @admin.display(description="permissions")
+    def permission_list(self, role: Role) -> str:
+        return ", ".join(selectors.role_permission_strings(role))
+
+    @admin.display(description="members")
+    def member_count(self, role: Role) -> int:
+        return role.group.user_set.count()
+
+    def has_change_permission(self, request: HttpRequest, obj: Role | None = None) -> bool:
+        return not (obj and obj.builtin) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Role | None = None) -> bool:
+        return not (obj and obj.builtin) and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_roles, which goes through the service
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: Role, form: RoleForm, change: bool) -> None:
+        role = services.role_upsert(
+            actor=request.user, name=form.cleaned_data["name"], permissions=form.cleaned_data["permissions"]
+        )
+        obj.group, obj.creator, obj.builtin = role.group, role.creator, role.builtin
+        obj._state.adding = False
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        try:
+            services.role_delete_check(actor=request.user, roles=list(objs))
+        except EsdError as exc:
+            protected = [*protected, exc.message]
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: Role) -> None:
+        services.role_delete_many(actor=request.user, names=[obj.name])
+
+    @admin.action(description="Delete selected roles", permissions=["delete"])
+    def delete_roles(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
+        try:
+            count = services.role_delete_many(actor=request.user, names=[role.name for role in queryset])
+        except EsdError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"Deleted {count} role(s).", messages.SUCCESS)
+
+
+# --- Users ---------------------------------------------------------------------------------------------------
+
+
+class RolesField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Role) -> str:
+        return obj.name
+
+
+class UserRolesFormMixin(forms.Form):
+    roles = RolesField(
+        queryset=Role.objects.select_related("group").order_by("group__name"),
+        required=False,
+        widget=FilteredSelectMultiple("roles", is_stacked=False),
+        help_text="The user's permissions are the union of its roles' permission strings.",
+    )
+    actor: User
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instance = getattr(self, "instance", None)
+        if instance is not None and instance.pk:
+            names = selectors.user_role_names([instance]).get(instance.pk, [])
+            self.fields["roles"].initial = list(Role.objects.filter(group__name__in=names))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "roles" in data:
+            instance = getattr(self, "instance", None)
+            try:
+                services.user_roles_check(actor=self.actor, user=instance, roles=list(data["roles"]))
+            except EsdError as exc:
+                raise forms.ValidationError(exc.message) from exc
+        return data
+
+
+class ApiTokenInline(admin.TabularInline):
+    model = ApiToken
+    extra = 0
+    fields = ("hint", "name", "created_at", "last_used_at")
+    readonly_fields = fields
+    can_delete = True
+    verbose_name_plural = "API tokens (delete one to revoke it; create one with the action on the user list)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(User)
+class UserAdmin(ActorFormMixin, DjangoUserAdmin):
+    form_mixins = (UserRolesFormMixin,)
+    list_display = ("username", "role_list", "creator", "is_active", "is_staff", "last_login")
+    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    search_fields = ("username", "email", "creator")
+    ordering = ("username",)
+    readonly_fields = ("creator", "last_login", "date_joined")
+    inlines = (ApiTokenInline,)
+    actions = ["create_api_token", "delete_users"]
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Roles", {"fields": ("roles",)}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Admin access", {"fields": ("is_active", "is_staff", "is_superuser")}),
+        ("History", {"fields": ("creator", "last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "password1", "password2", "roles")}),)
+
+    @admin.display(description="roles")
+    def role_list(self, user: User) -> str:
+        return ", ".join(selectors.user_role_names([user]).get(user.pk, []))
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_users, which goes through the service
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not change:
+            obj.creator = request.user.username
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.user_set_roles(user=form.instance, roles=list(form.cleaned_data.get("roles", [])))
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        try:
+            services.user_delete_check(actor=request.user, targets=list(objs))
+        except EsdError as exc:
+            protected = [*protected, exc.message]
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        services.user_delete_many(actor=request.user, usernames=[obj.username])
+
+    @admin.action(description="Delete selected users", permissions=["delete"])
+    def delete_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        try:
+            count = services.user_delete_many(actor=request.user, usernames=[user.username for user in queryset])
+        except EsdError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"Deleted {count} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Create an API token (shown once)", permissions=["change"])
+    def create_api_token(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            _, token = services.api_token_create(user=user, name=f"admin ({request.user.username})")
+            self.message_user(
+                request,
+                f"New API token for {user.username} (copy it now, it is not shown again): {token}",
+                messages.SUCCESS,
+            )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("hint", "user", "name", "created_at", "last_used_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "name", "hint")
+    list_filter = ("created_at",)
+    ordering = ("-created_at",)
+    fields = ("user", "name", "hint", "created_at", "last_used_at")
+    readonly_fields = ("hint", "created_at", "last_used_at")
+    autocomplete_fields = ("user",)
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        token, raw = services.api_token_create(user=obj.user, name=obj.name)
+        obj.pk, obj.digest, obj.hint, obj.created_at = token.pk, token.digest, token.hint, token.created_at
+        obj._state.adding = False
+        self.message_user(request, f"New API token for {obj.user.username} (copy it now, it is not shown again): {raw}")
+
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
+        services.api_token_revoke(token=obj)

@@ -1,0 +1,87 @@
+"""People, roles and API tokens."""
+
+import hashlib
+
+from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.validators import ASCIIUsernameValidator
+from django.db import models
+
+from esd.models import TimeStampedModel
+
+from . import esd_permissions
+
+NAME_MAX_LENGTH = 64
+
+
+class User(AbstractUser):
+    """A person (or a client program) using ESD server.
+
+    A user's roles are its Django groups, in the order they were given (ESD keeps `roles` as an ordered list).
+    `creator` names whoever created or last upserted the user, by username as in ESD: ESD's ownership rules
+    ("only the creator may change it unless user:all") read it.
+    """
+
+    username_validator = ASCIIUsernameValidator()
+
+    username = models.CharField(
+        "username",
+        max_length=NAME_MAX_LENGTH,
+        unique=True,
+        help_text=f"Required. {NAME_MAX_LENGTH} characters or fewer. ASCII letters, digits and @/./+/-/_ only.",
+        validators=[username_validator],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+    creator = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="Username of who created it.")
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class Role(TimeStampedModel):
+    """A named set of ESD permission strings, backed by a Django Group whose permissions mirror them.
+
+    The group's name is the role's name; deleting the group deletes the role and every membership.
+    """
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, primary_key=True, related_name="role")
+    creator = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="Username of who created it.")
+    builtin = models.BooleanField(default=False, help_text="Built-in roles cannot be deleted or changed.")
+
+    class Meta:
+        ordering = ["group__name"]
+        permissions = esd_permissions.meta_permissions()
+
+    def __str__(self) -> str:
+        return self.group.name
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+
+def token_digest(raw: str) -> str:
+    """Tokens are 256-bit random strings, so a plain SHA-256 (not a slow password hash) is safe and fast to look up."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(TimeStampedModel):
+    """A bearer token of one user. Only its SHA-256 is stored; the token itself is shown once, when created."""
+
+    PREFIX = "esd_"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="What the token is for.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to recognise it.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.user.username}{', ' + self.name if self.name else ''})"

@@ -1,0 +1,81 @@
+"""Checks of ESD permission strings, and the acting user of a request.
+
+In every check `all` satisfies `create` and `list`; `create` and `list` do not imply each other
+(esd-behaviour.md §3.1). A user's strings are the union of its roles', read through Django's permission
+machinery (a superuser holds all of them).
+"""
+
+from django.conf import settings
+from rest_framework import exceptions as drf
+from rest_framework.request import Request
+
+from esd.exceptions import EsdError
+
+from . import esd_permissions
+from .models import User
+
+
+def permission_strings(user: User) -> set[str]:
+    """The ESD permission strings a user holds through its roles (empty for inactive or anonymous users)."""
+    if not user.is_authenticated or not user.is_active:
+        return set()
+    granted = user.get_all_permissions()
+    return {
+        permission
+        for permission in esd_permissions.PERMISSIONS
+        if f"accounts.{esd_permissions.codename(permission)}" in granted
+    }
+
+
+def holds(user: User, resource: str, action: str) -> bool:
+    """Whether `user` may do `action` on `resource` (`resource:all` satisfies every action)."""
+    strings = permission_strings(user)
+    return f"{resource}:all" in strings or f"{resource}:{action}" in strings
+
+
+def holds_string(user: User, permission: str) -> bool:
+    """Whether `user` holds `permission` itself, or `resource:all` (what ESD demands to grant it to others)."""
+    resource, action = permission.split(":")
+    return holds(user, resource, action)
+
+
+def active_user(username: str) -> User | None:
+    return User.objects.filter(username=username, is_active=True).first()
+
+
+def request_caller(request: Request, *, unknown: str) -> User:
+    """The user the request's credentials name. An ESD-mode claim of an unknown user is a 400 (`unknown`
+    formatted with `name`), as ESD's handlers answered it."""
+    user = request.user
+    if user.is_authenticated:
+        return user
+    claimed = getattr(user, "claimed_username", None)
+    if claimed is not None:
+        raise EsdError(400, unknown.format(name=claimed))
+    raise drf.NotAuthenticated()
+
+
+def acting_user(request: Request, *, named: str | None, field: str, unknown: str) -> User:
+    """The user a request acts as, on routes where ESD 1.4.0 took it from a body field (`creator`, ...).
+
+    esd-1.4 mode trusts the field, as ESD did. Token mode acts as the token's owner: the field must name the
+    caller, unless the caller holds `user:all` and so may act for anyone (architecture.md §4).
+    """
+    if settings.ESD_AUTH_MODE == "esd-1.4" and named:
+        user = active_user(named)
+        if user is None:
+            raise EsdError(400, unknown.format(name=named))
+        return user
+    caller = request_caller(request, unknown=unknown)
+    if not named or named == caller.username:
+        return caller
+    if not holds(caller, "user", "all"):
+        raise EsdError(
+            403,
+            f'{field} "{named}" is not the caller "{caller.username}": only a user holding user:all may act for '
+            "another user",
+        )
+    user = active_user(named)
+    if user is None:
+        raise EsdError(400, unknown.format(name=named))
+    return user

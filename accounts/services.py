@@ -1,0 +1,257 @@
+"""Writes on users, roles and API tokens, with ESD's rules and messages (esd-behaviour.md §3, §5, §6) and the
+hardening of architecture.md §5. The API and the admin both call these.
+
+Each service checks everything before it writes anything, inside one transaction, so a refused request leaves
+the database as it was (ESD itself deleted users one by one and stopped at the first refusal).
+"""
+
+import secrets
+from collections.abc import Iterable
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Q
+
+from esd.exceptions import EsdError
+
+from . import esd_permissions, selectors
+from .models import ApiToken, Role, User, token_digest
+from .permissions import holds, holds_string
+from .roles import BUILTIN_ROLES, IT_OPERATOR
+
+
+def _permission_objects(strings: Iterable[str]) -> list[Permission]:
+    """The Django permissions that mirror these ESD strings (their `esd_*` rows are created if missing, since a
+    post_migrate handler may run before Django has created them)."""
+    pairs = {pair for string in strings for pair in esd_permissions.model_permissions(string)}
+    role_type = ContentType.objects.get_for_model(Role)
+    for string in strings:
+        Permission.objects.get_or_create(
+            content_type=role_type,
+            codename=esd_permissions.codename(string),
+            defaults={"name": f"ESD {string}"},
+        )
+    query = Q(pk__in=[])
+    for app_label, codename in pairs:
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    return list(Permission.objects.filter(query))
+
+
+def _role_set_permissions(role: Role, strings: Iterable[str]) -> None:
+    role.group.permissions.set(_permission_objects(sorted(set(strings), key=esd_permissions.sort_key)))
+
+
+@transaction.atomic
+def roles_ensure_builtin() -> Role:
+    """Create (or repair) the built-in roles (`IT Operator`, holding every `*:all`). Idempotent.
+
+    Returns IT Operator."""
+    for name, strings in BUILTIN_ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        role, _ = Role.objects.get_or_create(group=group, defaults={"builtin": True})
+        if not role.builtin:
+            role.builtin = True
+            role.save(update_fields=["builtin", "updated_at"])
+        _role_set_permissions(role, strings)
+    return Role.objects.select_related("group").get(group__name=IT_OPERATOR)
+
+
+def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role | None:
+    """Raise EsdError if `actor` may not create or overwrite role `name` with these permissions.
+
+    Returns the existing role, if any."""
+    if not holds(actor, "role", "create"):
+        raise EsdError(400, f"creator {actor.username} not have permission to create role")
+    role = Role.objects.select_related("group").filter(group__name=name).first()
+    if role is not None and role.builtin:
+        raise EsdError(400, f"cannot update default role {name}: built-in roles are fixed")
+    if not holds(actor, "role", "all"):
+        if role is not None and role.creator != actor.username:
+            raise EsdError(400, f"creator {actor.username} not have permission to update role {name}")
+        for permission in permissions:
+            if not holds_string(actor, permission):
+                raise EsdError(
+                    400,
+                    f"creator {actor.username} have not permission to create role with permission: [{permission}]",
+                )
+    return role
+
+
+@transaction.atomic
+def role_upsert(*, actor: User, name: str, permissions: list[str]) -> Role:
+    """`POST /roles`: create the role or overwrite its permissions; the actor becomes its creator."""
+    role = role_upsert_check(actor=actor, name=name, permissions=permissions)
+    if role is None:
+        group, _ = Group.objects.get_or_create(name=name)
+        role = Role(group=group)
+    role.creator = actor.username
+    role.full_clean(exclude=["group"])
+    role.save()
+    _role_set_permissions(role, permissions)
+    return role
+
+
+def role_delete_check(*, actor: User, roles: list[Role], names: Iterable[str] = ()) -> None:
+    """Raise EsdError if `actor` may not delete these roles."""
+    if any(role.builtin for role in roles) or IT_OPERATOR in names:
+        raise EsdError(400, "cannot delete default role")
+    if not holds(actor, "role", "all"):
+        for role in roles:
+            if not (holds(actor, "role", "create") and role.creator == actor.username):
+                raise EsdError(
+                    403,
+                    f"user {actor.username} does not have permission to delete role {role.name}: it needs role:all, "
+                    "or role:create and to be the role's creator",
+                )
+
+
+@transaction.atomic
+def role_delete_many(*, actor: User, names: list[str]) -> int:
+    """`DELETE /roles`: the roles go, and with them every user's membership. Unknown names are ignored."""
+    names = list(dict.fromkeys(names))
+    roles = list(Role.objects.select_related("group").filter(group__name__in=names))
+    role_delete_check(actor=actor, roles=roles, names=names)
+    Group.objects.filter(pk__in=[role.pk for role in roles]).delete()
+    return len(roles)
+
+
+def user_set_roles(*, user: User, roles: list[Role]) -> None:
+    """Replace a user's roles, keeping their order (memberships are read back in insertion order)."""
+    membership = User.groups.through
+    membership.objects.filter(user=user).delete()
+    membership.objects.bulk_create(membership(user=user, group_id=role.pk) for role in roles)
+
+
+def _check_may_manage(actor: User, target: User | None) -> None:
+    """Rules 2-3 of esd-behaviour.md §3.6, plus: only a superuser may change or delete a superuser."""
+    if not holds(actor, "user", "create"):
+        raise EsdError(403, f"creator {actor.username} does not have permission to manage the user")
+    if target is None:
+        return
+    if target.creator != actor.username and not holds(actor, "user", "all"):
+        raise EsdError(
+            400,
+            f"username {target.username} has already exists, creator {actor.username} does not have permissions "
+            "to change it",
+        )
+    if target.is_superuser and not actor.is_superuser:
+        raise EsdError(403, f"only a superuser may change or delete the superuser {target.username}")
+
+
+def _check_it_operator_left(*, losing: set[int]) -> None:
+    """Refuse a change after which no active user holds the IT Operator role (nobody could administer)."""
+    operators = set(selectors.it_operator_user_ids())
+    if operators and not operators - losing:
+        raise EsdError(400, "refused: no active IT Operator user would be left; give the role to another user first")
+
+
+def user_roles_check(*, actor: User, user: User | None, roles: list[Role]) -> None:
+    """Raise EsdError if `actor` may not give `user` (None: a new user) exactly these roles: the actor must hold
+    every permission it hands out, and some active user must keep IT Operator."""
+    for role in roles:
+        for permission in selectors.role_permission_strings(role):
+            if not holds_string(actor, permission):
+                raise EsdError(403, f"creator has no permission to assign permission [{permission}] to others")
+    if user is not None and user.pk is not None and IT_OPERATOR not in {role.name for role in roles}:
+        _check_it_operator_left(losing={user.pk})
+
+
+@transaction.atomic
+def user_upsert(*, actor: User, username: str, password: str, role_names: list[str]) -> User:
+    """`POST /users` (not initial): create the user, or overwrite its password and roles."""
+    target = User.objects.filter(username=username).first()
+    _check_may_manage(actor, target)
+    role_names = list(dict.fromkeys(role_names))
+    found = {role.name: role for role in selectors.roles_with_permissions(names=role_names)}
+    user_roles_check(actor=actor, user=target, roles=[found[name] for name in role_names if name in found])
+    missing = [name for name in role_names if name not in found]
+    if missing:
+        raise EsdError(400, f'user roles "{missing[0]}" not exist')
+    user = target or User(username=username)
+    user.set_password(password)
+    user.creator = actor.username
+    user.full_clean(exclude=["password"])
+    user.save()
+    user_set_roles(user=user, roles=[found[name] for name in role_names])
+    return user
+
+
+@transaction.atomic
+def user_create_initial(*, username: str, password: str, creator: str) -> User:
+    """`POST /users {"initial": true}`: the first administrator, accepted only while no user exists.
+
+    ESD let this overwrite any user and make it admin, on every call; here it is a first-run step only.
+    The user holds IT Operator and may use the admin.
+    """
+    role = roles_ensure_builtin()
+    # Lock the built-in role's row so two first-run requests cannot both find the table empty.
+    Group.objects.select_for_update().get(pk=role.pk)
+    if User.objects.exists():
+        raise EsdError(
+            403,
+            "initial user already exists: ask an administrator (user:all) to create your account, "
+            "or use `python manage.py esd_bootstrap`",
+        )
+    user = User(username=username, creator=creator or username, is_staff=True, is_superuser=True)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    user_set_roles(user=user, roles=[role])
+    return user
+
+
+@transaction.atomic
+def user_delete_many(*, actor: User, usernames: list[str]) -> int:
+    """`DELETE /users`: all the named users or none. Unknown names are ignored; the user's objects stay."""
+    usernames = list(dict.fromkeys(usernames))
+    found = {user.username: user for user in User.objects.filter(username__in=usernames)}
+    targets = [found[name] for name in usernames if name in found]
+    user_delete_check(actor=actor, targets=targets)
+    User.objects.filter(pk__in=[user.pk for user in targets]).delete()
+    return len(targets)
+
+
+def user_delete_check(*, actor: User, targets: list[User]) -> None:
+    """Raise EsdError if `actor` may not delete every one of `targets`."""
+    for target in targets:
+        if target.pk == actor.pk:
+            raise EsdError(400, f"cannot delete yourself ({actor.username}); ask another administrator")
+        _check_may_manage(actor, target)
+    _check_it_operator_left(losing={user.pk for user in targets})
+
+
+def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
+    """A new bearer token for `user`. Returns the row and the token itself, which is not stored and is shown once."""
+    raw = ApiToken.PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, digest=token_digest(raw), hint=raw[:10])
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    token.delete()
+
+
+def auth_token_issue(*, username: str, password: str) -> tuple[ApiToken, str]:
+    """`POST auth/token`: exchange a username and password for a new API token."""
+    user = authenticate(username=username, password=password)
+    if user is None or not user.is_active:
+        raise EsdError(400, "username or password is incorrect")
+    return api_token_create(user=user, name="auth/token")
+
+
+@transaction.atomic
+def admin_ensure(*, username: str, password: str) -> User:
+    """Create or update an administrator: IT Operator, staff and superuser, with this password (esd_bootstrap)."""
+    role = roles_ensure_builtin()
+    user = User.objects.filter(username=username).first() or User(username=username, creator=username)
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    names = selectors.user_role_names([user]).get(user.pk, [])
+    if IT_OPERATOR not in names:
+        found = {existing.name: existing for existing in selectors.roles_with_permissions(names=names)}
+        user_set_roles(user=user, roles=[found[name] for name in names if name in found] + [role])
+    return user

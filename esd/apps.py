@@ -1,0 +1,8 @@
+"""The ESD wire layer and project-wide pieces; it names no other app."""
+
+from django.apps import AppConfig
+
+
+class EsdConfig(AppConfig):
+    name = "esd"
+    verbose_name = "ESD server"

@@ -1,0 +1,262 @@
+"""ESD server settings.
+
+Everything comes from the environment (django-environ); the defaults are the embedded, single-machine set-up
+of architecture.md §1 (SQLite and local storage under ESD_DATA_DIR, the in-process broker) and are safe for
+production: DEBUG off, a secret key that is never a constant, hosts limited to loopback.
+README's configuration table lists every variable read here.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+# --- Where the embedded defaults keep their files -------------------------------------------------------------
+ESD_DATA_DIR = Path(env.str("ESD_DATA_DIR", default="var"))
+if not ESD_DATA_DIR.is_absolute():
+    ESD_DATA_DIR = BASE_DIR / ESD_DATA_DIR
+
+
+def _persisted_secret_key(data_dir: Path) -> str:
+    """A random key kept in the data folder, so one machine needs no set-up and no key is ever a constant.
+
+    Deployments with several web replicas must set DJANGO_SECRET_KEY so that all of them share one.
+    """
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+# --- Django core -----------------------------------------------------------------------------------------------
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _persisted_secret_key(ESD_DATA_DIR)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "django_dramatiq",
+    "esd",
+    "accounts",
+    "checkpoints",
+    "endpoints",
+    "inferences",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "esd.urls"
+WSGI_APPLICATION = "esd.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{ESD_DATA_DIR / 'db.sqlite3'}"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=0))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# ESD has no anonymous object access (guardian docs/configuration.md).
+ANONYMOUS_USER_NAME = None
+GUARDIAN_RAISE_403 = False
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = ESD_DATA_DIR / "static"
+STORAGES_STATICFILES = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+# Bodies are capped before they are parsed: ESD's largest JSON body is a list of 100 ids.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ESD_MAX_REQUEST_BYTES", default=1024 * 1024)
+
+# --- Security headers and cookies ------------------------------------------------------------------------------
+# DJANGO_HTTPS=true is for deployments served over HTTPS (directly or behind a proxy that sets
+# X-Forwarded-Proto): secure cookies, HSTS and the redirect to https.
+ESD_HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = ESD_HTTPS
+CSRF_COOKIE_SECURE = ESD_HTTPS
+SECURE_SSL_REDIRECT = ESD_HTTPS
+SECURE_HSTS_SECONDS = 31536000 if ESD_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = ESD_HTTPS
+SECURE_HSTS_PRELOAD = ESD_HTTPS
+if ESD_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- The ESD API ----------------------------------------------------------------------------------------------
+ESD_API_PREFIX = env.str("ESD_API_PREFIX", default="prod/").strip("/")
+ESD_API_PREFIX = f"{ESD_API_PREFIX}/" if ESD_API_PREFIX else ""
+ESD_API_VERSION = "1.4.0"
+
+ESD_AUTH_MODES = ("token", "esd-1.4")
+ESD_AUTH_MODE = env.str("ESD_AUTH_MODE", default="token")
+if ESD_AUTH_MODE not in ESD_AUTH_MODES:
+    raise ImproperlyConfigured(f"ESD_AUTH_MODE must be one of {', '.join(ESD_AUTH_MODES)}, not {ESD_AUTH_MODE!r}")
+ESD_API_KEY = env.str("ESD_API_KEY", default="")
+
+# CORS for the API routes only. Any origin is allowed, but never together with credentials (architecture.md §5):
+# the API authenticates with headers, not cookies.
+CORS_URLS_REGEX = rf"^/{ESD_API_PREFIX}.*$"
+CORS_ALLOWED_ORIGINS = env.list("ESD_CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "username",
+    "x-api-key",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-user-agent",
+]
+CORS_EXPOSE_HEADERS = ["x-api-version"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "accounts.authentication.EsdHeaderAuthentication",
+        "accounts.authentication.EsdSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "esd.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {"auth": env.str("ESD_AUTH_RATE", default="10/min")},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ESD server API",
+    "DESCRIPTION": (
+        "The ESD 1.4.0 API (Extension for Stable Diffusion on AWS), self-hosted. "
+        "Every ESD route answers the `{statusCode, message, data}` envelope; authentication is described in "
+        "README (ESD_AUTH_MODE)."
+    ),
+    "VERSION": ESD_API_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CACHES = {"default": env.cache("ESD_CACHE_URL", default="locmemcache://")}
+
+# --- Background work -------------------------------------------------------------------------------------------
+# redis://... selects Redis, amqp://... RabbitMQ; unset means dramatiq's in-process broker (esd_serve).
+ESD_BROKER_URL = env.str("ESD_BROKER_URL", default="")
+if ESD_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    _broker = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": ESD_BROKER_URL}}
+elif ESD_BROKER_URL.startswith(("amqp://", "amqps://")):
+    _broker = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": ESD_BROKER_URL}}
+elif ESD_BROKER_URL:
+    raise ImproperlyConfigured("ESD_BROKER_URL must start with redis://, rediss://, unix://, amqp:// or amqps://")
+else:
+    _broker = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}}
+DRAMATIQ_BROKER = {
+    **_broker,
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Retries",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+
+# --- Object storage --------------------------------------------------------------------------------------------
+# "local" keeps files under ESD_DATA_DIR/storage; "s3" uses any S3-compatible store through django-storages'
+# own AWS_* settings. ESD_S3_PUBLIC_ENDPOINT_URL is the address clients outside the server's network use for
+# presigned URLs.
+ESD_STORAGE = env.str("ESD_STORAGE", default="local")
+ESD_STORAGE_ROOT = ESD_DATA_DIR / "storage"
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="esd")
+AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
+AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
+ESD_S3_PUBLIC_ENDPOINT_URL = env.str("ESD_S3_PUBLIC_ENDPOINT_URL", default="") or AWS_S3_ENDPOINT_URL
+if ESD_STORAGE == "s3":
+    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
+elif ESD_STORAGE == "local":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": ESD_STORAGE_ROOT},
+    }
+else:
+    raise ImproperlyConfigured(f"ESD_STORAGE must be 'local' or 's3', not {ESD_STORAGE!r}")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": STORAGES_STATICFILES},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("ESD_LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,17 @@
+"""The admin at /admin/, the ESD API under ESD_API_PREFIX (default `prod/`)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "ESD server"
+admin.site.site_title = "ESD server"
+admin.site.index_title = "Administration"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path(settings.ESD_API_PREFIX, include("esd.api_urls")),
+]
+if settings.ESD_API_PREFIX:
+    urlpatterns.append(path("", RedirectView.as_view(url="/admin/", permanent=False)))
