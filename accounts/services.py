@@ -39,7 +39,7 @@ def _permission_objects(strings: Iterable[str]) -> list[Permission]:
     return list(Permission.objects.filter(query))
 
 
-def _role_set_permissions(role: Role, strings: Iterable[str]) -> None:
+def role_set_permissions(role: Role, strings: Iterable[str]) -> None:
     role.group.permissions.set(_permission_objects(sorted(set(strings), key=esd_permissions.sort_key)))
 
 
@@ -54,7 +54,7 @@ def roles_ensure_builtin() -> Role:
         if not role.builtin:
             role.builtin = True
             role.save(update_fields=["builtin", "updated_at"])
-        _role_set_permissions(role, strings)
+        role_set_permissions(role, strings)
     return Role.objects.select_related("group").get(group__name=IT_OPERATOR)
 
 
@@ -89,22 +89,26 @@ def role_upsert(*, actor: User, name: str, permissions: list[str]) -> Role:
     role.creator = actor.username
     role.full_clean(exclude=["group"])
     role.save()
-    _role_set_permissions(role, permissions)
+    role_set_permissions(role, permissions)
     return role
 
 
 def role_delete_check(*, actor: User, roles: list[Role], names: Iterable[str] = ()) -> None:
-    """Raise EsdError if `actor` may not delete these roles."""
+    """Raise EsdError if `actor` may not delete these roles (`names` may add names that match no role)."""
+    names = list(names) or [role.name for role in roles]
     if any(role.builtin for role in roles) or IT_OPERATOR in names:
         raise EsdError(400, "cannot delete default role")
-    if not holds(actor, "role", "all"):
-        for role in roles:
-            if not (holds(actor, "role", "create") and role.creator == actor.username):
-                raise EsdError(
-                    403,
-                    f"user {actor.username} does not have permission to delete role {role.name}: it needs role:all, "
-                    "or role:create and to be the role's creator",
-                )
+    if holds(actor, "role", "all"):
+        return
+    may_delete_own = holds(actor, "role", "create")
+    creators = {role.name: role.creator for role in roles}
+    for name in names:
+        if not may_delete_own or creators.get(name, actor.username) != actor.username:
+            raise EsdError(
+                403,
+                f"user {actor.username} does not have permission to delete role {name}: it needs role:all, "
+                "or role:create and to be the role's creator",
+            )
 
 
 @transaction.atomic
@@ -199,7 +203,15 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
     user.full_clean(exclude=["password"])
     user.save()
     user_set_roles(user=user, roles=[role])
+    _record_first_admin(role, user)
     return user
+
+
+def _record_first_admin(role: Role, user: User) -> None:
+    # As in ESD, the first administrator is recorded as the built-in role's creator.
+    if not role.creator:
+        role.creator = user.username
+        role.save(update_fields=["creator", "updated_at"])
 
 
 @transaction.atomic
@@ -215,6 +227,8 @@ def user_delete_many(*, actor: User, usernames: list[str]) -> int:
 
 def user_delete_check(*, actor: User, targets: list[User]) -> None:
     """Raise EsdError if `actor` may not delete every one of `targets`."""
+    if not holds(actor, "user", "create"):
+        raise EsdError(403, f"creator {actor.username} does not have permission to manage the user")
     for target in targets:
         if target.pk == actor.pk:
             raise EsdError(400, f"cannot delete yourself ({actor.username}); ask another administrator")
@@ -254,4 +268,5 @@ def admin_ensure(*, username: str, password: str) -> User:
     if IT_OPERATOR not in names:
         found = {existing.name: existing for existing in selectors.roles_with_permissions(names=names)}
         user_set_roles(user=user, roles=[found[name] for name in names if name in found] + [role])
+    _record_first_admin(role, user)
     return user

@@ -1,0 +1,135 @@
+"""Shared fixtures: users with roles, API tokens, and a client that speaks to the ESD routes as clients do."""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from accounts import services
+from accounts.models import Role, User
+from accounts.roles import IT_OPERATOR
+
+PREFIX = "/" + settings.ESD_API_PREFIX
+
+
+def esd_hex(username: str) -> str:
+    """ESD 1.4.0's bearer: the upper-case base16 of the username."""
+    return username.encode().hex().upper()
+
+
+@dataclass
+class EsdResponse:
+    status: int
+    body: Any
+    headers: Any
+    raw: bytes
+
+
+class EsdClient:
+    """Calls ESD routes with a raw JSON body, the way ESD's own clients do."""
+
+    def __init__(self) -> None:
+        self.client = Client()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> EsdResponse:
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        response = self.client.generic(
+            method,
+            PREFIX + path,
+            data=data,
+            content_type="application/json",
+            headers=all_headers,
+            QUERY_STRING="&".join(f"{key}={value}" for key, value in (query or {}).items()),
+        )
+        content = response.content
+        parsed = json.loads(content) if content else None
+        return EsdResponse(response.status_code, parsed, response.headers, content)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Any:
+    """Rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def esd() -> EsdClient:
+    return EsdClient()
+
+
+@pytest.fixture
+def make_role(db: Any) -> Callable[..., Role]:
+    def make(name: str, permissions: list[str], creator: str = "admin") -> Role:
+        role = Role.objects.create(group=Group.objects.create(name=name), creator=creator)
+        services.role_set_permissions(role, permissions)
+        return role
+
+    return make
+
+
+@pytest.fixture
+def make_user(db: Any, make_role: Callable[..., Role]) -> Callable[..., User]:
+    """A user holding a new role made of `permissions`, and/or the existing `roles`."""
+
+    def make(
+        username: str,
+        permissions: list[str] | None = None,
+        roles: list[str] | None = None,
+        creator: str = "admin",
+        password: str = "pw-12345",
+        **fields: Any,
+    ) -> User:
+        user = User.objects.create_user(username=username, password=password, creator=creator, **fields)
+        granted = [make_role(f"role-{username}", permissions)] if permissions else []
+        granted += [Role.objects.select_related("group").get(group__name=name) for name in roles or []]
+        services.user_set_roles(user=user, roles=granted)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., User]) -> User:
+    """An administrator: IT Operator, staff and superuser, as esd_bootstrap and POST /users {initial} make one."""
+    return services.admin_ensure(username="admin", password="admin-pw-1")
+
+
+@pytest.fixture
+def token_for(db: Any) -> Callable[[User], str]:
+    def make(user: User) -> str:
+        return services.api_token_create(user=user)[1]
+
+    return make
+
+
+@pytest.fixture
+def it_operator(make_user: Callable[..., User]) -> User:
+    return make_user("operator", roles=[IT_OPERATOR])
+
+
+@pytest.fixture
+def esd_mode(settings: Any) -> Any:
+    settings.ESD_AUTH_MODE = "esd-1.4"
+    return settings
