@@ -25,11 +25,9 @@ class ActorFormMixin:
     """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
     person may make this change (and show a refusal on the form instead of failing on save)."""
 
-    form_mixins: tuple[type, ...] = ()
-
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
-        return type(form.__name__, (*self.form_mixins, form), {"actor": request.user})
+        return type(form.__name__, (form,), {"actor": request.user})
 
 
 # --- Roles ---------------------------------------------------------------------------------------------------
@@ -175,9 +173,18 @@ class ApiTokenInline(admin.TabularInline):
         return False
 
 
+class UserChangeWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.form):
+    pass
+
+
+class UserCreationWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.add_form):
+    pass
+
+
 @admin.register(User)
 class UserAdmin(ActorFormMixin, DjangoUserAdmin):
-    form_mixins = (UserRolesFormMixin,)
+    form = UserChangeWithRolesForm
+    add_form = UserCreationWithRolesForm
     list_display = ("username", "role_list", "creator", "is_active", "is_staff", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
     search_fields = ("username", "email", "creator")

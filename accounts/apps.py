@@ -17,6 +17,8 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
+        from accounts import schema  # noqa: F401  (registers the OpenAPI authentication extensions)
+
         # After migrate (and after a test-database flush) the built-in roles exist, without a manual step.
         # post_migrate rather than a data migration: the permission rows they use are created by post_migrate.
         post_migrate.connect(_ensure_builtin_roles, sender=self, dispatch_uid="accounts.ensure_builtin_roles")

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
+
 GATEWAY_ERROR: dict[str, Any] = {
     "type": "object",
     "description": (
@@ -41,3 +43,22 @@ def request_body(schema: dict[str, Any]) -> dict[str, Any]:
 def errors(*statuses: int) -> dict[int, dict[str, Any]]:
     """Error responses: 401/403 from the gateway layer, the rest in the envelope."""
     return {status: GATEWAY_ERROR if status in (401, 403) else ERROR for status in statuses}
+
+
+def strip_optional_slash(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular hook: ESD routes are documented as clients call them, without the tolerated trailing slash."""
+    return [(path.rstrip("/") or "/", *rest) for path, *rest in endpoints]
+
+
+class EsdAutoSchema(AutoSchema):
+    """ESD's DELETE routes take JSON bodies (`role_name_list`, ...); drf-spectacular documents bodies only for
+    POST/PUT/PATCH, so DELETE is described as if it were POST for the request-body part alone."""
+
+    def _get_request_body(self, direction: str = "request") -> Any:
+        if self.method != "DELETE":
+            return super()._get_request_body(direction)
+        self.method = "POST"
+        try:
+            return super()._get_request_body(direction)
+        finally:
+            self.method = "DELETE"

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from esd.broker import dramatiq_broker_setting
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -181,7 +183,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "esd.openapi.EsdAutoSchema",
     "EXCEPTION_HANDLER": "esd.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"auth": env.str("ESD_AUTH_RATE", default="10/min")},
@@ -200,6 +202,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["esd.openapi.strip_optional_slash"],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "Required on every ESD route when the deployment sets ESD_API_KEY.",
+            }
+        }
+    },
 }
 
 CACHES = {"default": env.cache("ESD_CACHE_URL", default="locmemcache://")}
@@ -207,24 +220,10 @@ CACHES = {"default": env.cache("ESD_CACHE_URL", default="locmemcache://")}
 # --- Background work -------------------------------------------------------------------------------------------
 # redis://... selects Redis, amqp://... RabbitMQ; unset means dramatiq's in-process broker (esd_serve).
 ESD_BROKER_URL = env.str("ESD_BROKER_URL", default="")
-if ESD_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-    _broker = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": ESD_BROKER_URL}}
-elif ESD_BROKER_URL.startswith(("amqp://", "amqps://")):
-    _broker = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": ESD_BROKER_URL}}
-elif ESD_BROKER_URL:
-    raise ImproperlyConfigured("ESD_BROKER_URL must start with redis://, rediss://, unix://, amqp:// or amqps://")
-else:
-    _broker = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}}
-DRAMATIQ_BROKER = {
-    **_broker,
-    "MIDDLEWARE": [
-        "dramatiq.middleware.AgeLimit",
-        "dramatiq.middleware.TimeLimit",
-        "dramatiq.middleware.Callbacks",
-        "dramatiq.middleware.Retries",
-        "django_dramatiq.middleware.DbConnectionsMiddleware",
-    ],
-}
+try:
+    DRAMATIQ_BROKER = dramatiq_broker_setting(ESD_BROKER_URL)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 
 # --- Object storage --------------------------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Settings come from the environment with production-safe defaults (checked in fresh interpreters)."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'db': str(s.DATABASES['default']['NAME']), "
+    "'prefix': s.ESD_API_PREFIX, 'mode': s.ESD_AUTH_MODE, 'key': s.SECRET_KEY, 'storage': s.STORAGES['default'], "
+    "'broker': s.DRAMATIQ_BROKER['BROKER']}, default=str))"
+)
+
+
+def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ESD_", "DATABASE"))}
+    clean.update({"DJANGO_SETTINGS_MODULE": "esd.settings", "ESD_DATA_DIR": str(tmp_path), **env})
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def probe(tmp_path: Path, **env: str) -> dict:
+    result = run_settings(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_embedded_defaults_are_safe(tmp_path):
+    values = probe(tmp_path)
+    assert values["debug"] is False
+    assert values["hosts"] == ["127.0.0.1", "localhost", "[::1]"]
+    assert values["db"] == str(tmp_path / "db.sqlite3")
+    assert values["prefix"] == "prod/"
+    assert values["mode"] == "token"
+    assert values["broker"] == "dramatiq.brokers.stub.StubBroker"
+    assert str(tmp_path / "storage") in json.dumps(values["storage"])
+
+
+def test_secret_key_is_random_persisted_and_private(tmp_path, tmp_path_factory):
+    first = probe(tmp_path)["key"]
+    assert len(first) >= 50
+    assert probe(tmp_path)["key"] == first  # kept across restarts, so sessions survive
+    assert probe(tmp_path_factory.mktemp("other"))["key"] != first  # never a constant
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+
+
+def test_environment_overrides(tmp_path):
+    values = probe(
+        tmp_path,
+        DJANGO_SECRET_KEY="k" * 60,
+        DJANGO_ALLOWED_HOSTS="esd.example,10.0.0.1",
+        ESD_API_PREFIX="/v1/",
+        ESD_AUTH_MODE="esd-1.4",
+        ESD_BROKER_URL="amqp://guest:guest@127.0.0.1:5672/",
+        DATABASE_URL="postgres://u@db.example:5432/esd",
+    )
+    assert values["key"] == "k" * 60
+    assert values["hosts"] == ["esd.example", "10.0.0.1"]
+    assert values["prefix"] == "v1/"
+    assert values["mode"] == "esd-1.4"
+    assert values["broker"] == "dramatiq.brokers.rabbitmq.RabbitmqBroker"
+    assert values["db"] == "esd"
+    assert not (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"ESD_AUTH_MODE": "none"}, "ESD_AUTH_MODE must be one of"),
+        ({"ESD_BROKER_URL": "kafka://x"}, "ESD_BROKER_URL must start with"),
+        ({"ESD_STORAGE": "ftp"}, "ESD_STORAGE must be"),
+    ],
+)
+def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, fragment):
+    result = run_settings(tmp_path, **env)
+    assert result.returncode != 0
+    assert fragment in result.stderr
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ESD_", "DATABASE"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="esd.settings",
+        ESD_DATA_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="x8#Kd2!vQ" * 8,
+        DJANGO_HTTPS="true",
+        DJANGO_ALLOWED_HOSTS="esd.example",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_ci_really_uses_the_database_it_names():
+    url = os.environ.get("DATABASE_URL", "")
+    expected = "postgresql" if url.startswith(("postgres", "pgsql")) else "sqlite"
+    assert connection.vendor == expected
