@@ -231,6 +231,8 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 # own AWS_* settings. ESD_S3_PUBLIC_ENDPOINT_URL is the address clients outside the server's network use for
 # presigned URLs.
 ESD_STORAGE = env.str("ESD_STORAGE", default="local")
+# The address clients use to reach this server; the local store's signed upload/download URLs start with it.
+ESD_PUBLIC_URL = env.str("ESD_PUBLIC_URL", default="http://127.0.0.1:8000")
 ESD_STORAGE_ROOT = ESD_DATA_DIR / "storage"
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="esd")
 AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
@@ -251,6 +253,17 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": STORAGES_STATICFILES},
 }
+
+# --- Checkpoints -------------------------------------------------------------------------------------------------
+ESD_MAX_CHECKPOINT_BYTES = env.int("ESD_MAX_CHECKPOINT_BYTES", default=20 * 1024**3)
+# Hosts (names or IP addresses) that downloads may reach even though they resolve to private, loopback or
+# link-local addresses. Empty: only public addresses.
+ESD_DOWNLOAD_ALLOW_HOSTS = env.list("ESD_DOWNLOAD_ALLOW_HOSTS", default=[])
+ESD_DOWNLOAD_TIMEOUT = env.float("ESD_DOWNLOAD_TIMEOUT", default=60.0)  # seconds without a byte before giving up
+ESD_DOWNLOAD_RETRIES = env.int("ESD_DOWNLOAD_RETRIES", default=3)  # on transient network errors
+# Workers keep model files here, by sha256, within a size budget (least recently used go first).
+ESD_MODEL_CACHE_DIR = Path(env.str("ESD_MODEL_CACHE_DIR", default=str(ESD_DATA_DIR / "model-cache")))
+ESD_MODEL_CACHE_BYTES = env.int("ESD_MODEL_CACHE_BYTES", default=100 * 1024**3)
 
 LOGGING = {
     "version": 1,

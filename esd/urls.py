@@ -5,12 +5,15 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from .storage_views import LocalStorageObjectView
+
 admin.site.site_header = "ESD server"
 admin.site.site_title = "ESD server"
 admin.site.index_title = "Administration"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("storage/<str:token>", LocalStorageObjectView.as_view(), name="storage-object"),
     path(settings.ESD_API_PREFIX, include("esd.api_urls")),
 ]
 if settings.ESD_API_PREFIX:

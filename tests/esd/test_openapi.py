@@ -7,6 +7,7 @@ import yaml
 from django.core.management import call_command
 
 from accounts.api import schemas
+from checkpoints.api import schemas as checkpoint_schemas
 from tests.conftest import PREFIX
 
 ROUTES = {
@@ -14,6 +15,8 @@ ROUTES = {
     "roles": {"get", "post", "delete"},
     "users": {"get", "post", "delete"},
     "auth/token": {"post"},
+    "checkpoints": {"get", "post", "delete"},
+    "checkpoints/{checkpoint_id}": {"put"},
 }
 
 
@@ -38,6 +41,9 @@ def test_every_route_and_method_is_documented(spec):
         ("users", "post", schemas.USER_CREATE),
         ("users", "delete", schemas.USER_DELETE),
         ("auth/token", "post", schemas.TOKEN_CREATE),
+        ("checkpoints", "post", checkpoint_schemas.CHECKPOINT_CREATE),
+        ("checkpoints", "delete", checkpoint_schemas.CHECKPOINT_DELETE),
+        ("checkpoints/{checkpoint_id}", "put", checkpoint_schemas.CHECKPOINT_UPDATE),
     ],
 )
 def test_request_bodies_are_the_validated_schemas(spec, route, method, schema):

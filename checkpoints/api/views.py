@@ -1,0 +1,200 @@
+"""The checkpoint routes: GET/POST/DELETE /checkpoints and PUT /checkpoints/{id}. Thin: validate, call, render."""
+
+import math
+from typing import Any, ClassVar
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from accounts.permissions import acting_user, active_user, holds, request_caller
+from checkpoints import selectors, services
+from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+from esd import openapi
+from esd.exceptions import EsdError
+from esd.responses import esd_response
+from esd.views import EsdAPIView
+
+from . import schemas
+from .serializers import checkpoint_data, checkpoint_item
+
+UNKNOWN_USER = 'user: "{name}" not exist'
+MAX_PER_PAGE = 1000
+
+
+def esd_mode() -> bool:
+    return settings.ESD_AUTH_MODE == "esd-1.4"
+
+
+def _positive_int(request: Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise EsdError(400, f"{name} must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+class CheckpointsView(EsdAPIView):
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {
+        "POST": schemas.CHECKPOINT_CREATE,
+        "DELETE": schemas.CHECKPOINT_DELETE,
+    }
+
+    def requires_caller(self, request: Request) -> bool:
+        # ESD 1.4.0 took POST's caller from params.creator; esd-1.4 mode keeps that for the WebUI.
+        return not (request.method == "POST" and esd_mode())
+
+    @extend_schema(
+        operation_id="checkpoints_list",
+        summary="List checkpoints the caller may see",
+        parameters=[
+            OpenApiParameter("status", str, many=True, enum=list(CheckpointStatus.values)),
+            OpenApiParameter("types", str, many=True, enum=list(CheckpointType.values)),
+            OpenApiParameter("roles", str, many=True, description="Only checkpoints visible to one of these."),
+            OpenApiParameter("username", str, description="Whose view to compute (the caller unless user:all)."),
+            OpenApiParameter("page", int, description="1-based page, default 1."),
+            OpenApiParameter("per_page", int, description=f"Page size, default 10, at most {MAX_PER_PAGE}."),
+        ],
+        responses={200: openapi.envelope(schemas.CHECKPOINT_LIST), **openapi.errors(400, 401, 403)},
+        tags=["checkpoints"],
+    )
+    def get(self, request: Request) -> Response:
+        viewer = request_caller(request, unknown=UNKNOWN_USER)
+        if not holds(viewer, "checkpoint", "list"):
+            raise EsdError(403, f"user {viewer.username} has no checkpoint:list permission")
+        subject = self._subject(request, viewer)
+        page = _positive_int(request, "page", 1, 1_000_000)
+        per_page = _positive_int(request, "per_page", 10, MAX_PER_PAGE)
+        statuses = request.query_params.getlist("status")
+        types = request.query_params.getlist("types")
+        for value in statuses:
+            if value not in CheckpointStatus.values:
+                raise EsdError(400, f"unknown status {value!r}: use one of {', '.join(CheckpointStatus.values)}")
+        for value in types:
+            if value not in CheckpointType.values:
+                raise EsdError(400, f"unknown type {value!r}: use one of {', '.join(CheckpointType.values)}")
+        checkpoints = selectors.checkpoint_list(
+            viewer=viewer, subject=subject, statuses=statuses, types=types, roles=request.query_params.getlist("roles")
+        )
+        total = len(checkpoints)
+        shown = checkpoints[(page - 1) * per_page : page * per_page]
+        data = {
+            "page": page,
+            "per_page": per_page,
+            "pages": math.ceil(total / per_page),
+            "total": total,
+            "checkpoints": [checkpoint_item(checkpoint) for checkpoint in shown],
+        }
+        return Response({"statusCode": 200, "message": "OK", "data": data})
+
+    def _subject(self, request: Request, viewer: User) -> User:
+        name = request.query_params.get("username")
+        if not name or name == viewer.username:
+            return viewer
+        if not esd_mode() and not holds(viewer, "user", "all"):
+            raise EsdError(
+                403, f'username "{name}" is not the caller: only a user holding user:all may list as another'
+            )
+        subject = active_user(name)
+        if subject is None:
+            raise EsdError(400, UNKNOWN_USER.format(name=name))
+        return subject
+
+    @extend_schema(
+        operation_id="checkpoints_create",
+        summary="Upload checkpoints: by URL (202, downloaded in the background) or by multipart upload (201)",
+        request=openapi.request_body(schemas.CHECKPOINT_CREATE),
+        responses={
+            201: openapi.envelope(schemas.CHECKPOINT_CREATED, message="Created"),
+            202: openapi.envelope(message="Checkpoint creation in progress, please check later"),
+            **openapi.errors(400, 401, 403, 413),
+        },
+        tags=["checkpoints"],
+    )
+    def post(self, request: Request) -> Response:
+        body = self.body
+        params = body["params"]
+        if esd_mode() and not params.get("creator") and not request.user.is_authenticated:
+            raise EsdError(400, "user has no permissions to create a model")
+        actor = acting_user(request, named=params.get("creator"), field="params.creator", unknown=UNKNOWN_USER)
+        if body.get("urls"):
+            services.checkpoint_create_from_urls(
+                actor=actor, type=body["checkpoint_type"], urls=body["urls"], params=params
+            )
+            return esd_response(202, "Checkpoint creation in progress, please check later")
+        if not body.get("filenames"):
+            raise EsdError(400, '[object has missing required properties (["urls"] or ["filenames"])]')
+        checkpoint, urls = services.checkpoint_create_multipart(
+            actor=actor,
+            type=body["checkpoint_type"],
+            filenames=[(item["filename"], item["parts_number"]) for item in body["filenames"]],
+            params=params,
+        )
+        return esd_response(201, "Created", {"checkpoint": checkpoint_data(checkpoint), "s3PresignUrl": urls})
+
+    @extend_schema(
+        operation_id="checkpoints_delete",
+        summary="Delete checkpoints and their files (all of them or, when one is refused, none)",
+        request=openapi.request_body(schemas.CHECKPOINT_DELETE),
+        responses={204: None, **openapi.errors(400, 401, 403, 413)},
+        tags=["checkpoints"],
+    )
+    def delete(self, request: Request) -> Response:
+        actor = request_caller(request, unknown=UNKNOWN_USER)
+        found = [
+            checkpoint
+            for checkpoint_id in dict.fromkeys(self.body["checkpoint_id_list"])
+            if (checkpoint := selectors.checkpoint_get(viewer=actor, checkpoint_id=checkpoint_id)) is not None
+        ]
+        services.checkpoint_delete_many(actor=actor, checkpoints=found)
+        return esd_response(204)
+
+
+class CheckpointView(EsdAPIView):
+    body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"PUT": schemas.CHECKPOINT_UPDATE}
+
+    def requires_caller(self, request: Request) -> bool:
+        # The ESD WebUI completes its own upload with only the API key; esd-1.4 mode then acts as the creator.
+        return not esd_mode()
+
+    def _actor(self, request: Request, checkpoint_id: str) -> tuple[User, Checkpoint]:
+        not_found = EsdError(404, f"checkpoint not found with id {checkpoint_id}")
+        if esd_mode() and not (request.user.is_authenticated or request.auth is not None):
+            checkpoint = selectors.checkpoint_get(viewer=None, checkpoint_id=checkpoint_id)
+            if checkpoint is None or checkpoint.created_by is None:
+                raise not_found
+            return checkpoint.created_by, checkpoint
+        actor = request_caller(request, unknown=UNKNOWN_USER)
+        checkpoint = selectors.checkpoint_get(viewer=actor, checkpoint_id=checkpoint_id)
+        if checkpoint is None:
+            raise not_found
+        return actor, checkpoint
+
+    @extend_schema(
+        operation_id="checkpoints_update",
+        summary="Complete a multipart upload, change the status (Active/Disabled), or rename",
+        request=openapi.request_body(schemas.CHECKPOINT_UPDATE),
+        responses={
+            200: openapi.envelope(schemas.CHECKPOINT_UPDATED),
+            202: openapi.envelope(message="rename is processing, please wait"),
+            **openapi.errors(400, 401, 403, 404, 413),
+        },
+        tags=["checkpoints"],
+    )
+    def put(self, request: Request, checkpoint_id: str) -> Response:
+        actor, checkpoint = self._actor(request, checkpoint_id)
+        body = self.body
+        if "status" in body:
+            before = checkpoint_data(checkpoint)
+            services.checkpoint_update_status(
+                actor=actor, checkpoint=checkpoint, status=body["status"], tags=body.get("multi_parts_tags")
+            )
+            return esd_response(200, "OK", {"checkpoint": before})
+        if "name" in body:
+            if services.checkpoint_rename(actor=actor, checkpoint=checkpoint, name=body["name"]):
+                return esd_response(202, "rename is processing, please wait")
+            return esd_response(200, "no need to update")
+        return esd_response(200, "OK")

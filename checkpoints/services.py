@@ -1,0 +1,389 @@
+"""Writes on checkpoints: the multipart and URL flows, completion, status, rename, deletion, and the download
+job. Wire behaviour from esd-behaviour.md §7; hardening from architecture.md §3 and §5."""
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import selectors as account_selectors
+from accounts.models import User
+from accounts.permissions import grant_object_permissions, holds
+from esd.exceptions import EsdError
+from esd.responses import esd_time
+from esd.storage import StorageError, get_storage
+
+from . import download, files
+from .models import Checkpoint, CheckpointFile, CheckpointStatus
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress writes during a download
+RETRY_DELAYS = (2.0, 8.0, 30.0)
+
+
+def already_exists(name: str) -> EsdError:
+    return EsdError(400, f"{name} already exists, please use another or rename/delete exists")
+
+
+def check_may_create(actor: User) -> None:
+    if not holds(actor, "checkpoint", "create"):
+        raise EsdError(400, "user has no permissions to create a model")
+
+
+def may_change(actor: User, checkpoint: Checkpoint) -> bool:
+    """Changing or deleting a checkpoint takes checkpoint:all, or checkpoint:create and being its creator."""
+    if holds(actor, "checkpoint", "all"):
+        return True
+    return holds(actor, "checkpoint", "create") and checkpoint.created_by_id == actor.pk
+
+
+def _check_names(names: list[str]) -> None:
+    for name in names:
+        try:
+            files.check_filename(name)
+        except files.FileRejected as exc:
+            raise EsdError(400, str(exc)) from exc
+    duplicates = {name for name in names if names.count(name) > 1}
+    if duplicates:
+        raise EsdError(400, f"{sorted(duplicates)[0]} is named twice in this request")
+    taken = CheckpointFile.objects.filter(name__in=names).values_list("name", flat=True).first()
+    if taken:
+        raise already_exists(taken)
+
+
+def _new_checkpoint(*, actor: User, type: str, status: str, params: dict[str, Any], names: list[str]) -> Checkpoint:
+    role_names = account_selectors.user_role_names([actor]).get(actor.pk, [])
+    checkpoint = Checkpoint(
+        type=type,
+        status=status,
+        params=dict(params),
+        allowed_roles_or_users=role_names or [actor.username],
+        created_by=actor,
+    )
+    checkpoint.params["creator"] = actor.username
+    checkpoint.save()
+    checkpoint.params["created"] = esd_time(checkpoint.created_at)
+    checkpoint.save(update_fields=["params"])
+    try:
+        with transaction.atomic():
+            CheckpointFile.objects.bulk_create(
+                CheckpointFile(checkpoint=checkpoint, name=name, position=index) for index, name in enumerate(names)
+            )
+    except IntegrityError as exc:  # another request took a name between the check and now
+        raise already_exists(", ".join(names)) from exc
+    grant_object_permissions(checkpoint, owner=actor, group_names=role_names)
+    return checkpoint
+
+
+@transaction.atomic
+def checkpoint_create_multipart(
+    *, actor: User, type: str, filenames: list[tuple[str, int]], params: dict[str, Any]
+) -> tuple[Checkpoint, dict[str, list[str]]]:
+    """`POST /checkpoints {filenames}`: an `Initial` checkpoint with one multipart upload per file; returns the
+    checkpoint and, per file, its presigned part URLs (index i is part i+1)."""
+    check_may_create(actor)
+    names = [name for name, _ in filenames]
+    _check_names(names)
+    checkpoint = _new_checkpoint(actor=actor, type=type, status=CheckpointStatus.INITIAL, params=params, names=names)
+    storage = get_storage()
+    started: list[tuple[str, str]] = []
+    urls: dict[str, list[str]] = {}
+    multipart: dict[str, Any] = {}
+    try:
+        for file in checkpoint.files.all():
+            upload_id = storage.multipart_start(file.key)
+            started.append((file.key, upload_id))
+            file.upload_id = upload_id
+            file.save(update_fields=["upload_id"])
+            parts = dict(filenames)[file.name]
+            urls[file.name] = [
+                storage.multipart_part_url(file.key, upload_id, number) for number in range(1, parts + 1)
+            ]
+            multipart[file.name] = {"upload_id": upload_id, "bucket": storage.bucket, "key": file.key}
+    except Exception:
+        for key, upload_id in started:  # no orphaned uploads when the request fails half-way
+            storage.multipart_abort(key, upload_id)
+        raise
+    checkpoint.params["multipart_upload"] = multipart
+    checkpoint.save(update_fields=["params"])
+    return checkpoint, urls
+
+
+@transaction.atomic
+def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], params: dict[str, Any]) -> list[Checkpoint]:
+    """`POST /checkpoints {urls}`: one `Downloading` checkpoint per URL, downloaded in the background. Names are
+    resolved and reserved now, so a second request for the same file is refused at once."""
+    from . import actors
+
+    check_may_create(actor)
+    urls = list(dict.fromkeys(urls))
+    names = []
+    for url in urls:
+        try:
+            download.resolve_checked(url)
+            names.append(download.resolve_filename(url))
+        except (download.DownloadRefused, download.TransientDownloadError) as exc:
+            raise EsdError(400, f"{url}: {exc}") from exc
+    _check_names(names)
+    created = []
+    for url, name in zip(urls, names, strict=True):
+        checkpoint = _new_checkpoint(
+            actor=actor, type=type, status=CheckpointStatus.DOWNLOADING, params=params, names=[name]
+        )
+        checkpoint.source_url = url
+        checkpoint.save(update_fields=["source_url"])
+        transaction.on_commit(lambda pk=checkpoint.pk: actors.checkpoint_download.send(str(pk)))
+        created.append(checkpoint)
+    return created
+
+
+def _fail(checkpoint: Checkpoint, reason: str) -> None:
+    """A visible failed state with the reason, and nothing left in storage."""
+    logger.warning("Checkpoint %s failed: %s", checkpoint.pk, reason)
+    storage = get_storage()
+    for file in checkpoint.files.exclude(upload_id=""):
+        storage.multipart_abort(file.key, file.upload_id)
+    storage.delete_prefix(checkpoint.folder + "/")
+    checkpoint.files.update(upload_id="", size=None, sha256="")
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        status=CheckpointStatus.FAILED, error=reason[:4000], updated_at=timezone.now()
+    )
+
+
+def _record_files(checkpoint: Checkpoint, stored: list[files.StoredFile], replaced: str | None = None) -> None:
+    """Record the checked files of a checkpoint; a tar's members replace the archive's own row."""
+    existing = {file.name: file for file in checkpoint.files.all()}
+    if replaced is not None and replaced not in {item.name for item in stored}:
+        existing.pop(replaced).delete()
+    position = max((file.position for file in existing.values()), default=-1) + 1
+    for item in stored:
+        file = existing.get(item.name)
+        if file is None:
+            if CheckpointFile.objects.filter(name=item.name).exists():
+                raise files.FileRejected(f"the archive's file {item.name} already exists in another checkpoint")
+            file = CheckpointFile(checkpoint=checkpoint, name=item.name, position=position)
+            position += 1
+        file.size, file.sha256, file.upload_id = item.size, item.sha256, ""
+        file.format = "safetensors" if item.name.lower().endswith(files.SAFETENSORS) else "yaml"
+        file.save()
+
+
+# --- the download job ---------------------------------------------------------------------------------------------
+
+
+def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: "hashlib._Hash") -> Iterator[bytes]:
+    """The response body, hashed, counted against the cap and the announced length, with progress saved."""
+    limit = settings.ESD_MAX_CHECKPOINT_BYTES
+    done, last_saved = 0, 0.0
+    try:
+        for chunk in fetched.response.stream(1024 * 1024):
+            done += len(chunk)
+            if done > limit:
+                raise download.DownloadRefused(f"the file is larger than the {limit}-byte limit")
+            if fetched.length is not None and done > fetched.length:
+                raise download.DownloadRefused("the server sent more bytes than its Content-Length announced")
+            digest.update(chunk)
+            now = time.monotonic()
+            if now - last_saved >= PROGRESS_INTERVAL:
+                Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_done=done)
+                last_saved = now
+            yield chunk
+    except (download.DownloadRefused, files.FileRejected):
+        raise
+    except Exception as exc:  # the connection broke or timed out mid-body
+        if exc.__class__.__module__.startswith(("urllib3", "http", "socket", "ssl")) or isinstance(exc, OSError):
+            raise download.TransientDownloadError(f"the download broke off after {done} bytes: {exc}") from exc
+        raise
+    if fetched.length is not None and done != fetched.length:
+        raise download.TransientDownloadError(f"the download ended after {done} of {fetched.length} bytes (truncated)")
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_done=done)
+
+
+def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
+    storage = get_storage()
+    fetched = download.open_url(checkpoint.source_url)
+    try:
+        limit = settings.ESD_MAX_CHECKPOINT_BYTES
+        if fetched.length is not None and fetched.length > limit:
+            raise download.DownloadRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_total=fetched.length, bytes_done=0)
+        digest = hashlib.sha256()
+        size = storage.write_stream(file.key, _stream(checkpoint, fetched, digest))
+    finally:
+        fetched.close()
+    stored = files.ingest(
+        storage, folder=checkpoint.folder, name=file.name, limit=limit, sha256=digest.hexdigest(), size=size
+    )
+    with transaction.atomic():
+        _record_files(checkpoint, stored, replaced=file.name)
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(
+            status=CheckpointStatus.ACTIVE, error="", updated_at=timezone.now()
+        )
+
+
+def checkpoint_download_run(*, checkpoint_id: str, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+    """The `checkpoint_download` job: stream the URL into storage, check the file, end Active or Failed.
+
+    Harmless when run twice (a redelivered message): only a `Downloading` checkpoint is worked on. Transient
+    network errors are retried a bounded number of times; everything else fails at once, with the reason.
+    """
+    checkpoint = Checkpoint.objects.filter(pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING).first()
+    if checkpoint is None:
+        return
+    file = checkpoint.files.order_by("position").first()
+    if file is None or checkpoint.created_by is None:
+        _fail(checkpoint, "the checkpoint's creator or file record is gone")
+        return
+    attempts = 1 + min(settings.ESD_DOWNLOAD_RETRIES, len(retry_delays))
+    for attempt in range(attempts):
+        try:
+            _download_once(checkpoint, file)
+            return
+        except download.TransientDownloadError as exc:
+            if attempt + 1 >= attempts:
+                _fail(checkpoint, f"download failed after {attempts} attempts: {exc}")
+                return
+            logger.info("Checkpoint %s: %s; retrying", checkpoint.pk, exc)
+            time.sleep(retry_delays[attempt])
+        except (download.DownloadRefused, files.FileRejected, StorageError) as exc:
+            _fail(checkpoint, str(exc))
+            return
+
+
+@transaction.atomic
+def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: Iterator[bytes]) -> Checkpoint:
+    """A checkpoint from a file uploaded through the admin: stored, checked, and Active (or refused, leaving
+    nothing behind)."""
+    check_may_create(actor)
+    _check_names([name])
+    checkpoint = _new_checkpoint(actor=actor, type=type, status=CheckpointStatus.INITIAL, params={}, names=[name])
+    storage = get_storage()
+    limit = settings.ESD_MAX_CHECKPOINT_BYTES
+    digest = hashlib.sha256()
+
+    def hashed() -> Iterator[bytes]:
+        done = 0
+        for chunk in chunks:
+            done += len(chunk)
+            if done > limit:
+                raise files.FileRejected(f"the file is larger than the {limit}-byte limit")
+            digest.update(chunk)
+            yield chunk
+
+    try:
+        size = storage.write_stream(checkpoint.key(name), hashed())
+        stored = files.ingest(
+            storage, folder=checkpoint.folder, name=name, limit=limit, sha256=digest.hexdigest(), size=size
+        )
+        _record_files(checkpoint, stored, replaced=name)
+    except (files.FileRejected, StorageError) as exc:
+        storage.delete_prefix(checkpoint.folder + "/")
+        raise EsdError(400, str(exc)) from exc
+    checkpoint.status = CheckpointStatus.ACTIVE
+    checkpoint.save(update_fields=["status", "updated_at"])
+    return checkpoint
+
+
+# --- completion, status, rename, deletion -------------------------------------------------------------------------
+
+
+def checkpoint_update_status(
+    *, actor: User, checkpoint: Checkpoint, status: str, tags: dict[str, list[dict[str, Any]]] | None
+) -> None:
+    """`PUT /checkpoints/{id} {status[, multi_parts_tags]}`: complete the pending uploads (then check the files),
+    or move a finished checkpoint between Active and Disabled."""
+    if not may_change(actor, checkpoint):
+        raise EsdError(403, f"user {actor.username} may not change checkpoint {checkpoint.pk}")
+    pending = list(checkpoint.files.exclude(upload_id=""))
+    if checkpoint.status == CheckpointStatus.INITIAL:
+        if not tags:
+            raise EsdError(400, "multi parts tags is empty")
+        missing = [file.name for file in pending if not tags.get(file.name)]
+        if missing:
+            raise EsdError(400, f"multi_parts_tags has no ETags for {', '.join(missing)}: every file must be completed")
+        if status == CheckpointStatus.INITIAL:
+            raise EsdError(400, "completing an upload needs status Active or Disabled")
+        _complete(checkpoint, pending, tags)
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(status=status, error="", updated_at=timezone.now())
+        return
+    if tags:
+        raise EsdError(
+            400, f"checkpoint {checkpoint.pk} has no upload waiting to be completed (it is {checkpoint.status})"
+        )
+    if checkpoint.status not in (CheckpointStatus.ACTIVE, CheckpointStatus.DISABLED) or status == "Initial":
+        raise EsdError(400, f"a {checkpoint.status} checkpoint cannot become {status}")
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(status=status, updated_at=timezone.now())
+
+
+def _complete(checkpoint: Checkpoint, pending: list[CheckpointFile], tags: dict[str, list[dict[str, Any]]]) -> None:
+    storage = get_storage()
+    for file in pending:
+        parts = sorted((int(tag["PartNumber"]), str(tag["ETag"])) for tag in tags[file.name])
+        try:
+            storage.multipart_complete(file.key, file.upload_id, parts)
+        except StorageError as exc:
+            # The upload stays open: the client may send the right ETags (or re-upload parts) and try again.
+            raise EsdError(400, f"{file.name}: {exc}") from exc
+        CheckpointFile.objects.filter(pk=file.pk).update(upload_id="")
+    stored_all = []
+    try:
+        for file in pending:
+            stored_all.append(
+                (file.name, files.ingest(storage, folder=checkpoint.folder, name=file.name,
+                                         limit=settings.ESD_MAX_CHECKPOINT_BYTES))
+            )  # fmt: skip
+        with transaction.atomic():
+            for name, stored in stored_all:
+                _record_files(checkpoint, stored, replaced=name)
+    except files.FileRejected as exc:
+        _fail(checkpoint, str(exc))
+        raise EsdError(400, f"the uploaded file was refused: {exc}") from exc
+
+
+@transaction.atomic
+def checkpoint_rename(*, actor: User, checkpoint: Checkpoint, name: str) -> bool:
+    """`PUT /checkpoints/{id} {name}`: rename the first file (others are dropped, as in ESD). False when the name
+    is already the current one. The schema allows no dots, so the extension goes too, as in ESD; the file's
+    format is kept on its row."""
+    if not may_change(actor, checkpoint):
+        raise EsdError(403, f"user {actor.username} may not change checkpoint {checkpoint.pk}")
+    if checkpoint.status != CheckpointStatus.ACTIVE:
+        raise EsdError(400, "only active can update name")
+    first = checkpoint.files.order_by("position").first()
+    if first is None:
+        raise EsdError(400, "the checkpoint has no file to rename")
+    if first.name == name:
+        return False
+    if CheckpointFile.objects.filter(name=name).exists():
+        raise already_exists(name)
+    storage = get_storage()
+    old_key = first.key
+    storage.copy(old_key, checkpoint.key(name))
+    for other in checkpoint.files.exclude(pk=first.pk):
+        storage.delete(other.key)
+        other.delete()
+    first.name = name
+    first.save(update_fields=["name"])
+    storage.delete(old_key)
+    return True
+
+
+@transaction.atomic
+def checkpoint_delete_many(*, actor: User, checkpoints: list[Checkpoint]) -> int:
+    """`DELETE /checkpoints`: every checkpoint or, when one may not be deleted, none; files go too."""
+    for checkpoint in checkpoints:
+        if not may_change(actor, checkpoint):
+            raise EsdError(403, f"user {actor.username} may not delete checkpoint {checkpoint.pk}")
+    storage = get_storage()
+    for checkpoint in checkpoints:
+        for file in checkpoint.files.exclude(upload_id=""):
+            storage.multipart_abort(file.key, file.upload_id)
+        storage.delete_prefix(checkpoint.folder + "/")
+    Checkpoint.objects.filter(pk__in=[checkpoint.pk for checkpoint in checkpoints]).delete()
+    return len(checkpoints)

@@ -1,0 +1,500 @@
+"""Object storage: one interface, two implementations (S3-compatible through boto3, and a local folder).
+
+Everything that touches the object store goes through `get_storage()`: presigned PUT/GET URLs, multipart
+uploads (start, presigned part URLs, complete, abort), streaming writes and reads, and prefix deletion.
+
+The local store keeps objects under ESD_DATA_DIR/storage; its "presigned" URLs are signed, expiring,
+single-purpose URLs of esd.storage_views, which stream request bodies to disk and answer S3-style ETags, so
+clients use both stores the same way. Keys are checked so that nothing is ever written outside the root.
+"""
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+CHUNK = 1024 * 1024
+URL_LIFETIME = 3600  # seconds; ESD's presigned URLs lived one hour
+SIGNING_SALT = "esd.storage.url"
+
+
+class StorageError(Exception):
+    """A storage operation failed for a reason a person can act on (bad ETag, missing part, expired upload...)."""
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the storage root or clash with the store's own files."""
+    parts = key.split("/")
+    if (
+        not key
+        or len(key) > 1024
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in ("", ".", "..") or part.startswith(".") for part in parts)
+    ):
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
+
+
+class IteratorReader(IO[bytes]):
+    """A read()-able file over an iterator of byte chunks, so boto3's transfer manager can stream it."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+class ObjectStorage(ABC):
+    """What the apps need from an object store. Keys are relative to the deployment's single bucket."""
+
+    bucket: str
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    @abstractmethod
+    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str: ...
+
+    @abstractmethod
+    def presign_get(self, key: str, expires: int = URL_LIFETIME) -> str: ...
+
+    @abstractmethod
+    def multipart_start(self, key: str) -> str:
+        """Start a multipart upload of `key`; returns its upload id."""
+
+    @abstractmethod
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, expires: int = URL_LIFETIME) -> str: ...
+
+    @abstractmethod
+    def multipart_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Assemble the parts, given as (PartNumber, ETag), in order. Raises StorageError."""
+
+    @abstractmethod
+    def multipart_abort(self, key: str, upload_id: str) -> None: ...
+
+    @abstractmethod
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Write an object from an iterator of chunks, in constant memory; returns its size. The object appears
+        whole or not at all."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A streaming reader of the object (call close())."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size, or None when it does not exist."""
+
+    @abstractmethod
+    def copy(self, source: str, target: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (a folder: it must end with '/') and abort its unfinished uploads."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+# --- Local folder -------------------------------------------------------------------------------------------------
+
+
+def _md5_etag(digest: "hashlib._Hash") -> str:
+    return f'"{digest.hexdigest()}"'
+
+
+class LocalStorage(ObjectStorage):
+    """Objects as files under `root`. Multipart parts wait in `root/.multipart/<upload id>/` until completed."""
+
+    def __init__(self, root: Path, bucket: str, public_url: str) -> None:
+        self.root = Path(root).resolve()
+        self.bucket = bucket
+        self.public_url = public_url.rstrip("/")
+        self.uploads = self.root / ".multipart"
+
+    # paths
+    def path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise StorageError(f"invalid storage key {key!r}")
+        return path
+
+    def upload_dir(self, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise StorageError("invalid upload id")
+        return self.uploads / upload_id
+
+    # signed URLs
+    def _signed_url(self, expires: int, **claims: Any) -> str:
+        token = signing.dumps({**claims, "exp": int(time.time()) + expires}, salt=SIGNING_SALT, compress=True)
+        return f"{self.public_url}{reverse('storage-object', args=[token])}"
+
+    @staticmethod
+    def verify(token: str) -> dict[str, Any]:
+        """The claims of a signed URL; StorageError when it was tampered with or has expired."""
+        try:
+            claims = signing.loads(token, salt=SIGNING_SALT)
+        except signing.BadSignature as exc:
+            raise StorageError("this URL is not valid (bad signature)") from exc
+        if claims.get("exp", 0) < time.time():
+            raise StorageError("this URL has expired; ask for a new one")
+        return claims
+
+    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str:
+        return self._signed_url(expires, op="put", key=check_key(key))
+
+    def presign_get(self, key: str, expires: int = URL_LIFETIME) -> str:
+        return self._signed_url(expires, op="get", key=check_key(key))
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, expires: int = URL_LIFETIME) -> str:
+        return self._signed_url(expires, op="part", key=check_key(key), upload=upload_id, part=part_number)
+
+    # multipart
+    def multipart_start(self, key: str) -> str:
+        self.path(key)  # validates
+        upload_id = uuid.uuid4().hex
+        folder = self.upload_dir(upload_id)
+        folder.mkdir(parents=True)
+        (folder / "upload.json").write_text(json.dumps({"key": key}))
+        return upload_id
+
+    def _upload_key(self, upload_id: str) -> str | None:
+        meta = self.upload_dir(upload_id) / "upload.json"
+        return json.loads(meta.read_text())["key"] if meta.exists() else None
+
+    def write_part(self, key: str, upload_id: str, part_number: int, body: IO[bytes], limit: int) -> str:
+        """Store one part from a request body; returns its ETag (the part's MD5, quoted, as S3 does)."""
+        if self._upload_key(upload_id) != key:
+            raise StorageError("no such upload for this key (completed, aborted or never started)")
+        if not 1 <= part_number <= 10000:
+            raise StorageError("part number must be between 1 and 10000")
+        target = self.upload_dir(upload_id) / f"{part_number:05d}"
+        return self._receive(body, target, limit)
+
+    def _receive(self, body: IO[bytes], target: Path, limit: int) -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        written = 0
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".incoming-", delete=False) as out:
+            try:
+                while chunk := body.read(CHUNK):
+                    written += len(chunk)
+                    if written > limit:
+                        raise StorageError(f"upload is larger than the {limit}-byte limit")
+                    digest.update(chunk)
+                    out.write(chunk)
+            except BaseException:
+                out.close()
+                Path(out.name).unlink(missing_ok=True)
+                raise
+        Path(out.name).replace(target)
+        return _md5_etag(digest)
+
+    def write_object(self, key: str, body: IO[bytes], limit: int) -> str:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return self._receive(body, target, limit)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        if self._upload_key(upload_id) != key:
+            raise StorageError("NoSuchUpload: the upload does not exist (completed, aborted or never started)")
+        if not parts:
+            raise StorageError("no parts were given")
+        folder = self.upload_dir(upload_id)
+        numbers = [number for number, _ in parts]
+        if numbers != sorted(set(numbers)):
+            raise StorageError("parts must be listed once each, in ascending PartNumber order")
+        files = []
+        for number, etag in parts:
+            part = folder / f"{number:05d}"
+            if not part.exists():
+                raise StorageError(f"InvalidPart: part {number} was never uploaded")
+            digest = hashlib.md5(usedforsecurity=False)
+            with part.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+            if etag.strip('"') != digest.hexdigest():
+                raise StorageError(f"InvalidPart: the ETag of part {number} does not match the uploaded data")
+            files.append(part)
+
+        def concatenated() -> Iterator[bytes]:
+            for part in files:
+                with part.open("rb") as handle:
+                    while chunk := handle.read(CHUNK):
+                        yield chunk
+
+        self.write_stream(key, concatenated())
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        if self._upload_key(upload_id) == key:
+            shutil.rmtree(self.upload_dir(upload_id), ignore_errors=True)
+
+    # objects
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> int:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        # Write beside the target and rename: readers never see half an object, even one they are reading now.
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".incoming-", delete=False) as out:
+            try:
+                for chunk in chunks:
+                    out.write(chunk)
+                    written += len(chunk)
+            except BaseException:
+                out.close()
+                Path(out.name).unlink(missing_ok=True)
+                raise
+        Path(out.name).replace(target)
+        return written
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise StorageError(f"no object {key}") from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with self.open(key) as handle:
+            handle.seek(start)
+            return handle.read(length)
+
+    def size(self, key: str) -> int | None:
+        path = self.path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def copy(self, source: str, target: str) -> None:
+        with self.open(source) as handle:
+            self.write_stream(target, iter(lambda: handle.read(CHUNK), b""))
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise StorageError("a prefix to delete must end with '/'")
+        keys = self.list_keys(prefix)
+        folder = self.path(prefix.rstrip("/"))
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        if self.uploads.is_dir():
+            for upload in self.uploads.iterdir():
+                key = self._upload_key(upload.name)
+                if key is not None and key.startswith(prefix):
+                    shutil.rmtree(upload, ignore_errors=True)
+        return len(keys)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        folder = self.path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(
+            str(path.relative_to(self.root))
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+
+
+# --- S3-compatible ------------------------------------------------------------------------------------------------
+
+
+class S3Storage(ObjectStorage):
+    """Any S3-compatible store. Presigned URLs are made with a second client whose endpoint is the one clients
+    outside the server's network use (ESD_S3_PUBLIC_ENDPOINT_URL)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None,
+        public_endpoint_url: str | None,
+        region: str | None,
+        access_key: str | None,
+        secret_key: str | None,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"mode": "standard"})
+        common = {
+            "region_name": region or "us-east-1",
+            "aws_access_key_id": access_key,
+            "aws_secret_access_key": secret_key,
+            "config": config,
+        }
+        self.bucket = bucket
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, **common)
+        self.presigner = boto3.client("s3", endpoint_url=public_endpoint_url or endpoint_url, **common)
+
+    def _error(self, exc: Exception) -> StorageError:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            return StorageError(f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}")
+        return StorageError(str(exc))
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str:
+        return self.presigner.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
+        )
+
+    def presign_get(self, key: str, expires: int = URL_LIFETIME) -> str:
+        return self.presigner.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
+        )
+
+    def multipart_start(self, key: str) -> str:
+        return self.client.create_multipart_upload(Bucket=self.bucket, Key=check_key(key))["UploadId"]
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, expires: int = URL_LIFETIME) -> str:
+        params = {"Bucket": self.bucket, "Key": check_key(key), "UploadId": upload_id, "PartNumber": part_number}
+        return self.presigner.generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        with contextlib.suppress(ClientError):  # already completed or aborted
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def write_stream(self, key: str, chunks: Iterable[bytes]) -> int:
+        from boto3.s3.transfer import TransferConfig
+
+        counted = {"bytes": 0}
+
+        def counting() -> Iterator[bytes]:
+            for chunk in chunks:
+                counted["bytes"] += len(chunk)
+                yield chunk
+
+        # 8 MiB parts, 4 in flight: memory stays near 32 MiB whatever the object's size.
+        config = TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK, max_concurrency=4)
+        try:
+            self.client.upload_fileobj(IteratorReader(counting()), self.bucket, check_key(key), Config=config)
+        except StorageError:
+            raise
+        except Exception as exc:
+            if exc.__class__.__module__.startswith(("botocore", "boto3", "s3transfer")):
+                raise self._error(exc) from exc
+            raise
+        return counted["bytes"]
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return body["Body"].read()
+
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except ClientError:
+            return None
+
+    def copy(self, source: str, target: str) -> None:
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, check_key(target))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise StorageError("a prefix to delete must end with '/'")
+        keys = self.list_keys(prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
+        for upload in uploads:
+            self.multipart_abort(upload["Key"], upload["UploadId"])
+        return len(keys)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+
+@lru_cache(maxsize=4)
+def _build(kind: str, *args: Any) -> ObjectStorage:
+    if kind == "s3":
+        return S3Storage(*args)
+    return LocalStorage(*args)
+
+
+def get_storage() -> ObjectStorage:
+    """The configured store (built once per distinct configuration, so tests may switch settings)."""
+    if settings.ESD_STORAGE == "s3":
+        return _build(
+            "s3",
+            settings.AWS_STORAGE_BUCKET_NAME,
+            settings.AWS_S3_ENDPOINT_URL,
+            settings.ESD_S3_PUBLIC_ENDPOINT_URL,
+            settings.AWS_S3_REGION_NAME,
+            settings.AWS_ACCESS_KEY_ID,
+            settings.AWS_SECRET_ACCESS_KEY,
+        )
+    return _build("local", Path(settings.ESD_STORAGE_ROOT), settings.AWS_STORAGE_BUCKET_NAME, settings.ESD_PUBLIC_URL)
