@@ -32,7 +32,9 @@ class CheckpointAddForm(forms.ModelForm):
     """Add a checkpoint: a .safetensors/.yaml file (or a tar of them) uploaded here, or a URL to download."""
 
     file = forms.FileField(required=False, help_text="A .safetensors or .yaml file, or a tar archive of them.")
-    url = forms.URLField(required=False, max_length=2048, help_text="Or an http(s) URL to download in the background.")
+    url = forms.URLField(
+        required=False, max_length=2048, assume_scheme="https", help_text="Or an http(s) URL to download."
+    )
 
     class Meta:
         model = Checkpoint

@@ -24,7 +24,6 @@ from .models import Checkpoint, CheckpointFile, CheckpointStatus
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes during a download
-RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 
 def already_exists(name: str) -> EsdError:
@@ -227,7 +226,7 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
         )
 
 
-def checkpoint_download_run(*, checkpoint_id: str, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+def checkpoint_download_run(*, checkpoint_id: str) -> None:
     """The `checkpoint_download` job: stream the URL into storage, check the file, end Active or Failed.
 
     Harmless when run twice (a redelivered message): only a `Downloading` checkpoint is worked on. Transient
@@ -240,7 +239,7 @@ def checkpoint_download_run(*, checkpoint_id: str, retry_delays: tuple[float, ..
     if file is None or checkpoint.created_by is None:
         _fail(checkpoint, "the checkpoint's creator or file record is gone")
         return
-    attempts = 1 + min(settings.ESD_DOWNLOAD_RETRIES, len(retry_delays))
+    attempts = 1 + settings.ESD_DOWNLOAD_RETRIES
     for attempt in range(attempts):
         try:
             _download_once(checkpoint, file)
@@ -250,7 +249,7 @@ def checkpoint_download_run(*, checkpoint_id: str, retry_delays: tuple[float, ..
                 _fail(checkpoint, f"download failed after {attempts} attempts: {exc}")
                 return
             logger.info("Checkpoint %s: %s; retrying", checkpoint.pk, exc)
-            time.sleep(retry_delays[attempt])
+            time.sleep(settings.ESD_DOWNLOAD_RETRY_DELAY * 4**attempt)  # 2 s, 8 s, 32 s by default
         except (download.DownloadRefused, files.FileRejected, StorageError) as exc:
             _fail(checkpoint, str(exc))
             return

@@ -261,6 +261,7 @@ ESD_MAX_CHECKPOINT_BYTES = env.int("ESD_MAX_CHECKPOINT_BYTES", default=20 * 1024
 ESD_DOWNLOAD_ALLOW_HOSTS = env.list("ESD_DOWNLOAD_ALLOW_HOSTS", default=[])
 ESD_DOWNLOAD_TIMEOUT = env.float("ESD_DOWNLOAD_TIMEOUT", default=60.0)  # seconds without a byte before giving up
 ESD_DOWNLOAD_RETRIES = env.int("ESD_DOWNLOAD_RETRIES", default=3)  # on transient network errors
+ESD_DOWNLOAD_RETRY_DELAY = env.float("ESD_DOWNLOAD_RETRY_DELAY", default=2.0)  # seconds, times 4 per further retry
 # Workers keep model files here, by sha256, within a size budget (least recently used go first).
 ESD_MODEL_CACHE_DIR = Path(env.str("ESD_MODEL_CACHE_DIR", default=str(ESD_DATA_DIR / "model-cache")))
 ESD_MODEL_CACHE_BYTES = env.int("ESD_MODEL_CACHE_BYTES", default=100 * 1024**3)

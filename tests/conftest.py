@@ -133,3 +133,71 @@ def it_operator(make_user: Callable[..., User]) -> User:
 def esd_mode(settings: Any) -> Any:
     settings.ESD_AUTH_MODE = "esd-1.4"
     return settings
+
+
+# --- storage and network fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Any:
+    """An S3-compatible HTTP server on loopback (moto's server mode)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def use_s3(settings: Any, endpoint: str) -> None:
+    settings.ESD_STORAGE = "s3"
+    settings.AWS_STORAGE_BUCKET_NAME = "esd-test"
+    settings.AWS_S3_ENDPOINT_URL = endpoint
+    settings.ESD_S3_PUBLIC_ENDPOINT_URL = endpoint
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_ACCESS_KEY_ID = "testing"
+    settings.AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105
+    from esd.storage import get_storage
+
+    storage = get_storage()
+    storage.ensure_bucket()
+    for key in storage.list_keys(""):
+        storage.delete(key)
+    for upload in storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []):
+        storage.multipart_abort(upload["Key"], upload["UploadId"])
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: Any, settings: Any, tmp_path: Any) -> Any:
+    """Each test using it runs against the local store and against the S3 server."""
+    from esd.storage import get_storage
+
+    if request.param == "s3":
+        use_s3(settings, request.getfixturevalue("moto_server"))
+    else:
+        settings.ESD_STORAGE = "local"
+        settings.ESD_STORAGE_ROOT = tmp_path / "storage"
+        # Local "presigned" URLs point at this server; a real one answers them.
+        settings.ESD_PUBLIC_URL = request.getfixturevalue("live_server").url
+    return get_storage()
+
+
+@pytest.fixture
+def file_server() -> Any:
+    from tests.helpers import FileServer
+
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def allow_loopback(settings: Any) -> Any:
+    """Downloads may reach the tests' own loopback server (as an operator would allow an internal host)."""
+    settings.ESD_DOWNLOAD_ALLOW_HOSTS = ["127.0.0.1"]
+    return settings
