@@ -201,3 +201,29 @@ def allow_loopback(settings: Any) -> Any:
     """Downloads may reach the tests' own loopback server (as an operator would allow an internal host)."""
     settings.ESD_DOWNLOAD_ALLOW_HOSTS = ["127.0.0.1"]
     return settings
+
+
+@pytest.fixture
+def dramatiq_worker(transactional_db: Any) -> Any:
+    """A real dramatiq worker on the configured broker (the in-process one, or Redis on CI)."""
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy; fail with a clear message otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -75,7 +75,9 @@ class FileServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def serve_bytes(self, path: str, data: bytes, content_type: str = "application/octet-stream", **options: Any) -> None:
+    def serve_bytes(
+        self, path: str, data: bytes, content_type: str = "application/octet-stream", **options: Any
+    ) -> None:
         def route(request: BaseHTTPRequestHandler) -> None:
             declared = options.get("declared_length", len(data))
             request.send_response(options.get("status", 200))
