@@ -62,9 +62,9 @@ def _refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
     for label, test in (
         ("loopback", address.is_loopback),
         ("link-local (cloud metadata)", address.is_link_local),
-        ("private", address.is_private),
-        ("multicast", address.is_multicast),
         ("reserved", address.is_reserved or address.is_unspecified),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
     ):
         if test:
             return label
