@@ -161,7 +161,7 @@ def use_s3(settings: Any, endpoint: str) -> None:
     settings.ESD_S3_PUBLIC_ENDPOINT_URL = endpoint
     settings.AWS_S3_REGION_NAME = "us-east-1"
     settings.AWS_ACCESS_KEY_ID = "testing"
-    settings.AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105
+    settings.AWS_SECRET_ACCESS_KEY = "testing"
     from esd.storage import get_storage
 
     storage = get_storage()
@@ -213,7 +213,20 @@ def dramatiq_worker(transactional_db: Any) -> Any:
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()
     yield worker
+    stop_worker(worker)
+
+
+def stop_worker(worker: Any) -> None:
+    """Stop a dramatiq worker and detach it from its broker.
+
+    dramatiq leaves a stopped worker's middleware on the broker, which then keeps consuming newly declared queues
+    into a worker that no longer runs; messages would vanish in the next test.
+    """
     worker.stop()
+    broker = worker.broker
+    broker.middleware[:] = [
+        middleware for middleware in broker.middleware if getattr(middleware, "worker", None) is not worker
+    ]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -33,9 +33,10 @@ def request_urls(esd, token, urls, type=SD):
 
 def finished(name):
     def check():
-        checkpoint = Checkpoint.objects.filter(files__name=name).first() or Checkpoint.objects.filter(
-            source_url__endswith=name
-        ).first()
+        checkpoint = (
+            Checkpoint.objects.filter(files__name=name).first()
+            or Checkpoint.objects.filter(source_url__endswith=name).first()
+        )
         return checkpoint if checkpoint and checkpoint.status not in ("Downloading",) else None
 
     return check
@@ -212,7 +213,9 @@ def test_a_redirect_to_a_private_address_is_refused(esd, admin_token, settings, 
     assert file_server.hits.get("/secret.safetensors") is None
 
 
-def test_a_redelivered_message_does_nothing_twice(esd, admin_token, allow_loopback, file_server, dramatiq_worker, store):
+def test_a_redelivered_message_does_nothing_twice(
+    esd, admin_token, allow_loopback, file_server, dramatiq_worker, store
+):
     from checkpoints import services
 
     file_server.serve_bytes("/once.safetensors", safetensors_bytes())

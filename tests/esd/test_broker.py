@@ -13,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from esd.broker import dramatiq_broker_setting
+from tests.conftest import stop_worker
 
 AMQP_URL = os.environ.get("ESD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -60,7 +61,7 @@ def _round_trip(broker: dramatiq.Broker) -> None:
         assert done.wait(timeout=15), "the worker never ran the message"
         assert received == ["hello"]
     finally:
-        worker.stop()
+        stop_worker(worker)
         if hasattr(broker, "client"):
             broker.client.delete(f"dramatiq:{queue}", f"dramatiq:{queue}.msgs", f"dramatiq:{queue}.DQ")
 
