@@ -24,6 +24,7 @@ from .models import Checkpoint, CheckpointFile, CheckpointStatus
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes during a download
+READ_CHUNK = 4 * 1024 * 1024
 
 
 def already_exists(name: str) -> EsdError:
@@ -176,12 +177,13 @@ def _record_files(checkpoint: Checkpoint, stored: list[files.StoredFile], replac
 # --- the download job ---------------------------------------------------------------------------------------------
 
 
-def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: "hashlib._Hash") -> Iterator[bytes]:
+def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: files.BackgroundHasher) -> Iterator[bytes]:
     """The response body, hashed, counted against the cap and the announced length, with progress saved."""
     limit = settings.ESD_MAX_CHECKPOINT_BYTES
     done, last_saved = 0, 0.0
     try:
-        for chunk in fetched.response.stream(1024 * 1024):
+        # 4 MiB reads: urllib3 reads 1 MiB chunks at a third of the speed (measured on loopback).
+        for chunk in fetched.response.stream(READ_CHUNK):
             done += len(chunk)
             if done > limit:
                 raise download.DownloadRefused(f"the file is larger than the {limit}-byte limit")
@@ -212,8 +214,11 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
         if fetched.length is not None and fetched.length > limit:
             raise download.DownloadRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
         Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_total=fetched.length, bytes_done=0)
-        digest = hashlib.sha256()
-        size = storage.write_stream(file.key, _stream(checkpoint, fetched, digest))
+        digest = files.BackgroundHasher()
+        try:
+            size = storage.write_stream(file.key, _stream(checkpoint, fetched, digest))
+        finally:
+            digest.close()
     finally:
         fetched.close()
     stored = files.ingest(

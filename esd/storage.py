@@ -418,8 +418,9 @@ class S3Storage(ObjectStorage):
                 counted["bytes"] += len(chunk)
                 yield chunk
 
-        # 8 MiB parts, 4 in flight: memory stays near 32 MiB whatever the object's size.
+        # 8 MiB parts, at most 4 read ahead and 4 in flight: memory stays bounded whatever the object's size.
         config = TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK, max_concurrency=4)
+        config.max_in_memory_upload_chunks = 4  # s3transfer's own setting (default 10), not in boto3's signature
         try:
             self.client.upload_fileobj(IteratorReader(counting()), self.bucket, check_key(key), Config=config)
         except StorageError:
