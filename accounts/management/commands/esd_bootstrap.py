@@ -8,6 +8,7 @@ from django.db import transaction
 
 from accounts import services
 from accounts.models import User
+from esd.storage import S3Storage, get_storage
 
 
 class Command(BaseCommand):
@@ -30,6 +31,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         services.roles_ensure_builtin()
         self.stdout.write("Built-in roles are in place.")
+        storage = get_storage()
+        if isinstance(storage, S3Storage):
+            storage.ensure_bucket()
+            self.stdout.write(f"Bucket {storage.bucket} is in place.")
         username, password = options["username"], options["password"]
         if username:
             if not password:

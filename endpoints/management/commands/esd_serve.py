@@ -2,6 +2,7 @@
 threaded WSGI server). Worker threads for endpoints and downloads join it with the endpoints issue."""
 
 import logging
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -24,6 +25,10 @@ class Command(BaseCommand):
         from django.conf import settings
 
         host, port = options["host"], options["port"]
+        if "ESD_PUBLIC_URL" not in os.environ:
+            # The local store's signed URLs must point at this very server unless told otherwise.
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
+            settings.ESD_PUBLIC_URL = f"http://{shown}:{port}"
         self.stdout.write(
             f"ESD server on http://{host}:{port}/  (admin: /admin/, API: /{settings.ESD_API_PREFIX}, "
             f"docs: /{settings.ESD_API_PREFIX}docs)"
