@@ -11,3 +11,8 @@ class CheckpointsConfig(AppConfig):
         from accounts.esd_permissions import register_resource_models
 
         register_resource_models("checkpoint", "checkpoints.checkpoint")
+
+        from checkpoints.services import checkpoint_resume_downloads
+        from esd.signals import recover_waiting_work
+
+        recover_waiting_work.connect(checkpoint_resume_downloads, dispatch_uid="checkpoints.resume_downloads")

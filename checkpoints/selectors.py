@@ -4,9 +4,9 @@ import uuid
 
 from django.db.models import Prefetch, QuerySet
 
-from accounts import selectors as account_selectors
-from accounts.models import Role, User
+from accounts.models import User
 from accounts.permissions import holds, visible
+from accounts.selectors import viewer_roles
 
 from .models import Checkpoint, CheckpointFile
 
@@ -19,13 +19,6 @@ def _with_files(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
 
 def sees_everything(viewer: User) -> bool:
     return holds(viewer, "user", "all") or holds(viewer, "checkpoint", "all")
-
-
-def viewer_roles(viewer: User, subject: User) -> set[str]:
-    """The roles a list is computed for: the subject's, plus every role the viewer created (as ESD did)."""
-    names = set(account_selectors.user_role_names([subject]).get(subject.pk, []))
-    names.update(Role.objects.filter(creator=viewer.username).values_list("group__name", flat=True))
-    return names
 
 
 def checkpoint_list(

@@ -294,6 +294,20 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
     return checkpoint
 
 
+def checkpoint_resume_downloads(*, queues: set[str] | None = None, **kwargs: Any) -> int:
+    """esd.signals.recover_waiting_work receiver: re-enqueue every download the database says is unfinished."""
+    from . import actors
+
+    if queues is not None and actors.checkpoint_download.queue_name not in queues:
+        return 0
+    waiting = list(Checkpoint.objects.filter(status=CheckpointStatus.DOWNLOADING).values_list("pk", flat=True))
+    for checkpoint_id in waiting:
+        actors.checkpoint_download.send(str(checkpoint_id))
+    if waiting:
+        logger.info("Re-enqueued %d unfinished download(s)", len(waiting))
+    return len(waiting)
+
+
 # --- completion, status, rename, deletion -------------------------------------------------------------------------
 
 

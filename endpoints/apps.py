@@ -1,4 +1,4 @@
-"""Endpoints: worker pools on dramatiq queues (built by the endpoints issue)."""
+"""Endpoints: worker pools on dramatiq queues, their workers' heartbeats, and the autoscaling signal."""
 
 from django.apps import AppConfig
 
@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class EndpointsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "endpoints"
+
+    def ready(self) -> None:
+        from accounts.esd_permissions import register_resource_models
+
+        register_resource_models("sagemaker_endpoint", "endpoints.endpoint", "endpoints.worker")

@@ -11,5 +11,6 @@ urlpatterns = [
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
     re_path(r"", include("accounts.api.urls")),
     re_path(r"", include("checkpoints.api.urls")),
+    re_path(r"", include("endpoints.api.urls")),
     re_path(r"^.*$", UnknownRouteView.as_view(), name="unknown-route"),
 ]

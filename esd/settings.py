@@ -266,6 +266,18 @@ ESD_DOWNLOAD_RETRY_DELAY = env.float("ESD_DOWNLOAD_RETRY_DELAY", default=2.0)  #
 ESD_MODEL_CACHE_DIR = Path(env.str("ESD_MODEL_CACHE_DIR", default=str(ESD_DATA_DIR / "model-cache")))
 ESD_MODEL_CACHE_BYTES = env.int("ESD_MODEL_CACHE_BYTES", default=100 * 1024**3)
 
+# --- Endpoints (worker pools) --------------------------------------------------------------------------------------
+ESD_WORKER_HEARTBEAT_SECONDS = env.float("ESD_WORKER_HEARTBEAT_SECONDS", default=5.0)
+ESD_WORKER_DEAD_AFTER_SECONDS = env.float("ESD_WORKER_DEAD_AFTER_SECONDS", default=20.0)
+# How long an idle worker sleeps between looks at its queue (Redis is polled; dramatiq's default is up to 1000 ms).
+ESD_WORKER_POLL_MS = env.int("ESD_WORKER_POLL_MS", default=10)
+# Instance types accepted besides ESD's `ml.*` names: the labels workers advertise.
+ESD_INSTANCE_TYPES = env.list("ESD_INSTANCE_TYPES", default=["cpu", "cuda", "gpu"])
+ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)
+ESD_AUTOSCALE_TARGET_BACKLOG = env.int("ESD_AUTOSCALE_TARGET_BACKLOG", default=5)  # queued jobs per instance, as ESD
+ESD_METRICS_TOKEN = env.str("ESD_METRICS_TOKEN", default="")  # when set, /metrics demands it as a bearer token
+ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_serve's worker threads
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from endpoints.metrics import metrics_view
+
 from .storage_views import LocalStorageObjectView
 
 admin.site.site_header = "ESD server"
@@ -14,6 +16,7 @@ admin.site.index_title = "Administration"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("storage/<str:token>", LocalStorageObjectView.as_view(), name="storage-object"),
+    path("metrics", metrics_view, name="metrics"),
     path(settings.ESD_API_PREFIX, include("esd.api_urls")),
 ]
 if settings.ESD_API_PREFIX:

@@ -1,36 +1,113 @@
-"""The embedded all-in-one server behind `make run`: the web app and API on waitress (a production-grade,
-threaded WSGI server). Worker threads for endpoints and downloads join it with the endpoints issue."""
+"""The embedded all-in-one server behind `make run`: the web app and API on waitress (a production-grade threaded
+WSGI server) plus, on the in-process broker, worker threads for every endpoint and for checkpoint downloads.
+
+On start it re-enqueues what the database says is waiting (esd.signals.recover_waiting_work), so a restart loses
+nothing; on SIGTERM or Ctrl-C the workers finish the message in hand and deregister.
+"""
 
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
+import dramatiq
+from django.conf import settings
 from django.core.management.base import BaseCommand
-from waitress import serve
+from waitress.server import create_server
 
+from endpoints.models import Endpoint, EndpointStatus
+from endpoints.runtime import EndpointWorker, detach
+from esd.signals import recover_waiting_work
 from esd.wsgi import application
 
 logger = logging.getLogger(__name__)
 
+SUPERVISE_SECONDS = 2.0
+DOWNLOAD_QUEUE = "downloads"
+
+
+class Supervisor:
+    """Keeps one worker thread per live endpoint, and the download workers, running in this process."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.workers: dict[str, EndpointWorker] = {}
+        self.downloads: dramatiq.Worker | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="esd-supervisor", daemon=True)
+
+    def start(self) -> None:
+        broker = dramatiq.get_broker()
+        broker.declare_queue(DOWNLOAD_QUEUE)
+        self.downloads = dramatiq.Worker(broker, queues={DOWNLOAD_QUEUE}, worker_threads=2, worker_timeout=100)
+        self.downloads.start()
+        self.sync()
+        self.thread.start()
+
+    def sync(self) -> None:
+        """Start workers for new endpoints; forget those that drained (deleted endpoints)."""
+        for key in [key for key, worker in self.workers.items() if worker.stopped.is_set()]:
+            del self.workers[key]
+        for endpoint in Endpoint.objects.exclude(status=EndpointStatus.DELETING):
+            if str(endpoint.pk) not in self.workers:
+                worker = EndpointWorker(endpoint, device=self.device)
+                worker.start()
+                self.workers[str(endpoint.pk)] = worker
+
+    def _run(self) -> None:
+        while not self.stopping.wait(SUPERVISE_SECONDS):
+            try:
+                self.sync()
+            except Exception:  # a database hiccup: try again at the next round
+                logger.exception("esd_serve could not sync its endpoint workers")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for worker in list(self.workers.values()):
+            worker.stop()
+        if self.downloads is not None:
+            self.downloads.stop()
+            detach(self.downloads)
+
 
 class Command(BaseCommand):
-    help = "Serve the admin and the ESD API (embedded set-up: SQLite, local storage, in-process broker)."
+    help = "Serve the admin, the ESD API and in-process workers (embedded set-up: SQLite, local storage)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--threads", type=int, default=8, help="Request threads.")
+        parser.add_argument("--no-workers", action="store_true", help="Serve the web app only.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
-
         host, port = options["host"], options["port"]
         if "ESD_PUBLIC_URL" not in os.environ:
             # The local store's signed URLs must point at this very server unless told otherwise.
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
             settings.ESD_PUBLIC_URL = f"http://{shown}:{port}"
+        server = create_server(application, host=host, port=port, threads=options["threads"], ident="esd-server")
+        supervisor = None
+        if not options["no_workers"]:
+            recover_waiting_work.send(sender=self.__class__, queues=None)
+            supervisor = Supervisor(settings.ESD_SERVE_DEVICE)
+            supervisor.start()
+
+        def shut_down(signum: int, frame: Any) -> None:
+            threading.Thread(target=server.close, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, shut_down)
+        signal.signal(signal.SIGINT, shut_down)
         self.stdout.write(
             f"ESD server on http://{host}:{port}/  (admin: /admin/, API: /{settings.ESD_API_PREFIX}, "
-            f"docs: /{settings.ESD_API_PREFIX}docs)"
+            f"docs: /{settings.ESD_API_PREFIX}docs)",
         )
-        serve(application, host=host, port=port, threads=options["threads"], ident="esd-server")
+        self.stdout.flush()
+        try:
+            server.run()
+        except OSError:
+            pass  # the listening socket was closed by shut_down
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+            self.stdout.write("ESD server stopped.")

@@ -1,0 +1,149 @@
+"""Admin for endpoints: status, live workers (host, device, heartbeat, current job), backlog and the instance count
+it calls for; create one; delete (drain) with the same rules as the API."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from guardian.admin import GuardedModelAdmin
+
+from accounts.admin import ActorFormMixin
+from esd.exceptions import EsdError
+
+from . import services
+from .autoscaling import scaling
+from .models import Endpoint, Worker
+from .selectors import with_live_counts
+
+
+class WorkerInline(admin.TabularInline):
+    model = Worker
+    extra = 0
+    fields = ("hostname", "pid", "device", "started_at", "last_heartbeat", "current_job", "stopped_at", "alive")
+    readonly_fields = fields
+    can_delete = False
+    ordering = ("-last_heartbeat",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(boolean=True)
+    def alive(self, worker: Worker) -> bool:
+        return worker.stopped_at is None and worker.last_heartbeat >= services.live_cutoff()
+
+
+class EndpointAddForm(forms.ModelForm):
+    suffix = forms.RegexField(
+        regex=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=20, required=False,
+        help_text="The name becomes esd-async-SUFFIX or esd-real-time-SUFFIX.",
+    )  # fmt: skip
+    roles = forms.CharField(help_text="Comma-separated role names whose users' jobs run here.")
+
+    actor: Any
+
+    class Meta:
+        model = Endpoint
+        fields = ["endpoint_type", "instance_type", "initial_instance_count", "autoscaling"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["role_list"] = [role.strip() for role in data.get("roles", "").split(",") if role.strip()]
+        if not self.errors:
+            try:
+                services.endpoint_create_check(
+                    actor=self.actor,
+                    suffix=data.get("suffix") or None,
+                    endpoint_type=data["endpoint_type"],
+                    instance_type=data["instance_type"],
+                    count=data["initial_instance_count"],
+                    autoscaling=data["autoscaling"],
+                    roles=data["role_list"],
+                )
+            except EsdError as exc:
+                raise forms.ValidationError(exc.message) from exc
+        return data
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
+    list_display = ("name", "endpoint_type", "status", "live_workers", "backlog", "desired_instances", "instance_type")
+    list_filter = ("status", "endpoint_type", "instance_type")
+    search_fields = ("name", "instance_type")
+    ordering = ("name",)
+    readonly_fields = (
+        "id", "name", "endpoint_type", "status", "error", "instance_type", "autoscaling", "initial_instance_count",
+        "owner_group_or_role", "created_by", "created_at", "end_time", "live_workers", "backlog", "desired_instances",
+    )  # fmt: skip
+    inlines = (WorkerInline,)
+    actions = ["delete_endpoints"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Endpoint]:
+        return with_live_counts(super().get_queryset(request))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = EndpointAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [(None, {"fields": ("suffix", "endpoint_type", "instance_type", "initial_instance_count",
+                                       "autoscaling", "roles")})]  # fmt: skip
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Endpoint | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    @admin.display(description="live workers")
+    def live_workers(self, endpoint: Endpoint) -> int:
+        return getattr(endpoint, "live", 0)
+
+    def _scaling(self, endpoint: Endpoint) -> Any:
+        return scaling(endpoint, getattr(endpoint, "live", 0), getattr(endpoint, "busy", 0))
+
+    @admin.display(description="backlog")
+    def backlog(self, endpoint: Endpoint) -> int:
+        return self._scaling(endpoint).backlog
+
+    @admin.display(description="desired instances")
+    def desired_instances(self, endpoint: Endpoint) -> str:
+        return f"{self._scaling(endpoint).desired} of {endpoint.min_instance_count}..{endpoint.initial_instance_count}"
+
+    def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        endpoint = services.endpoint_create(
+            actor=request.user,
+            suffix=data.get("suffix") or None,
+            endpoint_type=data["endpoint_type"],
+            instance_type=data["instance_type"],
+            count=data["initial_instance_count"],
+            autoscaling=data["autoscaling"],
+            roles=data["role_list"],
+        )
+        obj.pk, obj.name, obj.created_at = endpoint.pk, endpoint.name, endpoint.created_at
+        obj._state.adding = False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_endpoints: workers drain first
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
+        services.endpoint_delete_many(actor=request.user, endpoints=[obj])
+
+    @admin.action(description="Delete selected endpoints (workers finish their job, then exit)", permissions=["delete"])
+    def delete_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
+        try:
+            count = services.endpoint_delete_many(actor=request.user, endpoints=list(queryset))
+        except EsdError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"{count} endpoint(s) deleted or draining.", messages.SUCCESS)

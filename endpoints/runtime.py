@@ -1,0 +1,132 @@
+"""Running workers for an endpoint: a dramatiq Worker on the endpoint's queue, registered and heartbeating.
+
+Used by `serve_endpoint` (one per process, one thread per GPU) and by `esd_serve` (one thread per endpoint).
+GPU work takes one message at a time: prefetch equals the thread count, so a busy worker never hoards messages an
+idle one could run. Idle workers look at their queue every ESD_WORKER_POLL_MS (dramatiq's Redis consumer would
+otherwise back off to its worker timeout, up to a second of pickup delay).
+"""
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import dramatiq
+from django.conf import settings
+from django.db import close_old_connections
+from dramatiq.middleware import Middleware
+
+from . import services
+from .models import Endpoint, Worker
+
+logger = logging.getLogger(__name__)
+
+
+class CurrentJob(Middleware):
+    """Remembers which message of `queues` each worker thread is processing, for the heartbeat (and the admin)."""
+
+    def __init__(self, queues: set[str]) -> None:
+        self.queues = queues
+        self.current: dict[int, str] = {}
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        if message.queue_name in self.queues:
+            self.current[threading.get_ident()] = f"{message.actor_name}({', '.join(map(str, message.args))})"
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, **kwargs: Any) -> None:
+        self.current.pop(threading.get_ident(), None)
+
+    after_skip_message = after_process_message
+
+    def describe(self) -> str:
+        return "; ".join(self.current.values())
+
+
+def detach(worker: dramatiq.Worker) -> None:
+    """Remove a stopped dramatiq Worker's middleware from its broker. dramatiq leaves it there, and it would go on
+    adding consumers for newly declared queues that feed a worker nobody runs."""
+    worker.broker.middleware[:] = [
+        middleware for middleware in worker.broker.middleware if getattr(middleware, "worker", None) is not worker
+    ]
+
+
+class EndpointWorker:
+    """One registered worker of an endpoint: start() and stop(); `stopped` is set once it has drained."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        device: str = "cpu",
+        threads: int = 1,
+        broker: dramatiq.Broker | None = None,
+        queues: set[str] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.device = device
+        self.threads = threads
+        self.broker = broker or dramatiq.get_broker()
+        self.queues = queues or {endpoint.queue_name}
+        self.record: Worker | None = None
+        self.stopped = threading.Event()
+        self._stop_requested = threading.Event()
+        self._jobs = CurrentJob(self.queues)
+        self._dramatiq: dramatiq.Worker | None = None
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self) -> None:
+        for queue in self.queues:
+            self.broker.declare_queue(queue)
+        self.broker.add_middleware(self._jobs)
+        worker = dramatiq.Worker(
+            self.broker, queues=self.queues, worker_threads=self.threads, worker_timeout=settings.ESD_WORKER_POLL_MS
+        )
+        worker.queue_prefetch = self.threads  # one message per thread: nothing hoarded
+        worker.start()
+        self._dramatiq = worker
+        self.record = services.worker_register(
+            endpoint=self.endpoint, hostname=socket.gethostname(), pid=os.getpid(), device=self.device
+        )
+        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{self.endpoint.name}", daemon=True)
+        self._heartbeat.start()
+        logger.info("Serving %s on %s (%d thread(s)) as worker %s", self.endpoint.name, self.device, self.threads,
+                    self.record.pk)  # fmt: skip
+
+    def _beat(self) -> None:
+        assert self.record is not None
+        try:
+            while not self._stop_requested.wait(settings.ESD_WORKER_HEARTBEAT_SECONDS):
+                try:
+                    keep_going = services.worker_heartbeat(worker=self.record, current_job=self._jobs.describe())
+                except Exception:  # the database may be restarting; the next beat tries again
+                    logger.exception("Heartbeat of %s failed", self.endpoint.name)
+                    close_old_connections()
+                    continue
+                if not keep_going:
+                    logger.info("%s is being deleted: draining", self.endpoint.name)
+                    threading.Thread(target=self.stop, daemon=True).start()
+                    return
+        finally:
+            close_old_connections()
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def stop(self) -> None:
+        """Finish the message in hand, leave the queue (unstarted messages stay there), deregister."""
+        if self.stopped.is_set():
+            return
+        self._stop_requested.set()
+        if self._dramatiq is not None:
+            self._dramatiq.stop()
+            detach(self._dramatiq)
+        if self._jobs in self.broker.middleware:
+            self.broker.middleware.remove(self._jobs)
+        if self.record is not None:
+            try:
+                services.worker_deregister(worker=self.record)
+            except Exception:
+                logger.exception("Could not deregister worker %s", self.record.pk)
+        close_old_connections()
+        self.stopped.set()

@@ -1,0 +1,225 @@
+"""Writes on endpoints and their workers: create, delete (drain), register, heartbeat, deregister, and the
+status that follows from live workers (esd-behaviour.md §8; architecture.md §3)."""
+
+import logging
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.permissions import grant_object_permissions, holds
+from esd.exceptions import EsdError
+from esd.responses import esd_time
+
+from .models import Endpoint, EndpointStatus, EndpointType, Worker
+
+logger = logging.getLogger(__name__)
+
+ESD_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+def live_cutoff() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.ESD_WORKER_DEAD_AFTER_SECONDS)
+
+
+def check_instance_type(instance_type: str) -> None:
+    if not (ESD_INSTANCE_TYPE.match(instance_type) or instance_type in settings.ESD_INSTANCE_TYPES):
+        raise EsdError(
+            400,
+            f"unknown instance_type {instance_type!r}: use an ESD name such as ml.g5.2xlarge, or one of "
+            f"{', '.join(settings.ESD_INSTANCE_TYPES)} (ESD_INSTANCE_TYPES)",
+        )
+
+
+def endpoint_create_check(
+    *,
+    actor: User,
+    suffix: str | None,
+    endpoint_type: str,
+    instance_type: str,
+    count: int,
+    autoscaling: bool,
+    roles: list[str],
+) -> str:
+    """Raise EsdError if this endpoint may not be created; returns its full name."""
+    if endpoint_type == "Serverless":
+        raise EsdError(400, "Serverless endpoint is not supported yet")
+    if endpoint_type not in EndpointType.values:
+        raise EsdError(400, f"endpoint_type must be Async or Real-time, not {endpoint_type!r}")
+    if endpoint_type == EndpointType.REAL_TIME and autoscaling:
+        raise EsdError(400, "Autoscaling is not supported for real-time endpoint")
+    if not holds(actor, "sagemaker_endpoint", "create"):
+        raise EsdError(403, f"Creator {actor.username} has no permission to create Sagemaker")
+    check_instance_type(instance_type)
+    if not 1 <= count <= settings.ESD_MAX_INSTANCES:
+        raise EsdError(
+            400, f"initial_instance_count must be from 1 to {settings.ESD_MAX_INSTANCES} (ESD_MAX_INSTANCES)"
+        )
+    if not roles:
+        raise EsdError(400, "assign_to_roles must name at least one role")
+    existing_roles = set(Group.objects.filter(name__in=roles).values_list("name", flat=True))
+    missing = [role for role in roles if role not in existing_roles]
+    if missing:
+        raise EsdError(400, f'role "{missing[0]}" not exist')
+    # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go).
+    for other in Endpoint.objects.all():
+        taken = [role for role in roles if role in other.owner_group_or_role]
+        if taken:
+            raise EsdError(400, f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
+    name = f"esd-{endpoint_type.lower()}-{suffix}" if suffix else ""
+    if name and Endpoint.objects.filter(name=name).exists():
+        raise EsdError(400, f"Cannot create already existing model: {name}")
+    return name
+
+
+@transaction.atomic
+def endpoint_create(
+    *,
+    actor: User,
+    suffix: str | None,
+    endpoint_type: str,
+    instance_type: str,
+    count: int,
+    autoscaling: bool,
+    roles: list[str],
+    image: str = "",
+) -> Endpoint:
+    """`POST /endpoints`: a `Creating` endpoint; it becomes InService when a worker serving it registers."""
+    roles = list(dict.fromkeys(roles))
+    list(Endpoint.objects.select_for_update().all())  # one creation at a time: the one-per-role rule holds
+    name = endpoint_create_check(
+        actor=actor, suffix=suffix, endpoint_type=endpoint_type, instance_type=instance_type, count=count,
+        autoscaling=autoscaling, roles=roles,
+    )  # fmt: skip
+    endpoint = Endpoint(
+        endpoint_type=endpoint_type,
+        instance_type=instance_type,
+        autoscaling=autoscaling,
+        initial_instance_count=count,
+        owner_group_or_role=roles,
+        custom_docker_image_uri=image,
+        created_by=actor,
+    )
+    endpoint.name = name or f"esd-{endpoint_type.lower()}-{str(endpoint.id)[:7]}"
+    endpoint.save()
+    grant_object_permissions(endpoint, owner=actor, group_names=roles)
+    return endpoint
+
+
+def may_delete(actor: User, endpoint: Endpoint) -> bool:
+    return holds(actor, "sagemaker_endpoint", "all") or (
+        holds(actor, "sagemaker_endpoint", "create") and endpoint.created_by_id == actor.pk
+    )
+
+
+@transaction.atomic
+def endpoint_delete_many(*, actor: User, endpoints: list[Endpoint]) -> int:
+    """`DELETE /endpoints`: endpoints without live workers go at once; the others turn `Deleting`, their workers
+    finish the job in hand and exit, and the last one to leave removes the row (so nothing is cut off mid-job)."""
+    if not holds(actor, "sagemaker_endpoint", "create"):
+        raise EsdError(403, f"User {actor.username} has no permission to delete a Sagemaker endpoint")
+    for endpoint in endpoints:
+        if not may_delete(actor, endpoint):
+            raise EsdError(
+                403,
+                f"User {actor.username} may not delete {endpoint.name}: it needs sagemaker_endpoint:all, or "
+                "sagemaker_endpoint:create and to be its creator",
+            )
+    for endpoint in endpoints:
+        if endpoint.workers.filter(stopped_at__isnull=True, last_heartbeat__gte=live_cutoff()).exists():
+            Endpoint.objects.filter(pk=endpoint.pk).update(status=EndpointStatus.DELETING, updated_at=timezone.now())
+        else:
+            endpoint.delete()
+    return len(endpoints)
+
+
+# --- workers --------------------------------------------------------------------------------------------------------
+
+
+def worker_register(*, endpoint: Endpoint, hostname: str, pid: int, device: str) -> Worker:
+    worker = Worker.objects.create(
+        endpoint=endpoint, hostname=hostname, pid=pid, device=device, last_heartbeat=timezone.now()
+    )
+    endpoint_refresh(endpoint)
+    return worker
+
+
+def worker_heartbeat(*, worker: Worker, current_job: str = "") -> bool:
+    """Record that `worker` is alive. False when it should drain and exit (its endpoint is deleted or deleting)."""
+    updated = Worker.objects.filter(pk=worker.pk, stopped_at__isnull=True).update(
+        last_heartbeat=timezone.now(), current_job=current_job[:255]
+    )
+    endpoint = Endpoint.objects.filter(pk=worker.endpoint_id).first()
+    if not updated or endpoint is None or endpoint.status == EndpointStatus.DELETING:
+        return False
+    endpoint_refresh(endpoint)
+    return True
+
+
+def worker_deregister(*, worker: Worker) -> None:
+    """A clean exit: the worker is no longer counted; the last worker of a `Deleting` endpoint removes it."""
+    Worker.objects.filter(pk=worker.pk).update(stopped_at=timezone.now(), current_job="")
+    endpoint = Endpoint.objects.filter(pk=worker.endpoint_id).first()
+    if endpoint is None:
+        return
+    if endpoint.status == EndpointStatus.DELETING and not live_workers(endpoint).exists():
+        endpoint.delete()
+        return
+    endpoint_refresh(endpoint)
+
+
+def live_workers(endpoint: Endpoint) -> QuerySet[Worker]:
+    return endpoint.workers.filter(stopped_at__isnull=True, last_heartbeat__gte=live_cutoff())
+
+
+def derived_status(endpoint: Endpoint, live: int) -> tuple[str, str]:
+    """The status (and error) that follows from the live workers.
+
+    InService while a worker is alive. With none: an autoscaled Async endpoint is scaled to zero (InService,
+    count 0, as in ESD: its jobs wait and the platform scales it up); one that never had a worker is Creating;
+    any other is Failed, saying what happened to its workers.
+    """
+    if endpoint.status == EndpointStatus.DELETING:
+        return EndpointStatus.DELETING, endpoint.error
+    if live:
+        return EndpointStatus.IN_SERVICE, ""
+    if endpoint.end_time is None:
+        return EndpointStatus.CREATING, ""
+    if endpoint.min_instance_count == 0:
+        return EndpointStatus.IN_SERVICE, ""
+    last = endpoint.workers.order_by("-last_heartbeat").first()
+    if last is None:
+        return EndpointStatus.FAILED, "no worker is serving this endpoint"
+    if last.stopped_at is not None:
+        return EndpointStatus.FAILED, f"no worker is running: the last one stopped at {esd_time(last.stopped_at)}"
+    return (
+        EndpointStatus.FAILED,
+        f"no live worker: the last heartbeat was at {esd_time(last.last_heartbeat)} "
+        f"(workers count as dead after {settings.ESD_WORKER_DEAD_AFTER_SECONDS:g} s without one)",
+    )
+
+
+def endpoint_refresh(endpoint: Endpoint) -> Endpoint:
+    """Bring the stored status in line with the live workers (called on heartbeats and when endpoints are read)."""
+    live = live_workers(endpoint).count()
+    status, error = derived_status(endpoint, live)
+    changes: dict[str, object] = {}
+    if status != endpoint.status:
+        changes["status"] = status
+        if status == EndpointStatus.IN_SERVICE:
+            changes["end_time"] = timezone.now()
+    if error != endpoint.error:
+        changes["error"] = error
+    if changes:
+        Endpoint.objects.filter(pk=endpoint.pk).update(**changes, updated_at=timezone.now())
+        for field, value in changes.items():
+            setattr(endpoint, field, value)
+        if "status" in changes:
+            logger.info("Endpoint %s is now %s (%d live workers)", endpoint.name, status, live)
+    endpoint.live_count = live  # type: ignore[attr-defined]
+    return endpoint

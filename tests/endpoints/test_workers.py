@@ -1,0 +1,145 @@
+"""Workers in-process: register, heartbeat, pickup, drain, death by missed heartbeats, the status that follows,
+the /metrics page, and esd_serve's supervisor."""
+
+import time
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from django.utils import timezone
+
+from endpoints import services
+from endpoints.models import Endpoint, EndpointStatus, Worker
+from endpoints.queues import queue_depth, send_to_queue
+from endpoints.runtime import EndpointWorker
+from tests.conftest import wait_for
+
+ran: list[str] = []
+
+
+@dramatiq.actor(queue_name="esd-test-default", max_retries=0)
+def record(value: str) -> None:
+    ran.append(value)
+    time.sleep(0.2)
+
+
+@pytest.fixture
+def fast_heartbeats(settings):
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.1
+    settings.ESD_WORKER_DEAD_AFTER_SECONDS = 1.0
+    return settings
+
+
+@pytest.fixture
+def endpoint(transactional_db, admin_user):
+    return services.endpoint_create(
+        actor=admin_user, suffix="w", endpoint_type="Async", instance_type="cpu", count=2, autoscaling=False,
+        roles=["IT Operator"],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def start_worker(fast_heartbeats):
+    started = []
+
+    def start(endpoint):
+        worker = EndpointWorker(Endpoint.objects.get(pk=endpoint.pk), device="cpu")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def status_of(endpoint):
+    return services.endpoint_refresh(Endpoint.objects.get(pk=endpoint.pk))
+
+
+def test_workers_bring_an_endpoint_in_service_and_count(endpoint, start_worker):
+    assert status_of(endpoint).status == EndpointStatus.CREATING
+    first = start_worker(endpoint)
+    assert (status_of(endpoint).status, status_of(endpoint).live_count) == ("InService", 1)
+    start_worker(endpoint)
+    assert status_of(endpoint).live_count == 2
+    assert status_of(endpoint).end_time is not None
+    first.stop()
+    assert status_of(endpoint).live_count == 1
+
+
+def test_a_worker_runs_messages_of_its_queue_one_at_a_time(endpoint, start_worker):
+    ran.clear()
+    worker = start_worker(endpoint)
+    for index in range(3):
+        send_to_queue(record, endpoint.queue_name, f"job-{index}")
+    wait_for(lambda: len(ran) == 3, timeout=10)
+    assert sorted(ran) == ["job-0", "job-1", "job-2"]
+    assert worker._dramatiq.queue_prefetch == 1
+    assert queue_depth(endpoint.queue_name) == 0
+
+
+def test_the_heartbeat_reports_the_current_job(endpoint, start_worker):
+    start_worker(endpoint)
+    send_to_queue(record, endpoint.queue_name, "slow")
+    wait_for(lambda: Worker.objects.filter(current_job__contains="record(slow)").exists(), timeout=10)
+
+
+def test_missed_heartbeats_make_a_worker_dead_and_the_endpoint_failed(endpoint, fast_heartbeats):
+    worker = services.worker_register(endpoint=endpoint, hostname="gpu-1", pid=4242, device="cuda:0")
+    assert status_of(endpoint).status == "InService"
+    Worker.objects.filter(pk=worker.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=5))
+    refreshed = status_of(endpoint)
+    assert (refreshed.status, refreshed.live_count) == ("Failed", 0)
+    assert "no live worker: the last heartbeat was at" in refreshed.error
+    services.worker_heartbeat(worker=worker)  # it comes back
+    assert status_of(endpoint).status == "InService"
+
+
+def test_an_autoscaled_async_endpoint_scales_to_zero_in_service(transactional_db, admin_user, start_worker):
+    endpoint = services.endpoint_create(
+        actor=admin_user, suffix="auto", endpoint_type="Async", instance_type="cpu", count=3, autoscaling=True,
+        roles=["IT Operator"],
+    )  # fmt: skip
+    start_worker(endpoint).stop()
+    refreshed = status_of(endpoint)
+    assert (refreshed.status, refreshed.live_count) == ("InService", 0)  # ESD's "cool down" state
+
+
+def test_deleting_an_endpoint_drains_its_workers(endpoint, start_worker, admin_user):
+    worker = start_worker(endpoint)
+    services.endpoint_delete_many(actor=admin_user, endpoints=[Endpoint.objects.get(pk=endpoint.pk)])
+    assert worker.stopped.wait(5), "the worker did not drain"
+    assert not Endpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_metrics_page(client, endpoint, start_worker, settings):
+    start_worker(endpoint)
+    send_to_queue(record, "endpoint.esd-async-absent", "x")  # another queue: not counted here
+    page = client.get("/metrics").content.decode()
+    labels = 'endpoint="esd-async-w",endpoint_type="Async",instance_type="cpu"'
+    assert f"esd_endpoint_live_workers{{{labels}}} 1.0" in page
+    assert f"esd_endpoint_in_service{{{labels}}} 1.0" in page
+    assert f"esd_endpoint_desired_instances{{{labels}}} 2.0" in page  # fixed size: its count
+    settings.ESD_METRICS_TOKEN = "scrape-secret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"}).status_code == 200
+
+
+def test_desired_instances_follow_the_backlog(transactional_db, admin_user, settings):
+    from endpoints.autoscaling import scaling
+
+    endpoint = services.endpoint_create(
+        actor=admin_user, suffix="scale", endpoint_type="Async", instance_type="cpu", count=4, autoscaling=True,
+        roles=["IT Operator"],
+    )  # fmt: skip
+    assert scaling(endpoint, 0, 0).desired == 0
+    for index in range(12):
+        send_to_queue(record, endpoint.queue_name, f"queued-{index}")
+    figures = scaling(endpoint, 0, 0)
+    assert (figures.queue_depth, figures.backlog, figures.desired) == (12, 12, 3)  # ceil(12 / 5)
+    for index in range(30):
+        send_to_queue(record, endpoint.queue_name, f"more-{index}")
+    assert scaling(endpoint, 0, 0).desired == 4  # capped at the maximum
+    dramatiq.get_broker().flush(endpoint.queue_name)
+    assert scaling(endpoint, 0, 1).desired == 1  # one job in hand keeps one instance
