@@ -75,6 +75,17 @@ def _message(error: ValidationError) -> str | None:
             return "array must not contain duplicate elements"
         case "minProperties":
             return f"object has too few properties (found {len(value)} but schema requires at least {expected})"
+        case "anyOf" | "oneOf":
+            # Speak of the alternative that has the instance's type (e.g. a count given as a string).
+            specific = [sub for sub in error.context or () if sub.validator != "type"]
+            if specific:
+                return _message(specific[0])
+            types = [sub.validator_value for sub in error.context or () if sub.validator == "type"]
+            allowed = sorted({name for value in types for name in _allowed_types(value)})
+            return (
+                f"instance type ({_type_name(value)}) does not match any allowed primitive type "
+                f"(allowed: {_json(allowed)})"
+            )
         case "required" | "additionalProperties":
             return None
     return error.message

@@ -15,9 +15,7 @@ ENDPOINT_CREATE: dict[str, Any] = {
         "instance_type": {"type": "string", "minLength": 1, "maxLength": 64},
         # ESD demanded a JSON number; the seed document's example sends "1", so a numeric string is accepted too.
         "initial_instance_count": {
-            "type": ["integer", "string"],
-            "minimum": 1,
-            "pattern": "^[1-9][0-9]{0,5}$",
+            "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[1-9][0-9]{0,5}$"}]
         },
         "autoscaling_enabled": {"type": "boolean"},
         "assign_to_roles": {
@@ -78,7 +76,10 @@ ENDPOINT: dict[str, Any] = {
 }  # fmt: skip
 ENDPOINT_CREATED: dict[str, Any] = {
     **ENDPOINT,
-    "properties": {**ENDPOINT["properties"], "max_instance_number": {"type": ["integer", "string"]}},
+    "properties": {
+        **ENDPOINT["properties"],
+        "max_instance_number": {"anyOf": [{"type": "integer"}, {"type": "string"}], "description": "As sent."},
+    },
 }
 ENDPOINT_LIST: dict[str, Any] = {
     "type": "object",

@@ -140,7 +140,10 @@ def test_delete_accepts_the_seed_documents_field_name(esd, admin_token):
 
 
 def test_delete_validation_and_permissions(esd, admin_token, make_user, token_for):
-    assert "endpoint_name_list" in esd.call("DELETE", "endpoints", {"username": "admin"}, token=admin_token).body["message"]
+    assert (
+        "endpoint_name_list"
+        in esd.call("DELETE", "endpoints", {"username": "admin"}, token=admin_token).body["message"]
+    )
     response = esd.call("DELETE", "endpoints", {"endpoint_name_list": ["x"], "username": "ghost"}, token=admin_token)
     assert response.body == {"statusCode": 400, "message": 'user: "ghost" not exist'}
     weak = make_user("weak")

@@ -8,6 +8,7 @@ from django.core.management import call_command
 
 from accounts.api import schemas
 from checkpoints.api import schemas as checkpoint_schemas
+from endpoints.api import schemas as endpoint_schemas
 from tests.conftest import PREFIX
 
 ROUTES = {
@@ -17,6 +18,7 @@ ROUTES = {
     "auth/token": {"post"},
     "checkpoints": {"get", "post", "delete"},
     "checkpoints/{checkpoint_id}": {"put"},
+    "endpoints": {"get", "post", "delete"},
 }
 
 
@@ -44,6 +46,8 @@ def test_every_route_and_method_is_documented(spec):
         ("checkpoints", "post", checkpoint_schemas.CHECKPOINT_CREATE),
         ("checkpoints", "delete", checkpoint_schemas.CHECKPOINT_DELETE),
         ("checkpoints/{checkpoint_id}", "put", checkpoint_schemas.CHECKPOINT_UPDATE),
+        ("endpoints", "post", endpoint_schemas.ENDPOINT_CREATE),
+        ("endpoints", "delete", endpoint_schemas.ENDPOINT_DELETE),
     ],
 )
 def test_request_bodies_are_the_validated_schemas(spec, route, method, schema):

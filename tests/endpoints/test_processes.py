@@ -1,0 +1,212 @@
+"""Real processes: serve_endpoint workers (killed with SIGKILL, drained by deletion) and esd_serve's restart
+recovery. serve_endpoint needs a database and broker shared between processes (PostgreSQL and Redis or RabbitMQ,
+as on CI); esd_serve runs on its own SQLite file."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import dramatiq
+import pytest
+from django.db import connection
+from dramatiq.brokers.stub import StubBroker
+
+from endpoints import services
+from endpoints.models import Endpoint
+from tests.conftest import wait_for
+from tests.helpers import safetensors_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"ESD_WORKER_HEARTBEAT_SECONDS": "0.2", "ESD_WORKER_DEAD_AFTER_SECONDS": "1.5"}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ESD_", "DATABASE"))}
+    env.update(DJANGO_SETTINGS_MODULE="esd.settings", **FAST, **extra)
+    return env
+
+
+def shared_services() -> dict[str, str]:
+    """Environment that points a child process at this test's database and broker, or a skip/fail."""
+    shared = connection.vendor == "postgresql" and not isinstance(dramatiq.get_broker(), StubBroker)
+    if not shared:
+        reason = "serve_endpoint tests need PostgreSQL and Redis/RabbitMQ shared with a child process"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI provides them)")
+        pytest.skip(reason + " (set DATABASE_URL and ESD_BROKER_URL; CI does)")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return clean_env(DATABASE_URL=url, ESD_BROKER_URL=os.environ["ESD_BROKER_URL"])
+
+
+def manage(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, **kwargs)
+
+
+@pytest.fixture
+def endpoint(transactional_db, admin_user):
+    return services.endpoint_create(
+        actor=admin_user, suffix="procs", endpoint_type="Async", instance_type="cuda", count=2, autoscaling=False,
+        roles=["IT Operator"],
+    )  # fmt: skip
+
+
+def live(endpoint: Endpoint) -> tuple[str, int] | None:
+    found = Endpoint.objects.filter(pk=endpoint.pk).first()
+    if found is None:
+        return None
+    refreshed = services.endpoint_refresh(found)
+    return refreshed.status, refreshed.live_count
+
+
+def test_two_workers_one_killed_then_deleted(endpoint, settings):
+    env = shared_services()
+    settings.ESD_WORKER_DEAD_AFTER_SECONDS = 1.5
+    supervisor = manage("serve_endpoint", endpoint.name, "--processes", "2", env=env)
+    try:
+        assert wait_for(lambda: live(endpoint) == ("InService", 2), timeout=60)
+        victim = endpoint.workers.order_by("started_at").first()
+        os.kill(victim.pid, signal.SIGKILL)
+        assert wait_for(lambda: live(endpoint) == ("InService", 1), timeout=30)
+        services.endpoint_delete_many(actor=endpoint.created_by, endpoints=[Endpoint.objects.get(pk=endpoint.pk)])
+        assert wait_for(lambda: live(endpoint) is None, timeout=30)  # drained, exited, row gone
+        assert supervisor.wait(timeout=30) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def test_sigterm_stops_a_worker_cleanly(endpoint, settings):
+    env = shared_services()
+    worker = manage("serve_endpoint", endpoint.name, env=env)
+    try:
+        assert wait_for(lambda: live(endpoint) == ("InService", 1), timeout=60)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        record = endpoint.workers.get()
+        assert record.stopped_at is not None  # deregistered, not merely silent
+        assert live(endpoint)[1] == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+@pytest.fixture
+def embedded_env(tmp_path) -> dict[str, str]:
+    """A migrated SQLite data folder of its own, for commands run in child processes."""
+    env = clean_env(ESD_DATA_DIR=str(tmp_path), ESD_DOWNLOAD_ALLOW_HOSTS="127.0.0.1")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return env
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_serve_endpoint_refuses_an_unknown_endpoint(embedded_env):
+    result = run("serve_endpoint", "esd-async-nope", env=embedded_env)
+    assert result.returncode != 0
+    assert "no endpoint named 'esd-async-nope'" in result.stderr
+
+
+def test_serve_endpoint_needs_a_shared_broker(embedded_env):
+    created = run(
+        "shell", "-c",
+        "from accounts import services as a; from endpoints import services as e; "
+        "u = a.admin_ensure(username='x', password='long-password-1'); "
+        "e.endpoint_create(actor=u, suffix='solo', endpoint_type='Async', instance_type='cpu', count=1, "
+        "autoscaling=False, roles=['IT Operator'])",
+        env=embedded_env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    result = run("serve_endpoint", "esd-async-solo", env=embedded_env)
+    assert result.returncode != 0
+    assert "set ESD_BROKER_URL" in result.stderr
+
+
+# --- esd_serve ------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def api(port: int, method: str, path: str, token: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/prod/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read() or b"{}")
+
+
+def start_serve(port: int, env: dict[str, str]) -> subprocess.Popen:
+    process = manage("esd_serve", "--port", str(port), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/prod/ping", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=60, interval=0.2)
+    return process
+
+
+def test_esd_serve_serves_workers_and_recovers_after_a_restart(embedded_env, file_server):
+    env = embedded_env
+    first_run = run("esd_bootstrap", "--first-run", env=env)
+    token = re.search(r"API token:\s+(\S+)", first_run.stdout).group(1)
+    file_server.serve_bytes("/files/recovered.safetensors", safetensors_bytes())
+    # A download the database says is unfinished, as if the server had died in the middle of it.
+    created = run(
+        "shell", "-c",
+        "from accounts.models import User; from checkpoints.models import Checkpoint, CheckpointFile; "
+        "c = Checkpoint.objects.create(type='Lora', status='Downloading', created_by=User.objects.get(), "
+        f"source_url='{file_server.url('/files/recovered.safetensors')}', allowed_roles_or_users=['IT Operator']); "
+        "CheckpointFile.objects.create(checkpoint=c, name='recovered.safetensors')",
+        env=env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    server = start_serve(port, env)
+    try:
+
+        def checkpoint_status() -> str:
+            return api(port, "GET", "checkpoints", token)["data"]["checkpoints"][0]["status"]
+
+        assert wait_for(lambda: checkpoint_status() == "Active", timeout=30)
+        body = {"endpoint_name": "embedded", "endpoint_type": "Async", "instance_type": "cpu",
+                "initial_instance_count": 1, "autoscaling_enabled": False, "assign_to_roles": ["IT Operator"],
+                "creator": "admin"}  # fmt: skip
+        assert api(port, "POST", "endpoints", token, body)["statusCode"] == 202
+
+        def endpoint_state() -> tuple[str, str]:
+            [item] = api(port, "GET", "endpoints", token)["data"]["endpoints"]
+            return item["endpoint_status"], item["current_instance_count"]
+
+        assert wait_for(lambda: endpoint_state() == ("InService", "1"), timeout=30)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        server = start_serve(port, env)
+        assert wait_for(lambda: endpoint_state() == ("InService", "1"), timeout=30)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
