@@ -75,9 +75,10 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
     readonly_fields = (
         "id", "name", "endpoint_type", "status", "error", "instance_type", "autoscaling", "initial_instance_count",
         "owner_group_or_role", "created_by", "created_at", "end_time", "live_workers", "backlog", "desired_instances",
+        "last_probe_at", "last_probe_worker",
     )  # fmt: skip
     inlines = (WorkerInline,)
-    actions = ["delete_endpoints"]
+    actions = ["probe", "delete_endpoints"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Endpoint]:
         return with_live_counts(super().get_queryset(request))
@@ -138,6 +139,12 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
         services.endpoint_delete_many(actor=request.user, endpoints=[obj])
+
+    @admin.action(description="Probe: check that a worker answers through the queue", permissions=["view"])
+    def probe(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
+        for endpoint in queryset:
+            services.endpoint_probe_send(endpoint=endpoint)
+        self.message_user(request, "Probe sent; the answering worker and time show on the endpoint's page.")
 
     @admin.action(description="Delete selected endpoints (workers finish their job, then exit)", permissions=["delete"])
     def delete_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:

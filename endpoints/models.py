@@ -42,6 +42,9 @@ class Endpoint(TimeStampedModel):
     )
     end_time = models.DateTimeField(null=True, blank=True, help_text="Last time it became InService.")
     error = models.TextField(blank=True)
+    last_probe_id = models.CharField(max_length=32, blank=True)
+    last_probe_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last answered a probe.")
+    last_probe_worker = models.CharField(max_length=300, blank=True, help_text="host:pid of that worker.")
 
     class Meta:
         ordering = ["name"]

@@ -15,6 +15,7 @@ from typing import Any
 import dramatiq
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils.module_loading import autodiscover_modules
 from dramatiq.middleware import Middleware
 
 from . import services
@@ -51,6 +52,12 @@ def detach(worker: dramatiq.Worker) -> None:
     ]
 
 
+def load_actors() -> None:
+    """Import every app's `actors` module, so a worker knows every actor a message may name (django_dramatiq only
+    does this in its own rundramatiq command)."""
+    autodiscover_modules("actors")
+
+
 class EndpointWorker:
     """One registered worker of an endpoint: start() and stop(); `stopped` is set once it has drained."""
 
@@ -76,6 +83,7 @@ class EndpointWorker:
         self._heartbeat: threading.Thread | None = None
 
     def start(self) -> None:
+        load_actors()
         for queue in self.queues:
             self.broker.declare_queue(queue)
         self.broker.add_middleware(self._jobs)

@@ -2,7 +2,11 @@
 status that follows from live workers (esd-behaviour.md §8; architecture.md §3)."""
 
 import logging
+import os
 import re
+import socket
+import time
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -223,3 +227,24 @@ def endpoint_refresh(endpoint: Endpoint) -> Endpoint:
             logger.info("Endpoint %s is now %s (%d live workers)", endpoint.name, status, live)
     endpoint.live_count = live  # type: ignore[attr-defined]
     return endpoint
+
+
+# --- probes ---------------------------------------------------------------------------------------------------------
+
+
+def endpoint_probe_send(*, endpoint: Endpoint, hold_seconds: float = 0.0) -> str:
+    """Send a probe through the endpoint's queue; the worker that runs it records itself on the endpoint.
+    `hold_seconds` keeps that worker busy for a while (to see a job in hand, or its redelivery)."""
+    from . import actors
+    from .queues import send_to_queue
+
+    probe_id = uuid.uuid4().hex
+    send_to_queue(actors.endpoint_probe, endpoint.queue_name, str(endpoint.pk), probe_id, hold_seconds)
+    return probe_id
+
+
+def endpoint_probe_answer(*, endpoint_id: str, probe_id: str, hold_seconds: float) -> None:
+    time.sleep(max(0.0, min(hold_seconds, 60.0)))
+    Endpoint.objects.filter(pk=endpoint_id).update(
+        last_probe_id=probe_id, last_probe_at=timezone.now(), last_probe_worker=f"{socket.gethostname()}:{os.getpid()}"
+    )

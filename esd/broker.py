@@ -11,11 +11,17 @@ MIDDLEWARE = [
 ]
 
 
-def dramatiq_broker_setting(url: str) -> dict[str, Any]:
+def dramatiq_broker_setting(url: str, dead_after_seconds: float = 20.0) -> dict[str, Any]:
     """django_dramatiq's DRAMATIQ_BROKER for `url`: redis://… Redis, amqp://… RabbitMQ, empty the in-process
-    broker that esd_serve's worker threads consume. Anything else is a configuration error."""
+    broker that esd_serve's worker threads consume. Anything else is a configuration error.
+
+    On Redis, a consumer that stops heartbeating (a killed worker) has its unacknowledged messages requeued once
+    dramatiq's heartbeat timeout passes; it is set to the time after which ESD counts a worker dead (dramatiq's
+    default is 60 s), and maintenance runs often enough to notice. RabbitMQ redelivers as the connection drops.
+    """
     if url.startswith(("redis://", "rediss://", "unix://")):
-        broker: dict[str, Any] = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": url}}
+        options = {"url": url, "heartbeat_timeout": int(dead_after_seconds * 1000), "maintenance_chance": 10_000}
+        broker: dict[str, Any] = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": options}
     elif url.startswith(("amqp://", "amqps://")):
         broker = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": url}}
     elif not url:

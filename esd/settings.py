@@ -221,7 +221,7 @@ CACHES = {"default": env.cache("ESD_CACHE_URL", default="locmemcache://")}
 # redis://... selects Redis, amqp://... RabbitMQ; unset means dramatiq's in-process broker (esd_serve).
 ESD_BROKER_URL = env.str("ESD_BROKER_URL", default="")
 try:
-    DRAMATIQ_BROKER = dramatiq_broker_setting(ESD_BROKER_URL)
+    DRAMATIQ_BROKER = dramatiq_broker_setting(ESD_BROKER_URL, env.float("ESD_WORKER_DEAD_AFTER_SECONDS", default=20.0))
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]

@@ -210,3 +210,24 @@ def test_esd_serve_serves_workers_and_recovers_after_a_restart(embedded_env, fil
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_a_killed_workers_job_is_redelivered_to_another(endpoint, settings):
+    env = shared_services()
+    settings.ESD_WORKER_DEAD_AFTER_SECONDS = 1.5
+    supervisor = manage("serve_endpoint", endpoint.name, "--processes", "2", env=env)
+    try:
+        assert wait_for(lambda: live(endpoint) == ("InService", 2), timeout=60)
+        probe_id = services.endpoint_probe_send(endpoint=endpoint, hold_seconds=3.0)
+        busy = wait_for(lambda: endpoint.workers.filter(current_job__contains=probe_id).first(), timeout=30)
+        os.kill(busy.pid, signal.SIGKILL)  # mid-job
+        answered = wait_for(
+            lambda: Endpoint.objects.filter(pk=endpoint.pk, last_probe_id=probe_id).first(), timeout=90, interval=0.2
+        )
+        assert not answered.last_probe_worker.endswith(f":{busy.pid}")  # the other worker ran it
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            supervisor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()

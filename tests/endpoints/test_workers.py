@@ -143,3 +143,10 @@ def test_desired_instances_follow_the_backlog(transactional_db, admin_user, sett
     assert scaling(endpoint, 0, 0).desired == 4  # capped at the maximum
     dramatiq.get_broker().flush(endpoint.queue_name)
     assert scaling(endpoint, 0, 1).desired == 1  # one job in hand keeps one instance
+
+
+def test_a_probe_is_answered_by_a_worker(endpoint, start_worker):
+    start_worker(endpoint)
+    probe_id = services.endpoint_probe_send(endpoint=endpoint)
+    answered = wait_for(lambda: Endpoint.objects.filter(pk=endpoint.pk, last_probe_id=probe_id).first(), timeout=10)
+    assert answered.last_probe_at is not None and ":" in answered.last_probe_worker

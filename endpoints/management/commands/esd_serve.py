@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand
 from waitress.server import create_server
 
 from endpoints.models import Endpoint, EndpointStatus
-from endpoints.runtime import EndpointWorker, detach
+from endpoints.runtime import EndpointWorker, detach, load_actors
 from esd.signals import recover_waiting_work
 from esd.wsgi import application
 
@@ -38,6 +38,7 @@ class Supervisor:
         self.thread = threading.Thread(target=self._run, name="esd-supervisor", daemon=True)
 
     def start(self) -> None:
+        load_actors()
         broker = dramatiq.get_broker()
         broker.declare_queue(DOWNLOAD_QUEUE)
         self.downloads = dramatiq.Worker(broker, queues={DOWNLOAD_QUEUE}, worker_threads=2, worker_timeout=100)
