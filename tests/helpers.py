@@ -41,6 +41,16 @@ def tar_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) ->
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (timeouts, refused downloads) are expected here, not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 class FileServer:
     """A real HTTP server on 127.0.0.1 whose routes a test sets: path -> handler(request)."""
 
@@ -66,7 +76,7 @@ class FileServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

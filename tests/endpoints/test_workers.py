@@ -136,10 +136,12 @@ def test_desired_instances_follow_the_backlog(transactional_db, admin_user, sett
     assert scaling(endpoint, 0, 0).desired == 0
     for index in range(12):
         send_to_queue(record, endpoint.queue_name, f"queued-{index}")
-    figures = scaling(endpoint, 0, 0)
+    # RabbitMQ's message count trails the last publish by a moment.
+    figures = wait_for(lambda: (found := scaling(endpoint, 0, 0)).queue_depth == 12 and found, timeout=10)
     assert (figures.queue_depth, figures.backlog, figures.desired) == (12, 12, 3)  # ceil(12 / 5)
     for index in range(30):
         send_to_queue(record, endpoint.queue_name, f"more-{index}")
+    assert wait_for(lambda: scaling(endpoint, 0, 0).queue_depth == 42, timeout=10)
     assert scaling(endpoint, 0, 0).desired == 4  # capped at the maximum
     dramatiq.get_broker().flush(endpoint.queue_name)
     assert scaling(endpoint, 0, 1).desired == 1  # one job in hand keeps one instance
