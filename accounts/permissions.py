@@ -101,3 +101,17 @@ def grant_object_permissions(obj: Any, *, owner: User | None, group_names: list[
 def visible(names: list[str], *, username: str, role_names: set[str]) -> bool:
     """ESD's one visibility rule (esd-behaviour.md §3.3): an empty list, `*`, the username or one of the roles."""
     return not names or "*" in names or username in names or bool(role_names.intersection(names))
+
+
+def list_subject(request: Request, viewer: User, *, unknown: str) -> User:
+    """Whose view a list route computes (its `username` query parameter, ESD-style): the caller by default; another
+    user only in esd-1.4 mode (as ESD did) or for a caller holding user:all."""
+    name = request.query_params.get("username")
+    if not name or name == viewer.username:
+        return viewer
+    if settings.ESD_AUTH_MODE != "esd-1.4" and not holds(viewer, "user", "all"):
+        raise EsdError(403, f'username "{name}" is not the caller: only a user holding user:all may list as another')
+    subject = active_user(name)
+    if subject is None:
+        raise EsdError(400, unknown.format(name=name))
+    return subject

@@ -8,14 +8,13 @@ downloads to a temporary name and renames it into place, the others wait and the
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
 
-from esd.storage import CHUNK, get_storage
+from esd.storage import CHUNK, get_storage, incoming_file
 
 from .models import CheckpointFile
 
@@ -78,16 +77,10 @@ def cached_path(file: CheckpointFile) -> Path:
         _evict(root, size, budget, keep=target)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".fetch-", delete=False) as out:
-            try:
-                with get_storage().open(file.key) as stream:
-                    while chunk := stream.read(CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except BaseException:
-                out.close()
-                Path(out.name).unlink(missing_ok=True)
-                raise
+        with incoming_file(target.parent) as out, get_storage().open(file.key) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
         if digest.hexdigest() != file.sha256:
             Path(out.name).unlink(missing_ok=True)
             raise CacheError(f"{file.name} in storage does not match its recorded sha256")

@@ -49,21 +49,24 @@ class EndpointAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        data["role_list"] = [role.strip() for role in data.get("roles", "").split(",") if role.strip()]
         if not self.errors:
             try:
-                services.endpoint_create_check(
-                    actor=self.actor,
-                    suffix=data.get("suffix") or None,
-                    endpoint_type=data["endpoint_type"],
-                    instance_type=data["instance_type"],
-                    count=data["initial_instance_count"],
-                    autoscaling=data["autoscaling"],
-                    roles=data["role_list"],
-                )
+                services.endpoint_create_check(actor=self.actor, **self.service_arguments())
             except EsdError as exc:
                 raise forms.ValidationError(exc.message) from exc
         return data
+
+    def service_arguments(self) -> dict[str, Any]:
+        """The form's values as endpoint_create(_check) takes them."""
+        data = self.cleaned_data
+        return {
+            "suffix": data.get("suffix") or None,
+            "endpoint_type": data["endpoint_type"],
+            "instance_type": data["instance_type"],
+            "count": data["initial_instance_count"],
+            "autoscaling": data["autoscaling"],
+            "roles": [role.strip() for role in data.get("roles", "").split(",") if role.strip()],
+        }
 
 
 @admin.register(Endpoint)
@@ -119,16 +122,7 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
         return f"{self._scaling(endpoint).desired} of {endpoint.min_instance_count}..{endpoint.initial_instance_count}"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
-        data = form.cleaned_data
-        endpoint = services.endpoint_create(
-            actor=request.user,
-            suffix=data.get("suffix") or None,
-            endpoint_type=data["endpoint_type"],
-            instance_type=data["instance_type"],
-            count=data["initial_instance_count"],
-            autoscaling=data["autoscaling"],
-            roles=data["role_list"],
-        )
+        endpoint = services.endpoint_create(actor=request.user, **form.service_arguments())
         obj.pk, obj.name, obj.created_at = endpoint.pk, endpoint.name, endpoint.created_at
         obj._state.adding = False
 

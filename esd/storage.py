@@ -133,6 +133,19 @@ class ObjectStorage(ABC):
 # --- Local folder -------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def incoming_file(folder: Path) -> Iterator[IO[bytes]]:
+    """A temporary file in `folder` (so a rename onto the target is atomic): removed if the block fails, kept for
+    the caller to rename into place otherwise. Readers never see half a file."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", delete=False) as out:
+        try:
+            yield out
+        except BaseException:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+            raise
+
+
 def _md5_etag(digest: "hashlib._Hash") -> str:
     return f'"{digest.hexdigest()}"'
 
@@ -208,18 +221,13 @@ class LocalStorage(ObjectStorage):
     def _receive(self, body: IO[bytes], target: Path, limit: int) -> str:
         digest = hashlib.md5(usedforsecurity=False)
         written = 0
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".incoming-", delete=False) as out:
-            try:
-                while chunk := body.read(CHUNK):
-                    written += len(chunk)
-                    if written > limit:
-                        raise StorageError(f"upload is larger than the {limit}-byte limit")
-                    digest.update(chunk)
-                    out.write(chunk)
-            except BaseException:
-                out.close()
-                Path(out.name).unlink(missing_ok=True)
-                raise
+        with incoming_file(target.parent) as out:
+            while chunk := body.read(CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise StorageError(f"upload is larger than the {limit}-byte limit")
+                digest.update(chunk)
+                out.write(chunk)
         Path(out.name).replace(target)
         return _md5_etag(digest)
 
@@ -269,15 +277,10 @@ class LocalStorage(ObjectStorage):
         target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         # Write beside the target and rename: readers never see half an object, even one they are reading now.
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".incoming-", delete=False) as out:
-            try:
-                for chunk in chunks:
-                    out.write(chunk)
-                    written += len(chunk)
-            except BaseException:
-                out.close()
-                Path(out.name).unlink(missing_ok=True)
-                raise
+        with incoming_file(target.parent) as out:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
         Path(out.name).replace(target)
         return written
 

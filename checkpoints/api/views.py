@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.permissions import acting_user, active_user, holds, request_caller
+from accounts.permissions import acting_user, holds, list_subject, request_caller
 from checkpoints import selectors, services
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from esd import openapi
@@ -65,7 +65,7 @@ class CheckpointsView(EsdAPIView):
         viewer = request_caller(request, unknown=UNKNOWN_USER)
         if not holds(viewer, "checkpoint", "list"):
             raise EsdError(403, f"user {viewer.username} has no checkpoint:list permission")
-        subject = self._subject(request, viewer)
+        subject = list_subject(request, viewer, unknown=UNKNOWN_USER)
         page = _positive_int(request, "page", 1, 1_000_000)
         per_page = _positive_int(request, "per_page", 10, MAX_PER_PAGE)
         statuses = request.query_params.getlist("status")
@@ -89,19 +89,6 @@ class CheckpointsView(EsdAPIView):
             "checkpoints": [checkpoint_item(checkpoint) for checkpoint in shown],
         }
         return Response({"statusCode": 200, "message": "OK", "data": data})
-
-    def _subject(self, request: Request, viewer: User) -> User:
-        name = request.query_params.get("username")
-        if not name or name == viewer.username:
-            return viewer
-        if not esd_mode() and not holds(viewer, "user", "all"):
-            raise EsdError(
-                403, f'username "{name}" is not the caller: only a user holding user:all may list as another'
-            )
-        subject = active_user(name)
-        if subject is None:
-            raise EsdError(400, UNKNOWN_USER.format(name=name))
-        return subject
 
     @extend_schema(
         operation_id="checkpoints_create",

@@ -2,13 +2,11 @@
 
 from typing import Any, ClassVar
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import User
-from accounts.permissions import acting_user, active_user, holds, request_caller
+from accounts.permissions import acting_user, list_subject, request_caller
 from endpoints import selectors, services
 from esd import openapi
 from esd.exceptions import EsdError
@@ -39,24 +37,11 @@ class EndpointsView(EsdAPIView):
     )
     def get(self, request: Request) -> Response:
         viewer = request_caller(request, unknown=UNKNOWN_USER)
-        subject = self._subject(request, viewer)
+        subject = list_subject(request, viewer, unknown=UNKNOWN_USER)
         endpoints = selectors.endpoint_list(
             viewer=viewer, subject=subject, endpoint_id=request.query_params.get("endpointDeploymentJobId")
         )
         return esd_response(200, data={"endpoints": [endpoint_data(endpoint) for endpoint in endpoints]})
-
-    def _subject(self, request: Request, viewer: User) -> User:
-        name = request.query_params.get("username")
-        if not name or name == viewer.username:
-            return viewer
-        if settings.ESD_AUTH_MODE != "esd-1.4" and not holds(viewer, "user", "all"):
-            raise EsdError(
-                403, f'username "{name}" is not the caller: only a user holding user:all may list as another'
-            )
-        subject = active_user(name)
-        if subject is None:
-            raise EsdError(400, UNKNOWN_USER.format(name=name))
-        return subject
 
     @extend_schema(
         operation_id="endpoints_create",
