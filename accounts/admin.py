@@ -11,6 +11,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django_dramatiq.models import Task as DramatiqTask
 
 from esd.exceptions import EsdError
 
@@ -19,6 +20,8 @@ from .api.schemas import ROLE_NAME
 from .models import ApiToken, Role, User
 
 admin.site.unregister(Group)  # roles replace bare groups
+# django_dramatiq's task table is filled only by a middleware ESD does not use: the jobs' own rows are the record.
+admin.site.unregister(DramatiqTask)
 
 
 class ActorFormMixin:
@@ -86,6 +89,10 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
     @admin.display(description="members")
     def member_count(self, role: Role) -> int:
         return role.group.user_set.count()
+
+    def get_fields(self, request: HttpRequest, obj: Role | None = None) -> list[str]:
+        fields = ["name", "permissions"]
+        return fields if obj is None else [*fields, *self.readonly_fields]
 
     def has_change_permission(self, request: HttpRequest, obj: Role | None = None) -> bool:
         return not (obj and obj.builtin) and super().has_change_permission(request, obj)
@@ -200,6 +207,9 @@ class UserAdmin(ActorFormMixin, DjangoUserAdmin):
         ("History", {"fields": ("creator", "last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "password1", "password2", "roles")}),)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()  # a new user has no tokens yet
 
     @admin.display(description="roles")
     def role_list(self, user: User) -> str:

@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
@@ -39,13 +40,21 @@ class EndpointAddForm(forms.ModelForm):
         regex=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=20, required=False,
         help_text="The name becomes esd-async-SUFFIX or esd-real-time-SUFFIX.",
     )  # fmt: skip
-    roles = forms.CharField(help_text="Comma-separated role names whose users' jobs run here.")
+    roles = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.filter(role__isnull=False).order_by("name"),
+        to_field_name="name",
+        help_text="The roles whose users' jobs run here (one endpoint per role).",
+    )
 
     actor: Any
 
     class Meta:
         model = Endpoint
         fields = ["endpoint_type", "instance_type", "initial_instance_count", "autoscaling"]
+        help_texts = {
+            "instance_type": "An ESD name such as ml.g5.2xlarge, or a label of ESD_INSTANCE_TYPES (cpu, cuda, gpu).",
+            "autoscaling": "Async only: scale between 0 and the instance count on the backlog (see /metrics).",
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -65,7 +74,7 @@ class EndpointAddForm(forms.ModelForm):
             "instance_type": data["instance_type"],
             "count": data["initial_instance_count"],
             "autoscaling": data["autoscaling"],
-            "roles": [role.strip() for role in data.get("roles", "").split(",") if role.strip()],
+            "roles": [group.name for group in data.get("roles", [])],
         }
 
 

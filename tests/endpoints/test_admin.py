@@ -16,7 +16,7 @@ def test_create_and_list(admin_client):
     response = admin_client.post(
         "/admin/endpoints/endpoint/add/",
         {"suffix": "gpu", "endpoint_type": "Async", "instance_type": "ml.g5.2xlarge", "initial_instance_count": 2,
-         "autoscaling": "on", "roles": "IT Operator"},
+         "autoscaling": "on", "roles": ["IT Operator"]},
     )  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
     endpoint = Endpoint.objects.get()
@@ -36,7 +36,7 @@ def test_refusals_show_on_the_form(admin_client):
     response = admin_client.post(
         "/admin/endpoints/endpoint/add/",
         {"endpoint_type": "Real-time", "instance_type": "cpu", "initial_instance_count": 1, "autoscaling": "on",
-         "roles": "IT Operator"},
+         "roles": ["IT Operator"]},
     )  # fmt: skip
     assert response.status_code == 200
     assert "Autoscaling is not supported for real-time endpoint" in response.content.decode()
