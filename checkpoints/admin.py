@@ -6,15 +6,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
+from accounts.admin import ActorFormMixin
 from esd.exceptions import EsdError
 
 from . import services
-from .models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
+from .models import Checkpoint, CheckpointFile, CheckpointStatus
 
 
 class CheckpointFileInline(admin.TabularInline):
@@ -36,19 +36,37 @@ class CheckpointAddForm(forms.ModelForm):
         required=False, max_length=2048, assume_scheme="https", help_text="Or an http(s) URL to download."
     )
 
+    actor: Any
+    created: Checkpoint | None = None
+
     class Meta:
         model = Checkpoint
         fields = ["type"]
 
     def clean(self) -> dict[str, Any]:
+        """Create the checkpoint here, through the service, so that a refused file is shown on the form."""
         data = super().clean()
         if bool(data.get("file")) == bool(data.get("url")):
             raise forms.ValidationError("Give either a file or a URL.")
+        if self.errors:
+            return data
+        try:
+            if data.get("file"):
+                upload = data["file"]
+                self.created = services.checkpoint_create_from_upload(
+                    actor=self.actor, type=data["type"], name=upload.name, chunks=upload.chunks()
+                )
+            else:
+                [self.created] = services.checkpoint_create_from_urls(
+                    actor=self.actor, type=data["type"], urls=[data["url"]], params={}
+                )
+        except EsdError as exc:
+            raise forms.ValidationError(exc.message) from exc
         return data
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(GuardedModelAdmin):
+class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):
     list_display = ("file_names", "type", "status", "progress", "created_by", "created_at")
     list_filter = ("status", "type", "created_at")
     search_fields = ("files__name", "id", "created_by__username", "source_url")
@@ -96,53 +114,11 @@ class CheckpointAdmin(GuardedModelAdmin):
             return format_html('<progress max="100" value="{}"></progress> {}%', percent, percent)
         return f"{checkpoint.bytes_done} bytes"
 
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> Any:
-        if request.method == "POST":
-            form = CheckpointAddForm(request.POST, request.FILES)
-            if form.is_valid():
-                try:
-                    self._create(request, form.cleaned_data)
-                except EsdError as exc:
-                    form.add_error(None, exc.message)
-                else:
-                    return HttpResponseRedirect(reverse("admin:checkpoints_checkpoint_changelist"))
-            return self._render_add(request, form)
-        return super().add_view(request, form_url, extra_context)
-
-    def _render_add(self, request: HttpRequest, form: CheckpointAddForm) -> Any:
-        admin_form = admin.helpers.AdminForm(form, self.get_fieldsets(request), {}, model_admin=self)
-        context = {
-            **self.admin_site.each_context(request),
-            "adminform": admin_form,
-            "form_url": "",
-            "add": True,
-            "change": False,
-            "has_view_permission": True,
-            "has_add_permission": True,
-            "has_change_permission": False,
-            "has_delete_permission": False,
-            "has_editable_inline_admin_formsets": False,
-            "opts": self.opts,
-            "title": "Add checkpoint",
-            "errors": admin.helpers.AdminErrorList(form, []),
-            "inline_admin_formsets": [],
-            "is_popup": False,
-            "save_as": False,
-            "show_save": True,
-            "has_file_field": True,
-            "app_label": self.opts.app_label,
-        }
-        return self.render_change_form(request, context, add=True, obj=None)
-
-    def _create(self, request: HttpRequest, data: dict[str, Any]) -> None:
-        if data.get("file"):
-            upload = data["file"]
-            checkpoint = services.checkpoint_create_from_upload(
-                actor=request.user, type=data["type"], name=upload.name, chunks=upload.chunks()
-            )
-            self.message_user(request, f"{checkpoint} is Active.", messages.SUCCESS)
-        else:
-            services.checkpoint_create_from_urls(actor=request.user, type=data["type"], urls=[data["url"]], params={})
+    def save_model(self, request: HttpRequest, obj: Checkpoint, form: Any, change: bool) -> None:
+        created = form.created  # made by the form's clean(), through the service
+        obj.pk, obj.status, obj.created_at = created.pk, created.status, created.created_at
+        obj._state.adding = False
+        if created.status == CheckpointStatus.DOWNLOADING:
             self.message_user(request, "Download started; its progress shows in the list.", messages.SUCCESS)
 
     def has_change_permission(self, request: HttpRequest, obj: Checkpoint | None = None) -> bool:
@@ -183,6 +159,3 @@ class CheckpointAdmin(GuardedModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return
         self.message_user(request, f"Deleted {count} checkpoint(s).", messages.SUCCESS)
-
-
-__all__ = ["CheckpointAdmin", "CheckpointType"]

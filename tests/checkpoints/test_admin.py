@@ -60,3 +60,13 @@ def test_disable_action(admin_client, store):
     admin_client.post("/admin/checkpoints/checkpoint/", {"action": "disable", "_selected_action": [checkpoint.pk]})
     checkpoint.refresh_from_db()
     assert checkpoint.status == "Disabled"
+
+
+def test_import_a_url_in_the_admin(admin_client, store, allow_loopback, file_server):
+    file_server.serve_bytes("/m.safetensors", safetensors_bytes())
+    response = admin_client.post(
+        "/admin/checkpoints/checkpoint/add/", {"type": "Lora", "url": file_server.url("/m.safetensors")}, follow=True
+    )
+    assert "Download started" in response.content.decode()
+    checkpoint = Checkpoint.objects.get()
+    assert (checkpoint.status, checkpoint.names) == ("Downloading", ["m.safetensors"])
