@@ -59,11 +59,7 @@ class Command(BaseCommand):
     def _supervise(self, name: str, device: str, processes: int) -> int:
         """Run one child process per worker; pass SIGTERM/SIGINT on and wait for all of them."""
         manage = Path(__file__).resolve().parents[3] / "manage.py"
-        children = []
-        for index in range(processes):
-            child_device = f"cuda:{index}" if device == "cuda" else device
-            command = [sys.executable, str(manage), "serve_endpoint", name, "--device", child_device]
-            children.append(subprocess.Popen(command))  # noqa: S603 (our own command line)
+        children: list[subprocess.Popen[bytes]] = []
 
         def forward(signum: int, frame: Any) -> None:
             for child in children:
@@ -72,19 +68,23 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        for index in range(processes):
+            child_device = f"cuda:{index}" if device == "cuda" else device
+            command = [sys.executable, str(manage), "serve_endpoint", name, "--device", child_device]
+            children.append(subprocess.Popen(command))  # noqa: S603 (our own command line)
         return max(child.wait() for child in children)
 
     def _serve(self, endpoint: Endpoint, device: str) -> None:
+        # Handlers first: a SIGTERM that arrives while the worker registers must still mean "drain", not "die".
+        stop_requested = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
+        signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
         recover_waiting_work.send(sender=self.__class__, queues={endpoint.queue_name})
         worker = EndpointWorker(endpoint, device=device)
         worker.start()
         self.stdout.write(f"Serving {endpoint.name} on {device} (worker {worker.record.pk if worker.record else '?'})")
-
-        def drain(signum: int, frame: Any) -> None:
-            threading.Thread(target=worker.stop, daemon=True).start()
-
-        signal.signal(signal.SIGTERM, drain)
-        signal.signal(signal.SIGINT, drain)
-        while not worker.stopped.wait(0.5):
+        # Until asked to stop, or until the worker drains by itself (its endpoint was deleted).
+        while not stop_requested.wait(0.5) and not worker.stopped.is_set():
             pass
+        worker.stop()
         self.stdout.write(f"Worker of {endpoint.name} stopped.")
