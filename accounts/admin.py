@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_dramatiq.models import Task as DramatiqTask
 
+from esd.admin_helpers import refusal_as_form_error, report
 from esd.exceptions import EsdError
 
 from . import esd_permissions, selectors, services
@@ -62,10 +63,8 @@ class RoleForm(forms.ModelForm):
         if name and not re.match(ROLE_NAME["pattern"], name):
             self.add_error("name", "Use ASCII letters, digits, single spaces and @/./+/-/_ only.")
         if name and data.get("permissions") and not self.errors:
-            try:
+            with refusal_as_form_error():
                 services.role_upsert_check(actor=self.actor, name=name, permissions=data["permissions"])
-            except EsdError as exc:
-                raise forms.ValidationError(exc.message) from exc
         return data
 
 
@@ -125,12 +124,13 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
 
     @admin.action(description="Delete selected roles", permissions=["delete"])
     def delete_roles(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
-        try:
-            count = services.role_delete_many(actor=request.user, names=[role.name for role in queryset])
-        except EsdError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, f"Deleted {count} role(s).", messages.SUCCESS)
+        names = [role.name for role in queryset]
+        report(
+            self,
+            request,
+            lambda: services.role_delete_many(actor=request.user, names=names),
+            "Deleted {count} role(s).",
+        )
 
 
 # --- Users ---------------------------------------------------------------------------------------------------
@@ -161,10 +161,8 @@ class UserRolesFormMixin(forms.Form):
         data = super().clean()
         if "roles" in data:
             instance = getattr(self, "instance", None)
-            try:
+            with refusal_as_form_error():
                 services.user_roles_check(actor=self.actor, user=instance, roles=list(data["roles"]))
-            except EsdError as exc:
-                raise forms.ValidationError(exc.message) from exc
         return data
 
 
@@ -242,12 +240,13 @@ class UserAdmin(ActorFormMixin, DjangoUserAdmin):
 
     @admin.action(description="Delete selected users", permissions=["delete"])
     def delete_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        try:
-            count = services.user_delete_many(actor=request.user, usernames=[user.username for user in queryset])
-        except EsdError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, f"Deleted {count} user(s).", messages.SUCCESS)
+        names = [user.username for user in queryset]
+        report(
+            self,
+            request,
+            lambda: services.user_delete_many(actor=request.user, usernames=names),
+            "Deleted {count} user(s).",
+        )
 
     @admin.action(description="Create an API token (shown once)", permissions=["change"])
     def create_api_token(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

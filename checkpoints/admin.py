@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import ActorFormMixin
+from esd.admin_helpers import refusal_as_form_error, report
 from esd.exceptions import EsdError
 
 from . import services
@@ -50,7 +51,7 @@ class CheckpointAddForm(forms.ModelForm):
             raise forms.ValidationError("Give either a file or a URL.")
         if self.errors:
             return data
-        try:
+        with refusal_as_form_error():
             if data.get("file"):
                 upload = data["file"]
                 self.created = services.checkpoint_create_from_upload(
@@ -60,8 +61,6 @@ class CheckpointAddForm(forms.ModelForm):
                 [self.created] = services.checkpoint_create_from_urls(
                     actor=self.actor, type=data["type"], urls=[data["url"]], params={}
                 )
-        except EsdError as exc:
-            raise forms.ValidationError(exc.message) from exc
         return data
 
 
@@ -153,9 +152,8 @@ class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):
 
     @admin.action(description="Delete selected checkpoints and their files", permissions=["delete"])
     def delete_checkpoints(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
-        try:
-            count = services.checkpoint_delete_many(actor=request.user, checkpoints=list(queryset))
-        except EsdError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, f"Deleted {count} checkpoint(s).", messages.SUCCESS)
+        chosen = list(queryset)
+        report(
+            self, request, lambda: services.checkpoint_delete_many(actor=request.user, checkpoints=chosen),
+            "Deleted {count} checkpoint(s).",
+        )  # fmt: skip

@@ -4,14 +4,14 @@ it calls for; create one; delete (drain) with the same rules as the API."""
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import ActorFormMixin
-from esd.exceptions import EsdError
+from esd.admin_helpers import refusal_as_form_error, report
 
 from . import services
 from .autoscaling import scaling
@@ -59,10 +59,8 @@ class EndpointAddForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if not self.errors:
-            try:
+            with refusal_as_form_error():
                 services.endpoint_create_check(actor=self.actor, **self.service_arguments())
-            except EsdError as exc:
-                raise forms.ValidationError(exc.message) from exc
         return data
 
     def service_arguments(self) -> dict[str, Any]:
@@ -151,9 +149,8 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
 
     @admin.action(description="Delete selected endpoints (workers finish their job, then exit)", permissions=["delete"])
     def delete_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
-        try:
-            count = services.endpoint_delete_many(actor=request.user, endpoints=list(queryset))
-        except EsdError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, f"{count} endpoint(s) deleted or draining.", messages.SUCCESS)
+        chosen = list(queryset)
+        report(
+            self, request, lambda: services.endpoint_delete_many(actor=request.user, endpoints=chosen),
+            "{count} endpoint(s) deleted or draining.",
+        )  # fmt: skip
