@@ -24,6 +24,18 @@ from .models import Endpoint, Worker
 logger = logging.getLogger(__name__)
 
 
+class _SeveralWorkersPerBroker(logging.Filter):
+    """esd_serve runs one dramatiq Worker (and one CurrentJob middleware) per endpoint on one broker, by design;
+    dramatiq warns about every second middleware of a type, which here is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "of the same type twice" not in record.getMessage()
+
+
+for _name in ("dramatiq.broker.StubBroker", "dramatiq.broker.RedisBroker", "dramatiq.broker.RabbitmqBroker"):
+    logging.getLogger(_name).addFilter(_SeveralWorkersPerBroker())
+
+
 class CurrentJob(Middleware):
     """Remembers which message of `queues` each worker thread is processing, for the heartbeat (and the admin)."""
 
