@@ -415,20 +415,27 @@ class S3Storage(ObjectStorage):
         from boto3.s3.transfer import TransferConfig
 
         counted = {"bytes": 0}
+        source_errors: list[BaseException] = []
 
         def counting() -> Iterator[bytes]:
-            for chunk in chunks:
-                counted["bytes"] += len(chunk)
-                yield chunk
+            try:
+                for chunk in chunks:
+                    counted["bytes"] += len(chunk)
+                    yield chunk
+            except BaseException as exc:
+                source_errors.append(exc)
+                raise
 
         # 8 MiB parts, at most 4 read ahead and 4 in flight: memory stays bounded whatever the object's size.
         config = TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK, max_concurrency=4)
         config.max_in_memory_upload_chunks = 4  # s3transfer's own setting (default 10), not in boto3's signature
         try:
             self.client.upload_fileobj(IteratorReader(counting()), self.bucket, check_key(key), Config=config)
-        except StorageError:
-            raise
         except Exception as exc:
+            # s3transfer may surface a failing source as its own error (a cancelled future, say); the caller needs
+            # the source's error (a refused or broken download), whichever way it came out.
+            if source_errors:
+                raise source_errors[0] from None
             if exc.__class__.__module__.startswith(("botocore", "boto3", "s3transfer")):
                 raise self._error(exc) from exc
             raise
