@@ -28,12 +28,14 @@ run: setup
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy accounts checkpoints endpoints inferences esd
 	$(PY) manage.py makemigrations --check --dry-run --settings=esd.settings_test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy accounts checkpoints endpoints inferences esd
 
 format: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .

@@ -25,13 +25,20 @@ admin.site.unregister(Group)  # roles replace bare groups
 admin.site.unregister(DramatiqTask)
 
 
+def actor_of(request: HttpRequest) -> User:
+    """The person using the admin (the admin serves only logged-in staff, never an anonymous user)."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
 class ActorFormMixin:
     """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
     person may make this change (and show a refusal on the form instead of failing on save)."""
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
-        return type(form.__name__, (form,), {"actor": request.user})
+        return type(form.__name__, (form,), {"actor": actor_of(request)})
 
 
 # --- Roles ---------------------------------------------------------------------------------------------------
@@ -58,7 +65,8 @@ class RoleForm(forms.ModelForm):
             self.fields["permissions"].initial = selectors.role_permission_strings(self.instance)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         name = data.get("name") or ""
         if name and not re.match(ROLE_NAME["pattern"], name):
             self.add_error("name", "Use ASCII letters, digits, single spaces and @/./+/-/_ only.")
@@ -89,7 +97,7 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
     def member_count(self, role: Role) -> int:
         return role.group.user_set.count()
 
-    def get_fields(self, request: HttpRequest, obj: Role | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Role | None = None) -> Any:
         fields = ["name", "permissions"]
         return fields if obj is None else [*fields, *self.readonly_fields]
 
@@ -106,7 +114,7 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Role, form: RoleForm, change: bool) -> None:
         role = services.role_upsert(
-            actor=request.user, name=form.cleaned_data["name"], permissions=form.cleaned_data["permissions"]
+            actor=actor_of(request), name=form.cleaned_data["name"], permissions=form.cleaned_data["permissions"]
         )
         obj.group, obj.creator, obj.builtin = role.group, role.creator, role.builtin
         obj._state.adding = False
@@ -114,13 +122,13 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         try:
-            services.role_delete_check(actor=request.user, roles=list(objs))
+            services.role_delete_check(actor=actor_of(request), roles=list(objs))
         except EsdError as exc:
             protected = [*protected, exc.message]
         return deleted, model_count, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: Role) -> None:
-        services.role_delete_many(actor=request.user, names=[obj.name])
+        services.role_delete_many(actor=actor_of(request), names=[obj.name])
 
     @admin.action(description="Delete selected roles", permissions=["delete"])
     def delete_roles(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
@@ -128,7 +136,7 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
         report(
             self,
             request,
-            lambda: services.role_delete_many(actor=request.user, names=names),
+            lambda: services.role_delete_many(actor=actor_of(request), names=names),
             "Deleted {count} role(s).",
         )
 
@@ -158,7 +166,8 @@ class UserRolesFormMixin(forms.Form):
             self.fields["roles"].initial = list(Role.objects.filter(group__name__in=names))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if "roles" in data:
             instance = getattr(self, "instance", None)
             with refusal_as_form_error():
@@ -178,11 +187,11 @@ class ApiTokenInline(admin.TabularInline):
         return False
 
 
-class UserChangeWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.form):
+class UserChangeWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.form):  # type: ignore[misc,name-defined,valid-type]
     pass
 
 
-class UserCreationWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.add_form):
+class UserCreationWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.add_form):  # type: ignore[misc,name-defined,valid-type]
     pass
 
 
@@ -230,13 +239,13 @@ class UserAdmin(ActorFormMixin, DjangoUserAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         try:
-            services.user_delete_check(actor=request.user, targets=list(objs))
+            services.user_delete_check(actor=actor_of(request), targets=list(objs))
         except EsdError as exc:
             protected = [*protected, exc.message]
         return deleted, model_count, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        services.user_delete_many(actor=request.user, usernames=[obj.username])
+        services.user_delete_many(actor=actor_of(request), usernames=[obj.username])
 
     @admin.action(description="Delete selected users", permissions=["delete"])
     def delete_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -244,7 +253,7 @@ class UserAdmin(ActorFormMixin, DjangoUserAdmin):
         report(
             self,
             request,
-            lambda: services.user_delete_many(actor=request.user, usernames=names),
+            lambda: services.user_delete_many(actor=actor_of(request), usernames=names),
             "Deleted {count} user(s).",
         )
 

@@ -21,7 +21,7 @@ class User(AbstractUser):
     ("only the creator may change it unless user:all") read it.
     """
 
-    username_validator = ASCIIUsernameValidator()
+    username_validator = ASCIIUsernameValidator()  # type: ignore[assignment]  # stricter than the base's
 
     username = models.CharField(
         "username",
@@ -33,7 +33,7 @@ class User(AbstractUser):
     )
     creator = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="Username of who created it.")
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         swappable = "AUTH_USER_MODEL"
         ordering = ["username"]
 
@@ -53,7 +53,7 @@ class Role(TimeStampedModel):
 
     class Meta:
         ordering = ["group__name"]
-        permissions = esd_permissions.meta_permissions()
+        permissions = esd_permissions.meta_permissions()  # type: ignore[assignment]
 
     def __str__(self) -> str:
         return self.group.name

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin
+from accounts.admin import ActorFormMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 from esd.exceptions import EsdError
 
@@ -46,7 +46,8 @@ class CheckpointAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         """Create the checkpoint here, through the service, so that a refused file is shown on the form."""
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if bool(data.get("file")) == bool(data.get("url")):
             raise forms.ValidationError("Give either a file or a URL.")
         if self.errors:
@@ -65,7 +66,7 @@ class CheckpointAddForm(forms.ModelForm):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):
+class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
     list_display = ("file_names", "type", "status", "progress", "created_by", "created_at")
     list_filter = ("status", "type", "created_at")
     search_fields = ("files__name", "id", "created_by__username", "source_url")
@@ -129,13 +130,15 @@ class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Checkpoint) -> None:
-        services.checkpoint_delete_many(actor=request.user, checkpoints=[obj])
+        services.checkpoint_delete_many(actor=actor_of(request), checkpoints=[obj])
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Checkpoint], status: str) -> None:
         changed = 0
         for checkpoint in queryset:
             try:
-                services.checkpoint_update_status(actor=request.user, checkpoint=checkpoint, status=status, tags=None)
+                services.checkpoint_update_status(
+                    actor=actor_of(request), checkpoint=checkpoint, status=status, tags=None
+                )
                 changed += 1
             except EsdError as exc:
                 self.message_user(request, f"{checkpoint}: {exc.message}", messages.ERROR)
@@ -154,6 +157,6 @@ class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):
     def delete_checkpoints(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
         chosen = list(queryset)
         report(
-            self, request, lambda: services.checkpoint_delete_many(actor=request.user, checkpoints=chosen),
+            self, request, lambda: services.checkpoint_delete_many(actor=actor_of(request), checkpoints=chosen),
             "Deleted {count} checkpoint(s).",
         )  # fmt: skip

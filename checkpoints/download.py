@@ -93,7 +93,7 @@ def resolve_checked(url: str) -> tuple[str, str, int, str]:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise DownloadRefused(f"the host {host} cannot be resolved") from exc
-    addresses = [answer[4][0] for answer in answers]
+    addresses = [str(answer[4][0]) for answer in answers]
     if not _allowed_host(host):
         for address in addresses:
             reason = _refused_address(ipaddress.ip_address(address.split("%", 1)[0]))

@@ -5,6 +5,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -138,7 +139,7 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
         )
         checkpoint.source_url = url
         checkpoint.save(update_fields=["source_url"])
-        transaction.on_commit(lambda pk=checkpoint.pk: actors.checkpoint_download.send(str(pk)))
+        transaction.on_commit(partial(actors.checkpoint_download.send, str(checkpoint.pk)))
         created.append(checkpoint)
     return created
 

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin
+from accounts.admin import ActorFormMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 
 from . import services
@@ -57,7 +57,8 @@ class EndpointAddForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not self.errors:
             with refusal_as_form_error():
                 services.endpoint_create_check(actor=self.actor, **self.service_arguments())
@@ -77,7 +78,7 @@ class EndpointAddForm(forms.ModelForm):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
+class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
     list_display = ("name", "endpoint_type", "status", "live_workers", "backlog", "desired_instances", "instance_type")
     list_filter = ("status", "endpoint_type", "instance_type")
     search_fields = ("name", "instance_type")
@@ -129,7 +130,7 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
         return f"{self._scaling(endpoint).desired} of {endpoint.min_instance_count}..{endpoint.initial_instance_count}"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
-        endpoint = services.endpoint_create(actor=request.user, **form.service_arguments())
+        endpoint = services.endpoint_create(actor=actor_of(request), **form.service_arguments())
         obj.pk, obj.name, obj.created_at = endpoint.pk, endpoint.name, endpoint.created_at
         obj._state.adding = False
 
@@ -139,7 +140,7 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
-        services.endpoint_delete_many(actor=request.user, endpoints=[obj])
+        services.endpoint_delete_many(actor=actor_of(request), endpoints=[obj])
 
     @admin.action(description="Probe: check that a worker answers through the queue", permissions=["view"])
     def probe(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
@@ -151,6 +152,6 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):
     def delete_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         chosen = list(queryset)
         report(
-            self, request, lambda: services.endpoint_delete_many(actor=request.user, endpoints=chosen),
+            self, request, lambda: services.endpoint_delete_many(actor=actor_of(request), endpoints=chosen),
             "{count} endpoint(s) deleted or draining.",
         )  # fmt: skip

@@ -36,10 +36,11 @@ class EndpointCollector(Collector):
         for endpoint in with_live_counts(Endpoint.objects.exclude(status=EndpointStatus.DELETING)):
             services.endpoint_refresh(endpoint)
             labels = [endpoint.name, endpoint.endpoint_type, endpoint.instance_type]
-            figures = scaling(endpoint, endpoint.live, endpoint.busy)
+            live, busy = getattr(endpoint, "live", 0), getattr(endpoint, "busy", 0)  # annotated by the queryset
+            figures = scaling(endpoint, live, busy)
             families["queue"].add_metric(labels, figures.queue_depth)
-            families["live"].add_metric(labels, endpoint.live)
-            families["busy"].add_metric(labels, endpoint.busy)
+            families["live"].add_metric(labels, live)
+            families["busy"].add_metric(labels, busy)
             families["backlog"].add_metric(labels, figures.backlog)
             families["desired"].add_metric(labels, figures.desired)
             families["max"].add_metric(labels, endpoint.initial_instance_count)

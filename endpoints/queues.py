@@ -1,5 +1,7 @@
 """The dramatiq side of endpoints: queue depth per broker, and sending a message to an endpoint's queue."""
 
+from typing import cast
+
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
@@ -13,7 +15,7 @@ def queue_depth(queue_name: str, broker: dramatiq.Broker | None = None) -> int:
         queue = broker.queues.get(queue_name)
         return queue.qsize() if queue is not None else 0
     if isinstance(broker, RedisBroker):
-        return int(broker.client.llen(f"{broker.namespace}:{queue_name}"))
+        return int(cast(int, broker.client.llen(f"{broker.namespace}:{queue_name}")))
     if isinstance(broker, RabbitmqBroker):
         broker.declare_queue(queue_name)
         ready, _, _ = broker.get_queue_message_counts(queue_name)

@@ -76,8 +76,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(envelope(403, str(exc) or None), status=403)
     if isinstance(exc, drf.APIException):
         headers = {}
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf.Throttled) and wait is not None:
+            headers["Retry-After"] = str(int(wait))
         message = _flatten(exc.detail)
         if exc.status_code == 405:
             message = f"{HTTPStatus(405).phrase}: {context['request'].method} is not served on this route"

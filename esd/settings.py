@@ -8,6 +8,7 @@ README's configuration table lists every variable read here.
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -240,6 +241,7 @@ AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
 ESD_S3_PUBLIC_ENDPOINT_URL = env.str("ESD_S3_PUBLIC_ENDPOINT_URL", default="") or AWS_S3_ENDPOINT_URL
+_default_storage: dict[str, Any]
 if ESD_STORAGE == "s3":
     _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
 elif ESD_STORAGE == "local":

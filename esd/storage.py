@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Protocol
 
 from django.conf import settings
 from django.core import signing
@@ -28,6 +28,12 @@ from django.urls import reverse
 CHUNK = 1024 * 1024
 URL_LIFETIME = 3600  # seconds; ESD's presigned URLs lived one hour
 SIGNING_SALT = "esd.storage.url"
+
+
+class Readable(Protocol):
+    """Anything with read(n): a file, or a Django request streaming its body."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 class StorageError(Exception):
@@ -49,7 +55,7 @@ def check_key(key: str) -> str:
     return key
 
 
-class IteratorReader(IO[bytes]):
+class IteratorReader:
     """A read()-able file over an iterator of byte chunks, so boto3's transfer manager can stream it."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -209,7 +215,7 @@ class LocalStorage(ObjectStorage):
         meta = self.upload_dir(upload_id) / "upload.json"
         return json.loads(meta.read_text())["key"] if meta.exists() else None
 
-    def write_part(self, key: str, upload_id: str, part_number: int, body: IO[bytes], limit: int) -> str:
+    def write_part(self, key: str, upload_id: str, part_number: int, body: Readable, limit: int) -> str:
         """Store one part from a request body; returns its ETag (the part's MD5, quoted, as S3 does)."""
         if self._upload_key(upload_id) != key:
             raise StorageError("no such upload for this key (completed, aborted or never started)")
@@ -218,7 +224,7 @@ class LocalStorage(ObjectStorage):
         target = self.upload_dir(upload_id) / f"{part_number:05d}"
         return self._receive(body, target, limit)
 
-    def _receive(self, body: IO[bytes], target: Path, limit: int) -> str:
+    def _receive(self, body: Readable, target: Path, limit: int) -> str:
         digest = hashlib.md5(usedforsecurity=False)
         written = 0
         with incoming_file(target.parent) as out:
@@ -231,7 +237,7 @@ class LocalStorage(ObjectStorage):
         Path(out.name).replace(target)
         return _md5_etag(digest)
 
-    def write_object(self, key: str, body: IO[bytes], limit: int) -> str:
+    def write_object(self, key: str, body: Readable, limit: int) -> str:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         return self._receive(body, target, limit)

@@ -3,6 +3,7 @@ an object or a multipart part (streamed to disk in chunks, answered with an S3-s
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -57,7 +58,7 @@ class LocalStorageObjectView(View):
         response["ETag"] = etag
         return response
 
-    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+    def get(self, request: HttpRequest, token: str) -> HttpResponseBase:
         claims = self._claims(token, "get")
         if isinstance(claims, JsonResponse):
             return claims

@@ -153,9 +153,9 @@ class UsersView(EsdAPIView):
 class AuthTokenView(EsdAPIView):
     """`POST auth/token` (beyond ESD): a username and password for a new API token, rate-limited."""
 
-    authentication_classes: ClassVar[list[Any]] = []
+    authentication_classes = []  # type: ignore[var-annotated]
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"POST": schemas.TOKEN_CREATE}
-    throttle_classes: ClassVar[list[Any]] = [ScopedRateThrottle]
+    throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
     def requires_caller(self, request: Request) -> bool:

@@ -30,7 +30,7 @@ def esd_mode() -> bool:
 
 def _positive_int(request: Request, name: str, default: int, maximum: int) -> int:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if not raw:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise EsdError(400, f"{name} must be a whole number from 1 to {maximum}")

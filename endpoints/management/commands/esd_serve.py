@@ -14,7 +14,7 @@ from typing import Any
 import dramatiq
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from waitress.server import create_server
+from waitress.server import create_server  # type: ignore[import-untyped]
 
 from endpoints.models import Endpoint, EndpointStatus
 from endpoints.runtime import EndpointWorker, detach, load_actors
