@@ -3,13 +3,14 @@ job. Wire behaviour from esd-behaviour.md §7; hardening from architecture.md §
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
@@ -178,10 +179,40 @@ def _record_files(checkpoint: Checkpoint, stored: list[files.StoredFile], replac
 # --- the download job ---------------------------------------------------------------------------------------------
 
 
-def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: files.BackgroundHasher) -> Iterator[bytes]:
-    """The response body, hashed, counted against the cap and the announced length, with progress saved."""
+class Progress:
+    """Bytes done so far, written to the checkpoint's row once a second by a thread of its own.
+
+    The body is consumed by whatever thread the store reads it in (s3transfer reads in its own threads), so the
+    database is never touched from there: such threads would each open a connection and leave it behind.
+    """
+
+    def __init__(self, checkpoint_id: Any) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="download-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            saved = -1
+            while not self._stop.wait(PROGRESS_INTERVAL):
+                if self.done != saved:
+                    saved = self.done
+                    Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=saved)
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=self.done)
+
+
+def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress: Progress) -> Iterator[bytes]:
+    """The response body, hashed, counted against the cap and the announced length."""
     limit = settings.ESD_MAX_CHECKPOINT_BYTES
-    done, last_saved = 0, 0.0
+    done = 0
     try:
         # 4 MiB reads: urllib3 reads 1 MiB chunks at a third of the speed (measured on loopback).
         for chunk in fetched.response.stream(READ_CHUNK):
@@ -191,10 +222,7 @@ def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: files.Ba
             if fetched.length is not None and done > fetched.length:
                 raise download.DownloadRefused("the server sent more bytes than its Content-Length announced")
             digest.update(chunk)
-            now = time.monotonic()
-            if now - last_saved >= PROGRESS_INTERVAL:
-                Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_done=done)
-                last_saved = now
+            progress.done = done
             yield chunk
     except (download.DownloadRefused, files.FileRejected):
         raise
@@ -204,7 +232,6 @@ def _stream(checkpoint: Checkpoint, fetched: download.Download, digest: files.Ba
         raise
     if fetched.length is not None and done != fetched.length:
         raise download.TransientDownloadError(f"the download ended after {done} of {fetched.length} bytes (truncated)")
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_done=done)
 
 
 def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
@@ -216,10 +243,12 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
             raise download.DownloadRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
         Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_total=fetched.length, bytes_done=0)
         digest = files.BackgroundHasher()
+        progress = Progress(checkpoint.pk)
         try:
-            size = storage.write_stream(file.key, _stream(checkpoint, fetched, digest))
+            size = storage.write_stream(file.key, _stream(fetched, digest, progress))
         finally:
             digest.close()
+            progress.finish()
     finally:
         fetched.close()
     stored = files.ingest(
