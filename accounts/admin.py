@@ -32,6 +32,23 @@ def actor_of(request: HttpRequest) -> User:
     return user
 
 
+class CheckedDeletionMixin:
+    """The admin's delete confirmation page asks the service first: a refusal is listed as what prevents the
+    deletion (the page then offers no "Yes"), instead of failing when the person confirms."""
+
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        """Raise EsdError if the person may not delete `objs`."""
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        try:
+            self.delete_check(request, list(objs))
+        except EsdError as exc:
+            protected = [*protected, exc.message]
+        return deleted, model_count, perms_needed, protected
+
+
 class ActorFormMixin:
     """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
     person may make this change (and show a refusal on the form instead of failing on save)."""
@@ -77,7 +94,7 @@ class RoleForm(forms.ModelForm):
 
 
 @admin.register(Role)
-class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
+class RoleAdmin(CheckedDeletionMixin, ActorFormMixin, admin.ModelAdmin):
     form = RoleForm
     list_display = ("name", "permission_list", "creator", "builtin", "member_count")
     list_filter = ("builtin",)
@@ -119,13 +136,8 @@ class RoleAdmin(ActorFormMixin, admin.ModelAdmin):
         obj.group, obj.creator, obj.builtin = role.group, role.creator, role.builtin
         obj._state.adding = False
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        try:
-            services.role_delete_check(actor=actor_of(request), roles=list(objs))
-        except EsdError as exc:
-            protected = [*protected, exc.message]
-        return deleted, model_count, perms_needed, protected
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        services.role_delete_check(actor=actor_of(request), roles=objs)
 
     def delete_model(self, request: HttpRequest, obj: Role) -> None:
         services.role_delete_many(actor=actor_of(request), names=[obj.name])
@@ -196,7 +208,7 @@ class UserCreationWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.add_form):  
 
 
 @admin.register(User)
-class UserAdmin(ActorFormMixin, DjangoUserAdmin):
+class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
     form = UserChangeWithRolesForm
     add_form = UserCreationWithRolesForm
     list_display = ("username", "role_list", "creator", "is_active", "is_staff", "last_login")
@@ -236,13 +248,8 @@ class UserAdmin(ActorFormMixin, DjangoUserAdmin):
         super().save_related(request, form, formsets, change)
         services.user_set_roles(user=form.instance, roles=list(form.cleaned_data.get("roles", [])))
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        try:
-            services.user_delete_check(actor=actor_of(request), targets=list(objs))
-        except EsdError as exc:
-            protected = [*protected, exc.message]
-        return deleted, model_count, perms_needed, protected
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        services.user_delete_check(actor=actor_of(request), targets=objs)
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         services.user_delete_many(actor=actor_of(request), usernames=[obj.username])

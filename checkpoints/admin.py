@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin, actor_of
+from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 from esd.exceptions import EsdError
 
@@ -66,7 +66,7 @@ class CheckpointAddForm(forms.ModelForm):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
+class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
     list_display = ("file_names", "type", "status", "progress", "created_by", "created_at")
     list_filter = ("status", "type", "created_at")
     search_fields = ("files__name", "id", "created_by__username", "source_url")
@@ -128,6 +128,9 @@ class CheckpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # replaced by delete_checkpoints, which removes the files too
         return actions
+
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        services.checkpoint_delete_check(actor=actor_of(request), checkpoints=objs)
 
     def delete_model(self, request: HttpRequest, obj: Checkpoint) -> None:
         services.checkpoint_delete_many(actor=actor_of(request), checkpoints=[obj])

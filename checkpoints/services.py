@@ -422,12 +422,17 @@ def checkpoint_rename(*, actor: User, checkpoint: Checkpoint, name: str) -> bool
     return True
 
 
-@transaction.atomic
-def checkpoint_delete_many(*, actor: User, checkpoints: list[Checkpoint]) -> int:
-    """`DELETE /checkpoints`: every checkpoint or, when one may not be deleted, none; files go too."""
+def checkpoint_delete_check(*, actor: User, checkpoints: list[Checkpoint]) -> None:
+    """Raise EsdError if `actor` may not delete every one of these checkpoints."""
     for checkpoint in checkpoints:
         if not may_change(actor, checkpoint):
             raise EsdError(403, f"user {actor.username} may not delete checkpoint {checkpoint.pk}")
+
+
+@transaction.atomic
+def checkpoint_delete_many(*, actor: User, checkpoints: list[Checkpoint]) -> int:
+    """`DELETE /checkpoints`: every checkpoint or, when one may not be deleted, none; files go too."""
+    checkpoint_delete_check(actor=actor, checkpoints=checkpoints)
     storage = get_storage()
     for checkpoint in checkpoints:
         for file in checkpoint.files.exclude(upload_id=""):

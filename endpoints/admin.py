@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin, actor_of
+from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 
 from . import services
@@ -78,7 +78,7 @@ class EndpointAddForm(forms.ModelForm):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
+class EndpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
     list_display = ("name", "endpoint_type", "status", "live_workers", "backlog", "desired_instances", "instance_type")
     list_filter = ("status", "endpoint_type", "instance_type")
     search_fields = ("name", "instance_type")
@@ -138,6 +138,9 @@ class EndpointAdmin(ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # replaced by delete_endpoints: workers drain first
         return actions
+
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        services.endpoint_delete_check(actor=actor_of(request), endpoints=objs)
 
     def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
         services.endpoint_delete_many(actor=actor_of(request), endpoints=[obj])

@@ -121,10 +121,8 @@ def may_delete(actor: User, endpoint: Endpoint) -> bool:
     )
 
 
-@transaction.atomic
-def endpoint_delete_many(*, actor: User, endpoints: list[Endpoint]) -> int:
-    """`DELETE /endpoints`: endpoints without live workers go at once; the others turn `Deleting`, their workers
-    finish the job in hand and exit, and the last one to leave removes the row (so nothing is cut off mid-job)."""
+def endpoint_delete_check(*, actor: User, endpoints: list[Endpoint]) -> None:
+    """Raise EsdError if `actor` may not delete every one of these endpoints."""
     if not holds(actor, "sagemaker_endpoint", "create"):
         raise EsdError(403, f"User {actor.username} has no permission to delete a Sagemaker endpoint")
     for endpoint in endpoints:
@@ -134,8 +132,15 @@ def endpoint_delete_many(*, actor: User, endpoints: list[Endpoint]) -> int:
                 f"User {actor.username} may not delete {endpoint.name}: it needs sagemaker_endpoint:all, or "
                 "sagemaker_endpoint:create and to be its creator",
             )
+
+
+@transaction.atomic
+def endpoint_delete_many(*, actor: User, endpoints: list[Endpoint]) -> int:
+    """`DELETE /endpoints`: endpoints without live workers go at once; the others turn `Deleting`, their workers
+    finish the job in hand and exit, and the last one to leave removes the row (so nothing is cut off mid-job)."""
+    endpoint_delete_check(actor=actor, endpoints=endpoints)
     for endpoint in endpoints:
-        if endpoint.workers.filter(stopped_at__isnull=True, last_heartbeat__gte=live_cutoff()).exists():
+        if live_workers(endpoint).exists():
             Endpoint.objects.filter(pk=endpoint.pk).update(status=EndpointStatus.DELETING, updated_at=timezone.now())
         else:
             endpoint.delete()
