@@ -1,0 +1,66 @@
+"""Device and dtype choice, and the per-device settings that make a pipeline fast there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .errors import EngineError
+from .options import EngineOptions
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def torch_device(options: EngineOptions) -> torch.device:
+    if options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError(f"this worker was started with --device {options.device}, but no CUDA device is available")
+    return torch.device(options.device)
+
+
+def torch_dtype(options: EngineOptions) -> torch.dtype:
+    if options.dtype == "auto":
+        # Half precision on GPUs; CPUs run fp32 (their fp16 kernels are slow and bf16 changes results by CPU model).
+        return torch.float16 if options.device.startswith("cuda") else torch.float32
+    if options.dtype not in DTYPES:
+        raise EngineError(f"dtype must be auto, fp16, bf16 or fp32, not {options.dtype!r}")
+    return DTYPES[options.dtype]
+
+
+def tune(pipe: Any, options: EngineOptions) -> Any:
+    """Move a freshly loaded pipeline to its device and apply that device's speed settings.
+
+    diffusers uses PyTorch's scaled-dot-product attention by default (flash/memory-efficient kernels on CUDA), so
+    there is nothing to switch on for it; channels-last helps the UNet's convolutions on CUDA only.
+    """
+    device = torch_device(options)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if device.type == "cuda":
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if options.vae_tiling:
+        pipe.vae.enable_tiling()
+    if options.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+    return pipe
+
+
+def module_bytes(pipe: Any) -> int:
+    """Memory held by a pipeline's weights and buffers (what the pipeline cache budgets)."""
+    total = 0
+    seen: set[int] = set()
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module) and id(component) not in seen:
+            seen.add(id(component))
+            for tensor in (*component.parameters(), *component.buffers()):
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def release_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

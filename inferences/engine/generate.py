@@ -1,0 +1,203 @@
+"""txt2img and img2img with A1111's meaning of seeds, batches, samplers, LoRA, embeddings and inpainting."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from . import images
+from .conditioning import sd1_embeddings
+from .errors import Cancelled, EngineError
+from .infotext import infotext
+from .loading import LoadedModel
+from .options import JobFiles, ModelFile, Progress
+from .payload import Generation
+from .prompts import mentions, plain_text, parse_attention
+from .samplers import make_scheduler
+
+
+@dataclass
+class Generated:
+    images: list[Image.Image] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
+    """`override_settings.sd_vae` names one of the job's VAE files; otherwise the job's first VAE, if any."""
+    if request.vae is None:
+        return files.vaes[0] if files.vaes else None
+    if request.vae == "None":
+        return None
+    for vae in files.vaes:
+        if request.vae in (vae.name, vae.stem):
+            return vae
+    raise EngineError(f"override_settings.sd_vae names {request.vae!r}, but the job has no VAE model of that name")
+
+
+def _find(files: tuple[ModelFile, ...], name: str, kind: str) -> ModelFile:
+    for candidate in files:
+        if name in (candidate.stem, candidate.name):
+            return candidate
+    known = ", ".join(f.stem for f in files) or "none"
+    raise EngineError(f"the prompt uses <lora:{name}>, but the job has no {kind} model named {name} (it has: {known})")
+
+
+@contextmanager
+def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]]:
+    """Load the prompt's LoRAs and embeddings onto the shared modules for one job, and take them off after.
+
+    Unfused LoRA adapters and textual-inversion tokens are removed exactly (the base model's output comes back
+    bit-identical), so the base model never has to be reloaded.
+    """
+    notes: list[str] = []
+    weights: dict[str, float] = {}
+    lora_files: dict[str, ModelFile] = {}
+    for tag in request.networks:
+        if tag.kind != "lora":
+            continue
+        lora = _find(files.loras, tag.name, "Lora")
+        adapter = f"lora_{lora.sha256[:16] or abs(hash(lora.path))}"
+        weights[adapter] = weights.get(adapter, 0.0) + tag.weight
+        lora_files[adapter] = lora
+    embeddings = [
+        embedding
+        for embedding in files.embeddings
+        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
+    ]
+    try:
+        for adapter, lora in lora_files.items():
+            try:
+                pipe.load_lora_weights(str(lora.path), adapter_name=adapter, unet_config=pipe.unet.config)
+            except Exception as exc:
+                raise EngineError(f"the LoRA {lora.name} does not fit this checkpoint: {_first_line(exc)}") from exc
+            notes.append(f"{lora.stem}: {lora.short_hash}")
+        if weights:
+            pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+        for embedding in embeddings:
+            try:
+                pipe.load_textual_inversion(str(embedding.path), token=embedding.stem)
+            except Exception as exc:
+                raise EngineError(f"the embedding {embedding.name} does not fit this checkpoint: {_first_line(exc)}") from exc
+        yield notes
+    finally:
+        if lora_files:
+            pipe.unload_lora_weights()
+        if embeddings:
+            pipe.unload_textual_inversion()
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def generate(model: LoadedModel, request: Generation, files: JobFiles, progress: Progress) -> Generated:
+    started = time.perf_counter()
+    inpaint = request.task == "img2img" and request.mask is not None
+    task = "inpaint" if inpaint else request.task
+    pipe = model.pipeline(task)
+    pipe.scheduler = make_scheduler(request.sampler, request.karras, model.base.scheduler.config)
+    seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
+    result = Generated(seeds=[seed + index for index in range(request.total_images)])
+    is_sd1 = model.architecture.family == "sd1"
+    step_base = 0
+
+    def on_step(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if progress.cancelled():
+            raise Cancelled()
+        per_batch = pipeline.num_timesteps
+        progress.step(step_base + step + 1, per_batch * request.n_iter)
+        return tensors
+
+    with extra_networks(pipe, request, files) as lora_hashes, torch.inference_mode():
+        arguments: dict[str, Any] = {
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.cfg_scale,
+            "num_images_per_prompt": request.batch_size,
+            "callback_on_step_end": on_step,
+            "output_type": "pil",
+        }
+        if request.eta is not None and request.sampler == "DDIM":
+            arguments["eta"] = request.eta
+        if is_sd1:
+            # One code path for every SD 1.x prompt: emphasis, BREAK, >75 tokens and clip skip, as A1111 means them.
+            embeds, negative = sd1_embeddings(pipe, request.text, request.negative_text, request.clip_skip)
+            arguments.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
+        else:
+            arguments.update(
+                prompt=plain_text(parse_attention(request.text)),
+                negative_prompt=plain_text(parse_attention(request.negative_text)),
+                clip_skip=request.clip_skip - 1 or None,
+            )
+        originals, sources, mask = _img2img_inputs(request, seed)
+        for iteration in range(request.n_iter):
+            seeds = result.seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
+            # CPU generators: the same seed draws the same noise on any device, and per-image generators make image k
+            # depend on seed + k only, as in A1111.
+            arguments["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+            if request.task == "txt2img":
+                arguments.update(width=request.width, height=request.height)
+            else:
+                picks = [(iteration * request.batch_size + k) % len(sources) for k in range(request.batch_size)]
+                batch = [sources[pick] for pick in picks]
+                arguments.update(image=batch, strength=request.denoising_strength, num_images_per_prompt=1)
+                if inpaint:
+                    arguments.update(mask_image=[mask] * len(batch), width=request.width, height=request.height)
+                _repeat_embeds(arguments, len(batch), is_sd1)
+            output = pipe(**arguments).images
+            if mask is not None:
+                output = [images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)]
+            result.images += output
+            step_base += pipe.num_timesteps
+        vae_file = model.vae
+        for index, image_seed in enumerate(result.seeds):
+            result.infotexts.append(infotext(request, model, vae_file, image_seed, index, lora_hashes))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _img2img_inputs(
+    request: Generation, seed: int
+) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
+    """(resized originals, what the pipeline starts from, the prepared mask or None)."""
+    if request.task != "img2img":
+        return [], [], None
+    originals = [images.resize(image, request.width, request.height, request.resize_mode) for image in request.init_images]
+    if request.mask is None:
+        return originals, originals, None
+    mask = images.prepare_mask(
+        request.mask,
+        request.width,
+        request.height,
+        request.resize_mode,
+        invert=request.invert_mask,
+        blur_x=request.mask_blur_x,
+        blur_y=request.mask_blur_y,
+    )
+    sources = [images.fill_masked(original, mask, request.inpainting_fill, seed) for original in originals]
+    return originals, sources, mask
+
+
+def _repeat_embeds(arguments: dict[str, Any], count: int, is_sd1: bool) -> None:
+    """img2img takes one prompt embedding per source image, not per num_images_per_prompt."""
+    if not is_sd1:
+        arguments["prompt"] = [arguments["prompt"]] * count if isinstance(arguments["prompt"], str) else arguments["prompt"]
+        arguments["negative_prompt"] = (
+            [arguments["negative_prompt"]] * count
+            if isinstance(arguments["negative_prompt"], str)
+            else arguments["negative_prompt"]
+        )
+        return
+    for key in ("prompt_embeds", "negative_prompt_embeds"):
+        tensor = arguments[key]
+        if tensor.shape[0] != count:
+            arguments[key] = tensor[:1].repeat(count, 1, 1)

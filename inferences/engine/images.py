@@ -1,0 +1,111 @@
+"""Images in and out: base64 decoding with size guards, A1111's resize modes and mask handling, PNG with infotext.
+
+Pillow only (no torch), so the web process can validate payloads with the same code the worker runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .errors import EngineError
+
+# Formats a client may send; anything else (and every format's plugin quirks) stays out of reach.
+INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+
+
+def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
+    """A base64 image (bare or as a data: URI) → a loaded PIL image, refusing bombs before they are decoded."""
+    if not isinstance(value, str) or not value:
+        raise EngineError(f"{field} must be a base64-encoded image (PNG, JPEG or WebP)")
+    data = value.split(",", 1)[1] if value.startswith("data:") else value
+    if len(data) > max_bytes * 4 // 3 + 4:
+        raise EngineError(f"{field} is larger than {max_bytes // (1024 * 1024)} MiB")
+    try:
+        raw = base64.b64decode(data)
+    except (binascii.Error, ValueError) as exc:
+        raise EngineError(f"{field} is not valid base64") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw), formats=INPUT_FORMATS)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise EngineError(f"{field} is {width}x{height} pixels; at most {max_pixels} pixels are accepted")
+            image.load()
+    except EngineError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise EngineError(f"{field} is not an image this server reads (PNG, JPEG, WebP, BMP or GIF)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise EngineError(f"{field} is a damaged or truncated image") from exc
+    return image
+
+
+def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
+    """A1111's img2img resize modes: 0 just resize, 1 crop and resize, 2 resize and fill (3, latent upscale: as 0)."""
+    image = image.convert("RGB")
+    if mode == 1:
+        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    if mode == 2:
+        inner = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
+        # A1111 fills the borders with the stretched image; a blurred stretch keeps the seam invisible.
+        canvas = image.resize((width, height), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(8))
+        canvas.paste(inner, ((width - inner.width) // 2, (height - inner.height) // 2))
+        return canvas
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def prepare_mask(mask: Image.Image, width: int, height: int, mode: int, *, invert: bool, blur_x: int, blur_y: int) -> Image.Image:
+    """White = repaint. Transparent pixels of an RGBA mask count as black, as in A1111."""
+    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
+        mask = mask.convert("RGBA")
+        background = Image.new("RGBA", mask.size, (0, 0, 0, 255))
+        mask = Image.alpha_composite(background, mask)
+    mask = resize(mask, width, height, mode).convert("L")
+    if invert:
+        mask = ImageOps.invert(mask)
+    if blur_x or blur_y:
+        mask = mask.filter(ImageFilter.GaussianBlur((blur_x, blur_y)))
+    return mask
+
+
+def fill_masked(image: Image.Image, mask: Image.Image, fill: int, seed: int) -> Image.Image:
+    """A1111's `inpainting_fill` before denoising: 0 fill with surrounding colours, 1 original, 2 noise, 3 nothing."""
+    if fill == 1:
+        return image
+    hard = mask.point(lambda value: 255 if value > 127 else 0)
+    if fill == 0:
+        # Colours of the unmasked area, spread by ever wider blurs, as A1111's `fill` does.
+        filled = image.copy()
+        for radius in (256, 64, 16, 4, 1):
+            blurred = filled.filter(ImageFilter.GaussianBlur(radius))
+            filled = Image.composite(blurred, filled, hard)
+            filled.paste(image, mask=ImageOps.invert(hard))
+        return filled
+    if fill == 2:
+        import random
+
+        rng = random.Random(seed)
+        noise = Image.frombytes("RGB", image.size, rng.randbytes(image.width * image.height * 3))
+        return Image.composite(noise, image, hard)
+    return Image.composite(Image.new("RGB", image.size, (127, 127, 127)), image, hard)
+
+
+def overlay(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
+    """Keep the original outside the (blurred) mask, as A1111 does after inpainting."""
+    return Image.composite(generated.convert("RGB"), original.convert("RGB"), mask)
+
+
+def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:
+    """PNG with A1111's `parameters` text chunk, which A1111's "PNG Info" and most tools read back."""
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()

@@ -1,0 +1,59 @@
+"""A1111's generation parameters text ("infotext"): the PNG `parameters` chunk and `info.infotexts[i]`.
+
+Tools that read A1111 PNGs (the WebUI's PNG Info tab, civitai, ESD clients) parse this exact shape:
+    <prompt>
+    Negative prompt: <negative>
+    Steps: 20, Sampler: Euler a, CFG scale: 7.0, Seed: 1234, Size: 512x512, Model hash: ..., Model: ..., Version: ...
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .payload import Generation
+from .samplers import label
+
+if TYPE_CHECKING:
+    from .loading import LoadedModel
+    from .options import ModelFile
+
+VERSION = "esd-server"
+
+
+def _quote(value: object) -> str:
+    """A1111 quotes values that contain its separators."""
+    text = str(value)
+    return text if not any(mark in text for mark in ',:"\n') else '"' + text.replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def infotext(
+    request: Generation,
+    model: LoadedModel,
+    vae: ModelFile | None,
+    seed: int,
+    index: int,
+    lora_hashes: list[str],
+) -> str:
+    sampler, schedule = label(request.sampler, request.karras)
+    fields: dict[str, object] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule,
+        "CFG scale": request.cfg_scale,
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model.checkpoint.short_hash or None,
+        "Model": model.checkpoint.stem,
+        "VAE hash": vae.short_hash if vae else None,
+        "VAE": vae.stem if vae else None,
+        "Denoising strength": request.denoising_strength if request.task == "img2img" else None,
+        "Mask blur": request.mask_blur_x if request.mask is not None else None,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Batch size": request.batch_size if request.batch_size > 1 else None,
+        "Batch pos": index % request.batch_size if request.batch_size > 1 else None,
+        "Lora hashes": ", ".join(lora_hashes) if lora_hashes else None,
+        "Version": VERSION,
+    }
+    line = ", ".join(f"{key}: {_quote(value)}" for key, value in fields.items() if value is not None)
+    negative = f"\nNegative prompt: {request.negative_prompt}" if request.negative_prompt else ""
+    return f"{request.prompt}{negative}\n{line}"

@@ -1,0 +1,137 @@
+"""Write a diffusers SD 1.x pipeline as a single-file checkpoint in the original ("LDM") layout users upload.
+
+diffusers only converts LDM → diffusers; this is the other direction, for `make_tiny_checkpoint`, tests and the GPU
+benchmark. It follows the key mapping of diffusers' own conversion (shared ml-notes.md, appendix), generalised over
+the number of blocks and layers, so files it writes load back bit-exact through `from_single_file`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "cond_stage_model.transformer."
+
+RESNET_RENAMES = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+
+
+def _rename_resnet(rest: str) -> str:
+    head, _, tail = rest.partition(".")
+    return f"{RESNET_RENAMES.get(head, head)}.{tail}" if tail else RESNET_RENAMES.get(head, head)
+
+
+def unet_to_ldm(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
+    config: Any = unet.config
+    per_block = config.layers_per_block + 1
+    has_attention = ["CrossAttn" in kind for kind in config.up_block_types]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in unet.state_dict().items():
+        parts = key.split(".")
+        new: str
+        if parts[0] == "time_embedding":
+            new = {"linear_1": "time_embed.0", "linear_2": "time_embed.2"}[parts[1]] + "." + ".".join(parts[2:])
+        elif parts[0] == "conv_in":
+            new = "input_blocks.0.0." + ".".join(parts[1:])
+        elif parts[0] == "conv_norm_out":
+            new = "out.0." + ".".join(parts[1:])
+        elif parts[0] == "conv_out":
+            new = "out.2." + ".".join(parts[1:])
+        elif parts[0] == "down_blocks":
+            block, kind = int(parts[1]), parts[2]
+            if kind == "downsamplers":  # down_blocks.b.downsamplers.0.conv.*
+                new = f"input_blocks.{(block + 1) * per_block}.0.op." + ".".join(parts[5:])
+            else:
+                index = block * per_block + int(parts[3]) + 1
+                rest = ".".join(parts[4:])
+                new = f"input_blocks.{index}.0.{_rename_resnet(rest)}" if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+        elif parts[0] == "up_blocks":
+            block, kind = int(parts[1]), parts[2]
+            if kind == "upsamplers":  # up_blocks.b.upsamplers.0.conv.*
+                slot = 2 if has_attention[block] else 1
+                new = f"output_blocks.{block * per_block + per_block - 1}.{slot}." + ".".join(parts[4:])
+            else:
+                index = block * per_block + int(parts[3])
+                rest = ".".join(parts[4:])
+                new = f"output_blocks.{index}.0.{_rename_resnet(rest)}" if kind == "resnets" else f"output_blocks.{index}.1.{rest}"
+        elif parts[0] == "mid_block":
+            kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            if kind == "attentions":
+                new = f"middle_block.1.{rest}"
+            else:
+                new = f"middle_block.{0 if index == 0 else 2}.{_rename_resnet(rest)}"
+        else:
+            raise ValueError(f"no LDM name for UNet key {key}")
+        out[UNET_PREFIX + new] = value
+    return out
+
+
+def _vae_resnet(rest: str) -> str:
+    return rest.replace("conv_shortcut", "nin_shortcut")
+
+
+def vae_to_ldm(vae: AutoencoderKL, prefix: str = VAE_PREFIX) -> dict[str, torch.Tensor]:
+    levels = len(vae.config.block_out_channels)  # type: ignore[attr-defined]
+    attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in vae.state_dict().items():
+        parts = key.split(".")
+        side = parts[0]
+        new = key
+        if side in ("encoder", "decoder"):
+            if parts[1] in ("down_blocks", "up_blocks"):
+                level = int(parts[2])
+                name = "down" if side == "encoder" else "up"
+                if side == "decoder":
+                    level = levels - 1 - level
+                if parts[3] == "resnets":
+                    new = f"{side}.{name}.{level}.block.{parts[4]}." + _vae_resnet(".".join(parts[5:]))
+                else:  # downsamplers.0.conv / upsamplers.0.conv
+                    new = f"{side}.{name}.{level}.{'downsample' if side == 'encoder' else 'upsample'}." + ".".join(parts[5:])
+            elif parts[1] == "mid_block":
+                if parts[2] == "resnets":
+                    new = f"{side}.mid.block_{int(parts[3]) + 1}." + _vae_resnet(".".join(parts[4:]))
+                else:
+                    rest = ".".join(parts[4:])
+                    for old, ldm in attention.items():
+                        if rest.startswith(old + "."):
+                            new = f"{side}.mid.attn_1.{ldm}.{rest[len(old) + 1 :]}"
+                            break
+                    if value.ndim == 2:  # LDM's mid attention is made of 1x1 convolutions
+                        value = value[:, :, None, None]
+            elif parts[1] == "conv_norm_out":
+                new = f"{side}.norm_out." + ".".join(parts[2:])
+        out[prefix + new] = value
+    return out
+
+
+def clip_to_ldm(text_encoder: CLIPTextModel) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for key, value in text_encoder.state_dict().items():
+        # transformers >= 5.6 flattened CLIPTextModel; checkpoints keep the `text_model.` level
+        name = key if key.startswith("text_model.") else "text_model." + key
+        out[CLIP_PREFIX + name] = value
+    positions = text_encoder.config.max_position_embeddings
+    out[CLIP_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    return out
+
+
+def pipeline_to_ldm(pipe: Any, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    state = {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **clip_to_ldm(pipe.text_encoder)}
+    return {
+        key: (value.to(dtype) if dtype is not None and value.is_floating_point() else value).contiguous()
+        for key, value in state.items()
+    }

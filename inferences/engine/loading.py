@@ -1,0 +1,72 @@
+"""Single-file checkpoints (A1111/LDM layout) → diffusers pipelines, offline, with the shipped config folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .configs_path import config_folder
+from .device import module_bytes, torch_dtype, tune
+from .errors import EngineError
+from .identify import Architecture, identify
+from .options import EngineOptions, ModelFile
+
+
+@dataclass
+class LoadedModel:
+    """One checkpoint (+ VAE) on its device; the txt2img/img2img/inpaint pipelines share its modules."""
+
+    architecture: Architecture
+    checkpoint: ModelFile
+    vae: ModelFile | None
+    base: Any
+    size_bytes: int
+    pipelines: dict[str, Any] = field(default_factory=dict)
+
+    def pipeline(self, task: str) -> Any:
+        """The pipeline class for `task` ("txt2img", "img2img", "inpaint") over the same loaded modules."""
+        if task not in self.pipelines:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            if task == "txt2img":
+                self.pipelines[task] = self.base
+            elif task == "img2img":
+                self.pipelines[task] = AutoPipelineForImage2Image.from_pipe(self.base)
+            else:
+                self.pipelines[task] = AutoPipelineForInpainting.from_pipe(self.base)
+            self.pipelines[task].set_progress_bar_config(disable=True)
+        return self.pipelines[task]
+
+
+def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOptions) -> LoadedModel:
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars would flood the worker's log
+
+    architecture = identify(checkpoint.path)
+    folder = str(config_folder(architecture.name))
+    dtype = torch_dtype(options)
+    common: dict[str, Any] = {"config": folder, "local_files_only": True, "torch_dtype": dtype}
+    kwargs: dict[str, Any] = dict(common)
+    if vae is not None:
+        try:
+            kwargs["vae"] = AutoencoderKL.from_single_file(str(vae.path), subfolder="vae", **common)
+        except Exception as exc:  # diffusers raises bare Exceptions/KeyErrors for files it cannot map
+            raise EngineError(f"the VAE {vae.name} could not be loaded for {architecture.label}: {_reason(exc)}") from exc
+    if architecture.family == "sd1":
+        pipeline_class: Any = StableDiffusionPipeline
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    else:
+        pipeline_class = StableDiffusionXLPipeline
+    try:
+        pipe = pipeline_class.from_single_file(str(checkpoint.path), **kwargs)
+    except Exception as exc:
+        raise EngineError(f"{checkpoint.name} could not be loaded as {architecture.label}: {_reason(exc)}") from exc
+    pipe = tune(pipe, options)
+    return LoadedModel(architecture, checkpoint, vae, pipe, module_bytes(pipe))
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

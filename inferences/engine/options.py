@@ -1,0 +1,60 @@
+"""What a worker tells the engine about itself (plain data; the Django settings fill it in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .payload import Limits
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (the worker's --device)
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32
+    compile: bool = False  # torch.compile the UNet (CUDA; the first job pays the compilation)
+    vae_tiling: bool = False  # decode large images in tiles to bound memory
+    cache_bytes: int = 8 * 1024**3  # pipeline cache budget per worker process
+    u2net_home: Path | None = None  # folder holding the background-removal models (<name>.onnx)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file already on local disk (the worker's model cache), with what the job knows about it."""
+
+    path: Path
+    name: str  # the file name as uploaded: "v1-5-pruned.safetensors"
+    sha256: str = ""
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
+
+    @property
+    def short_hash(self) -> str:
+        """A1111's "AutoV2" hash: the first 10 hex digits of the sha256."""
+        return self.sha256[:10]
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    checkpoint: ModelFile | None = None
+    vaes: tuple[ModelFile, ...] = ()
+    loras: tuple[ModelFile, ...] = ()
+    embeddings: tuple[ModelFile, ...] = ()
+
+
+class Progress(Protocol):
+    def step(self, done: int, total: int) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+class NoProgress:
+    def step(self, done: int, total: int) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False

@@ -1,0 +1,456 @@
+"""A1111-style `api_param.json` → a validated request the engine can run (shared esd-behaviour.md §10).
+
+Real payloads carry ~50 keys because the WebUI serialises its whole processing object. Each key is either honoured,
+harmless (bookkeeping such as `save_images`), or not supported; a not-supported key whose value would change the
+result is listed in `ignored`, which ends up in the job's result so nobody is left guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from .errors import EngineError
+from .images import decode_image
+from .prompts import NetworkTag, extract_networks
+from .samplers import resolve_sampler
+
+TASKS = ("txt2img", "img2img", "rembg", "extra-single-image")
+
+REMBG_MODELS = (
+    "u2net",
+    "u2netp",
+    "u2net_human_seg",
+    "u2net_cloth_seg",
+    "silueta",
+    "isnet-general-use",
+    "isnet-anime",
+    "birefnet-general",
+    "birefnet-general-lite",
+    "birefnet-portrait",
+    "bria-rmbg",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_side: int = 2048
+    max_pixels: int = 2048 * 2048
+    max_steps: int = 150
+    max_batch_size: int = 8
+    max_images: int = 16
+    max_prompt_chars: int = 20_000
+    max_input_pixels: int = 4096 * 4096
+    max_input_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass
+class Generation:
+    """A txt2img or img2img request, validated."""
+
+    task: str
+    prompt: str  # as sent, tags included (echoed in infotexts, as A1111 does)
+    negative_prompt: str
+    text: str  # the prompt with extra-network tags removed
+    negative_text: str
+    networks: list[NetworkTag]
+    seed: int
+    sampler: str
+    karras: bool | None
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    batch_size: int
+    n_iter: int
+    clip_skip: int
+    vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
+    eta: float | None
+    init_images: list[Image.Image] = field(default_factory=list)
+    denoising_strength: float = 0.75
+    resize_mode: int = 0
+    mask: Image.Image | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    inpainting_fill: int = 1
+    invert_mask: bool = False
+    ignored: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_images(self) -> int:
+        return self.batch_size * self.n_iter
+
+
+@dataclass
+class Removal:
+    """A background-removal (rembg) request, validated."""
+
+    image: Image.Image
+    model: str
+    return_mask: bool
+    alpha_matting: bool
+    foreground_threshold: int
+    background_threshold: int
+    erode_size: int
+    ignored: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Upscale:
+    """An extra-single-image request: resize with Lanczos or Nearest, no face restoration."""
+
+    image: Image.Image
+    width: int
+    height: int
+    resample: str
+    ignored: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def load_payload(raw: bytes | str) -> dict[str, Any]:
+    """Parse the uploaded JSON; `Infinity` is legal (A1111 writes s_tmax that way), other garbage is not."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EngineError(f"the payload (api_param.json) is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EngineError("the payload (api_param.json) must be a JSON object")
+    return data
+
+
+# Keys that never change the picture: bookkeeping of the WebUI.
+HARMLESS = {
+    "override_settings_restore_afterwards",
+    "comments",
+    "do_not_save_samples",
+    "do_not_save_grid",
+    "save_images",
+    "send_images",
+    "sampler_index",
+    "include_init_images",
+    "disable_extra_networks",
+    "script_args",
+    "firstphase_width",
+    "firstphase_height",
+    "force_task_id",
+    "infotext",
+    "user",
+    "image_cfg_scale",
+    "is_using_inpainting_conditioning",
+    "outpath_samples",
+    "outpath_grids",
+    "sd_model_checkpoint",
+    "sd_model",
+}
+HIRES = {
+    "hr_scale",
+    "hr_upscaler",
+    "hr_second_pass_steps",
+    "hr_resize_x",
+    "hr_resize_y",
+    "hr_checkpoint_name",
+    "hr_sampler_name",
+    "hr_scheduler",
+    "hr_prompt",
+    "hr_negative_prompt",
+    "hr_additional_modules",
+}
+SUBSEED = {"subseed", "seed_resize_from_h", "seed_resize_from_w"}
+# Not supported, but harmless at these values (A1111's defaults).
+INERT: dict[str, tuple[Any, ...]] = {
+    "styles": ([],),
+    "subseed_strength": (0, 0.0),
+    "restore_faces": (None, False),
+    "tiling": (None, False),
+    "enable_hr": (None, False),
+    "refiner_checkpoint": (None, "", "None"),
+    "refiner_switch_at": (),
+    "s_min_uncond": (None, 0, 0.0),
+    "s_churn": (None, 0, 0.0),
+    "s_tmax": (None, 0, 0.0, math.inf),
+    "s_tmin": (None, 0, 0.0),
+    "s_noise": (None, 1, 1.0),
+    "script_name": (None, "", "None"),
+    "initial_noise_multiplier": (None, 1, 1.0),
+    "latent_mask": (None, ""),
+    "inpaint_full_res": (None, False, 0),
+    "inpaint_full_res_padding": (),
+    "denoising_strength": (),
+    "mask_blur": (),
+    "alwayson_scripts": (),
+    "override_settings": (),
+    "scheduler": (),
+}
+GENERATION_KEYS = {
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "sampler_name",
+    "batch_size",
+    "n_iter",
+    "steps",
+    "cfg_scale",
+    "width",
+    "height",
+    "eta",
+}
+IMG2IMG_KEYS = {
+    "init_images",
+    "resize_mode",
+    "mask",
+    "mask_blur_x",
+    "mask_blur_y",
+    "inpainting_fill",
+    "inpainting_mask_invert",
+}
+SUPPORTED_OVERRIDES = {"sd_vae", "CLIP_stop_at_last_layers", "sd_model_checkpoint"}
+
+
+class _Reader:
+    """Typed access to payload keys with messages that name the key and the accepted range."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def value(self, key: str, default: Any) -> Any:
+        value = self.data.get(key)
+        return default if value is None else value
+
+    def integer(self, key: str, default: int, low: int, high: int, hint: str = "") -> int:
+        value = self.value(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise EngineError(f"{key} must be an integer from {low} to {high}{hint}, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.value(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise EngineError(f"{key} must be a number from {low:g} to {high:g}, not {value!r}")
+        return float(value)
+
+    def text(self, key: str, default: str, limit: int) -> str:
+        value = self.value(key, default)
+        if not isinstance(value, str):
+            raise EngineError(f"{key} must be a string, not {type(value).__name__}")
+        if len(value) > limit:
+            raise EngineError(f"{key} is {len(value)} characters long; at most {limit} are accepted")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.value(key, default)
+        if not isinstance(value, bool | int):
+            raise EngineError(f"{key} must be true or false, not {value!r}")
+        return bool(value)
+
+
+def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list[str]:
+    ignored: list[str] = []
+    for key, value in data.items():
+        if key in handled or key in HARMLESS or (key in HIRES and not data.get("enable_hr")):
+            continue
+        if key in SUBSEED and not data.get("subseed_strength"):
+            continue
+        if key == "eta":
+            if sampler != "DDIM" and value not in (None, 0, 0.0, 1, 1.0):
+                ignored.append("eta (used with DDIM only)")
+            continue
+        if key in INERT:
+            if not INERT[key] or value in INERT[key]:
+                continue
+        ignored.append(key)
+    for name, spec in (data.get("alwayson_scripts") or {}).items() if isinstance(data.get("alwayson_scripts"), dict) else []:
+        if _script_enabled(spec):
+            ignored.append(f"alwayson_scripts.{name}")
+    overrides = data.get("override_settings")
+    if isinstance(overrides, dict):
+        ignored += [f"override_settings.{key}" for key in overrides if key not in SUPPORTED_OVERRIDES]
+    return ignored
+
+
+def _script_enabled(spec: Any) -> bool:
+    """An always-on script is active when its first argument is true or one of its units says enabled."""
+    args = spec.get("args") if isinstance(spec, dict) else None
+    if not isinstance(args, list) or not args:
+        return False
+    if args[0] is True:
+        return True
+    return any(isinstance(arg, dict) and arg.get("enabled") is True for arg in args)
+
+
+def _side(read: _Reader, key: str, limits: Limits) -> int:
+    value = read.integer(key, 512, 64, limits.max_side, " and a multiple of 8")
+    if value % 8:
+        raise EngineError(f"{key} must be a multiple of 8 from 64 to {limits.max_side}, not {value}")
+    return value
+
+
+def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generation:
+    read = _Reader(data)
+    prompt = read.text("prompt", "", limits.max_prompt_chars)
+    negative = read.text("negative_prompt", "", limits.max_prompt_chars)
+    sampler_field = data.get("sampler_name") or data.get("sampler_index") or "Euler"
+    if not isinstance(sampler_field, str):
+        raise EngineError(f"sampler_name must be a string, not {sampler_field!r}")
+    scheduler = data.get("scheduler")
+    sampler, karras = resolve_sampler(sampler_field, scheduler if isinstance(scheduler, str) else None)
+
+    width, height = _side(read, "width", limits), _side(read, "height", limits)
+    if width * height > limits.max_pixels:
+        raise EngineError(f"width × height is {width * height} pixels; at most {limits.max_pixels} are accepted")
+    batch_size = read.integer("batch_size", 1, 1, limits.max_batch_size)
+    n_iter = read.integer("n_iter", 1, 1, limits.max_images)
+    if batch_size * n_iter > limits.max_images:
+        raise EngineError(
+            f"batch_size × n_iter is {batch_size * n_iter} images; at most {limits.max_images} are accepted per job"
+        )
+    overrides = data.get("override_settings") or {}
+    if not isinstance(overrides, dict):
+        raise EngineError("override_settings must be an object")
+    clip_skip = _Reader(overrides).integer("CLIP_stop_at_last_layers", 1, 1, 12)
+    vae = overrides.get("sd_vae")
+    if vae is not None and not isinstance(vae, str):
+        raise EngineError(f"override_settings.sd_vae must be a VAE's file name, not {vae!r}")
+    if vae in ("Automatic", "None", ""):
+        vae = vae or None
+
+    networks_off = read.flag("disable_extra_networks", False)
+    text, networks = extract_networks(prompt)
+    negative_text, negative_networks = extract_networks(negative)
+    networks += negative_networks
+    if networks_off:
+        networks = []
+
+    eta = data.get("eta")
+    request = Generation(
+        task=task,
+        prompt=prompt,
+        negative_prompt=negative,
+        text=text,
+        negative_text=negative_text,
+        networks=networks,
+        seed=read.integer("seed", -1, -1, 2**32 - 1),
+        sampler=sampler,
+        karras=karras,
+        steps=read.integer("steps", 20, 1, limits.max_steps),
+        cfg_scale=read.number("cfg_scale", 7.0, 0.0, 30.0),
+        width=width,
+        height=height,
+        batch_size=batch_size,
+        n_iter=n_iter,
+        clip_skip=clip_skip,
+        vae=vae,
+        eta=read.number("eta", 0.0, 0.0, 1.0) if eta is not None else None,
+    )
+    handled = GENERATION_KEYS | {"override_settings", "scheduler"}
+    if task == "img2img":
+        _parse_img2img(request, read, limits)
+        handled |= IMG2IMG_KEYS | {"denoising_strength", "mask_blur"}
+    request.ignored = _ignored_keys(data, handled, sampler)
+    request.ignored += [f"<{tag.kind}:{tag.name}> (only LoRA networks are supported)" for tag in networks if tag.kind != "lora"]
+    request.parameters = {
+        key: value for key, value in data.items() if key not in ("init_images", "mask")
+    } | ({"init_images": None, "mask": None} if task == "img2img" else {})
+    return request
+
+
+def _parse_img2img(request: Generation, read: _Reader, limits: Limits) -> None:
+    images = read.data.get("init_images")
+    if not isinstance(images, list) or not images:
+        raise EngineError("init_images must be a list of one or more base64 images")
+    if len(images) > limits.max_images:
+        raise EngineError(f"init_images holds {len(images)} images; at most {limits.max_images} are accepted")
+    request.init_images = [
+        decode_image(image, f"init_images[{index}]", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes)
+        for index, image in enumerate(images)
+    ]
+    request.denoising_strength = read.number("denoising_strength", 0.75, 0.0, 1.0)
+    request.resize_mode = read.integer("resize_mode", 0, 0, 3)
+    if read.data.get("mask"):
+        request.mask = decode_image(
+            read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+        )
+    blur = read.integer("mask_blur", 4, 0, 64)
+    request.mask_blur_x = read.integer("mask_blur_x", blur, 0, 64)
+    request.mask_blur_y = read.integer("mask_blur_y", blur, 0, 64)
+    request.inpainting_fill = read.integer("inpainting_fill", 1, 0, 3)
+    request.invert_mask = read.flag("inpainting_mask_invert", False)
+
+
+def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
+    read = _Reader(data)
+    model = read.text("model", "u2net", 64)
+    if model not in REMBG_MODELS:
+        raise EngineError(f"model must be one of {', '.join(REMBG_MODELS)}, not {model!r}")
+    image = decode_image(
+        data.get("input_image"), "input_image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+    )
+    known = {
+        "input_image",
+        "model",
+        "return_mask",
+        "alpha_matting",
+        "alpha_matting_foreground_threshold",
+        "alpha_matting_background_threshold",
+        "alpha_matting_erode_size",
+    }
+    return Removal(
+        image=image,
+        model=model,
+        return_mask=read.flag("return_mask", False),
+        alpha_matting=read.flag("alpha_matting", False),
+        foreground_threshold=read.integer("alpha_matting_foreground_threshold", 240, 0, 255),
+        background_threshold=read.integer("alpha_matting_background_threshold", 10, 0, 255),
+        erode_size=read.integer("alpha_matting_erode_size", 10, 0, 100),
+        ignored=sorted(set(data) - known),
+        parameters={key: value for key, value in data.items() if key != "input_image"},
+    )
+
+
+def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
+    read = _Reader(data)
+    image = decode_image(data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes)
+    mode = read.integer("resize_mode", 0, 0, 1)
+    if mode == 0:
+        factor = read.number("upscaling_resize", 2.0, 0.1, 8.0)
+        width, height = round(image.width * factor), round(image.height * factor)
+    else:
+        width = read.integer("upscaling_resize_w", 512, 1, limits.max_side * 2)
+        height = read.integer("upscaling_resize_h", 512, 1, limits.max_side * 2)
+    if width * height > limits.max_input_pixels:
+        raise EngineError(f"the result would be {width}x{height} pixels; at most {limits.max_input_pixels} are accepted")
+    upscaler = read.text("upscaler_1", "Lanczos", 64)
+    if upscaler not in ("Lanczos", "Nearest", "None"):
+        raise EngineError(f"upscaler_1 must be Lanczos, Nearest or None, not {upscaler!r}")
+    ignored = []
+    if read.number("gfpgan_visibility", 0, 0, 1) or read.number("codeformer_visibility", 0, 0, 1):
+        ignored.append("face restoration (gfpgan/codeformer)")
+    if data.get("upscaler_2") not in (None, "None") and read.number("extras_upscaler_2_visibility", 0, 0, 1):
+        ignored.append("upscaler_2")
+    return Upscale(
+        image=image,
+        width=width,
+        height=height,
+        resample=upscaler,
+        ignored=ignored,
+        parameters={key: value for key, value in data.items() if key != "image"},
+    )
+
+
+def parse_request(task: str, raw: bytes | str | dict[str, Any], limits: Limits) -> Generation | Removal | Upscale:
+    """Validate a job's payload without running anything (the web process calls this too; it needs no torch)."""
+    data = raw if isinstance(raw, dict) else load_payload(raw)
+    if task in ("txt2img", "img2img"):
+        return parse_generation(task, data, limits)
+    if task == "rembg":
+        return parse_removal(data, limits)
+    if task == "extra-single-image":
+        return parse_upscale(data, limits)
+    raise EngineError(f"task must be one of {', '.join(TASKS)}, not {task!r}")

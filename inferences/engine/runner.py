@@ -1,0 +1,169 @@
+"""The engine's entry point: `Engine(options).run(task, payload, files, progress) -> Result`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from . import images
+from .cache import PipelineCache
+from .errors import EngineError
+from .infotext import VERSION
+from .options import EngineOptions, JobFiles, NoProgress, Progress
+from .payload import Generation, Removal, Upscale, parse_request
+
+
+@dataclass
+class Result:
+    task: str
+    images: list[bytes]  # PNG files
+    parameters: dict[str, Any]
+    info: dict[str, Any]
+    ignored: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        """What ESD stores as `{id}_param.json`: the echoed request and A1111's info JSON string."""
+        return {"parameters": self.parameters, "info": json.dumps(self.info), "ignored_parameters": self.ignored}
+
+    def worker_json(self) -> dict[str, Any]:
+        """A1111's HTTP answer for the task (esd-behaviour.md §10.5), images inline as base64."""
+        encoded = [base64.b64encode(png).decode("ascii") for png in self.images]
+        if self.task in ("txt2img", "img2img"):
+            return {"images": encoded, **self.document()}
+        if self.task == "extra-single-image":
+            return {"image": encoded[0], "html_info": self.info.get("html_info", "")}
+        return {"image": encoded[0]}
+
+
+class Engine:
+    """One per worker process: it owns the pipeline cache, so consecutive jobs on a model skip the load."""
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        from .device import release_memory
+
+        self.options = options or EngineOptions()
+        self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
+
+    def run(
+        self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
+    ) -> Result:
+        request = parse_request(task, payload, self.options.limits)
+        progress = progress or NoProgress()
+        if isinstance(request, Generation):
+            return self._generate(request, files, progress)
+        if isinstance(request, Removal):
+            return self._remove(request, progress)
+        return self._upscale(request, progress)
+
+    def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
+        from .generate import generate, pick_vae
+        from .loading import load_model
+
+        if files.checkpoint is None:
+            raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
+        checkpoint, vae = files.checkpoint, pick_vae(request, files)
+        key = (checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None)
+
+        def load() -> tuple[Any, int]:
+            model = load_model(checkpoint, vae, self.options)
+            return model, model.size_bytes
+
+        acquired = self.pipelines.acquire(key, load)
+        with acquired.entry.lock:
+            generated = generate(acquired.entry.value, request, files, progress)
+        pngs = [images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)]
+        info = _generation_info(request, acquired.entry.value, generated.seeds, generated.infotexts)
+        info["ignored_parameters"] = request.ignored
+        return Result(
+            task=request.task,
+            images=pngs,
+            parameters=request.parameters,
+            info=info,
+            ignored=request.ignored,
+            timings={
+                "model_seconds": acquired.seconds,
+                "model_cache_hit": float(acquired.hit),
+                "inference_seconds": generated.seconds,
+            },
+        )
+
+    def _remove(self, request: Removal, progress: Progress) -> Result:
+        from .removal import remove_background
+
+        started = time.perf_counter()
+        progress.step(0, 1)
+        image = remove_background(request, self.options.u2net_home)
+        progress.step(1, 1)
+        return Result(
+            task="rembg",
+            images=[images.png_bytes(image)],
+            parameters=request.parameters,
+            info={"model": request.model, "ignored_parameters": request.ignored},
+            ignored=request.ignored,
+            timings={"inference_seconds": time.perf_counter() - started},
+        )
+
+    def _upscale(self, request: Upscale, progress: Progress) -> Result:
+        started = time.perf_counter()
+        image = request.image.convert("RGBA" if request.image.mode in ("RGBA", "LA", "P") else "RGB")
+        if request.resample != "None":
+            method = Image.Resampling.LANCZOS if request.resample == "Lanczos" else Image.Resampling.NEAREST
+            image = image.resize((request.width, request.height), method)
+        progress.step(1, 1)
+        html = f"<p>Postprocess upscale to: {image.width}x{image.height}, upscaler: {request.resample}</p>"
+        return Result(
+            task="extra-single-image",
+            images=[images.png_bytes(image)],
+            parameters=request.parameters,
+            info={"html_info": html, "ignored_parameters": request.ignored},
+            ignored=request.ignored,
+            timings={"inference_seconds": time.perf_counter() - started},
+        )
+
+
+def _generation_info(request: Generation, model: Any, seeds: list[int], infotexts: list[str]) -> dict[str, Any]:
+    """A1111's generation-info JSON (the `info` string ESD clients parse; `infotexts` is the key they need)."""
+    from .samplers import label
+
+    sampler, _ = label(request.sampler, request.karras)
+    total = len(seeds)
+    return {
+        "prompt": request.prompt,
+        "all_prompts": [request.prompt] * total,
+        "negative_prompt": request.negative_prompt,
+        "all_negative_prompts": [request.negative_prompt] * total,
+        "seed": seeds[0],
+        "all_seeds": seeds,
+        "subseed": -1,
+        "all_subseeds": [-1] * total,
+        "subseed_strength": 0,
+        "width": request.width,
+        "height": request.height,
+        "sampler_name": sampler,
+        "cfg_scale": request.cfg_scale,
+        "steps": request.steps,
+        "batch_size": request.batch_size,
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": model.checkpoint.stem,
+        "sd_model_hash": model.checkpoint.short_hash,
+        "sd_vae_name": model.vae.stem if model.vae else None,
+        "sd_vae_hash": model.vae.short_hash if model.vae else None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": request.denoising_strength if request.task == "img2img" else None,
+        "extra_generation_params": {},
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": request.clip_skip,
+        "is_using_inpainting_conditioning": False,
+        "version": VERSION,
+    }
