@@ -280,6 +280,17 @@ ESD_AUTOSCALE_TARGET_BACKLOG = env.int("ESD_AUTOSCALE_TARGET_BACKLOG", default=5
 ESD_METRICS_TOKEN = env.str("ESD_METRICS_TOKEN", default="")  # when set, /metrics demands it as a bearer token
 ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_serve's worker threads
 
+# --- Inference engine (worker processes) ---------------------------------------------------------------------------
+ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process
+ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
+ESD_ENGINE_COMPILE = env.bool("ESD_ENGINE_COMPILE", default=False)  # torch.compile the UNet (CUDA)
+ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # decode large images in tiles
+ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
+ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
+ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
+# Background-removal models (<name>.onnx); `make` puts u2netp there. Never downloaded at run time.
+U2NET_HOME = Path(env.str("U2NET_HOME", default=str(ESD_DATA_DIR / "models" / "u2net")))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -19,7 +19,7 @@ from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation
-from .prompts import mentions, plain_text, parse_attention
+from .prompts import mentions, parse_attention, plain_text, replace_word
 from .samplers import make_scheduler
 
 
@@ -51,8 +51,15 @@ def _find(files: tuple[ModelFile, ...], name: str, kind: str) -> ModelFile:
     raise EngineError(f"the prompt uses <lora:{name}>, but the job has no {kind} model named {name} (it has: {known})")
 
 
+@dataclass
+class Networks:
+    lora_hashes: list[str]
+    text: str  # the prompts with embedding names replaced by their tokens
+    negative_text: str
+
+
 @contextmanager
-def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]]:
+def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[Networks]:
     """Load the prompt's LoRAs and embeddings onto the shared modules for one job, and take them off after.
 
     Unfused LoRA adapters and textual-inversion tokens are removed exactly (the base model's output comes back
@@ -73,6 +80,7 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
         for embedding in files.embeddings
         if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
     ]
+    text, negative_text = request.text, request.negative_text
     try:
         for adapter, lora in lora_files.items():
             try:
@@ -82,12 +90,17 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
             notes.append(f"{lora.stem}: {lora.short_hash}")
         if weights:
             pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
-        for embedding in embeddings:
+        for number, embedding in enumerate(embeddings):
+            # A1111 matches an embedding by its file name even when that is an ordinary word ("style"); diffusers
+            # refuses tokens already in the vocabulary, so the name is swapped for a token of its own.
+            token = f"<ti{number}-{embedding.sha256[:8]}>"
             try:
-                pipe.load_textual_inversion(str(embedding.path), token=embedding.stem)
+                pipe.load_textual_inversion(str(embedding.path), token=token)
             except Exception as exc:
                 raise EngineError(f"the embedding {embedding.name} does not fit this checkpoint: {_first_line(exc)}") from exc
-        yield notes
+            text = replace_word(text, embedding.stem, token)
+            negative_text = replace_word(negative_text, embedding.stem, token)
+        yield Networks(notes, text, negative_text)
     finally:
         if lora_files:
             pipe.unload_lora_weights()
@@ -118,7 +131,7 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
         progress.step(step_base + step + 1, per_batch * request.n_iter)
         return tensors
 
-    with extra_networks(pipe, request, files) as lora_hashes, torch.inference_mode():
+    with extra_networks(pipe, request, files) as networks, torch.inference_mode():
         arguments: dict[str, Any] = {
             "num_inference_steps": request.steps,
             "guidance_scale": request.cfg_scale,
@@ -130,12 +143,12 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
             arguments["eta"] = request.eta
         if is_sd1:
             # One code path for every SD 1.x prompt: emphasis, BREAK, >75 tokens and clip skip, as A1111 means them.
-            embeds, negative = sd1_embeddings(pipe, request.text, request.negative_text, request.clip_skip)
+            embeds, negative = sd1_embeddings(pipe, networks.text, networks.negative_text, request.clip_skip)
             arguments.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
         else:
             arguments.update(
-                prompt=plain_text(parse_attention(request.text)),
-                negative_prompt=plain_text(parse_attention(request.negative_text)),
+                prompt=plain_text(parse_attention(networks.text)),
+                negative_prompt=plain_text(parse_attention(networks.negative_text)),
                 clip_skip=request.clip_skip - 1 or None,
             )
         originals, sources, mask = _img2img_inputs(request, seed)
@@ -160,7 +173,7 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
             step_base += pipe.num_timesteps
         vae_file = model.vae
         for index, image_seed in enumerate(result.seeds):
-            result.infotexts.append(infotext(request, model, vae_file, image_seed, index, lora_hashes))
+            result.infotexts.append(infotext(request, model, vae_file, image_seed, index, networks.lora_hashes))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -41,8 +41,11 @@ class LoadedModel:
 def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOptions) -> LoadedModel:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars would flood the worker's log
+    # "Loading pipeline components" / "Loading weights" bars would flood the worker's log
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
     architecture = identify(checkpoint.path)
     folder = str(config_folder(architecture.name))

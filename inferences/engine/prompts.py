@@ -93,6 +93,14 @@ def plain_text(segments: list[tuple[str, float]]) -> str:
     return " ".join("".join(text if weight != -1 else " " for text, weight in segments).split())
 
 
+def _word(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
+
+
 def mentions(prompt: str, word: str) -> bool:
     """Does the prompt use `word` as a whole word (A1111 activates an embedding by its name)?"""
-    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", prompt) is not None
+    return _word(word).search(prompt) is not None
+
+
+def replace_word(prompt: str, word: str, replacement: str) -> str:
+    return _word(word).sub(lambda _: replacement, prompt)

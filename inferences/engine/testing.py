@@ -1,0 +1,80 @@
+"""Tiny model files for tests and benchmarks, built from seeded random weights (nothing is downloaded).
+
+They have the layouts users upload: a kohya/A1111 LoRA, an A1111 embedding, a standalone LDM VAE, and an ONNX
+background-removal model with U²-Net's input/output contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .ldm import vae_to_ldm
+from .tiny import build_tiny_pipeline
+
+
+def _save(state: dict[str, torch.Tensor], out: Path) -> Path:
+    from safetensors.torch import save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: value.contiguous() for key, value in state.items()}, str(out))
+    return out
+
+
+def write_tiny_vae(out: Path, *, seed: int = 7) -> Path:
+    """A standalone VAE (bare LDM keys, as VAE downloads come) that differs from the tiny checkpoint's own."""
+    return _save(vae_to_ldm(build_tiny_pipeline(seed).vae, prefix=""), out)
+
+
+def write_tiny_lora(out: Path, *, seed: int = 3, rank: int = 4, scale: float = 0.5) -> Path:
+    """A kohya-format LoRA (what A1111 users download) over the tiny model's UNet and text-encoder attention."""
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = build_tiny_pipeline(0)
+    torch.manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    targets = {
+        "lora_unet": (pipe.unet, ["to_q", "to_k", "to_v", "to_out.0"]),
+        "lora_te": (pipe.text_encoder, ["q_proj", "k_proj", "v_proj", "out_proj"]),
+    }
+    for prefix, (module, names) in targets.items():
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=names, init_lora_weights=False))
+        for key, value in get_peft_model_state_dict(module).items():
+            path, _, kind = key.rpartition(".lora_")
+            if prefix == "lora_te" and not path.startswith("text_model."):
+                path = "text_model." + path  # kohya names follow the original CLIP module tree
+            name = f"{prefix}_{path.replace('.', '_')}"
+            state[f"{name}.{'lora_down' if kind.startswith('A') else 'lora_up'}.weight"] = value * scale
+            state[f"{name}.alpha"] = torch.tensor(float(rank))
+    return _save(state, out)
+
+
+def write_tiny_embedding(out: Path, *, vectors: int = 2, seed: int = 5) -> Path:
+    """An A1111 textual-inversion embedding (`emb_params`) for the tiny text encoder's width."""
+    width = build_tiny_pipeline(0).text_encoder.config.hidden_size
+    generator = torch.Generator().manual_seed(seed)
+    return _save({"emb_params": torch.randn(vectors, width, generator=generator)}, out)
+
+
+def write_tiny_u2net(out: Path) -> Path:
+    """An ONNX model with U²-Net's contract (input `input.1` 1x3x320x320, first output a 1x1x320x320 sigmoid map).
+
+    It marks red pixels as foreground, so a test can check the mask, not just the plumbing.
+    """
+
+    class RedIsForeground(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            red, green, blue = image[:, 0:1], image[:, 1:2], image[:, 2:3]
+            return torch.sigmoid(8.0 * (red - (green + blue) / 2.0) - 2.0)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        RedIsForeground(),
+        (torch.zeros(1, 3, 320, 320),),
+        str(out),
+        input_names=["input.1"],
+        output_names=["mask"],
+        dynamo=False,
+    )
+    return out

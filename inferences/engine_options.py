@@ -1,0 +1,31 @@
+"""The engine's options from Django settings (the engine itself knows no Django)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from .engine.options import EngineOptions
+from .engine.payload import Limits
+
+
+def engine_limits() -> Limits:
+    side = settings.ESD_MAX_IMAGE_SIDE
+    return Limits(
+        max_side=side,
+        max_pixels=side * side,
+        max_steps=settings.ESD_MAX_STEPS,
+        max_images=settings.ESD_MAX_IMAGES_PER_JOB,
+        max_batch_size=min(8, settings.ESD_MAX_IMAGES_PER_JOB),
+    )
+
+
+def engine_options(device: str = "cpu") -> EngineOptions:
+    return EngineOptions(
+        device=device,
+        dtype=settings.ESD_ENGINE_DTYPE,
+        compile=settings.ESD_ENGINE_COMPILE,
+        vae_tiling=settings.ESD_ENGINE_VAE_TILING,
+        cache_bytes=settings.ESD_PIPELINE_CACHE_BYTES,
+        u2net_home=settings.U2NET_HOME,
+        limits=engine_limits(),
+    )
