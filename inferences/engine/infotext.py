@@ -23,7 +23,9 @@ VERSION = "esd-server"
 def _quote(value: object) -> str:
     """A1111 quotes values that contain its separators."""
     text = str(value)
-    return text if not any(mark in text for mark in ',:"\n') else '"' + text.replace('"', '\\"').replace("\n", " ") + '"'
+    return (
+        text if not any(mark in text for mark in ',:"\n') else '"' + text.replace('"', '\\"').replace("\n", " ") + '"'
+    )
 
 
 def infotext(

@@ -7,13 +7,9 @@ the number of blocks and layers, so files it writes load back bit-exact through 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -34,8 +30,8 @@ def _rename_resnet(rest: str) -> str:
     return f"{RESNET_RENAMES.get(head, head)}.{tail}" if tail else RESNET_RENAMES.get(head, head)
 
 
-def unet_to_ldm(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
-    config: Any = unet.config
+def unet_to_ldm(unet: Any) -> dict[str, torch.Tensor]:
+    config = unet.config
     per_block = config.layers_per_block + 1
     has_attention = ["CrossAttn" in kind for kind in config.up_block_types]
     out: dict[str, torch.Tensor] = {}
@@ -57,7 +53,11 @@ def unet_to_ldm(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
             else:
                 index = block * per_block + int(parts[3]) + 1
                 rest = ".".join(parts[4:])
-                new = f"input_blocks.{index}.0.{_rename_resnet(rest)}" if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+                new = (
+                    f"input_blocks.{index}.0.{_rename_resnet(rest)}"
+                    if kind == "resnets"
+                    else f"input_blocks.{index}.1.{rest}"
+                )
         elif parts[0] == "up_blocks":
             block, kind = int(parts[1]), parts[2]
             if kind == "upsamplers":  # up_blocks.b.upsamplers.0.conv.*
@@ -66,7 +66,11 @@ def unet_to_ldm(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
             else:
                 index = block * per_block + int(parts[3])
                 rest = ".".join(parts[4:])
-                new = f"output_blocks.{index}.0.{_rename_resnet(rest)}" if kind == "resnets" else f"output_blocks.{index}.1.{rest}"
+                new = (
+                    f"output_blocks.{index}.0.{_rename_resnet(rest)}"
+                    if kind == "resnets"
+                    else f"output_blocks.{index}.1.{rest}"
+                )
         elif parts[0] == "mid_block":
             kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
             if kind == "attentions":
@@ -83,8 +87,8 @@ def _vae_resnet(rest: str) -> str:
     return rest.replace("conv_shortcut", "nin_shortcut")
 
 
-def vae_to_ldm(vae: AutoencoderKL, prefix: str = VAE_PREFIX) -> dict[str, torch.Tensor]:
-    levels = len(vae.config.block_out_channels)  # type: ignore[attr-defined]
+def vae_to_ldm(vae: Any, prefix: str = VAE_PREFIX) -> dict[str, torch.Tensor]:
+    levels = len(vae.config.block_out_channels)
     attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
     out: dict[str, torch.Tensor] = {}
     for key, value in vae.state_dict().items():
@@ -100,7 +104,9 @@ def vae_to_ldm(vae: AutoencoderKL, prefix: str = VAE_PREFIX) -> dict[str, torch.
                 if parts[3] == "resnets":
                     new = f"{side}.{name}.{level}.block.{parts[4]}." + _vae_resnet(".".join(parts[5:]))
                 else:  # downsamplers.0.conv / upsamplers.0.conv
-                    new = f"{side}.{name}.{level}.{'downsample' if side == 'encoder' else 'upsample'}." + ".".join(parts[5:])
+                    new = f"{side}.{name}.{level}.{'downsample' if side == 'encoder' else 'upsample'}." + ".".join(
+                        parts[5:]
+                    )
             elif parts[1] == "mid_block":
                 if parts[2] == "resnets":
                     new = f"{side}.mid.block_{int(parts[3]) + 1}." + _vae_resnet(".".join(parts[4:]))
@@ -118,7 +124,7 @@ def vae_to_ldm(vae: AutoencoderKL, prefix: str = VAE_PREFIX) -> dict[str, torch.
     return out
 
 
-def clip_to_ldm(text_encoder: CLIPTextModel) -> dict[str, torch.Tensor]:
+def clip_to_ldm(text_encoder: Any) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in text_encoder.state_dict().items():
         # transformers >= 5.6 flattened CLIPTextModel; checkpoints keep the `text_model.` level

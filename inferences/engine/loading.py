@@ -56,7 +56,9 @@ def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOpti
         try:
             kwargs["vae"] = AutoencoderKL.from_single_file(str(vae.path), subfolder="vae", **common)
         except Exception as exc:  # diffusers raises bare Exceptions/KeyErrors for files it cannot map
-            raise EngineError(f"the VAE {vae.name} could not be loaded for {architecture.label}: {_reason(exc)}") from exc
+            raise EngineError(
+                f"the VAE {vae.name} could not be loaded for {architecture.label}: {_reason(exc)}"
+            ) from exc
     if architecture.family == "sd1":
         pipeline_class: Any = StableDiffusionPipeline
         kwargs.update(safety_checker=None, requires_safety_checker=False)

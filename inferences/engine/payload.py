@@ -198,7 +198,6 @@ GENERATION_KEYS = {
     "cfg_scale",
     "width",
     "height",
-    "eta",
 }
 IMG2IMG_KEYS = {
     "init_images",
@@ -254,19 +253,19 @@ class _Reader:
 def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list[str]:
     ignored: list[str] = []
     for key, value in data.items():
-        if key in handled or key in HARMLESS or (key in HIRES and not data.get("enable_hr")):
-            continue
-        if key in SUBSEED and not data.get("subseed_strength"):
+        # hires-fix and variation-seed details are reported through their switch (enable_hr, subseed_strength)
+        if key in handled or key in HARMLESS or key in HIRES or key in SUBSEED:
             continue
         if key == "eta":
             if sampler != "DDIM" and value not in (None, 0, 0.0, 1, 1.0):
                 ignored.append("eta (used with DDIM only)")
             continue
-        if key in INERT:
-            if not INERT[key] or value in INERT[key]:
-                continue
+        if key in INERT and (not INERT[key] or value in INERT[key]):
+            continue
         ignored.append(key)
-    for name, spec in (data.get("alwayson_scripts") or {}).items() if isinstance(data.get("alwayson_scripts"), dict) else []:
+    for name, spec in (
+        (data.get("alwayson_scripts") or {}).items() if isinstance(data.get("alwayson_scripts"), dict) else []
+    ):
         if _script_enabled(spec):
             ignored.append(f"alwayson_scripts.{name}")
     overrides = data.get("override_settings")
@@ -304,14 +303,15 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
 
     width, height = _side(read, "width", limits), _side(read, "height", limits)
     if width * height > limits.max_pixels:
-        raise EngineError(f"width × height is {width * height} pixels; at most {limits.max_pixels} are accepted")
+        raise EngineError(f"width x height is {width * height} pixels; at most {limits.max_pixels} are accepted")
     batch_size = read.integer("batch_size", 1, 1, limits.max_batch_size)
     n_iter = read.integer("n_iter", 1, 1, limits.max_images)
     if batch_size * n_iter > limits.max_images:
         raise EngineError(
-            f"batch_size × n_iter is {batch_size * n_iter} images; at most {limits.max_images} are accepted per job"
+            f"batch_size x n_iter is {batch_size * n_iter} images; at most {limits.max_images} are accepted per job"
         )
-    overrides = data.get("override_settings") or {}
+    overrides = data.get("override_settings")
+    overrides = {} if overrides is None else overrides
     if not isinstance(overrides, dict):
         raise EngineError("override_settings must be an object")
     clip_skip = _Reader(overrides).integer("CLIP_stop_at_last_layers", 1, 1, 12)
@@ -354,10 +354,12 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         _parse_img2img(request, read, limits)
         handled |= IMG2IMG_KEYS | {"denoising_strength", "mask_blur"}
     request.ignored = _ignored_keys(data, handled, sampler)
-    request.ignored += [f"<{tag.kind}:{tag.name}> (only LoRA networks are supported)" for tag in networks if tag.kind != "lora"]
-    request.parameters = {
-        key: value for key, value in data.items() if key not in ("init_images", "mask")
-    } | ({"init_images": None, "mask": None} if task == "img2img" else {})
+    request.ignored += [
+        f"<{tag.kind}:{tag.name}> (only LoRA networks are supported)" for tag in networks if tag.kind != "lora"
+    ]
+    request.parameters = {key: value for key, value in data.items() if key not in ("init_images", "mask")} | (
+        {"init_images": None, "mask": None} if task == "img2img" else {}
+    )
     return request
 
 
@@ -368,7 +370,9 @@ def _parse_img2img(request: Generation, read: _Reader, limits: Limits) -> None:
     if len(images) > limits.max_images:
         raise EngineError(f"init_images holds {len(images)} images; at most {limits.max_images} are accepted")
     request.init_images = [
-        decode_image(image, f"init_images[{index}]", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes)
+        decode_image(
+            image, f"init_images[{index}]", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+        )
         for index, image in enumerate(images)
     ]
     request.denoising_strength = read.number("denoising_strength", 0.75, 0.0, 1.0)
@@ -416,7 +420,9 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
 
 def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
     read = _Reader(data)
-    image = decode_image(data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes)
+    image = decode_image(
+        data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+    )
     mode = read.integer("resize_mode", 0, 0, 1)
     if mode == 0:
         factor = read.number("upscaling_resize", 2.0, 0.1, 8.0)
@@ -425,7 +431,9 @@ def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
         width = read.integer("upscaling_resize_w", 512, 1, limits.max_side * 2)
         height = read.integer("upscaling_resize_h", 512, 1, limits.max_side * 2)
     if width * height > limits.max_input_pixels:
-        raise EngineError(f"the result would be {width}x{height} pixels; at most {limits.max_input_pixels} are accepted")
+        raise EngineError(
+            f"the result would be {width}x{height} pixels; at most {limits.max_input_pixels} are accepted"
+        )
     upscaler = read.text("upscaler_1", "Lanczos", 64)
     if upscaler not in ("Lanczos", "Nearest", "None"):
         raise EngineError(f"upscaler_1 must be Lanczos, Nearest or None, not {upscaler!r}")

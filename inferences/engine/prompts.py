@@ -55,21 +55,21 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
             entry[1] = float(entry[1]) * multiplier
 
     for match in ATTENTION.finditer(text):
-        token, weight = match.group(0), match.group(1)
-        if token.startswith("\\"):
-            result.append([token[1:], 1.0])
-        elif token == "(":
+        piece, weight = match.group(0), match.group(1)
+        if piece.startswith("\\"):
+            result.append([piece[1:], 1.0])
+        elif piece == "(":
             round_brackets.append(len(result))
-        elif token == "[":
+        elif piece == "[":
             square_brackets.append(len(result))
         elif weight is not None and round_brackets:
             multiply_range(round_brackets.pop(), float(weight))
-        elif token == ")" and round_brackets:
+        elif piece == ")" and round_brackets:
             multiply_range(round_brackets.pop(), 1.1)
-        elif token == "]" and square_brackets:
+        elif piece == "]" and square_brackets:
             multiply_range(square_brackets.pop(), 1 / 1.1)
         else:
-            for index, part in enumerate(BREAK.split(token)):
+            for index, part in enumerate(BREAK.split(piece)):
                 if index > 0:
                     result.append(["BREAK", -1.0])
                 result.append([part, 1.0])

@@ -77,7 +77,9 @@ class Engine:
         acquired = self.pipelines.acquire(key, load)
         with acquired.entry.lock:
             generated = generate(acquired.entry.value, request, files, progress)
-        pngs = [images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)]
+        pngs = [
+            images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
+        ]
         info = _generation_info(request, acquired.entry.value, generated.seeds, generated.infotexts)
         info["ignored_parameters"] = request.ignored
         return Result(

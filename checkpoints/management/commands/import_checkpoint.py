@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from checkpoints import services
-from checkpoints.models import Checkpoint, CheckpointType
+from checkpoints.models import Checkpoint, CheckpointFile, CheckpointType
 from esd.exceptions import EsdError
 from esd.storage import CHUNK
 
@@ -19,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("source", metavar="PATH_OR_URL")
         parser.add_argument("--type", required=True, choices=CheckpointType.values)
         parser.add_argument("--user", help="Owner (needs checkpoint:create).")
+        parser.add_argument(
+            "--skip-existing", action="store_true", help="Do nothing when a checkpoint of that file name exists."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         users = User.objects.filter(is_active=True)
@@ -30,6 +33,11 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError("no such active user (run esd_bootstrap first, or pass --user)")
         source: str = options["source"]
+        if options["skip_existing"] and not source.startswith(("http://", "https://")):
+            existing = CheckpointFile.objects.filter(name=Path(source).name).select_related("checkpoint").first()
+            if existing is not None:
+                self.stdout.write(f"{existing.checkpoint.pk} {existing.name} already imported")
+                return
         try:
             if source.startswith(("http://", "https://")):
                 [checkpoint] = services.checkpoint_create_from_urls(

@@ -127,7 +127,13 @@ TINY_UNET = {
     "sample_size": 8,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
-TINY_VAE = {**SD_VAE, "block_out_channels": [8, 16, 16, 16], "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64}
+TINY_VAE = {
+    **SD_VAE,
+    "block_out_channels": [8, 16, 16, 16],
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+}
 TINY_CLIP = {
     **CLIP_L,
     "hidden_size": 32,
@@ -265,7 +271,12 @@ def _link_tokenizer(folder: Path, pad: str) -> None:
 
 
 def special_tokens(pad: str) -> dict[str, str]:
-    return {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": pad, "unk_token": "<|endoftext|>"}
+    return {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": pad,
+        "unk_token": "<|endoftext|>",
+    }
 
 
 def build(wheel: Path) -> None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from endpoints.management.commands.serve_endpoint import check_device
 
@@ -27,15 +26,15 @@ def sha256_file(path: Path) -> str:
 
 
 class Bar:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on the command's stderr."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: OutputWrapper) -> None:
         self.stream = stream
 
     def step(self, done: int, total: int) -> None:
         width = 30
         filled = width * done // max(total, 1)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps")
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps", ending="")
         self.stream.flush()
 
     def cancelled(self) -> bool:
@@ -60,7 +59,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--n-iter", type=int)
         parser.add_argument("--vae", help="A VAE .safetensors file.")
-        parser.add_argument("--lora", action="append", default=[], help="A LoRA file (use <lora:stem:w> in the prompt).")
+        parser.add_argument(
+            "--lora", action="append", default=[], help="A LoRA file (use <lora:stem:w> in the prompt)."
+        )
         parser.add_argument("--embedding", action="append", default=[], help="A textual-inversion file.")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
 
@@ -104,10 +105,10 @@ class Command(BaseCommand):
         engine = Engine(engine_options(check_device(options["device"])))
         started = time.perf_counter()
         try:
-            result = engine.run(task, payload, files, Bar(sys.stderr))
+            result = engine.run(task, payload, files, Bar(self.stderr))
         except EngineError as exc:
             raise CommandError(str(exc)) from exc
-        sys.stderr.write("\n")
+        self.stderr.write("")
         out = Path(options["out"])
         out.mkdir(parents=True, exist_ok=True)
         for index, png in enumerate(result.images):

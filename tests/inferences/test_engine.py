@@ -1,0 +1,335 @@
+"""The engine on real (tiny, random-weight) SD 1.x pipelines, loaded from single files as user uploads are."""
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from inferences.engine.errors import Cancelled, EngineError
+from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.samplers import SAMPLERS
+
+from .conftest import png_b64, red_disc, txt2img
+
+SAMPLER_NAMES = list(SAMPLERS)
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)
+
+
+def run(engine, files: JobFiles, task: str = "txt2img", **payload: object):
+    base = txt2img(**payload) if task == "txt2img" else payload
+    return engine.run(task, base, files)
+
+
+class Steps:
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self.stop_after = stop_after
+
+    def step(self, done: int, total: int) -> None:
+        self.seen.append((done, total))
+
+    def cancelled(self) -> bool:
+        return self.stop_after is not None and len(self.seen) >= self.stop_after
+
+
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_every_sampler_name_generates(engine, files: JobFiles, sampler: str) -> None:
+    result = run(engine, files, sampler_name=sampler, steps=4, width=64, height=96)
+    [png] = result.images
+    image = Image.open(io.BytesIO(png))
+    assert (image.size, image.mode) == ((64, 96), "RGB")
+    assert f"Sampler: {sampler}," in image.text["parameters"]
+    assert pixels(png).std() > 0  # not a blank image
+
+
+def test_the_same_seed_gives_the_same_image_and_another_seed_another(engine, files: JobFiles) -> None:
+    first, again, other = (run(engine, files, seed=seed).images[0] for seed in (42, 42, 43))
+    assert np.array_equal(pixels(first), pixels(again))
+    assert np.abs(pixels(first) - pixels(other)).max() > 10
+
+
+def test_a_random_seed_is_reported_and_reproduces(engine, files: JobFiles) -> None:
+    result = run(engine, files, seed=-1)
+    used = result.info["seed"]
+    assert 0 <= used < 2**32 and f"Seed: {used}," in result.info["infotexts"][0]
+    assert np.array_equal(pixels(run(engine, files, seed=used).images[0]), pixels(result.images[0]))
+
+
+def test_batches_and_iterations_give_seed_plus_k(engine, files: JobFiles) -> None:
+    result = run(engine, files, seed=100, batch_size=2, n_iter=3, sampler_name="DPM++ 2M")
+    assert len(result.images) == 6 and result.info["all_seeds"] == [100, 101, 102, 103, 104, 105]
+    assert len(result.info["infotexts"]) == 6 and "Seed: 103," in result.info["infotexts"][3]
+    # image k of a batch is the image a single run with seed + k gives (within float noise of batching)
+    alone = pixels(run(engine, files, seed=103, sampler_name="DPM++ 2M").images[0])
+    assert np.abs(pixels(result.images[3]) - alone).max() <= 2
+
+
+def test_png_carries_a1111_parameters_and_the_info_json(engine, files: JobFiles, models) -> None:
+    result = run(
+        engine, files, prompt="a cat", negative_prompt="dog", seed=7, steps=3, cfg_scale=6.5, width=64, height=64
+    )
+    text = Image.open(io.BytesIO(result.images[0])).text["parameters"]
+    checkpoint = models["checkpoint"]
+    assert text == (
+        "a cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 6.5, Seed: 7, Size: 64x64, "
+        f"Model hash: {checkpoint.sha256[:10]}, Model: tiny-sd1, Version: esd-server"
+    )
+    document = result.document()
+    info = json.loads(document["info"])
+    assert info["infotexts"] == [text]
+    assert info["sd_model_hash"] == checkpoint.sha256[:10] and info["all_prompts"] == ["a cat"]
+    assert document["parameters"]["prompt"] == "a cat" and document["ignored_parameters"] == []
+    assert set(result.worker_json()) == {"images", "parameters", "info", "ignored_parameters"}
+
+
+def test_lora_changes_the_image_and_unloading_restores_the_base(engine, models) -> None:
+    files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
+    base = pixels(run(engine, files, prompt="a cat").images[0])
+    full = run(engine, files, prompt="a cat <lora:watercolor:1>")
+    half = pixels(run(engine, files, prompt="a cat <lora:watercolor:0.5>").images[0])
+    after = pixels(run(engine, files, prompt="a cat").images[0])
+    assert np.abs(pixels(full.images[0]) - base).max() > 5
+    assert 0 < np.abs(half - base).mean() < np.abs(pixels(full.images[0]) - base).mean()
+    assert np.array_equal(after, base)  # adapters came off exactly; the base model was not reloaded
+    assert f'Lora hashes: "watercolor: {models["lora"].sha256[:10]}"' in full.info["infotexts"][0]
+    assert full.timings["model_cache_hit"] == 1.0
+
+
+def test_a_lora_the_job_lacks_is_a_clear_failure(engine, files: JobFiles) -> None:
+    with pytest.raises(EngineError, match="the job has no Lora model named missing"):
+        run(engine, files, prompt="a cat <lora:missing:1>")
+
+
+def test_an_embedding_named_in_the_prompt_is_used_and_removed_after(engine, models) -> None:
+    files = JobFiles(checkpoint=models["checkpoint"], embeddings=(models["embedding"],))
+    base = pixels(run(engine, files, prompt="a cat").images[0])
+    styled = pixels(run(engine, files, prompt="a cat, style").images[0])
+    negative = pixels(run(engine, files, prompt="a cat", negative_prompt="style").images[0])
+    assert np.abs(styled - base).max() > 5 and np.abs(negative - base).max() > 5
+    assert np.array_equal(pixels(run(engine, files, prompt="a cat").images[0]), base)
+
+
+def test_vae_from_the_job_or_by_name_and_none(engine, models) -> None:
+    plain = JobFiles(checkpoint=models["checkpoint"])
+    with_vae = JobFiles(checkpoint=models["checkpoint"], vaes=(models["vae"],))
+    base = pixels(run(engine, plain).images[0])
+    vae = run(engine, with_vae)
+    assert np.abs(pixels(vae.images[0]) - base).max() > 10
+    assert vae.info["sd_vae_name"] == "blue-vae" and "VAE: blue-vae" in vae.info["infotexts"][0]
+    named = run(engine, with_vae, override_settings={"sd_vae": "blue-vae.safetensors"})
+    assert np.array_equal(pixels(named.images[0]), pixels(vae.images[0]))
+    own = run(engine, with_vae, override_settings={"sd_vae": "None"})
+    assert np.array_equal(pixels(own.images[0]), base)
+    with pytest.raises(EngineError, match="has no VAE model of that name"):
+        run(engine, with_vae, override_settings={"sd_vae": "other.safetensors"})
+
+
+def test_clip_skip_emphasis_and_long_prompts_change_the_conditioning(engine, files: JobFiles) -> None:
+    base = pixels(run(engine, files, prompt="a cat").images[0])
+    skip = run(engine, files, prompt="a cat", override_settings={"CLIP_stop_at_last_layers": 2})
+    assert np.abs(pixels(skip.images[0]) - base).max() > 5 and "Clip skip: 2" in skip.info["infotexts"][0]
+    assert np.abs(pixels(run(engine, files, prompt="a (cat:1.5)").images[0]) - base).max() > 5
+    # A1111 keeps words past CLIP's 75 tokens in a second chunk; diffusers would drop them.
+    long = "a cat, " * 40
+    assert (
+        np.abs(
+            pixels(run(engine, files, prompt=long + "red").images[0])
+            - pixels(run(engine, files, prompt=long + "blue").images[0])
+        ).max()
+        > 0
+    )
+
+
+def test_img2img_and_its_resize_modes(engine, files: JobFiles) -> None:
+    source = png_b64(red_disc((96, 80)))
+    for mode in (0, 1, 2, 3):
+        result = run(
+            engine,
+            files,
+            "img2img",
+            prompt="x",
+            init_images=[source],
+            denoising_strength=0.6,
+            steps=4,
+            width=64,
+            height=64,
+            resize_mode=mode,
+            seed=3,
+            batch_size=2,
+        )
+        assert [Image.open(io.BytesIO(png)).size for png in result.images] == [(64, 64), (64, 64)]
+        assert "Denoising strength: 0.6" in result.info["infotexts"][0]
+    weak = pixels(
+        run(
+            engine,
+            files,
+            "img2img",
+            prompt="x",
+            init_images=[source],
+            denoising_strength=0.05,
+            steps=20,
+            width=64,
+            height=64,
+            seed=3,
+        ).images[0]
+    )
+    original = np.asarray(red_disc((96, 80)).resize((64, 64), Image.Resampling.LANCZOS)).astype(int)
+    strong = pixels(
+        run(
+            engine,
+            files,
+            "img2img",
+            prompt="x",
+            init_images=[source],
+            denoising_strength=1.0,
+            steps=4,
+            width=64,
+            height=64,
+            seed=3,
+        ).images[0]
+    )
+    assert np.abs(weak - original).mean() < np.abs(strong - original).mean()
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2, 3])
+def test_inpainting_repaints_only_the_mask(engine, files: JobFiles, fill: int) -> None:
+    source = red_disc((64, 64))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)
+    result = run(
+        engine,
+        files,
+        "img2img",
+        prompt="x",
+        init_images=[png_b64(source)],
+        mask=png_b64(mask),
+        mask_blur=0,
+        inpainting_fill=fill,
+        denoising_strength=0.9,
+        steps=4,
+        width=64,
+        height=64,
+        seed=5,
+    )
+    out, original = pixels(result.images[0]), np.asarray(source).astype(int)
+    assert np.array_equal(out[:, 33:], original[:, 33:])  # outside the mask: the original, pixel for pixel
+    assert np.abs(out[:, :30] - original[:, :30]).max() > 20
+    inverted = run(
+        engine,
+        files,
+        "img2img",
+        prompt="x",
+        init_images=[png_b64(source)],
+        mask=png_b64(mask),
+        mask_blur=0,
+        inpainting_mask_invert=1,
+        denoising_strength=0.9,
+        steps=4,
+        width=64,
+        height=64,
+        seed=5,
+    )
+    assert np.array_equal(pixels(inverted.images[0])[:, :31], original[:, :31])
+
+
+def test_progress_is_reported_and_cancel_stops_at_the_next_step(engine, files: JobFiles) -> None:
+    steps = Steps()
+    engine.run("txt2img", txt2img(steps=4, n_iter=2, sampler_name="Euler"), files, steps)
+    assert steps.seen == [(done, 8) for done in range(1, 9)]
+    stopper = Steps(stop_after=2)
+    with pytest.raises(Cancelled):
+        engine.run("txt2img", txt2img(steps=10, sampler_name="Euler"), files, stopper)
+    assert len(stopper.seen) == 2
+    assert len(run(engine, files).images) == 1  # the pipeline is fine afterwards
+
+
+def test_fp16_checkpoint_loads_as_fp32_on_cpu(engine, models) -> None:
+    result = run(engine, JobFiles(checkpoint=models["half"]), seed=9)
+    full = run(engine, JobFiles(checkpoint=models["checkpoint"]), seed=9)
+    assert np.abs(pixels(result.images[0]) - pixels(full.images[0])).max() <= 8  # fp16 rounding of the weights only
+
+
+def test_a_model_the_engine_cannot_load_fails_clearly(engine, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.safetensors"
+    bogus.write_bytes(b"\x00" * 16)
+    with pytest.raises(EngineError, match=r"notes\.safetensors is not a safetensors file"):
+        run(engine, JobFiles(checkpoint=ModelFile(bogus, bogus.name, "00" * 32)))
+    with pytest.raises(EngineError, match="needs a Stable-diffusion model"):
+        run(engine, JobFiles())
+
+
+def test_pipeline_cache_hits_and_evicts_within_its_budget(models, u2net_home: Path) -> None:
+    from inferences.engine.runner import Engine
+
+    small = Engine(EngineOptions(u2net_home=u2net_home, cache_bytes=1))  # room for one model at a time
+    first = JobFiles(checkpoint=models["checkpoint"])
+    other = JobFiles(checkpoint=models["other"])
+    cold = run(small, first)
+    warm = run(small, first)
+    assert (cold.timings["model_cache_hit"], warm.timings["model_cache_hit"]) == (0.0, 1.0)
+    assert warm.timings["model_seconds"] < cold.timings["model_seconds"] / 100
+    run(small, other)
+    assert small.pipelines.evictions == 1 and len(small.pipelines) == 1
+    assert run(small, first).timings["model_cache_hit"] == 0.0  # it was evicted, so it is loaded again
+
+    roomy = Engine(EngineOptions(u2net_home=u2net_home, cache_bytes=1024**3))
+    for job in (first, other, first, other):
+        run(roomy, job)
+    assert (roomy.pipelines.misses, roomy.pipelines.hits, roomy.pipelines.evictions) == (2, 2, 0)
+    # txt2img and img2img share the loaded modules: no second load
+    run(roomy, first, "img2img", prompt="x", init_images=[png_b64(red_disc())], width=64, height=64, steps=2)
+    assert roomy.pipelines.misses == 2
+
+
+def test_background_removal_keeps_alpha_and_returns_masks(engine) -> None:
+    source = red_disc((96, 80))
+    result = engine.run("rembg", {"input_image": png_b64(source), "model": "u2netp"}, JobFiles())
+    image = Image.open(io.BytesIO(result.images[0]))
+    assert (image.mode, image.size) == ("RGBA", (96, 80))
+    alpha = np.asarray(image)[:, :, 3]
+    assert alpha[40, 48] > 200 and alpha[2, 2] < 30  # the red disc is kept, the blue background is cut
+    mask = engine.run("rembg", {"input_image": png_b64(source), "model": "u2netp", "return_mask": True}, JobFiles())
+    assert Image.open(io.BytesIO(mask.images[0])).mode == "L"
+    assert set(result.worker_json()) == {"image"}
+
+
+def test_a_background_removal_model_that_is_not_installed_is_a_clear_failure(engine, u2net_home: Path) -> None:
+    with pytest.raises(
+        EngineError,
+        match=f"u2net_human_seg is not installed on this worker: put u2net_human_seg.onnx in U2NET_HOME \\({u2net_home}\\)",
+    ):
+        engine.run("rembg", {"input_image": png_b64(red_disc()), "model": "u2net_human_seg"}, JobFiles())
+    assert not (u2net_home / "models").exists() and sorted(p.name for p in u2net_home.iterdir()) == ["u2netp.onnx"]
+
+
+def test_the_real_u2netp_from_setup_cuts_out_the_subject(engine) -> None:
+    """`make` unpacks rembg's real u2netp (md5-checked) into U2NET_HOME; it must be there and work offline."""
+    from django.conf import settings
+
+    from inferences.engine.install_u2netp import MD5
+    from inferences.engine.runner import Engine
+
+    installed = Path(settings.U2NET_HOME) / "u2netp.onnx"
+    assert installed.is_file(), f"{installed} is missing: run `make models`"
+    import hashlib
+
+    assert hashlib.md5(installed.read_bytes()).hexdigest() == MD5  # noqa: S324
+    real = Engine(replace(engine.options, u2net_home=Path(settings.U2NET_HOME)))
+    image = Image.new("RGB", (160, 120), (235, 235, 235))
+    ImageDraw.Draw(image).ellipse((50, 30, 110, 90), fill=(200, 20, 20))
+    result = real.run("rembg", {"input_image": png_b64(image), "model": "u2netp"}, JobFiles())
+    alpha = np.asarray(Image.open(io.BytesIO(result.images[0])))[:, :, 3]
+    assert alpha[60, 80] > 200 and alpha[5, 5] < 30
+
+
+def test_extra_single_image_upscales(engine) -> None:
+    result = engine.run("extra-single-image", {"image": png_b64(red_disc((40, 30))), "upscaling_resize": 2}, JobFiles())
+    assert Image.open(io.BytesIO(result.images[0])).size == (80, 60)
+    assert "80x60" in result.worker_json()["html_info"]

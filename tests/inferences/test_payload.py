@@ -1,0 +1,205 @@
+"""Payload validation: every refusal is an EngineError whose message names the key and what is accepted.
+
+These run without torch: the web process validates payloads with the same code.
+"""
+
+import base64
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from inferences.engine.errors import EngineError
+from inferences.engine.payload import Generation, Limits, Removal, Upscale, load_payload, parse_request
+from inferences.engine.samplers import SAMPLERS, resolve_sampler
+
+from .conftest import png_b64, red_disc, txt2img
+
+LIMITS = Limits()
+
+
+def img2img(**overrides: object) -> dict[str, object]:
+    payload = txt2img(init_images=[png_b64(red_disc())], denoising_strength=0.75, resize_mode=0)
+    payload.update(overrides)
+    return payload
+
+
+def bomb_png(width: int, height: int) -> str:
+    """A tiny PNG file whose header claims a huge image (decoding it would allocate width*height bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    raw = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    return base64.b64encode(raw).decode()
+
+
+def test_the_webui_payload_parses_with_nothing_reported() -> None:
+    request = parse_request("txt2img", txt2img(), LIMITS)
+    assert isinstance(request, Generation)
+    assert (request.width, request.height, request.steps, request.sampler) == (64, 64, 3, "Euler a")
+    assert request.seed == 1234
+    assert request.ignored == []
+
+
+def test_infinity_in_the_json_is_accepted() -> None:
+    data = load_payload(b'{"prompt": "x", "s_tmax": Infinity, "width": 64, "height": 64}')
+    assert parse_request("txt2img", data, LIMITS).ignored == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ignored"),
+    [
+        ({"enable_hr": True}, ["enable_hr"]),
+        ({"restore_faces": True}, ["restore_faces"]),
+        ({"tiling": True}, ["tiling"]),
+        ({"subseed_strength": 0.5}, ["subseed_strength"]),
+        ({"styles": ["cinematic"]}, ["styles"]),
+        ({"script_name": "x/y/z plot"}, ["script_name"]),
+        ({"s_churn": 0.5}, ["s_churn"]),
+        ({"refiner_checkpoint": "sdxl_refiner"}, ["refiner_checkpoint"]),
+        (
+            {"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337}},
+            ["override_settings.eta_noise_seed_delta"],
+        ),
+        (
+            {"alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny"}]}}},
+            ["alwayson_scripts.controlnet"],
+        ),
+        ({"alwayson_scripts": {"refiner": {"args": [True, "sdxl_refiner", 0.8]}}}, ["alwayson_scripts.refiner"]),
+        ({"my_extension_key": 1}, ["my_extension_key"]),
+        ({"prompt": "a <hypernet:anime:0.7> cat"}, ["<hypernet:anime> (only LoRA networks are supported)"]),
+    ],
+)
+def test_keys_the_engine_does_not_honour_are_reported(overrides: dict[str, object], ignored: list[str]) -> None:
+    request = parse_request("txt2img", txt2img(**overrides), LIMITS)
+    assert sorted(request.ignored) == sorted(ignored)
+
+
+def test_eta_is_honoured_for_ddim_and_reported_otherwise() -> None:
+    assert parse_request("txt2img", txt2img(sampler_name="DDIM", eta=0.3), LIMITS).ignored == []
+    assert parse_request("txt2img", txt2img(sampler_name="Euler", eta=0.3), LIMITS).ignored == [
+        "eta (used with DDIM only)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task", "payload", "message"),
+    [
+        ("txt2img", txt2img(width=513), "width must be a multiple of 8"),
+        ("txt2img", txt2img(width=-64), "width must be an integer from 64 to 2048"),
+        ("txt2img", txt2img(height=4096), "height must be an integer from 64 to 2048"),
+        ("txt2img", txt2img(width="512"), "width must be an integer"),
+        ("txt2img", txt2img(steps=0), "steps must be an integer from 1 to 150"),
+        ("txt2img", txt2img(steps=10_000), "steps must be an integer from 1 to 150"),
+        ("txt2img", txt2img(steps=True), "steps must be an integer"),
+        ("txt2img", txt2img(cfg_scale=-1), "cfg_scale must be a number from 0 to 30"),
+        ("txt2img", txt2img(cfg_scale=float("nan")), "cfg_scale must be a number"),
+        ("txt2img", txt2img(seed=2**40), "seed must be an integer from -1"),
+        ("txt2img", txt2img(seed=-5), "seed must be an integer from -1"),
+        ("txt2img", txt2img(batch_size=9), "batch_size must be an integer from 1 to 8"),
+        ("txt2img", txt2img(batch_size=8, n_iter=3), "batch_size x n_iter is 24 images; at most 16"),
+        ("txt2img", txt2img(prompt="x" * 1_000_000), "prompt is 1000000 characters long; at most 20000"),
+        ("txt2img", txt2img(negative_prompt=["a"]), "negative_prompt must be a string"),
+        ("txt2img", txt2img(sampler_name="DPM fast"), "sampler_name 'DPM fast' is not supported; use one of: Euler a"),
+        ("txt2img", txt2img(scheduler="Exponential"), "scheduler 'Exponential' is not supported"),
+        ("txt2img", txt2img(override_settings=[]), "override_settings must be an object"),
+        ("txt2img", txt2img(override_settings={"CLIP_stop_at_last_layers": 40}), "CLIP_stop_at_last_layers must be"),
+        ("txt2img", txt2img(override_settings={"sd_vae": 3}), "override_settings.sd_vae must be a VAE's file name"),
+        ("img2img", img2img(init_images=[]), "init_images must be a list of one or more base64 images"),
+        ("img2img", img2img(init_images="abc"), "init_images must be a list"),
+        ("img2img", img2img(init_images=[17]), "init_images[0] must be a base64-encoded image"),
+        ("img2img", img2img(init_images=["%%%not base64%%%"]), "init_images[0] is not valid base64"),
+        (
+            "img2img",
+            img2img(init_images=[base64.b64encode(b"hello world").decode()]),
+            "is not an image this server reads",
+        ),
+        ("img2img", img2img(init_images=[bomb_png(100_000, 100_000)]), "init_images[0] has more than 16777216 pixels"),
+        (
+            "img2img",
+            img2img(init_images=[bomb_png(5000, 4000)]),
+            "init_images[0] is 5000x4000 pixels; at most 16777216",
+        ),
+        ("img2img", img2img(init_images=[png_b64(red_disc())[:200]]), "init_images[0] is a damaged or truncated image"),
+        ("img2img", img2img(denoising_strength=1.5), "denoising_strength must be a number from 0 to 1"),
+        ("img2img", img2img(resize_mode=7), "resize_mode must be an integer from 0 to 3"),
+        ("img2img", img2img(mask="nope"), "mask is not an image this server reads"),
+        ("img2img", img2img(inpainting_fill=9), "inpainting_fill must be an integer from 0 to 3"),
+        ("img2img", img2img(mask_blur=500), "mask_blur must be an integer from 0 to 64"),
+        ("rembg", {"input_image": png_b64(red_disc()), "model": "../../etc/passwd"}, "model must be one of u2net"),
+        ("rembg", {"model": "u2netp"}, "input_image must be a base64-encoded image"),
+        ("extra-single-image", {"image": png_b64(red_disc()), "upscaler_1": "R-ESRGAN 4x+"}, "upscaler_1 must be"),
+        (
+            "extra-single-image",
+            {"image": png_b64(red_disc()), "upscaling_resize": 8, "resize_mode": 0, "upscaling_resize_w": 1},
+            None,
+        ),
+        ("controlnet", {}, "task must be one of txt2img, img2img, rembg, extra-single-image"),
+    ],
+)
+def test_bad_payloads_are_refused_with_a_reason(task: str, payload: dict[str, object], message: str | None) -> None:
+    if message is None:  # accepted: a valid edge case in the same table
+        assert isinstance(parse_request(task, payload, LIMITS), Upscale)
+        return
+    with pytest.raises(EngineError) as refused:
+        parse_request(task, payload, LIMITS)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"\xff\xfe", "is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON"),
+    ],
+)
+def test_payloads_that_are_not_json_objects(raw: bytes, message: str) -> None:
+    with pytest.raises(EngineError, match=message):
+        load_payload(raw)
+
+
+def test_upscaled_result_may_not_exceed_the_pixel_cap() -> None:
+    big = Image.new("RGB", (2048, 2048))
+    with pytest.raises(EngineError, match="the result would be 16384x16384 pixels"):
+        parse_request("extra-single-image", {"image": png_b64(big), "upscaling_resize": 8}, LIMITS)
+
+
+def test_img2img_echo_leaves_the_images_out() -> None:
+    request = parse_request("img2img", img2img(mask=png_b64(Image.new("L", (96, 80), 255))), LIMITS)
+    assert isinstance(request, Generation)
+    assert request.parameters["init_images"] is None and request.parameters["mask"] is None
+    assert request.mask is not None and request.init_images[0].size == (96, 80)
+
+
+def test_data_uri_images_are_accepted() -> None:
+    request = parse_request(
+        "rembg", {"input_image": "data:image/png;base64," + png_b64(red_disc()), "model": "u2netp"}, LIMITS
+    )
+    assert isinstance(request, Removal) and request.image.size == (96, 80)
+
+
+def test_extra_networks_are_taken_out_of_the_prompt() -> None:
+    request = parse_request("txt2img", txt2img(prompt="a cat <lora:watercolor:0.6>, <lyco:ink>"), LIMITS)
+    assert isinstance(request, Generation)
+    assert [(tag.kind, tag.name, tag.weight) for tag in request.networks] == [
+        ("lora", "watercolor", 0.6),
+        ("lora", "ink", 1.0),
+    ]
+    assert "<lora" not in request.text and request.prompt.endswith("<lyco:ink>")
+    off = parse_request("txt2img", txt2img(prompt="a cat <lora:watercolor:0.6>", disable_extra_networks=True), LIMITS)
+    assert isinstance(off, Generation) and off.networks == []
+
+
+def test_sampler_names_aliases_and_schedule_types() -> None:
+    assert resolve_sampler("k_euler_a") == ("Euler a", None)
+    assert resolve_sampler("dpm++ 2m karras") == ("DPM++ 2M Karras", None)
+    assert resolve_sampler("DPM++ 2M", "Karras") == ("DPM++ 2M", True)
+    assert resolve_sampler("Euler", "Automatic") == ("Euler", None)
+    assert len(SAMPLERS) >= 14
