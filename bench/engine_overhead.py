@@ -1,0 +1,101 @@
+"""The engine's cost over diffusers itself, and the pipeline cache's effect, on the tiny model, in one run.
+
+    .venv/bin/python bench/engine_overhead.py [--runs 30] [--size 128] [--steps 4]
+
+(a) Engine overhead: `Engine.run("txt2img", payload)` (payload parsing, scheduler set-up, A1111 conditioning,
+    PNG with infotext) against a plain `pipe(prompt=..., ...)` call on the same loaded pipeline with the same
+    scheduler, seed and arguments, plus the PNG encode any server must do. Calls alternate, so machine noise hits
+    both alike; medians are compared. Goal: ratio <= 1.05.
+(b) Warm vs cold: model acquisition of the first job on a checkpoint (load from the single file) against the
+    second (pipeline cache hit), over --runs fresh engines. Goal: warm <= 1% of cold.
+Not a test: the figures go in README.
+"""
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inferences.engine.options import EngineOptions, JobFiles, ModelFile  # noqa: E402
+from inferences.engine.runner import Engine  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from inferences.engine.samplers import make_scheduler
+    from inferences.engine.tiny import write_tiny_checkpoint
+
+    torch.set_num_threads(args.threads)
+    folder = Path(tempfile.mkdtemp(prefix="esd-bench-"))
+    path = write_tiny_checkpoint(folder / "tiny.safetensors")
+    files = JobFiles(checkpoint=ModelFile(path, path.name, "0" * 64))
+    payload = {
+        "prompt": "a photo of an astronaut riding a horse",
+        "negative_prompt": "blurry",
+        "sampler_name": "Euler a",
+        "steps": args.steps,
+        "cfg_scale": 7.0,
+        "width": args.size,
+        "height": args.size,
+        "seed": 1234,
+    }
+
+    engine = Engine(EngineOptions())
+    engine.run("txt2img", payload, files)  # load, warm up
+    pipe = engine.pipelines.acquire(("0" * 64, None), lambda: (None, 0)).entry.value.base
+
+    def plain() -> None:
+        pipe.scheduler = make_scheduler("Euler a", None, pipe.scheduler.config)
+        image = pipe(
+            prompt=payload["prompt"],
+            negative_prompt=payload["negative_prompt"],
+            num_inference_steps=args.steps,
+            guidance_scale=7.0,
+            width=args.size,
+            height=args.size,
+            generator=[torch.Generator("cpu").manual_seed(1234)],
+        ).images[0]
+        image.save(io.BytesIO(), format="PNG")
+
+    plain()
+    engine_times, plain_times = [], []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        engine.run("txt2img", payload, files)
+        engine_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        plain()
+        plain_times.append(time.perf_counter() - started)
+    engine_ms, plain_ms = statistics.median(engine_times) * 1000, statistics.median(plain_times) * 1000
+    print(f"(a) txt2img {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, {args.runs} alternating runs")
+    print(f"    plain diffusers call + PNG  median {plain_ms:7.1f} ms")
+    print(f"    Engine.run                  median {engine_ms:7.1f} ms   ratio {engine_ms / plain_ms:.3f} (goal <= 1.05)")
+
+    cold, warm = [], []
+    for _ in range(min(args.runs, 10)):
+        fresh = Engine(EngineOptions())
+        cold.append(fresh.run("txt2img", payload, files).timings["model_seconds"])
+        warm.append(fresh.run("txt2img", payload, files).timings["model_seconds"])
+    cold_ms, warm_ms = statistics.median(cold) * 1000, statistics.median(warm) * 1000
+    print(f"(b) model acquisition over {len(cold)} fresh engines (tiny checkpoint, {path.stat().st_size >> 20} MiB)")
+    print(f"    cold (load from file)       median {cold_ms:9.3f} ms")
+    print(
+        f"    warm (pipeline cache hit)   median {warm_ms:9.3f} ms   {100 * warm_ms / cold_ms:.4f} % of cold (goal <= 1 %)"
+    )
+
+
+if __name__ == "__main__":
+    main()
