@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile  # noqa: E402
-from inferences.engine.runner import Engine  # noqa: E402
+from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.runner import Engine
 
 
 def main() -> None:
@@ -82,7 +82,9 @@ def main() -> None:
     engine_ms, plain_ms = statistics.median(engine_times) * 1000, statistics.median(plain_times) * 1000
     print(f"(a) txt2img {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, {args.runs} alternating runs")
     print(f"    plain diffusers call + PNG  median {plain_ms:7.1f} ms")
-    print(f"    Engine.run                  median {engine_ms:7.1f} ms   ratio {engine_ms / plain_ms:.3f} (goal <= 1.05)")
+    print(
+        f"    Engine.run                  median {engine_ms:7.1f} ms   ratio {engine_ms / plain_ms:.3f} (goal <= 1.05)"
+    )
 
     cold, warm = [], []
     for _ in range(min(args.runs, 10)):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile  # noqa: E402
-from inferences.engine.runner import Engine  # noqa: E402
+from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.runner import Engine
 
 
 def build_checkpoint(arch: str, device: str, out: Path) -> Path:
