@@ -105,12 +105,20 @@ def resolve_checked(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, host, port, addresses[0]
 
 
-def _request(url: str, timeout: float) -> urllib3.BaseHTTPResponse:
+def _request(
+    url: str,
+    timeout: float,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    extra_headers: dict[str, str] | None = None,
+) -> urllib3.BaseHTTPResponse:
     scheme, host, port, address = resolve_checked(url)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = 443 if scheme == "https" else 80
     headers = {"Host": host if port == default_port else f"{host}:{port}", "User-Agent": USER_AGENT}
+    headers.update(extra_headers or {})
     pool_timeout = urllib3.Timeout(connect=min(timeout, 15.0), read=timeout)
     pool: urllib3.HTTPConnectionPool
     if scheme == "https":
@@ -122,11 +130,25 @@ def _request(url: str, timeout: float) -> urllib3.BaseHTTPResponse:
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False)
     try:
-        return pool.urlopen("GET", target, headers=headers, redirect=False, preload_content=False, retries=False)
+        return pool.urlopen(
+            method, target, body=body, headers=headers, redirect=False, preload_content=False, retries=False
+        )
     except urllib3.exceptions.SSLError as exc:
         raise DownloadRefused(f"TLS failed with {host}: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise TransientDownloadError(f"could not reach {host}: {exc}") from exc
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> int:
+    """POST a JSON body to a checked address (the same SSRF rules as downloads; no redirects). The status code."""
+    response = _request(
+        url, timeout, method="POST", body=body, extra_headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        response.drain_conn()
+        return response.status
+    finally:
+        response.release_conn()
 
 
 def open_url(url: str, *, follow_redirects: bool = True, timeout: float | None = None) -> Download:

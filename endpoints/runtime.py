@@ -70,6 +70,14 @@ def load_actors() -> None:
     autodiscover_modules("actors")
 
 
+_serving: dict[str, "EndpointWorker"] = {}
+
+
+def serving_worker(queue_name: str) -> "EndpointWorker | None":
+    """The EndpointWorker of this process that serves `queue_name` (its record and device), if any."""
+    return _serving.get(queue_name)
+
+
 class EndpointWorker:
     """One registered worker of an endpoint: start() and stop(); `stopped` is set once it has drained."""
 
@@ -108,6 +116,8 @@ class EndpointWorker:
         self.record = services.worker_register(
             endpoint=self.endpoint, hostname=socket.gethostname(), pid=os.getpid(), device=self.device
         )
+        for queue in self.queues:
+            _serving[queue] = self
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{self.endpoint.name}", daemon=True)
         self._heartbeat.start()
         logger.info("Serving %s on %s (%d thread(s)) as worker %s", self.endpoint.name, self.device, self.threads,
@@ -141,6 +151,9 @@ class EndpointWorker:
         if self._dramatiq is not None:
             self._dramatiq.stop()
             detach(self._dramatiq)
+        for queue in self.queues:
+            if _serving.get(queue) is self:
+                del _serving[queue]
         if self._jobs in self.broker.middleware:
             self.broker.middleware.remove(self._jobs)
         if self.record is not None:

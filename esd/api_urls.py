@@ -12,5 +12,6 @@ urlpatterns = [
     re_path(r"", include("accounts.api.urls")),
     re_path(r"", include("checkpoints.api.urls")),
     re_path(r"", include("endpoints.api.urls")),
+    re_path(r"", include("inferences.api.urls")),
     re_path(r"^.*$", UnknownRouteView.as_view(), name="unknown-route"),
 ]

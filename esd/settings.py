@@ -100,6 +100,13 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded set-up runs web threads and worker threads on one file: WAL lets readers go on while a worker
+    # writes, IMMEDIATE transactions take the write lock up front (no deadlocked upgrades), and a writer waits for
+    # the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -288,6 +295,12 @@ ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # deco
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
 ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
+# --- Inference jobs ----------------------------------------------------------------------------------------------
+ESD_REALTIME_TIMEOUT = env.float("ESD_REALTIME_TIMEOUT", default=29.0)  # seconds a Real-time start waits (then 504)
+ESD_INFERENCE_TIME_LIMIT = env.int("ESD_INFERENCE_TIME_LIMIT", default=3600)  # seconds a job may run
+ESD_MAX_PAYLOAD_BYTES = env.int("ESD_MAX_PAYLOAD_BYTES", default=64 * 1024 * 1024)  # api_param.json
+ESD_WEBHOOK_URL = env.str("ESD_WEBHOOK_URL", default="")  # POSTed on job start, success and failure
+ESD_WEBHOOK_SECRET = env.str("ESD_WEBHOOK_SECRET", default="")  # HMAC-SHA256 key of X-ESD-Signature
 # Background-removal models (<name>.onnx); `make` puts u2netp there. Never downloaded at run time.
 U2NET_HOME = Path(env.str("U2NET_HOME", default=str(ESD_DATA_DIR / "models" / "u2net")))
 

@@ -18,3 +18,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105
 STATIC_ROOT = ESD_DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not the shared-cache in-memory database: that one fails concurrent writers at once ("table is
+    # locked") instead of waiting, unlike the file `make run` uses; worker threads and live servers write too.
+    DATABASES["default"]["TEST"] = {"NAME": str(ESD_DATA_DIR / "test.sqlite3")}  # noqa: F405

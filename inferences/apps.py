@@ -1,4 +1,4 @@
-"""Inferences: jobs, their actor and the torch engine (built by the inference issues)."""
+"""Inferences: jobs, their actor and the torch engine (inferences/engine/, the only code importing torch)."""
 
 from django.apps import AppConfig
 
@@ -6,3 +6,13 @@ from django.apps import AppConfig
 class InferencesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "inferences"
+
+    def ready(self) -> None:
+        from accounts.esd_permissions import register_resource_models
+
+        register_resource_models("inference", "inferences.inferencejob")
+
+        from esd.signals import recover_waiting_work
+        from inferences.services import inference_recover
+
+        recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")

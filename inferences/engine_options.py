@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from django.conf import settings
 
 from .engine.options import EngineOptions
@@ -29,3 +32,17 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         u2net_home=settings.U2NET_HOME,
         limits=engine_limits(),
     )
+
+
+_engines: dict[str, Any] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(device: str) -> Any:
+    """This process's engine for `device`: one pipeline cache per device, shared by the process's worker threads."""
+    from .engine.runner import Engine
+
+    with _engines_lock:
+        if device not in _engines:
+            _engines[device] = Engine(engine_options(device))
+        return _engines[device]

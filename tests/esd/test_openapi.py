@@ -9,6 +9,7 @@ from django.core.management import call_command
 from accounts.api import schemas
 from checkpoints.api import schemas as checkpoint_schemas
 from endpoints.api import schemas as endpoint_schemas
+from inferences.api import schemas as inference_schemas
 from tests.conftest import PREFIX
 
 ROUTES = {
@@ -19,6 +20,10 @@ ROUTES = {
     "checkpoints": {"get", "post", "delete"},
     "checkpoints/{checkpoint_id}": {"put"},
     "endpoints": {"get", "post", "delete"},
+    "inferences": {"get", "post", "delete"},
+    "inferences/{job_id}": {"get"},
+    "inferences/{job_id}/start": {"put"},
+    "inferences/{job_id}/cancel": {"put"},
 }
 
 
@@ -48,6 +53,8 @@ def test_every_route_and_method_is_documented(spec):
         ("checkpoints/{checkpoint_id}", "put", checkpoint_schemas.CHECKPOINT_UPDATE),
         ("endpoints", "post", endpoint_schemas.ENDPOINT_CREATE),
         ("endpoints", "delete", endpoint_schemas.ENDPOINT_DELETE),
+        ("inferences", "post", inference_schemas.INFERENCE_CREATE),
+        ("inferences", "delete", inference_schemas.INFERENCE_DELETE),
     ],
 )
 def test_request_bodies_are_the_validated_schemas(spec, route, method, schema):

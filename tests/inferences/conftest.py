@@ -15,6 +15,15 @@ def model_file(path: Path) -> ModelFile:
     return ModelFile(path=path, name=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_listener_left(django_db_setup):
+    """The Real-time wait's LISTEN connection must be gone before the test database is dropped."""
+    yield
+    from inferences.completion import stop_listener
+
+    stop_listener()
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelFile]:
     from inferences.engine import testing

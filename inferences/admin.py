@@ -1,0 +1,190 @@
+"""Admin for inference jobs: status, live progress, thumbnails, prompt, model, endpoint, durations; a job page
+with its images; cancel and delete; and the Generate page, which runs a job as the logged-in person."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from guardian.admin import GuardedModelAdmin
+
+from accounts.admin import CheckedDeletionMixin, actor_of
+from esd.admin_helpers import report
+from esd.exceptions import EsdError
+from esd.storage import get_storage
+
+from . import selectors, services
+from .forms import GenerateForm
+from .models import InferenceJob
+
+THUMBNAIL_LIFETIME = 3600
+
+
+def image_urls(job: InferenceJob) -> list[str]:
+    storage = get_storage()
+    return [storage.presign_get(job.result_folder + name, expires=THUMBNAIL_LIFETIME) for name in job.image_names]
+
+
+@admin.register(InferenceJob)
+class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignore[misc]
+    list_display = (
+        "short_id", "task_type", "status_label", "progress_bar", "thumbnail", "short_prompt", "checkpoint_name",
+        "endpoint_name", "duration", "created_by", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "task_type", "inference_type", "created_by", "created_at")
+    search_fields = ("id", "prompt", "created_by__username", "endpoint_name")
+    list_select_related = ("created_by",)
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    readonly_fields = (
+        "id", "task_type", "inference_type", "status_label", "progress_bar", "images", "prompt", "checkpoint_name",
+        "endpoint_name", "instance_type", "created_by", "created_at", "start_time", "complete_time", "duration",
+        "timings", "error", "ignored_parameters", "image_names", "attempts", "used_models",
+    )  # fmt: skip
+    fields = readonly_fields
+    actions = ["cancel_jobs", "delete_jobs"]
+    change_form_template = "admin/inferences/inferencejob/change_form.html"  # type: ignore[misc]
+    change_list_template = "admin/inferences/inferencejob/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InferenceJob]:
+        jobs = super().get_queryset(request)
+        return jobs if selectors.sees_every_job(actor_of(request)) else jobs.filter(created_by=actor_of(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs come from the API or the Generate page
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        own = [
+            path("generate/", self.admin_site.admin_view(self.generate_view), name="inferences_generate"),
+            path("<uuid:job_id>/progress/", self.admin_site.admin_view(self.progress_view),
+                 name="inferences_inferencejob_progress"),
+        ]  # fmt: skip
+        return own + super().get_urls()
+
+    # --- columns ---------------------------------------------------------------------------------------------
+
+    @admin.display(description="job", ordering="id")
+    def short_id(self, job: InferenceJob) -> str:
+        return str(job.id)[:8]
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, job: InferenceJob) -> str:
+        return "cancelled" if job.cancelled else job.status
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: InferenceJob) -> str:
+        return format_html(
+            '<progress class="esd-progress" data-job="{}" max="100" value="{}"></progress> <span>{}%</span>',
+            job.id, round(job.progress * 100), round(job.progress * 100),
+        )  # fmt: skip
+
+    @admin.display(description="image")
+    def thumbnail(self, job: InferenceJob) -> str:
+        urls = image_urls(job)[:1]
+        return format_html('<img src="{}" alt="" style="height:48px">', urls[0]) if urls else "-"
+
+    @admin.display(description="prompt")
+    def short_prompt(self, job: InferenceJob) -> str:
+        return job.prompt[:60] + ("…" if len(job.prompt) > 60 else "")
+
+    @admin.display(description="model")
+    def checkpoint_name(self, job: InferenceJob) -> str:
+        return ", ".join(entry["model_name"] for entry in job.used_models.get("Stable-diffusion", [])) or "-"
+
+    @admin.display(description="duration")
+    def duration(self, job: InferenceJob) -> str:
+        if job.start_time and job.complete_time:
+            return f"{(job.complete_time - job.start_time).total_seconds():.2f} s"
+        return "-"
+
+    @admin.display(description="images")
+    def images(self, job: InferenceJob) -> str:
+        urls = image_urls(job)
+        if not urls:
+            return "-"
+        return format_html_join(
+            " ", '<a href="{}"><img class="esd-image" src="{}" alt="{}" style="max-width:256px"></a>',
+            ((url, url, name) for url, name in zip(urls, job.image_names, strict=True)),
+        )  # fmt: skip
+
+    # --- actions -----------------------------------------------------------------------------------------------
+
+    @admin.action(description="Cancel selected jobs", permissions=["view"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[InferenceJob]) -> None:
+        actor = actor_of(request)
+        unfinished = [job for job in queryset if not job.finished]
+        report(
+            self, request, lambda: len([services.inference_cancel(actor=actor, job=job) for job in unfinished]),
+            "{count} job(s) cancelled (running ones stop at their next step).",
+        )  # fmt: skip
+
+    @admin.action(description="Delete selected jobs and their images", permissions=["delete"])
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet[InferenceJob]) -> None:
+        chosen = list(queryset)
+        report(
+            self, request, lambda: services.inference_delete_many(actor=actor_of(request), jobs=chosen),
+            "{count} job(s) deleted.",
+        )  # fmt: skip
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_jobs: storage goes too
+        return actions
+
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        actor = actor_of(request)
+        if any(not services.may_change(actor, job) for job in objs):
+            raise EsdError(403, "you may delete only your own jobs (or hold inference:all)")
+
+    def delete_model(self, request: HttpRequest, obj: InferenceJob) -> None:
+        services.inference_delete_many(actor=actor_of(request), jobs=[obj])
+
+    # --- the Generate page and live progress ------------------------------------------------------------------
+
+    def generate_view(self, request: HttpRequest) -> HttpResponse:
+        actor = actor_of(request)
+        form = GenerateForm(request.POST or None, request.FILES or None, user=actor)
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = services.inference_submit(
+                    actor=actor,
+                    task_type=form.cleaned_data["task"],
+                    checkpoint_name=form.cleaned_data["checkpoint"],
+                    payload=form.payload(),
+                )
+            except EsdError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Job {job.id} started on {job.endpoint_name}.", messages.SUCCESS)
+                return redirect(reverse("admin:inferences_inferencejob_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Generate",
+            "form": form,
+            "opts": self.model._meta,
+            "has_checkpoints": bool(form.checkpoint_names),
+        }
+        return TemplateResponse(request, "admin/inferences/generate.html", context)
+
+    def progress_view(self, request: HttpRequest, job_id: Any) -> JsonResponse:
+        job = self.get_queryset(request).filter(pk=job_id).first()
+        if job is None:
+            return JsonResponse({"error": "not found"}, status=404)
+        return JsonResponse(
+            {
+                "status": self.status_label(job),
+                "finished": job.finished,
+                "progress": job.progress,
+                "step": job.progress_step,
+                "total": job.progress_total,
+                "error": job.error,
+                "images": image_urls(job),
+            }
+        )

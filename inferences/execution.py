@@ -1,0 +1,200 @@
+"""The worker side of a job: claim it, fetch its files, run the engine, write the outputs, finish it.
+
+Called by the `inference_run` actor on the endpoint's queue. A job is claimed with one conditional UPDATE, so a
+redelivered message (or a second worker) does nothing twice; a job whose worker died may be claimed again.
+"""
+
+import json
+import logging
+import time
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from checkpoints.cache import CacheError, cached_path
+from checkpoints.models import CheckpointFile, CheckpointType
+from endpoints.models import Worker
+from endpoints.services import live_cutoff
+from esd.storage import StorageError, get_storage
+
+from . import completion, webhooks
+from .engine.errors import Cancelled, EngineError
+from .engine.options import JobFiles, ModelFile
+from .engine_options import engine_for
+from .models import InferenceJob, JobStatus, TaskType
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_WRITE_SECONDS = 0.5
+CANCEL_CHECK_SECONDS = 0.2
+
+
+class TransientJobError(Exception):
+    """Storage or the model cache failed in a way a retry may fix; the claim is released first."""
+
+
+class JobProgress:
+    """The engine's step callback: progress on the row (throttled) and the row's cancel flag."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._written = 0.0
+        self._checked = 0.0
+        self._cancelled = False
+
+    def step(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._written >= PROGRESS_WRITE_SECONDS:
+            self._written = now
+            InferenceJob.objects.filter(pk=self.job_id).update(progress_step=done, progress_total=total)
+
+    def cancelled(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._checked >= CANCEL_CHECK_SECONDS:
+            self._checked = now
+            row = InferenceJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+            self._cancelled = row is None or bool(row)  # a deleted job is abandoned too
+        return self._cancelled
+
+
+def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
+    """Take the job if it is queued, or if the worker that took it is dead. None: nothing to do."""
+    dead = Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False) | Q(worker__last_heartbeat__lt=live_cutoff())
+    now = timezone.now()
+    taken = InferenceJob.objects.filter(
+        Q(claimed_at__isnull=True) | dead, pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
+    ).update(claimed_at=now, worker=worker, updated_at=now)
+    if not taken:
+        return None
+    job = InferenceJob.objects.get(pk=job_id)
+    InferenceJob.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
+    return job
+
+
+def _model_files(job: InferenceJob) -> JobFiles:
+    """The job's model files on local disk (the worker's model cache, verified by sha256)."""
+
+    def local(entry: dict[str, Any]) -> ModelFile | None:
+        if entry["id"] == "VAE":  # Automatic / None: the checkpoint's own VAE
+            return None
+        file = CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
+        if file is None:
+            raise EngineError(f"the model {entry['model_name']} was deleted before the job ran")
+        try:
+            path = cached_path(file)
+        except CacheError as exc:
+            raise TransientJobError(str(exc)) from exc
+        return ModelFile(path=path, name=file.name, sha256=file.sha256)
+
+    def of(kind: str) -> tuple[ModelFile, ...]:
+        return tuple(model for model in (local(entry) for entry in job.used_models.get(kind, [])) if model)
+
+    checkpoints = of(CheckpointType.STABLE_DIFFUSION)
+    return JobFiles(
+        checkpoint=checkpoints[0] if checkpoints else None,
+        vaes=of(CheckpointType.VAE),
+        loras=of(CheckpointType.LORA),
+        embeddings=of(CheckpointType.EMBEDDINGS),
+    )
+
+
+def _write_outputs(job: InferenceJob, result: Any) -> list[str]:
+    storage = get_storage()
+    if job.task_type in (TaskType.TXT2IMG, TaskType.IMG2IMG):
+        names = [f"image_{index}.png" for index in range(len(result.images))]
+        document: dict[str, Any] = result.document()
+    else:
+        names = ["image.png"] if result.images else []
+        document = {"html_info": result.info["html_info"]} if "html_info" in result.info else {}
+    for name, png in zip(names, result.images, strict=True):
+        storage.write_stream(job.result_folder + name, [png])
+    document |= {"endpont_name": job.endpoint_name, "inference_id": str(job.id)}  # ESD's spelling, kept
+    storage.write_stream(job.result_key, [json.dumps(document).encode()])
+    return names
+
+
+def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> None:
+    job = claim(job_id, worker)
+    if job is None:
+        logger.info("Job %s is not waiting (finished, cancelled, deleted or taken); message dropped", job_id)
+        return
+    worker_id = worker.pk if worker else None
+    started = time.monotonic()
+    queued = (timezone.now() - job.start_time).total_seconds() if job.start_time else 0.0
+    try:
+        with get_storage().open(job.payload_key) as stream:
+            payload = stream.read()
+        fetch_started = time.monotonic()
+        files = _model_files(job)
+        fetch_seconds = time.monotonic() - fetch_started
+        result = engine_for(device).run(job.task_type, payload, files, JobProgress(job_id))
+        upload_started = time.monotonic()
+        names = _write_outputs(job, result)
+        timings = {
+            "queued_seconds": round(queued, 4),
+            "fetch_seconds": round(fetch_seconds, 4),
+            **{key: round(value, 4) for key, value in result.timings.items()},
+            "upload_seconds": round(time.monotonic() - upload_started, 4),
+            "run_seconds": round(time.monotonic() - started, 4),
+        }
+    except Cancelled:
+        now = timezone.now()
+        InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).update(
+            status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
+        )
+        completion.notify(job_id)
+        _announce(job_id, "failed")
+        return
+    except EngineError as exc:
+        _fail(job_id, worker_id, str(exc))
+        return
+    except (TransientJobError, StorageError, OSError) as exc:
+        _release(job_id, worker_id)
+        raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        logger.exception("Job %s failed", job_id)
+        _fail(job_id, worker_id, f"internal error: {type(exc).__name__}: {exc}")
+        return
+    now = timezone.now()
+    finished = _mine(job_id, worker_id).update(
+        status=JobStatus.SUCCEED,
+        image_names=names,
+        timings=timings,
+        ignored_parameters=result.ignored,
+        progress_step=1,
+        progress_total=1,
+        complete_time=now,
+        updated_at=now,
+    )
+    if not finished:  # deleted or cancelled meanwhile: the outputs go with it
+        if not InferenceJob.objects.filter(pk=job_id).exists():
+            get_storage().delete_prefix(job.result_folder)
+        return
+    completion.notify(job_id)
+    _announce(job_id, "succeed")
+
+
+def _mine(job_id: str, worker_id: Any) -> QuerySet[InferenceJob]:
+    """The job while this worker still holds it (not cancelled-while-queued, reclaimed or deleted)."""
+    jobs = InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS)
+    return jobs.filter(worker__isnull=True) if worker_id is None else jobs.filter(worker=worker_id)
+
+
+def _fail(job_id: str, worker_id: Any, reason: str) -> None:
+    now = timezone.now()
+    if _mine(job_id, worker_id).update(
+        status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now
+    ):
+        completion.notify(job_id)
+        _announce(job_id, "failed")
+
+
+def _release(job_id: str, worker_id: Any) -> None:
+    _mine(job_id, worker_id).update(claimed_at=None, worker=None)
+
+
+def _announce(job_id: str, event: str) -> None:
+    job = InferenceJob.objects.filter(pk=job_id).first()
+    if job is not None:
+        webhooks.webhook_queue(job, event)

@@ -1,0 +1,77 @@
+"""The admin's Generate page form: what a person fills in to run txt2img or img2img as themselves."""
+
+import base64
+from typing import Any
+
+from django import forms
+
+from accounts.models import User
+from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+
+from . import selectors
+from .engine.samplers import SAMPLERS
+
+SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
+
+
+def usable_checkpoint_names(user: User) -> list[str]:
+    names = []
+    for checkpoint in Checkpoint.objects.filter(
+        type=CheckpointType.STABLE_DIFFUSION, status=CheckpointStatus.ACTIVE
+    ).prefetch_related("files"):
+        for name in checkpoint.names:
+            if selectors.usable_checkpoint(user=user, type=CheckpointType.STABLE_DIFFUSION, name=name) == checkpoint:
+                names.append(name)
+    return sorted(names)
+
+
+class GenerateForm(forms.Form):
+    task = forms.ChoiceField(choices=[("txt2img", "Text to image"), ("img2img", "Image to image")], initial="txt2img")
+    checkpoint = forms.ChoiceField(help_text="Active Stable-diffusion models you may use.")
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=20_000)
+    negative_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=20_000)
+    width = forms.TypedChoiceField(choices=SIZES, coerce=int, initial=512)
+    height = forms.TypedChoiceField(choices=SIZES, coerce=int, initial=512)
+    steps = forms.IntegerField(min_value=1, max_value=150, initial=20)
+    sampler = forms.ChoiceField(choices=[(name, name) for name in SAMPLERS], initial="DPM++ 2M Karras")
+    cfg_scale = forms.FloatField(min_value=0, max_value=30, initial=7.0, label="CFG scale")
+    seed = forms.IntegerField(min_value=-1, max_value=2**32 - 1, initial=-1, help_text="-1: random.")
+    batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)
+    init_image = forms.ImageField(required=False, help_text="Image to image: the starting picture.")
+    denoising_strength = forms.FloatField(min_value=0, max_value=1, initial=0.75, required=False)
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = usable_checkpoint_names(user)
+        self.checkpoint_names = names
+        self.fields["checkpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
+        if len(names) == 1:
+            self.fields["checkpoint"].initial = names[0]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("task") == "img2img" and not data.get("init_image"):
+            self.add_error("init_image", "Image to image needs a starting picture.")
+        return data
+
+    def payload(self) -> dict[str, Any]:
+        """The A1111 body an ESD client would upload for the same choices."""
+        data = self.cleaned_data
+        payload: dict[str, Any] = {
+            "prompt": data["prompt"],
+            "negative_prompt": data.get("negative_prompt") or "",
+            "width": data["width"],
+            "height": data["height"],
+            "steps": data["steps"],
+            "sampler_name": data["sampler"],
+            "cfg_scale": data["cfg_scale"],
+            "seed": data["seed"],
+            "batch_size": data["batch_size"],
+            "n_iter": 1,
+        }
+        if data["task"] == "img2img":
+            image = data["init_image"]
+            image.seek(0)
+            payload["init_images"] = [base64.b64encode(image.read()).decode()]
+            payload["denoising_strength"] = data.get("denoising_strength") or 0.75
+        return payload

@@ -1,0 +1,108 @@
+"""Inference jobs: one row per ESD inference, the truth about its state (the broker only carries its id)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from esd.models import TimeStampedModel
+
+
+class TaskType(models.TextChoices):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    REMBG = "rembg"
+    EXTRA_SINGLE_IMAGE = "extra-single-image"
+    EXTRA_BATCH_IMAGES = "extra-batch-images"
+
+
+class InferenceType(models.TextChoices):
+    ASYNC = "Async"
+    REAL_TIME = "Real-time"
+    SERVERLESS = "Serverless"
+
+
+class JobStatus(models.TextChoices):
+    CREATED = "created"  # waiting for its payload and `start`
+    IN_PROGRESS = "inprogress"  # queued (claimed_at empty) or running on a worker
+    SUCCEED = "succeed"
+    FAILED = "failed"  # `error` says why; a cancelled job is failed with `cancelled` set
+
+
+FINISHED = (JobStatus.SUCCEED, JobStatus.FAILED)
+
+
+class InferenceJob(TimeStampedModel):
+    """An ESD inference job. Its files live in storage under `{task}/infer_v2/{id}/` (the payload) and
+    `out/{id}/result/` (images and the result JSON), as in ESD."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task_type = models.CharField(max_length=32, choices=TaskType.choices)
+    inference_type = models.CharField(max_length=16, choices=InferenceType.choices)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.CREATED, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="inference_jobs"
+    )
+    owner_group_or_role = models.JSONField(default=list, blank=True)
+    # The endpoint named at creation (ESD's sagemaker_endpoint_name), then the one it was started on.
+    endpoint = models.ForeignKey(
+        "endpoints.Endpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    endpoint_name = models.CharField(max_length=64, blank=True)
+    instance_type = models.CharField(max_length=64, blank=True)
+    used_models = models.JSONField(default=dict, blank=True)
+    payload_url = models.TextField(blank=True, help_text="The presigned upload URL handed out at creation.")
+    prompt = models.TextField(blank=True, help_text="From the payload, for lists and search.")
+    start_time = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (empty: queued).")
+    worker = models.ForeignKey(
+        "endpoints.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    complete_time = models.DateTimeField(null=True, blank=True)
+    image_names = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, help_text="ESD's sagemakerRaw on failure: the reason.")
+    cancel_requested = models.BooleanField(default=False)
+    cancelled = models.BooleanField(default=False)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True)
+    ignored_parameters = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_by", "-created_at", "-id"], name="job_owner_keyset")]
+
+    def __str__(self) -> str:
+        return f"{self.task_type} {self.id}"
+
+    @property
+    def payload_key(self) -> str:
+        return f"{self.task_type}/infer_v2/{self.id}/api_param.json"
+
+    @property
+    def result_folder(self) -> str:
+        return f"out/{self.id}/result/"
+
+    @property
+    def result_key(self) -> str:
+        return f"{self.result_folder}{self.id}_param.json"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.SUCCEED:
+            return 1.0
+        return self.progress_step / self.progress_total if self.progress_total else 0.0
+
+
+class InferenceJobUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(InferenceJob, on_delete=models.CASCADE)
+
+
+class InferenceJobGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(InferenceJob, on_delete=models.CASCADE)

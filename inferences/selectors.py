@@ -1,0 +1,125 @@
+"""Reads on inference jobs, with ESD's visibility (esd-behaviour.md §9.8), and what a job may use."""
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import User
+from accounts.permissions import holds, visible
+from accounts.selectors import viewer_roles
+from checkpoints.models import Checkpoint, CheckpointStatus
+from endpoints import selectors as endpoint_selectors
+from endpoints import services as endpoint_services
+from endpoints.models import Endpoint, EndpointStatus, EndpointType
+from esd.exceptions import EsdError
+
+from .models import InferenceJob, InferenceType
+
+
+def sees_every_job(viewer: User) -> bool:
+    return holds(viewer, "inference", "all") or holds(viewer, "user", "all")
+
+
+def _visible_to(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[InferenceJob]:
+    """The caller's own jobs, plus jobs whose owner list is empty (ESD's rule, with the list as [username])."""
+    if sees_every_job(viewer):
+        return jobs
+    return jobs.filter(Q(created_by=viewer) | Q(owner_group_or_role=[]))
+
+
+def inference_get(*, viewer: User, job_id: str) -> InferenceJob | None:
+    """One job, or None when it does not exist or `viewer` may not see it (both answer 404)."""
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    jobs = InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint")
+    return _visible_to(viewer, jobs).first()
+
+
+def encode_key(job: InferenceJob) -> str:
+    raw = json.dumps({"created": job.created_at.isoformat(), "id": str(job.id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_key(value: str) -> tuple[datetime, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(value.encode()))
+        created = parse_datetime(data["created"])
+        job_id = str(uuid.UUID(data["id"]))
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise EsdError(400, "exclusive_start_key is not a key this server returned") from exc
+    if created is None:
+        raise EsdError(400, "exclusive_start_key is not a key this server returned")
+    return created, job_id
+
+
+def inference_list(
+    *, viewer: User, subject: User, filters: dict[str, Any], limit: int | None, start_key: str | None
+) -> tuple[list[InferenceJob], str | None]:
+    """Jobs newest first, keyset-paginated: each page is one index range scan, whatever its depth.
+
+    Without `limit` every visible job is returned (ESD 1.4.0 had no pagination); `last_evaluated_key` is then None.
+    """
+    jobs = InferenceJob.objects.select_related("created_by", "endpoint")
+    if subject != viewer or not sees_every_job(viewer):
+        jobs = jobs.filter(Q(created_by=subject) | Q(owner_group_or_role=[]))
+        if subject != viewer and not sees_every_job(viewer):
+            jobs = jobs.none()
+    for field, column in (("status", "status"), ("task_type", "task_type"), ("endpoint", "endpoint_name")):
+        if filters.get(field):
+            jobs = jobs.filter(**{column: filters[field]})
+    if filters.get("checkpoint"):
+        jobs = jobs.filter(used_models__icontains=filters["checkpoint"])
+    if filters.get("start_time"):
+        jobs = jobs.filter(created_at__gte=filters["start_time"])
+    if filters.get("end_time"):
+        jobs = jobs.filter(created_at__lte=filters["end_time"])
+    if start_key:
+        created, job_id = decode_key(start_key)
+        jobs = jobs.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=job_id))
+    jobs = jobs.order_by("-created_at", "-id")
+    if limit is None:
+        return list(jobs), None
+    page = list(jobs[: limit + 1])
+    if len(page) > limit:
+        return page[:limit], encode_key(page[limit - 1])
+    return page, None
+
+
+def usable_checkpoint(*, user: User, type: str, name: str) -> Checkpoint | None:
+    """The Active checkpoint of `type` with file `name` that `user` may use (ESD: first match)."""
+    candidates = Checkpoint.objects.filter(type=type, status=CheckpointStatus.ACTIVE, files__name=name).distinct()
+    everyone = holds(user, "checkpoint", "all") or holds(user, "user", "all")
+    roles = viewer_roles(user, user)
+    for checkpoint in candidates.order_by("created_at"):
+        if (
+            everyone
+            or checkpoint.created_by_id == user.pk
+            or visible(checkpoint.allowed_roles_or_users, username=user.username, role_names=roles)
+        ):
+            return checkpoint
+    return None
+
+
+def endpoint_type_for(inference_type: str) -> str:
+    return EndpointType.REAL_TIME if inference_type == InferenceType.REAL_TIME else EndpointType.ASYNC
+
+
+def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
+    """InService endpoints of the job's type that the user's roles may use (an Async one scaled to zero counts)."""
+    endpoints = Endpoint.objects.filter(endpoint_type=endpoint_type_for(inference_type)).exclude(
+        status=EndpointStatus.DELETING
+    )
+    found = [endpoint_services.endpoint_refresh(endpoint) for endpoint in endpoints]
+    return [
+        endpoint
+        for endpoint in found
+        if endpoint.status == EndpointStatus.IN_SERVICE and endpoint_selectors.endpoint_usable_by(user, endpoint)
+    ]

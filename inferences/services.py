@@ -1,0 +1,300 @@
+"""Writes on inference jobs: create, start, cancel, delete, and recovery after restarts.
+
+Wire behaviour from esd-behaviour.md §9; flows from architecture.md §3. The worker side (claiming, running,
+writing results) is in execution.py.
+"""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.permissions import grant_object_permissions, holds
+from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+from endpoints.models import Endpoint
+from endpoints.queues import send_to_queue
+from esd.exceptions import EsdError
+from esd.storage import StorageError, get_storage
+
+from . import completion, selectors, webhooks
+from .engine.errors import EngineError
+from .engine.payload import load_payload, parse_request
+from .engine_options import engine_limits
+from .models import InferenceJob, InferenceType, JobStatus, TaskType
+
+logger = logging.getLogger(__name__)
+
+GENERATION_TASKS = (TaskType.TXT2IMG, TaskType.IMG2IMG)
+TASK_LIST_MESSAGE = (
+    "task type {t} should be in ['extra-single-image', 'extra-batch-images', 'rembg'] or ['txt2img', 'img2img']"
+)
+PSEUDO_VAES = ("Automatic", "None")
+MAX_ATTEMPTS = 3
+URL_LIFETIME = 3600
+
+
+def not_found(job_id: str) -> EsdError:
+    return EsdError(404, f"inference with id {job_id} not found")
+
+
+def check_may_create(actor: User) -> None:
+    if not holds(actor, "inference", "create"):
+        raise EsdError(403, "user has no permissions to create an inference (inference:create)")
+
+
+def may_change(actor: User, job: InferenceJob) -> bool:
+    return holds(actor, "inference", "all") or (holds(actor, "inference", "create") and job.created_by_id == actor.pk)
+
+
+def _resolve_models(actor: User, models: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """`{type: [file names]}` → ESD's used_models, every name an Active checkpoint the actor may use."""
+    used: dict[str, list[dict[str, Any]]] = {}
+    missing: list[str] = []
+    for model_type, names in models.items():
+        if not isinstance(names, list):
+            continue
+        for name in names:
+            if not isinstance(name, str):
+                continue
+            if model_type == CheckpointType.VAE and name in PSEUDO_VAES:
+                used.setdefault(model_type, []).append({"id": "VAE", "model_name": name, "s3": "None", "type": "VAE"})
+                continue
+            checkpoint = selectors.usable_checkpoint(user=actor, type=model_type, name=name)
+            if checkpoint is None:
+                missing.append(f"checkpoint with name {name}, type {model_type} is not found")
+                continue
+            used.setdefault(model_type, []).append(
+                {
+                    "id": str(checkpoint.pk),
+                    "model_name": name,
+                    "s3": get_storage().uri(checkpoint.folder),
+                    "type": model_type,
+                }
+            )
+    if missing:
+        raise EsdError(400, " ".join(missing))
+    return used
+
+
+def _pick_endpoint(actor: User, inference_type: str, name: str | None) -> Endpoint:
+    if name:
+        endpoint = Endpoint.objects.filter(name=name).first()
+        if endpoint is None or not selectors.endpoint_selectors.endpoint_usable_by(actor, endpoint):
+            raise EsdError(400, f"sagemaker endpoint with name {name} is not found")
+        endpoint = selectors.endpoint_services.endpoint_refresh(endpoint)
+        if endpoint.status != "InService":
+            raise EsdError(400, f"sagemaker endpoint is not ready with status: {endpoint.status}")
+        return endpoint
+    candidates = selectors.usable_endpoints(user=actor, inference_type=inference_type)
+    if not candidates:
+        raise EsdError(400, f'no available {inference_type} endpoints for user "{actor.username}"')
+    # The least busy first (ESD picked at random): queued jobs per live worker.
+    return min(candidates, key=lambda endpoint: InferenceJob.objects.filter(
+        endpoint=endpoint, status=JobStatus.IN_PROGRESS).count())  # fmt: skip
+
+
+@transaction.atomic
+def inference_create(
+    *, actor: User, task_type: str, inference_type: str, models: dict[str, Any], endpoint_name: str | None = None
+) -> InferenceJob:
+    check_may_create(actor)
+    if task_type not in TaskType.values:
+        raise EsdError(400, TASK_LIST_MESSAGE.format(t=task_type))
+    endpoint = _pick_endpoint(actor, inference_type, endpoint_name)  # ESD answers "no available ..." here already
+    used: dict[str, list[dict[str, Any]]] = {}
+    if task_type in GENERATION_TASKS:
+        used = _resolve_models(actor, models)
+        if not used.get(CheckpointType.STABLE_DIFFUSION):
+            raise EsdError(400, f"a {task_type} inference needs a Stable-diffusion model in models")
+    job = InferenceJob(
+        task_type=task_type,
+        inference_type=inference_type,
+        created_by=actor,
+        owner_group_or_role=[actor.username],
+        used_models=used,
+        endpoint=endpoint if endpoint_name else None,
+        endpoint_name=endpoint.name if endpoint_name else "",
+    )
+    job.payload_url = get_storage().presign_put(job.payload_key, expires=URL_LIFETIME)
+    job.save()
+    grant_object_permissions(job, owner=actor, group_names=[])
+    return job
+
+
+def _check_models_still_usable(actor: User, job: InferenceJob) -> None:
+    for model_type, entries in job.used_models.items():
+        for entry in entries:
+            if entry["id"] == "VAE":
+                continue
+            checkpoint = Checkpoint.objects.filter(pk=entry["id"], status=CheckpointStatus.ACTIVE).first()
+            if (
+                checkpoint is None
+                or selectors.usable_checkpoint(user=actor, type=model_type, name=entry["model_name"]) != checkpoint
+            ):
+                raise EsdError(400, f"checkpoint with name {entry['model_name']}, type {model_type} is not found")
+
+
+def _read_payload(job: InferenceJob) -> bytes:
+    storage = get_storage()
+    size = storage.size(job.payload_key)
+    if size is None:
+        raise EsdError(
+            400,
+            f"the payload of inference {job.id} has not been uploaded: PUT api_param.json to api_params_s3_upload_url",
+        )
+    if size > settings.ESD_MAX_PAYLOAD_BYTES:
+        raise EsdError(400, f"the payload is {size} bytes; at most {settings.ESD_MAX_PAYLOAD_BYTES} are accepted")
+    with storage.open(job.payload_key) as stream:
+        return stream.read()
+
+
+def _refuse(job: InferenceJob, message: str) -> EsdError:
+    """A start that cannot go ahead: the job stays `created`, with the reason kept on it."""
+    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(error=message, updated_at=timezone.now())
+    return EsdError(400, message)
+
+
+def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
+    """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
+    if not may_change(actor, job):
+        raise not_found(str(job.id))
+    if job.status != JobStatus.CREATED:
+        raise EsdError(400, f"inference {job.id} has already been started (status {job.status})")
+    try:
+        _check_models_still_usable(actor, job)
+        raw = _read_payload(job)
+        request = parse_request(job.task_type, load_payload(raw), engine_limits())
+        endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
+    except EngineError as exc:
+        raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc
+    except EsdError as exc:
+        raise _refuse(job, exc.message) from exc
+    except StorageError as exc:
+        raise EsdError(503, f"storage is unavailable: {exc}") from exc
+    prompt = getattr(request, "prompt", "")
+    now = timezone.now()
+    with transaction.atomic():
+        started = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(
+            status=JobStatus.IN_PROGRESS,
+            endpoint=endpoint,
+            endpoint_name=endpoint.name,
+            instance_type=endpoint.instance_type,
+            start_time=now,
+            prompt=prompt[:2000],
+            ignored_parameters=getattr(request, "ignored", []),
+            error="",
+            updated_at=now,
+        )
+        if not started:  # a concurrent start won
+            raise EsdError(400, f"inference {job.id} has already been started")
+        transaction.on_commit(lambda: _enqueue(str(job.pk), endpoint.queue_name))
+    job.refresh_from_db()
+    webhooks.webhook_queue(job, "started")
+    return job
+
+
+def _enqueue(job_id: str, queue_name: str) -> None:
+    from .actors import inference_run
+
+    send_to_queue(inference_run, queue_name, job_id)
+
+
+def inference_wait(*, job: InferenceJob, timeout: float) -> InferenceJob | None:
+    return completion.wait_finished(str(job.pk), timeout)
+
+
+def inference_cancel(*, actor: User, job: InferenceJob) -> InferenceJob:
+    """Created or queued: failed (cancelled) at once. Running: stopped by its worker at the next step."""
+    if not may_change(actor, job):
+        raise not_found(str(job.id))
+    if job.finished:
+        raise EsdError(400, f"inference {job.id} has already finished (status {job.status})")
+    now = timezone.now()
+    reason = f"cancelled by {actor.username}"
+    unclaimed = Q(status=JobStatus.CREATED) | Q(status=JobStatus.IN_PROGRESS, claimed_at__isnull=True)
+    if InferenceJob.objects.filter(unclaimed, pk=job.pk).update(
+        status=JobStatus.FAILED, cancelled=True, cancel_requested=True, error=reason, complete_time=now, updated_at=now
+    ):
+        completion.notify(str(job.pk))
+        job.refresh_from_db()
+        webhooks.webhook_queue(job, "failed")
+        return job
+    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS).update(
+        cancel_requested=True, error=reason, updated_at=now
+    )
+    job.refresh_from_db()
+    return job
+
+
+def inference_delete_many(*, actor: User, jobs: list[InferenceJob]) -> int:
+    """Delete the jobs the actor may change, with their payloads and outputs (ESD left outputs behind).
+    A running job is asked to stop first; its worker finds the row gone and abandons it."""
+    storage = get_storage()
+    deleted = 0
+    for job in jobs:
+        if not may_change(actor, job):
+            continue
+        InferenceJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+        storage.delete_prefix(f"{job.task_type}/infer_v2/{job.id}/")
+        storage.delete_prefix(job.result_folder)
+        deleted += InferenceJob.objects.filter(pk=job.pk).delete()[0] > 0
+    return deleted
+
+
+def inference_recover(*, queues: set[str] | None = None, **kwargs: Any) -> int:
+    """esd.signals.recover_waiting_work receiver: re-enqueue queued jobs, and jobs whose worker died mid-run (up
+    to MAX_ATTEMPTS runs; then the job fails saying so). Nothing is left `inprogress` after a restart."""
+    from endpoints.services import live_cutoff
+
+    dead_worker = (
+        Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False) | Q(worker__last_heartbeat__lt=live_cutoff())
+    )
+    waiting = InferenceJob.objects.filter(
+        Q(claimed_at__isnull=True) | (Q(claimed_at__isnull=False) & dead_worker),
+        status=JobStatus.IN_PROGRESS,
+        endpoint__isnull=False,
+    ).select_related("endpoint")
+    count = 0
+    for job in waiting:
+        assert job.endpoint is not None
+        if queues is not None and job.endpoint.queue_name not in queues:
+            continue
+        if job.attempts >= MAX_ATTEMPTS:
+            inference_fail(job_id=str(job.pk), reason=f"its worker stopped during each of {job.attempts} attempts")
+            continue
+        _enqueue(str(job.pk), job.endpoint.queue_name)
+        count += 1
+    if count:
+        logger.info("Re-enqueued %d waiting inference job(s)", count)
+    return count
+
+
+def inference_fail(*, job_id: str, reason: str) -> bool:
+    """End a job as failed (from any unfinished state), once."""
+    now = timezone.now()
+    jobs = InferenceJob.objects.filter(pk=job_id, status__in=[JobStatus.CREATED, JobStatus.IN_PROGRESS])
+    if not jobs.update(status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now):
+        return False
+    completion.notify(job_id)
+    job = InferenceJob.objects.filter(pk=job_id).first()
+    if job is not None:
+        webhooks.webhook_queue(job, "failed")
+    return True
+
+
+def inference_submit(*, actor: User, task_type: str, checkpoint_name: str, payload: dict[str, Any]) -> InferenceJob:
+    """The admin's Generate page: create an Async job, store its payload and start it, as an ESD client would."""
+    import json
+
+    job = inference_create(
+        actor=actor,
+        task_type=task_type,
+        inference_type=InferenceType.ASYNC,
+        models={CheckpointType.STABLE_DIFFUSION: [checkpoint_name]},
+    )
+    get_storage().write_stream(job.payload_key, [json.dumps(payload).encode()])
+    return inference_start(actor=actor, job=job)

@@ -1,0 +1,267 @@
+"""The inference routes end to end (esd-behaviour.md §9): create → PUT the payload to the presigned URL → start →
+poll → download the PNGs, with real endpoint workers, against the local store and the S3 server on loopback."""
+
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from esd.storage import get_storage
+from inferences.models import InferenceJob
+from tests.conftest import wait_for
+from tests.esd.test_storage import http
+
+from .conftest import png_b64, red_disc, txt2img
+from .jobs import deploy, images_of, result_document, serve
+
+
+@pytest.fixture
+def site(transactional_db, esd, store, admin_user, make_role, make_user, token_for, models, settings):
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
+    deployment = deploy(esd, admin_user, make_role, make_user, token_for, models["checkpoint"].path)
+    yield deployment
+    for worker in deployment.workers:
+        worker.stop()
+
+
+@pytest.fixture
+def served(site):
+    serve(site, "Async")
+    serve(site, "Real-time")
+    return site
+
+
+def test_async_txt2img_end_to_end(served):
+    created = served.create()
+    assert created.status == 201
+    inference = created.body["data"]["inference"]
+    assert inference["type"] == "txt2img" and len(inference["id"]) == 36
+    assert inference["api_params_s3_location"].endswith(f"txt2img/infer_v2/{inference['id']}/api_param.json")
+    assert inference["models"] == [
+        {"id": str(served.checkpoint.pk), "name": ["tiny-sd1.safetensors"], "type": "Stable-diffusion"},
+        {"id": "VAE", "name": ["Automatic"], "type": "VAE"},
+    ]
+    status, _, _ = http(
+        "PUT", inference["api_params_s3_upload_url"], json.dumps(txt2img(batch_size=2, n_iter=2)).encode()
+    )
+    assert status == 200
+    started = served.start(inference["id"])
+    assert started.status == 202
+    assert started.body["data"]["inference"]["status"] == "inprogress"
+    assert started.body["data"]["inference"]["endpoint_name"] == served.endpoints["Async"].name
+    data = served.wait(inference["id"])
+    assert data["status"] == "succeed", data["sagemakerRaw"]
+    assert data["image_names"] == ["image_0.png", "image_1.png", "image_2.png", "image_3.png"]
+    assert [(image.size, image.format) for image in images_of(data)] == [((64, 64), "PNG")] * 4
+    document = result_document(data)
+    info = json.loads(document["info"])
+    assert len(info["infotexts"]) == 4 and info["all_seeds"] == [1234, 1235, 1236, 1237]
+    assert document["inference_id"] == inference["id"] and document["endpont_name"] == served.endpoints["Async"].name
+    assert data["progress"] == 1.0 and data["timings"]["inference_seconds"] > 0
+    assert set(data["timings"]) >= {"queued_seconds", "fetch_seconds", "model_seconds", "upload_seconds"}
+
+
+def test_real_time_answers_the_finished_job(served):
+    job_id = served.submit(txt2img(), kind="Real-time")
+    answer = served.start(job_id)
+    assert answer.status == 200, answer.body
+    data = answer.body["data"]
+    assert data["InferenceJobId"] == job_id and data["status"] == "succeed" and data["taskType"] == "txt2img"
+    assert [image.size for image in images_of(data)] == [(64, 64)]
+    assert json.loads(result_document(data)["info"])["infotexts"][0].startswith("a photo of a cat")
+
+
+def test_real_time_timeout_is_504_and_the_job_goes_on(served, settings):
+    settings.ESD_REALTIME_TIMEOUT = 0.05
+    job_id = served.submit(txt2img(steps=20, width=128, height=128), kind="Real-time")
+    answer = served.start(job_id)
+    assert answer.status == 504 and answer.body == {"message": "Endpoint request timed out"}
+    assert served.wait(job_id)["status"] == "succeed"
+
+
+def test_img2img_and_rembg_end_to_end(served):
+    job_id = served.submit(
+        txt2img(init_images=[png_b64(red_disc())], denoising_strength=0.5, width=96, height=64), task="img2img"
+    )
+    assert served.start(job_id).status == 202
+    data = served.wait(job_id)
+    assert data["status"] == "succeed", data["sagemakerRaw"]
+    assert [image.size for image in images_of(data)] == [(96, 64)]
+
+    job_id = served.submit(
+        {"input_image": png_b64(red_disc((120, 90))), "model": "u2netp"}, task="rembg", kind="Real-time"
+    )
+    answer = served.start(job_id)
+    assert answer.status == 200, answer.body
+    assert answer.body["data"]["image_names"] == ["image.png"]
+    [image] = images_of(answer.body["data"])
+    assert (image.mode, image.size) == ("RGBA", (120, 90))
+    assert result_document(answer.body["data"]) == {
+        "endpont_name": served.endpoints["Real-time"].name,
+        "inference_id": job_id,
+    }
+
+
+def test_starting_twice_or_before_the_upload(served):
+    created = served.create().body["data"]["inference"]
+    early = served.start(created["id"])
+    assert early.status == 400 and "has not been uploaded" in early.body["message"]
+    assert InferenceJob.objects.get(pk=created["id"]).status == "created"
+    http("PUT", created["api_params_s3_upload_url"], json.dumps(txt2img()).encode())
+    assert served.start(created["id"]).status == 202
+    again = served.start(created["id"])
+    assert again.status == 400 and "has already been started" in again.body["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"[1]", "must be a JSON object"),
+        (json.dumps(txt2img(width=513)).encode(), "width must be a multiple of 8"),
+        (json.dumps(txt2img(sampler_name="Magic")).encode(), "sampler_name 'Magic' is not supported"),
+    ],
+)
+def test_a_payload_that_cannot_run_is_refused_and_the_job_stays_created(served, payload, message):
+    job_id = served.submit(payload)
+    answer = served.start(job_id)
+    assert answer.status == 400 and message in answer.body["message"]
+    job = InferenceJob.objects.get(pk=job_id)
+    assert job.status == "created" and message in job.error
+
+
+def test_models_and_endpoints_must_still_be_there_at_start(served, admin_user):
+    job_id = served.submit(txt2img())
+    from checkpoints.models import Checkpoint
+
+    Checkpoint.objects.filter(pk=served.checkpoint.pk).update(status="Disabled")
+    answer = served.start(job_id)
+    assert answer.status == 400 and "checkpoint with name tiny-sd1.safetensors" in answer.body["message"]
+    Checkpoint.objects.filter(pk=served.checkpoint.pk).update(status="Active")
+    served.endpoints["Async"].delete()
+    answer = served.start(job_id)
+    assert answer.status == 400 and answer.body["message"] == 'no available Async endpoints for user "alice"'
+
+
+def test_create_checks_endpoints_then_models_and_task(site, make_user, token_for):
+    # ESD's order: the endpoint first (no worker serves one yet, so none is InService), then the models
+    assert site.create().body["message"] == 'no available Async endpoints for user "alice"'
+    serve(site, "Async")
+    missing = site.create(**{"Stable-diffusion": ["nope.safetensors"], "Lora": ["x.safetensors"]})
+    assert missing.status == 400
+    assert missing.body["message"] == (
+        "checkpoint with name nope.safetensors, type Stable-diffusion is not found "
+        "checkpoint with name x.safetensors, type Lora is not found"
+    )
+    no_model = site.create(**{"VAE": ["Automatic"]})
+    assert no_model.status == 400 and "needs a Stable-diffusion model" in no_model.body["message"]
+    bad_task = site.create("controlnet")
+    assert bad_task.status == 400 and bad_task.body["message"].startswith("task type controlnet should be in")
+    outsider = make_user("bob", ["inference:create", "inference:list"])
+    refused = site.create(token=token_for(outsider))
+    assert refused.status == 400 and refused.body["message"] == 'no available Async endpoints for user "bob"'
+    unknown = site.create(task="rembg", kind="Async")
+    assert unknown.status == 201 and "models" not in unknown.body["data"]["inference"]
+
+
+def test_another_users_job_is_404_and_is_not_deleted(served, make_user, token_for):
+    job_id = served.submit(txt2img())
+    other = token_for(make_user("mallory", ["inference:create", "inference:list"]))
+    assert served.get(job_id, token=other).status == 404
+    assert served.get(job_id, token=other).body["message"] == f"inference with id {job_id} not found"
+    assert served.start(job_id, token=other).status == 404
+    assert served.esd.call("PUT", f"inferences/{job_id}/cancel", token=other).status == 404
+    assert served.esd.call("DELETE", "inferences", {"inference_id_list": [job_id]}, token=other).status == 204
+    assert InferenceJob.objects.filter(pk=job_id).exists()
+    listed = served.esd.call("GET", "inferences", token=other).body["data"]["inferences"]
+    assert listed == []
+
+
+def test_an_upload_url_writes_only_its_own_job(served):
+    first = served.create().body["data"]["inference"]
+    second = served.create().body["data"]["inference"]
+    http("PUT", first["api_params_s3_upload_url"], json.dumps(txt2img()).encode())
+    answer = served.start(second["id"])
+    assert answer.status == 400 and "has not been uploaded" in answer.body["message"]
+
+
+def test_cancel_a_queued_job_a_running_job_and_a_finished_one(site):
+    # a worker that keeps the endpoint InService but listens elsewhere: jobs stay queued
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    assert site.start(job_id).status == 202
+    cancelled = site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token)
+    assert cancelled.status == 200
+    assert cancelled.body["data"]["status"] == "failed" and cancelled.body["data"]["cancelled"] is True
+    assert cancelled.body["data"]["sagemakerRaw"] == "cancelled by alice"
+    finished = site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token)
+    assert finished.status == 400 and "has already finished" in finished.body["message"]
+
+    serve(site, "Real-time")
+    job_id = site.submit(txt2img(steps=150, width=192, height=192, sampler_name="Euler"))
+    InferenceJob.objects.filter(pk=job_id).update(inference_type="Async")
+    Endpoint = type(site.endpoints["Real-time"])
+    Endpoint.objects.filter(pk=site.endpoints["Real-time"].pk).update(endpoint_type="Async")
+    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(status="Deleting")
+    assert site.start(job_id).status == 202
+    wait_for(lambda: InferenceJob.objects.get(pk=job_id).progress_step > 0)
+    assert site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token).status == 200
+    data = site.wait(job_id)
+    job = InferenceJob.objects.get(pk=job_id)
+    assert data["status"] == "failed" and job.cancelled and job.progress_step < 150
+
+
+def test_delete_removes_the_job_its_payload_and_outputs(served):
+    job_id = served.submit(txt2img())
+    served.start(job_id)
+    served.wait(job_id)
+    job = InferenceJob.objects.get(pk=job_id)
+    storage = get_storage()
+    assert storage.list_keys(job.result_folder)
+    answer = served.esd.call("DELETE", "inferences", {"inference_id_list": [job_id, job_id, "bad"]}, token=served.token)
+    assert answer.status == 204
+    assert not InferenceJob.objects.filter(pk=job_id).exists()
+    assert storage.list_keys(job.result_folder) == [] and storage.size(job.payload_key) is None
+
+
+def test_list_is_newest_first_and_keyset_paginated(served):
+    ids = [served.create().body["data"]["inference"]["id"] for _ in range(5)]
+    page = served.esd.call("GET", "inferences", token=served.token, query={"limit": "2"}).body["data"]
+    seen = [item["InferenceJobId"] for item in page["inferences"]]
+    while page["last_evaluated_key"]:
+        page = served.esd.call(
+            "GET",
+            "inferences",
+            token=served.token,
+            query={"limit": "2", "exclusive_start_key": page["last_evaluated_key"]},
+        ).body["data"]
+        seen += [item["InferenceJobId"] for item in page["inferences"]]
+    assert seen == list(reversed(ids))
+    everything = served.esd.call("GET", "inferences", token=served.token).body["data"]
+    assert "last_evaluated_key" not in everything and len(everything["inferences"]) == 5
+    item = everything["inferences"][0]
+    assert set(item) >= {"InferenceJobId", "status", "taskType", "owner_group_or_role", "inference_info_name",
+                         "startTime", "createTime", "image_names", "sagemakerRaw", "completeTime", "params",
+                         "inference_type"}  # fmt: skip
+    bad = served.esd.call("GET", "inferences", token=served.token, query={"exclusive_start_key": "zzz"})
+    assert bad.status == 400
+    filtered = served.esd.call("GET", "inferences", token=served.token, query={"status": "succeed"}).body["data"]
+    assert filtered["inferences"] == []
+
+
+def test_a_failed_job_says_why(served):
+    job_id = served.submit(txt2img(prompt="a cat <lora:nothere:1>"))
+    served.start(job_id)
+    data = served.wait(job_id)
+    assert data["status"] == "failed" and "no Lora model named nothere" in data["sagemakerRaw"]
+
+
+def test_ignored_parameters_are_reported(served):
+    job_id = served.submit(txt2img(enable_hr=True, restore_faces=True))
+    served.start(job_id)
+    data = served.wait(job_id)
+    assert data["status"] == "succeed" and data["ignored_parameters"] == ["restore_faces", "enable_hr"]
+    assert result_document(data)["ignored_parameters"] == ["restore_faces", "enable_hr"]
+    assert isinstance(images_of(data)[0], Image.Image)
+    assert time.time() > 0
