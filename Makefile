@@ -26,6 +26,11 @@ $(U2NET_HOME)/u2netp.onnx: | $(VENV)/.installed
 
 models: $(U2NET_HOME)/u2netp.onnx
 
+# The browser tests drive Debian's chromium (Playwright's own browser download cannot work without the internet).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+/usr/bin/chromium:
+	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
 # A tiny random-weight SD 1.x checkpoint, imported so a new user can generate an image without a real model.
 $(DEMO_MODEL): | $(VENV)/.installed
 	$(PY) manage.py make_tiny_checkpoint $(DEMO_MODEL)
@@ -34,12 +39,12 @@ setup: $(VENV)/.installed models $(DEMO_MODEL)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py esd_bootstrap --first-run
-	$(PY) manage.py import_checkpoint $(DEMO_MODEL) --type Stable-diffusion --skip-existing
+	$(PY) manage.py esd_demo $(DEMO_MODEL)
 
 run: setup
 	$(PY) manage.py esd_serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev models
+test: $(VENV)/.installed-dev models /usr/bin/chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts checkpoints endpoints inferences esd

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_SECONDS = 2.0
 DOWNLOAD_QUEUE = "downloads"
+BACKGROUND_QUEUES = {DOWNLOAD_QUEUE, "webhooks"}  # checkpoint downloads and job webhooks
 
 
 class Supervisor:
@@ -40,8 +41,9 @@ class Supervisor:
     def start(self) -> None:
         load_actors()
         broker = dramatiq.get_broker()
-        broker.declare_queue(DOWNLOAD_QUEUE)
-        self.downloads = dramatiq.Worker(broker, queues={DOWNLOAD_QUEUE}, worker_threads=2, worker_timeout=100)
+        for queue in BACKGROUND_QUEUES:
+            broker.declare_queue(queue)
+        self.downloads = dramatiq.Worker(broker, queues=BACKGROUND_QUEUES, worker_threads=2, worker_timeout=100)
         self.downloads.start()
         self.sync()
         self.thread.start()

@@ -1,0 +1,134 @@
+"""The admin in a real browser: log in, create a role and a user, upload the tiny checkpoint, create an endpoint,
+generate an image on the Generate page and see it, cancel a job."""
+
+import re
+
+import pytest
+
+from endpoints.models import Endpoint
+from endpoints.runtime import EndpointWorker
+from inferences.models import InferenceJob
+from tests.conftest import wait_for
+
+from .conftest import shot
+
+
+@pytest.fixture
+def site(transactional_db, live_server, settings, admin_user, tmp_path):
+    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed image URLs point at the live server
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
+    from inferences.engine.tiny import write_tiny_checkpoint
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-sd1.safetensors")
+    workers: list[EndpointWorker] = []
+    yield live_server.url, checkpoint, workers
+    for worker in workers:
+        worker.stop()
+
+
+def log_in(page, base: str, username: str = "admin", password: str = "admin-pw-1") -> None:
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+
+
+def test_admin_end_to_end(page, site):
+    base, checkpoint_file, workers = site
+    log_in(page, base)
+    shot(page, "01-admin-index")
+
+    # a role with permission strings ticked as checkboxes
+    page.goto(f"{base}/admin/accounts/role/add/")
+    page.fill("#id_name", "artists")
+    for permission in ("inference:create", "inference:list", "checkpoint:list"):
+        page.check(f"input[name=permissions][value='{permission}']")
+    shot(page, "02-role-add")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/accounts/role/$"))
+    assert page.locator("text=artists").first.is_visible()
+
+    # a user in that role
+    page.goto(f"{base}/admin/accounts/user/add/")
+    page.fill("#id_username", "bob")
+    page.fill("#id_password1", "a-long-password-42")
+    page.fill("#id_password2", "a-long-password-42")
+    # Django's two-box role picker: double-click moves a role to "Chosen roles"
+    page.dblclick("#id_roles_from option:text-is('artists')")
+    assert page.locator("#id_roles_to option:text-is('artists')").count() == 1
+    shot(page, "03-user-add")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/accounts/user/.+/change/.*"))
+
+    # the tiny checkpoint, uploaded through the admin
+    page.goto(f"{base}/admin/checkpoints/checkpoint/add/")
+    page.select_option("#id_type", "Stable-diffusion")
+    page.set_input_files("#id_file", str(checkpoint_file))
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/checkpoints/checkpoint/.*"))
+    page.goto(f"{base}/admin/checkpoints/checkpoint/")
+    shot(page, "04-checkpoints")
+    row = page.locator("#result_list tbody tr", has_text="tiny-sd1.safetensors")
+    assert row.count() == 1 and row.locator("td.field-status").inner_text() == "Active"
+
+    # an endpoint for the IT Operator role, and a worker serving it
+    page.goto(f"{base}/admin/endpoints/endpoint/add/")
+    page.fill("#id_suffix", "browser")
+    page.select_option("#id_endpoint_type", "Async")
+    page.fill("#id_instance_type", "cpu")
+    page.fill("#id_initial_instance_count", "1")
+    page.locator("#id_roles").select_option(label="IT Operator")
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/endpoints/endpoint/.*"))
+    endpoint = Endpoint.objects.get(name="esd-async-browser")
+    worker = EndpointWorker(endpoint, device="cpu")
+    worker.start()
+    workers.append(worker)
+    page.goto(f"{base}/admin/endpoints/endpoint/")
+    wait_for(lambda: page.reload() or page.locator("text=InService").count() > 0, timeout=15)
+    shot(page, "05-endpoints")
+
+    # generate on the Generate page; the job page shows progress and then the images
+    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
+    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
+    page.fill("#id_prompt", "a photo of a cat")
+    page.select_option("#id_width", "128")
+    page.select_option("#id_height", "128")
+    page.fill("#id_steps", "6")
+    page.fill("#id_batch_size", "2")
+    page.fill("#id_seed", "1234")
+    shot(page, "06-generate")
+    page.click("#generate-submit")
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    images = page.locator("img.esd-image")
+    images.first.wait_for(state="visible", timeout=60_000)
+    assert images.count() == 2
+    sizes = page.evaluate("[...document.querySelectorAll('img.esd-image')].map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[128, 128], [128, 128]]
+    assert page.locator("text=succeed").first.is_visible()
+    shot(page, "07-job-done")
+
+    # a long job, cancelled from the list while it runs
+    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
+    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
+    page.fill("#id_prompt", "a very slow cat")
+    page.select_option("#id_width", "384")
+    page.select_option("#id_height", "384")
+    page.fill("#id_steps", "150")
+    page.click("#generate-submit")
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    slow = InferenceJob.objects.get(prompt="a very slow cat")
+    wait_for(lambda: InferenceJob.objects.get(pk=slow.pk).progress_step > 0, timeout=60)
+    page.goto(f"{base}/admin/inferences/inferencejob/")
+    shot(page, "08-jobs-running")
+    page.check(f"input[name=_selected_action][value='{slow.pk}']")
+    page.select_option("select[name=action]", "cancel_jobs")
+    page.click("button[name=index]")
+    page.wait_for_selector("text=job(s) cancelled")
+    wait_for(lambda: InferenceJob.objects.get(pk=slow.pk).status == "failed", timeout=30)
+    page.reload()
+    assert page.locator("td.field-status_label", has_text="cancelled").count() == 1
+    assert page.locator("td.field-status_label", has_text="succeed").count() == 1
+    shot(page, "09-jobs-list")
+    assert InferenceJob.objects.get(pk=slow.pk).progress_step < 150
