@@ -1,0 +1,143 @@
+"""Job plumbing beyond the routes: the signed webhook, recovery after restarts and dead workers, redelivery."""
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dramatiq
+import pytest
+from django.utils import timezone
+
+from endpoints.models import Worker
+from inferences import services
+from inferences.execution import claim
+from inferences.models import InferenceJob
+from tests.conftest import stop_worker, wait_for
+
+from .conftest import txt2img
+from .jobs import deploy, serve
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.received: list[tuple[dict, str, bytes]] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hooks.received.append((dict(self.headers), self.headers["X-ESD-Event"], body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def events(self) -> list[str]:
+        return [event for _, event, _ in self.received]
+
+
+@pytest.fixture
+def site(transactional_db, live_server, esd, admin_user, make_role, make_user, token_for, models, settings):
+    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed upload URLs
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
+    deployment = deploy(esd, admin_user, make_role, make_user, token_for, models["checkpoint"].path)
+    yield deployment
+    for worker in deployment.workers:
+        worker.stop()
+
+
+@pytest.fixture
+def hooks(settings):
+    receiver = Hooks()
+    settings.ESD_WEBHOOK_URL = receiver.url
+    settings.ESD_WEBHOOK_SECRET = "s3cret"
+    broker = dramatiq.get_broker()
+    broker.declare_queue("webhooks")
+    worker = dramatiq.Worker(broker, queues={"webhooks"}, worker_threads=1, worker_timeout=50)
+    worker.start()
+    yield receiver
+    stop_worker(worker)
+    receiver.server.shutdown()
+
+
+def test_webhooks_are_signed_and_sent_on_start_success_and_failure(site, hooks, allow_loopback):
+    serve(site, "Async")
+    good = site.submit(txt2img())
+    site.start(good)
+    site.wait(good)
+    bad = site.submit(txt2img(prompt="x <lora:absent:1>"))
+    site.start(bad)
+    site.wait(bad)
+    wait_for(lambda: len(hooks.received) == 4, timeout=20)
+    assert sorted(hooks.events()) == ["failed", "started", "started", "succeed"]
+    for headers, event, body in hooks.received:
+        stamp, mac = headers["X-ESD-Signature"].split(",")
+        timestamp = stamp.removeprefix("t=")
+        expected = hmac.new(b"s3cret", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        assert mac == f"v1={expected}"
+        payload = json.loads(body)
+        assert payload["event"] == event and payload["inference_id"] in (good, bad)
+    failure = next(json.loads(body) for _, event, body in hooks.received if event == "failed")
+    assert failure["inference_id"] == bad and "absent" in failure["error"]
+
+
+def test_webhooks_keep_to_the_download_address_rules(site, hooks, caplog):
+    serve(site, "Async")  # loopback is not allowed here: the POST is refused, not sent
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    assert site.wait(job_id)["status"] == "succeed"
+    wait_for(lambda: "Webhook for job" in caplog.text, timeout=20)
+    assert hooks.received == [] and "loopback" in caplog.text
+
+
+def test_queued_jobs_are_re_enqueued_when_workers_start_again(site):
+    # started while nothing consumed the endpoint's queue, and the messages were lost (an in-process broker restart)
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    assert site.start(job_id).status == 202
+    dramatiq.get_broker().flush_all()
+    for worker in site.workers:
+        worker.stop()
+    serve(site, "Async")
+    assert services.inference_recover(queues={site.endpoints["Async"].queue_name}) == 1
+    assert site.wait(job_id)["status"] == "succeed"
+
+
+def test_a_job_whose_worker_died_is_claimed_again_and_not_run_twice(site):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    live = Worker.objects.get(stopped_at__isnull=True)
+    assert claim(job_id, live) is not None
+    assert claim(job_id, live) is None  # a redelivered message finds it taken by a live worker
+    Worker.objects.filter(pk=live.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    again = claim(job_id, None)
+    assert again is not None and InferenceJob.objects.get(pk=job_id).attempts == 2
+
+
+def test_after_three_dead_attempts_the_job_fails_with_the_reason(site):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    InferenceJob.objects.filter(pk=job_id).update(attempts=3, claimed_at=timezone.now(), worker=None)
+    services.inference_recover()
+    job = InferenceJob.objects.get(pk=job_id)
+    assert job.status == "failed" and "stopped during each of 3 attempts" in job.error
+
+
+def test_a_cancelled_or_deleted_job_is_not_claimed(site):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    InferenceJob.objects.filter(pk=job_id).update(cancel_requested=True)
+    assert claim(job_id, None) is None
+    InferenceJob.objects.filter(pk=job_id).delete()
+    assert claim(job_id, None) is None
