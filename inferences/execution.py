@@ -128,13 +128,16 @@ def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> Non
         fetch_started = time.monotonic()
         files = _model_files(job)
         fetch_seconds = time.monotonic() - fetch_started
+        engine_started = time.monotonic()
         result = engine_for(device).run(job.task_type, payload, files, JobProgress(job_id))
+        engine_seconds = time.monotonic() - engine_started
         upload_started = time.monotonic()
         names = _write_outputs(job, result)
         timings = {
             "queued_seconds": round(queued, 4),
             "fetch_seconds": round(fetch_seconds, 4),
             **{key: round(value, 4) for key, value in result.timings.items()},
+            "engine_seconds": round(engine_seconds, 4),
             "upload_seconds": round(time.monotonic() - upload_started, 4),
             "run_seconds": round(time.monotonic() - started, 4),
         }
