@@ -265,3 +265,28 @@ def test_ignored_parameters_are_reported(served):
     assert result_document(data)["ignored_parameters"] == ["restore_faces", "enable_hr"]
     assert isinstance(images_of(data)[0], Image.Image)
     assert time.time() > 0
+
+
+def test_esd_mode_webui_flow_with_only_the_api_key(served, esd_mode, settings):
+    settings.ESD_API_KEY = "deploy-key"
+    key = {"x-api-key": "deploy-key"}
+    body = {
+        "task_type": "txt2img", "inference_type": "Async", "user_id": "alice",
+        "models": {"Stable-diffusion": ["tiny-sd1.safetensors"], "VAE": ["Automatic"]}, "filters": {},
+    }  # fmt: skip
+    created = served.esd.call("POST", "inferences", body, headers=key)
+    assert created.status == 201, created.body
+    inference = created.body["data"]["inference"]
+    http("PUT", inference["api_params_s3_upload_url"], json.dumps(txt2img()).encode())
+    assert served.esd.call("PUT", f"inferences/{inference['id']}/start", headers=key).status == 202
+    deadline = time.monotonic() + 60
+    while (data := served.esd.call("GET", f"inferences/{inference['id']}", headers=key).body["data"])["status"] not in (
+        "succeed",
+        "failed",
+    ) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert data["status"] == "succeed" and data["owner_group_or_role"] == ["alice"]
+    assert served.esd.call("GET", "inferences/00000000-0000-0000-0000-000000000000", headers=key).status == 404
+    assert served.esd.call("POST", "inferences", {**body, "user_id": "nobody"}, headers=key).body["message"] == (
+        'user: "nobody" not exist'
+    )
