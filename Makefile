@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# rembg's first import compiles numba kernels into site-packages (~40 s): pay it here, not in the first job
+	$(PY) -c "import rembg"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
