@@ -15,8 +15,10 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, EndpointStatus
 from endpoints.queues import send_to_queue
+from endpoints.selectors import endpoint_usable_by
+from endpoints.services import endpoint_refresh
 from esd.exceptions import EsdError
 from esd.storage import StorageError, get_storage
 
@@ -83,10 +85,10 @@ def _resolve_models(actor: User, models: dict[str, Any]) -> dict[str, list[dict[
 def _pick_endpoint(actor: User, inference_type: str, name: str | None) -> Endpoint:
     if name:
         endpoint = Endpoint.objects.filter(name=name).first()
-        if endpoint is None or not selectors.endpoint_selectors.endpoint_usable_by(actor, endpoint):
+        if endpoint is None or not endpoint_usable_by(actor, endpoint):
             raise EsdError(400, f"sagemaker endpoint with name {name} is not found")
-        endpoint = selectors.endpoint_services.endpoint_refresh(endpoint)
-        if endpoint.status != "InService":
+        endpoint = endpoint_refresh(endpoint)
+        if endpoint.status != EndpointStatus.IN_SERVICE:
             raise EsdError(400, f"sagemaker endpoint is not ready with status: {endpoint.status}")
         return endpoint
     candidates = selectors.usable_endpoints(user=actor, inference_type=inference_type)

@@ -291,3 +291,20 @@ def test_esd_mode_webui_flow_with_only_the_api_key(served, esd_mode, settings):
     assert served.esd.call("POST", "inferences", {**body, "user_id": "nobody"}, headers=key).body["message"] == (
         'user: "nobody" not exist'
     )
+
+
+def test_a_named_endpoint_is_used_or_refused(served):
+    body = {
+        "task_type": "txt2img", "inference_type": "Async",
+        "models": {"Stable-diffusion": ["tiny-sd1.safetensors"]}, "filters": {},
+    }  # fmt: skip
+    unknown = served.esd.call(
+        "POST", "inferences", {**body, "sagemaker_endpoint_name": "esd-async-nope"}, token=served.token
+    )
+    assert (
+        unknown.status == 400 and unknown.body["message"] == "sagemaker endpoint with name esd-async-nope is not found"
+    )
+    name = served.endpoints["Async"].name
+    created = served.esd.call("POST", "inferences", {**body, "sagemaker_endpoint_name": name}, token=served.token)
+    job_id = created.body["data"]["inference"]["id"]
+    assert InferenceJob.objects.get(pk=job_id).endpoint_name == name
