@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "esd.login_limit.LoginRateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -300,6 +301,8 @@ ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # deco
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
 ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
+ESD_LOGIN_RATE = env.str("ESD_LOGIN_RATE", default="10/min")  # admin login POSTs per client address
+
 # --- Inference jobs ----------------------------------------------------------------------------------------------
 ESD_REALTIME_TIMEOUT = env.float("ESD_REALTIME_TIMEOUT", default=29.0)  # seconds a Real-time start waits (then 504)
 ESD_INFERENCE_TIME_LIMIT = env.int("ESD_INFERENCE_TIME_LIMIT", default=3600)  # seconds a job may run
