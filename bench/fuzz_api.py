@@ -1,6 +1,6 @@
 """The long fuzzing run: schemathesis over every route and method, with a token and without.
 
-    .venv/bin/python bench/fuzz_api.py [--examples 200]
+    [DATABASE_URL=postgres://...] .venv/bin/python bench/fuzz_api.py [--examples 200]
 
 Runs tests/security/test_fuzz.py with ESD_FUZZ_EXAMPLES and prints how many requests were generated and how they
 were answered. Any 5xx or any answer outside the documented schema fails the run. Not part of `make test` (which
@@ -26,7 +26,7 @@ def main() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/security/test_fuzz.py"],
         cwd=ROOT,
-        env={**os.environ, "ESD_FUZZ_EXAMPLES": str(args.examples)},
+        env={**os.environ, "ESD_FUZZ_EXAMPLES": str(args.examples), "ESD_FUZZ_RANDOM": "1"},
         check=False,
     )
     summary = json.loads((ROOT / "tests/security/artifacts/fuzz.json").read_text())

@@ -145,10 +145,29 @@ def parse_json_body(request: HttpRequest) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise EsdError(400, "Invalid request body: not UTF-8 text") from exc
     except RecursionError as exc:
         raise EsdError(400, "Invalid request body: JSON nested too deeply") from exc
     except ValueError as exc:
         raise EsdError(400, f"Invalid request body: not JSON ({exc})") from exc
+    if has_nul(body):
+        raise EsdError(400, "Invalid request body: strings may not contain NUL (\\u0000) characters")
+    return body
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds a NUL character in any key or string (PostgreSQL cannot store one)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

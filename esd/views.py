@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import openapi
-from .exceptions import ApiKeyRejected, RouteNotFound
+from .exceptions import ApiKeyRejected, EsdError, RouteNotFound
 from .responses import esd_response
 from .validation import parse_json_body, validate_body
 
@@ -81,6 +81,8 @@ class EsdAPIView(APIView):
         if needs_caller and not (request.user.is_authenticated or request.auth is not None):
             raise drf.NotAuthenticated()
         self.check_throttles(request)
+        if any("\x00" in key or "\x00" in value for key, value in request.query_params.items()):
+            raise EsdError(400, "query parameters may not contain NUL characters")
         schema = self.body_schemas.get(request.method or "")
         if schema is not None:
             validate_body(schema, self.raw_body)

@@ -174,6 +174,7 @@ def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> Non
         if not InferenceJob.objects.filter(pk=job_id).exists():
             get_storage().delete_prefix(job.result_folder)
         return
+    logger.info("Job %s succeeded (%d image(s), %.2f s)", job_id, len(names), timings["run_seconds"])
     completion.notify(job_id)
     _announce(job_id, "succeed")
 

@@ -121,7 +121,23 @@ def load_payload(raw: bytes | str) -> dict[str, Any]:
         raise EngineError(f"the payload (api_param.json) is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EngineError("the payload (api_param.json) must be a JSON object")
+    if _has_nul(data):
+        raise EngineError("the payload (api_param.json) holds a NUL (\\u0000) character in a string")
     return data
+
+
+def _has_nul(value: Any) -> bool:
+    """NUL characters have no business in a payload, and PostgreSQL cannot store the prompt or keys holding one."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+    return False
 
 
 # Keys that never change the picture: bookkeeping of the WebUI.

@@ -27,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
 from esd.wsgi import application
 
 EXAMPLES = int(os.environ.get("ESD_FUZZ_EXAMPLES", "15"))
+# `make test` replays the same examples every run (a failure is reproducible); the long run explores anew.
+RANDOM = bool(os.environ.get("ESD_FUZZ_RANDOM"))
 SUMMARY = Path(__file__).resolve().parent / "artifacts" / "fuzz.json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -68,12 +70,12 @@ def check(case, headers: dict[str, str]) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=not RANDOM)
 def test_with_a_valid_token(case, token):
     check(case, {"Authorization": f"Bearer {token}"})
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=not RANDOM)
 def test_without_credentials(case, wsgi_calls):
     check(case, {})

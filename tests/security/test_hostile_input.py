@@ -207,3 +207,28 @@ def test_file_names_cannot_reach_outside_a_folder():
         with pytest.raises(files.FileRejected):
             files.check_filename(name)
     assert Path(files.check_filename("fine.safetensors")).name == "fine.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "query"),
+    [
+        ("POST", "roles", {"role_name": "a\x00b", "permissions": ["role:list"]}, None),
+        (
+            "POST",
+            "users",
+            {"username": "nul\x00", "password": "a-long-password-1", "roles": [], "creator": "admin"},
+            None,
+        ),
+        ("GET", "roles", None, {"role": "x\x00"}),
+        ("GET", "inferences", None, {"status": "\x00"}),
+    ],
+)
+def test_nul_characters_are_refused_not_stored(esd, token, root, method, path, body, query):
+    """PostgreSQL cannot store NUL; found by the fuzzer as a 500 on CI before this was refused at the door."""
+    answer = esd.call(method, path, body, token=token, query=query)
+    assert answer.status == 400 and "NUL" in answer.body["message"]
+
+
+def test_a_payload_with_nul_is_refused():
+    with pytest.raises(EngineError, match="NUL"):
+        parse_request("txt2img", b'{"prompt": "a\\u0000b"}', Limits())
