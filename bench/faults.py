@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SCRATCH = "esd_faults"
 
 
@@ -58,6 +59,8 @@ def main() -> None:
         "ESD_WORKER_HEARTBEAT_SECONDS": "0.5",
         "ESD_WORKER_DEAD_AFTER_SECONDS": "4",
         "DJANGO_SETTINGS_MODULE": "esd.settings",
+        # two CPU workers on one host share its cores (as serve_endpoint --processes arranges for its children)
+        "ESD_TORCH_THREADS": str(max(1, (os.cpu_count() or 2) // 2)),
     }
     import redis
 
@@ -134,6 +137,17 @@ def main() -> None:
         print(f"  attempts per job: {dict(sorted(attempts.items()))}")
         print(f"  completions logged: {sum(completions.values())} for {len(completions)} jobs; run twice: {len(twice)}")
         print(json.dumps({"lost": len(set(ids) - {str(job.pk) for job in jobs})}))
+        for key in (
+            "queued_seconds",
+            "fetch_seconds",
+            "model_seconds",
+            "inference_seconds",
+            "upload_seconds",
+            "run_seconds",
+        ):
+            values = sorted(job.timings.get(key, 0.0) for job in jobs if job.timings)
+            if values:
+                print(f"  {key:<18} median {values[len(values) // 2]:7.3f} s")
     finally:
         for worker in workers:
             if worker.poll() is None:

@@ -297,6 +297,7 @@ ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_s
 ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process
 ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
 ESD_ENGINE_COMPILE = env.bool("ESD_ENGINE_COMPILE", default=False)  # torch.compile the UNet (CUDA)
+ESD_TORCH_THREADS = env.int("ESD_TORCH_THREADS", default=0)  # CPU threads per worker process; 0: all cores
 ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # decode large images in tiles
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)

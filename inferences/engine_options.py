@@ -29,6 +29,7 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         compile=settings.ESD_ENGINE_COMPILE,
         vae_tiling=settings.ESD_ENGINE_VAE_TILING,
         cache_bytes=settings.ESD_PIPELINE_CACHE_BYTES,
+        threads=settings.ESD_TORCH_THREADS,
         u2net_home=settings.U2NET_HOME,
         limits=engine_limits(),
     )

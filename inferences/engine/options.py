@@ -16,6 +16,7 @@ class EngineOptions:
     compile: bool = False  # torch.compile the UNet (CUDA; the first job pays the compilation)
     vae_tiling: bool = False  # decode large images in tiles to bound memory
     cache_bytes: int = 8 * 1024**3  # pipeline cache budget per worker process
+    threads: int = 0  # CPU threads for torch in this process; 0: torch's default (all cores)
     u2net_home: Path | None = None  # folder holding the background-removal models (<name>.onnx)
     limits: Limits = field(default_factory=Limits)
 

@@ -45,9 +45,10 @@ class Engine:
     """One per worker process: it owns the pipeline cache, so consecutive jobs on a model skip the load."""
 
     def __init__(self, options: EngineOptions | None = None) -> None:
-        from .device import release_memory
+        from .device import release_memory, set_threads
 
         self.options = options or EngineOptions()
+        set_threads(self.options.threads)
         self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
 
     def run(

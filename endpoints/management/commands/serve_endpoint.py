@@ -1,5 +1,6 @@
 """Run workers for one endpoint: `python manage.py serve_endpoint NAME [--device cuda:0|cpu] [--processes N]`."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -68,10 +69,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        env = dict(os.environ)
+        if device == "cpu" and "ESD_TORCH_THREADS" not in env:
+            # CPU workers on one host share its cores; each taking all of them makes every job many times slower
+            env["ESD_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
         for index in range(processes):
             child_device = f"cuda:{index}" if device == "cuda" else device
             command = [sys.executable, str(manage), "serve_endpoint", name, "--device", child_device]
-            children.append(subprocess.Popen(command))  # noqa: S603 (our own command line)
+            children.append(subprocess.Popen(command, env=env))  # noqa: S603 (our own command line)
         return max(child.wait() for child in children)
 
     def _serve(self, endpoint: Endpoint, device: str) -> None:
