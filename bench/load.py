@@ -1,0 +1,258 @@
+"""Load: 100 concurrent clients for 60 s against gunicorn on PostgreSQL, with a worker running jobs.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test ESD_BROKER_URL=redis://127.0.0.1:6379/0 \\
+        .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
+
+Scratch database `esd_load` (dropped at the end), its own Redis database number, the local store served by
+gunicorn itself, one `serve_endpoint` worker process on the tiny model. Each client loops over a mix: list jobs
+(40 %), get a job (30 %), download a finished job's PNG (20 %), and create + upload + start a job (10 %, at most
+2 per second overall so the worker can keep up). Reports per route: requests, errors, p50 and p99 latency; jobs
+submitted, finished and lost once the queue drains; resident memory of the web and worker processes after
+warm-up and at the end. Not a test: the figures go in README.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = "esd_load"
+TOKEN = """
+from accounts import services
+from accounts.models import User
+print(services.api_token_create(user=User.objects.get(username="admin"), name="load")[1])
+"""
+
+
+def scratch_database(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {SCRATCH}")
+    return urlunsplit(urlsplit(url)._replace(path=f"/{SCRATCH}"))
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split()[3]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+class Client:
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+
+    def call(self, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
+        url = path if path.startswith("http") else self.base + path
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {} if path.startswith("http") else {"Authorization": f"Bearer {self.token}"}
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 (loopback)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                text = response.read()
+                kind = response.headers.get("Content-Type", "")
+                return response.status, json.loads(text) if text and "json" in kind else {}
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--web-workers", type=int, default=3)
+    args = parser.parse_args()
+    base_db, base_broker = os.environ.get("DATABASE_URL", ""), os.environ.get("ESD_BROKER_URL", "")
+    if not base_db.startswith("postgres") or not base_broker.startswith("redis"):
+        sys.exit("set DATABASE_URL (PostgreSQL) and ESD_BROKER_URL (Redis)")
+    data = Path(tempfile.mkdtemp(prefix="esd-load-"))
+    (data / "static").mkdir()
+    broker = base_broker.rsplit("/", 1)[0] + "/6"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ESD_", "DATABASE", "DJANGO_"))},
+        "DATABASE_URL": scratch_database(base_db),
+        "ESD_BROKER_URL": broker,
+        "ESD_DATA_DIR": str(data),
+        "ESD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "ESD_TORCH_THREADS": "1",
+        "ESD_LOG_LEVEL": "WARNING",
+        "DJANGO_CONN_MAX_AGE": "60",
+        "DJANGO_SETTINGS_MODULE": "esd.settings",
+    }
+    import redis
+
+    redis.Redis.from_url(broker).flushdb()
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    quiet = {"env": env, "check": True, "capture_output": True, "text": True}
+    subprocess.run([*manage, "migrate", "--noinput"], **quiet)
+    subprocess.run([*manage, "esd_bootstrap", "--username", "admin", "--password", "load-pw-1"], **quiet)
+    model = data / "tiny-sd1.safetensors"
+    subprocess.run([*manage, "make_tiny_checkpoint", str(model)], **quiet)
+    subprocess.run([*manage, "esd_demo", str(model)], **quiet)
+    token = subprocess.run([*manage, "shell", "-c", TOKEN], **quiet).stdout.strip().splitlines()[-1]
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    web = subprocess.Popen(
+        [gunicorn, "esd.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.web_workers), "-k", "gthread",
+         "--threads", "16", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    worker = subprocess.Popen([*manage, "serve_endpoint", "esd-async-local"], env=env)
+    client = Client(f"http://127.0.0.1:{port}/prod/", token)
+    payload = json.dumps({"prompt": "a cat", "steps": 8, "width": 64, "height": 64}).encode()
+    submitted: list[str] = []
+    lock = threading.Lock()
+
+    def submit() -> tuple[int, dict]:
+        status, body = client.call("POST", "inferences", {
+            "task_type": "txt2img", "inference_type": "Async",
+            "models": {"Stable-diffusion": [model.name]}, "filters": {},
+        })  # fmt: skip
+        if status != 201:
+            return status, body
+        inference = body["data"]["inference"]
+        status, _ = client.call("PUT", inference["api_params_s3_upload_url"], raw=payload)
+        if status != 200:
+            return status, {}
+        status, body = client.call("PUT", f"inferences/{inference['id']}/start")
+        if status == 202:
+            with lock:
+                submitted.append(inference["id"])
+        return status, body
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, body = client.call("GET", "endpoints")
+                if status == 200 and body["data"]["endpoints"][0]["endpoint_status"] == "InService":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        for _ in range(5):  # finished jobs to read and download
+            submit()
+        finished: list[dict] = []
+        while len(finished) < 5 and time.monotonic() < deadline + 60:
+            finished = [
+                body["data"] for job_id in submitted
+                if (body := client.call("GET", f"inferences/{job_id}")[1]).get("data", {}).get("status") == "succeed"
+            ]  # fmt: skip
+            time.sleep(0.5)
+        images = [url for job in finished for url in job["img_presigned_urls"]]
+        web_pids = children(web.pid)
+        latencies: dict[str, list[float]] = defaultdict(list)
+        errors: dict[str, int] = defaultdict(int)
+        stop_at = time.monotonic() + args.seconds
+        next_submit = [time.monotonic()]
+        memory: list[tuple[float, float]] = []
+
+        def operation(rng: random.Random) -> tuple[str, tuple[int, dict], set[int]]:
+            roll = rng.random()
+            if roll < 0.1:
+                with lock:
+                    allowed = time.monotonic() >= next_submit[0]
+                    if allowed:
+                        next_submit[0] = time.monotonic() + 0.5
+                if allowed:
+                    return "create+upload+start", submit(), {202}
+            if roll < 0.4:
+                return "GET /inferences?limit=20", client.call("GET", "inferences?limit=20"), {200}
+            if roll < 0.7:
+                job = rng.choice(finished)
+                return "GET /inferences/{id}", client.call("GET", f"inferences/{job['InferenceJobId']}"), {200}
+            return "GET image (presigned)", client.call("GET", rng.choice(images)), {200}
+
+        def run(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.monotonic() < stop_at:
+                begun = time.perf_counter()
+                try:
+                    route, (status, _), ok = operation(rng)
+                except Exception:
+                    route, status, ok = "exception", 0, {200}
+                elapsed = (time.perf_counter() - begun) * 1000
+                with lock:
+                    latencies[route].append(elapsed)
+                    if status not in ok:
+                        errors[route] += 1
+
+        def sample() -> None:
+            while time.monotonic() < stop_at:
+                memory.append((sum(rss_mib(pid) for pid in web_pids), rss_mib(worker.pid)))
+                time.sleep(5)
+
+        threads = [threading.Thread(target=run, args=(seed,)) for seed in range(args.clients)]
+        sampler = threading.Thread(target=sample)
+        began = time.monotonic()
+        for thread in [*threads, sampler]:
+            thread.start()
+        for thread in [*threads, sampler]:
+            thread.join()
+        wall = time.monotonic() - began
+        total = sum(len(values) for values in latencies.values())
+        print(f"{args.clients} clients, {wall:.0f} s, gunicorn {args.web_workers}x16 threads, PostgreSQL, Redis, "
+              f"1 worker: {total} requests ({total / wall:.0f}/s), errors {sum(errors.values())}")  # fmt: skip
+        for route, values in sorted(latencies.items()):
+            values.sort()
+            print(f"  {route:<28} {len(values):6d} req  errors {errors[route]:3d}  p50 "
+                  f"{statistics.median(values):7.1f} ms  p99 {values[int(len(values) * 0.99) - 1]:7.1f} ms")  # fmt: skip
+        drain = time.monotonic() + 180
+        while time.monotonic() < drain:
+            states = [client.call("GET", f"inferences/{job_id}")[1]["data"]["status"] for job_id in submitted]
+            if all(state in ("succeed", "failed") for state in states):
+                break
+            time.sleep(1)
+        print(f"  jobs submitted {len(submitted)}, succeed {states.count('succeed')}, failed {states.count('failed')}, "
+              f"unfinished {len(states) - states.count('succeed') - states.count('failed')}")  # fmt: skip
+        if len(memory) >= 3:
+            print(f"  RSS web (sum of {len(web_pids)} workers): {memory[1][0]:.0f} MiB after warm-up, "
+                  f"{memory[-1][0]:.0f} MiB at the end; worker: {memory[1][1]:.0f} -> {memory[-1][1]:.0f} MiB")  # fmt: skip
+    finally:
+        web.send_signal(signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)
+        for process in (web, worker):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        import psycopg
+
+        with psycopg.connect(base_db, autocommit=True) as admin_db:
+            admin_db.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
