@@ -18,25 +18,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SCRATCH = "esd_faults"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def scratch_database(url: str) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {SCRATCH}")
-    return urlunsplit(parts._replace(path=f"/{SCRATCH}"))
+from bench.scratch import MANAGE, scratch_deployment
 
 
 def main() -> None:
@@ -45,33 +33,15 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--steps", type=int, default=12)
     args = parser.parse_args()
-    base_db, base_broker = os.environ.get("DATABASE_URL", ""), os.environ.get("ESD_BROKER_URL", "")
-    if not base_db.startswith("postgres") or not base_broker.startswith("redis"):
-        sys.exit("set DATABASE_URL (PostgreSQL) and ESD_BROKER_URL (Redis): worker processes must share them")
-    data = Path(tempfile.mkdtemp(prefix="esd-faults-"))
-    (data / "static").mkdir()
-    broker = base_broker.rsplit("/", 1)[0] + "/7"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ESD_", "DATABASE", "DJANGO_"))},
-        "DATABASE_URL": scratch_database(base_db),
-        "ESD_BROKER_URL": broker,
-        "ESD_DATA_DIR": str(data),
-        "ESD_WORKER_HEARTBEAT_SECONDS": "0.5",
-        "ESD_WORKER_DEAD_AFTER_SECONDS": "4",
-        "DJANGO_SETTINGS_MODULE": "esd.settings",
+    scratch = scratch_deployment(
+        "esd_faults",
+        redis_db=7,
+        ESD_WORKER_HEARTBEAT_SECONDS="0.5",
+        ESD_WORKER_DEAD_AFTER_SECONDS="4",
         # two CPU workers on one host share its cores (as serve_endpoint --processes arranges for its children)
-        "ESD_TORCH_THREADS": str(max(1, (os.cpu_count() or 2) // 2)),
-    }
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    quiet = {"env": env, "check": True, "capture_output": True}
-    subprocess.run([*manage, "migrate", "--noinput"], **quiet)
-    subprocess.run([*manage, "esd_bootstrap", "--username", "admin", "--password", "faults-pw-1"], **quiet)
-    model = data / "tiny-sd1.safetensors"
-    subprocess.run([*manage, "make_tiny_checkpoint", str(model)], **quiet)
-    subprocess.run([*manage, "esd_demo", str(model)], **quiet)
+        ESD_TORCH_THREADS=str(max(1, (os.cpu_count() or 2) // 2)),
+    )
+    env, data, model = scratch.env, scratch.data, scratch.model
 
     logs = data / "logs"
     logs.mkdir()
@@ -80,7 +50,7 @@ def main() -> None:
     def start_worker() -> None:
         log = (logs / f"worker-{len(workers)}.log").open("wb")
         workers.append(
-            subprocess.Popen([*manage, "serve_endpoint", "esd-async-local"], env=env, stdout=log, stderr=log)
+            subprocess.Popen([*MANAGE, "serve_endpoint", "esd-async-local"], env=env, stdout=log, stderr=log)
         )
 
     os.environ.update(env)
@@ -160,10 +130,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        import psycopg
-
-        with psycopg.connect(base_db, autocommit=True) as admin_db:
-            admin_db.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+        scratch.drop()
 
 
 if __name__ == "__main__":

@@ -13,37 +13,28 @@ warm-up and at the end. Not a test: the figures go in README.
 
 import argparse
 import json
-import os
 import random
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = "esd_load"
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import MANAGE, scratch_deployment  # noqa: E402
+
 TOKEN = """
 from accounts import services
 from accounts.models import User
 print(services.api_token_create(user=User.objects.get(username="admin"), name="load")[1])
 """
-
-
-def scratch_database(url: str) -> str:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {SCRATCH}")
-    return urlunsplit(urlsplit(url)._replace(path=f"/{SCRATCH}"))
 
 
 def rss_mib(pid: int) -> float:
@@ -92,44 +83,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--web-workers", type=int, default=3)
     args = parser.parse_args()
-    base_db, base_broker = os.environ.get("DATABASE_URL", ""), os.environ.get("ESD_BROKER_URL", "")
-    if not base_db.startswith("postgres") or not base_broker.startswith("redis"):
-        sys.exit("set DATABASE_URL (PostgreSQL) and ESD_BROKER_URL (Redis)")
-    data = Path(tempfile.mkdtemp(prefix="esd-load-"))
-    (data / "static").mkdir()
-    broker = base_broker.rsplit("/", 1)[0] + "/6"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ESD_", "DATABASE", "DJANGO_"))},
-        "DATABASE_URL": scratch_database(base_db),
-        "ESD_BROKER_URL": broker,
-        "ESD_DATA_DIR": str(data),
-        "ESD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "ESD_TORCH_THREADS": "1",
-        "ESD_LOG_LEVEL": "WARNING",
-        "DJANGO_CONN_MAX_AGE": "60",
-        "DJANGO_SETTINGS_MODULE": "esd.settings",
-    }
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
-    manage = [sys.executable, str(ROOT / "manage.py")]
+    scratch = scratch_deployment(
+        "esd_load",
+        redis_db=6,
+        ESD_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        ESD_TORCH_THREADS="1",
+        ESD_LOG_LEVEL="WARNING",
+        DJANGO_CONN_MAX_AGE="60",
+    )
+    env, model = scratch.env, scratch.model
     quiet = {"env": env, "check": True, "capture_output": True, "text": True}
-    subprocess.run([*manage, "migrate", "--noinput"], **quiet)
-    subprocess.run([*manage, "esd_bootstrap", "--username", "admin", "--password", "load-pw-1"], **quiet)
-    model = data / "tiny-sd1.safetensors"
-    subprocess.run([*manage, "make_tiny_checkpoint", str(model)], **quiet)
-    subprocess.run([*manage, "esd_demo", str(model)], **quiet)
-    token = subprocess.run([*manage, "shell", "-c", TOKEN], **quiet).stdout.strip().splitlines()[-1]
+    token = subprocess.run([*MANAGE, "shell", "-c", TOKEN], **quiet).stdout.strip().splitlines()[-1]
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = subprocess.Popen(
         [gunicorn, "esd.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.web_workers), "-k", "gthread",
          "--threads", "16", "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip
-    worker = subprocess.Popen([*manage, "serve_endpoint", "esd-async-local"], env=env)
+    worker = subprocess.Popen([*MANAGE, "serve_endpoint", "esd-async-local"], env=env)
     client = Client(f"http://127.0.0.1:{port}/prod/", token)
     payload = json.dumps({"prompt": "a cat", "steps": 8, "width": 64, "height": 64}).encode()
     submitted: list[str] = []
@@ -248,10 +222,7 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        import psycopg
-
-        with psycopg.connect(base_db, autocommit=True) as admin_db:
-            admin_db.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+        scratch.drop()
 
 
 if __name__ == "__main__":
