@@ -66,11 +66,13 @@ def checkpoint_get(*, viewer: User | None, checkpoint_id: str) -> Checkpoint | N
     checkpoint = _with_files(Checkpoint.objects.filter(pk=checkpoint_id)).first()
     if checkpoint is None:
         return None
-    if viewer is None or sees_everything(viewer) or checkpoint.created_by_id == viewer.pk:
-        return checkpoint
-    role_names = viewer_roles(viewer, viewer)
-    return (
-        checkpoint
-        if visible(checkpoint.allowed_roles_or_users, username=viewer.username, role_names=role_names)
-        else None
-    )
+    return checkpoint if viewer is None or checkpoint_visible_to(viewer, checkpoint) else None
+
+
+def checkpoint_visible_to(viewer: User, checkpoint: Checkpoint, role_names: set[str] | None = None) -> bool:
+    """ESD's rule for one user: checkpoint:all or user:all, its creator, or its allowed list naming the user or
+    one of the user's roles (`role_names`, when the caller already has them)."""
+    if sees_everything(viewer) or checkpoint.created_by_id == viewer.pk:
+        return True
+    roles = viewer_roles(viewer, viewer) if role_names is None else role_names
+    return visible(checkpoint.allowed_roles_or_users, username=viewer.username, role_names=roles)

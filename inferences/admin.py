@@ -15,18 +15,11 @@ from guardian.admin import GuardedModelAdmin
 from accounts.admin import CheckedDeletionMixin, actor_of
 from esd.admin_helpers import report
 from esd.exceptions import EsdError
-from esd.storage import get_storage
 
 from . import selectors, services
+from .api.serializers import image_urls
 from .forms import GenerateForm
 from .models import InferenceJob
-
-THUMBNAIL_LIFETIME = 3600
-
-
-def image_urls(job: InferenceJob) -> list[str]:
-    storage = get_storage()
-    return [storage.presign_get(job.result_folder + name, expires=THUMBNAIL_LIFETIME) for name in job.image_names]
 
 
 @admin.register(InferenceJob)

@@ -18,7 +18,7 @@ from endpoints.models import Worker
 from endpoints.services import live_cutoff
 from esd.storage import StorageError, get_storage
 
-from . import completion, webhooks
+from . import completion, services, webhooks
 from .engine.errors import Cancelled, EngineError
 from .engine.options import JobFiles, ModelFile
 from .engine_options import engine_for
@@ -186,12 +186,7 @@ def _mine(job_id: str, worker_id: Any) -> QuerySet[InferenceJob]:
 
 
 def _fail(job_id: str, worker_id: Any, reason: str) -> None:
-    now = timezone.now()
-    if _mine(job_id, worker_id).update(
-        status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now
-    ):
-        completion.notify(job_id)
-        _announce(job_id, "failed")
+    services.inference_fail(job_id=job_id, reason=reason, jobs=_mine(job_id, worker_id))
 
 
 def _release(job_id: str, worker_id: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 
 from accounts.models import User
-from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+from checkpoints.models import CheckpointType
 
 from . import selectors
 from .engine.samplers import SAMPLERS
@@ -15,14 +15,8 @@ SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1
 
 
 def usable_checkpoint_names(user: User) -> list[str]:
-    names = []
-    for checkpoint in Checkpoint.objects.filter(
-        type=CheckpointType.STABLE_DIFFUSION, status=CheckpointStatus.ACTIVE
-    ).prefetch_related("files"):
-        for name in checkpoint.names:
-            if selectors.usable_checkpoint(user=user, type=CheckpointType.STABLE_DIFFUSION, name=name) == checkpoint:
-                names.append(name)
-    return sorted(names)
+    usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
+    return sorted({name for checkpoint in usable for name in checkpoint.names})
 
 
 class GenerateForm(forms.Form):

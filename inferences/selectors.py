@@ -12,9 +12,10 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
-from accounts.permissions import holds, visible
+from accounts.permissions import holds
 from accounts.selectors import viewer_roles
 from checkpoints.models import Checkpoint, CheckpointStatus
+from checkpoints.selectors import checkpoint_visible_to
 from endpoints import selectors as endpoint_selectors
 from endpoints import services as endpoint_services
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
@@ -34,14 +35,16 @@ def _visible_to(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[Inferenc
     return jobs.filter(Q(created_by=viewer) | Q(owner_group_or_role=[]))
 
 
-def inference_get(*, viewer: User, job_id: str) -> InferenceJob | None:
-    """One job, or None when it does not exist or `viewer` may not see it (both answer 404)."""
+def inference_get(*, viewer: User | None, job_id: str) -> InferenceJob | None:
+    """One job, or None when it does not exist or `viewer` may not see it (both answer 404).
+
+    `viewer=None` skips the visibility check (esd-1.4 mode acting as the job's creator)."""
     try:
         uuid.UUID(job_id)
     except ValueError:
         return None
     jobs = InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint")
-    return _visible_to(viewer, jobs).first()
+    return (jobs if viewer is None else _visible_to(viewer, jobs)).first()
 
 
 def encode_key(job: InferenceJob) -> str:
@@ -103,19 +106,23 @@ def inference_list(
     return page, None
 
 
+def usable_checkpoints(*, user: User, type: str, name: str | None = None) -> list[Checkpoint]:
+    """Active checkpoints of `type` (with file `name`, if given) that `user` may use, oldest first."""
+    candidates = Checkpoint.objects.filter(type=type, status=CheckpointStatus.ACTIVE).prefetch_related("files")
+    if name is not None:
+        candidates = candidates.filter(files__name=name).distinct()
+    roles = viewer_roles(user, user)
+    return [
+        checkpoint
+        for checkpoint in candidates.order_by("created_at")
+        if checkpoint_visible_to(user, checkpoint, role_names=roles)
+    ]
+
+
 def usable_checkpoint(*, user: User, type: str, name: str) -> Checkpoint | None:
     """The Active checkpoint of `type` with file `name` that `user` may use (ESD: first match)."""
-    candidates = Checkpoint.objects.filter(type=type, status=CheckpointStatus.ACTIVE, files__name=name).distinct()
-    everyone = holds(user, "checkpoint", "all") or holds(user, "user", "all")
-    roles = viewer_roles(user, user)
-    for checkpoint in candidates.order_by("created_at"):
-        if (
-            everyone
-            or checkpoint.created_by_id == user.pk
-            or visible(checkpoint.allowed_roles_or_users, username=user.username, role_names=roles)
-        ):
-            return checkpoint
-    return None
+    found = usable_checkpoints(user=user, type=type, name=name)
+    return found[0] if found else None
 
 
 def endpoint_type_for(inference_type: str) -> str:

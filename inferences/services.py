@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -275,10 +275,11 @@ def inference_recover(*, queues: set[str] | None = None, **kwargs: Any) -> int:
     return count
 
 
-def inference_fail(*, job_id: str, reason: str) -> bool:
-    """End a job as failed (from any unfinished state), once."""
+def inference_fail(*, job_id: str, reason: str, jobs: QuerySet[InferenceJob] | None = None) -> bool:
+    """End a job as failed (from any unfinished state, or only while in `jobs`: a worker's hold), once."""
     now = timezone.now()
-    jobs = InferenceJob.objects.filter(pk=job_id, status__in=[JobStatus.CREATED, JobStatus.IN_PROGRESS])
+    if jobs is None:
+        jobs = InferenceJob.objects.filter(pk=job_id, status__in=[JobStatus.CREATED, JobStatus.IN_PROGRESS])
     if not jobs.update(status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now):
         return False
     completion.notify(job_id)

@@ -1,11 +1,13 @@
 """Test helpers that build real files and run real servers on loopback."""
 
+import base64
 import io
 import json
 import struct
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -120,3 +122,16 @@ class FileServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def bomb_png(width: int, height: int) -> str:
+    """A tiny base64 PNG whose header claims a huge image (decoding it would allocate width*height bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    raw = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    return base64.b64encode(raw).decode()

@@ -45,12 +45,16 @@ def job_record(job: InferenceJob) -> dict[str, Any]:
     }
 
 
+def image_urls(job: InferenceJob) -> list[str]:
+    """Presigned GET URLs of the job's images, in `image_names` order."""
+    storage = get_storage()
+    return [storage.presign_get(job.result_folder + name, expires=URL_LIFETIME) for name in job.image_names]
+
+
 def job_detail(job: InferenceJob) -> dict[str, Any]:
     """GET /inferences/{id}: the record with presigned GET URLs of the images and of the result JSON."""
     storage = get_storage()
     data = job_record(job)
-    data["img_presigned_urls"] = [
-        storage.presign_get(job.result_folder + name, expires=URL_LIFETIME) for name in job.image_names
-    ]
+    data["img_presigned_urls"] = image_urls(job)
     data["output_presigned_urls"] = [storage.presign_get(job.result_key, expires=URL_LIFETIME)]
     return data

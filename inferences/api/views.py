@@ -37,7 +37,7 @@ def _anonymous_esd(request: Request) -> bool:
 
 def job_for(request: Request, job_id: str) -> tuple[User, InferenceJob]:
     if _anonymous_esd(request):
-        job = InferenceJob.objects.filter(pk=job_id).select_related("created_by").first() if _uuid(job_id) else None
+        job = selectors.inference_get(viewer=None, job_id=job_id)
         if job is None or job.created_by is None:
             raise services.not_found(job_id)
         return job.created_by, job
@@ -46,16 +46,6 @@ def job_for(request: Request, job_id: str) -> tuple[User, InferenceJob]:
     if found is None:
         raise services.not_found(job_id)
     return viewer, found
-
-
-def _uuid(value: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 class InferencesView(EsdAPIView):

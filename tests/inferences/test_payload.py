@@ -4,8 +4,6 @@ These run without torch: the web process validates payloads with the same code.
 """
 
 import base64
-import struct
-import zlib
 
 import pytest
 from PIL import Image
@@ -13,6 +11,7 @@ from PIL import Image
 from inferences.engine.errors import EngineError
 from inferences.engine.payload import Generation, Limits, Removal, Upscale, load_payload, parse_request
 from inferences.engine.samplers import SAMPLERS, resolve_sampler
+from tests.helpers import bomb_png
 
 from .conftest import png_b64, red_disc, txt2img
 
@@ -23,19 +22,6 @@ def img2img(**overrides: object) -> dict[str, object]:
     payload = txt2img(init_images=[png_b64(red_disc())], denoising_strength=0.75, resize_mode=0)
     payload.update(overrides)
     return payload
-
-
-def bomb_png(width: int, height: int) -> str:
-    """A tiny PNG file whose header claims a huge image (decoding it would allocate width*height bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    raw = (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-    return base64.b64encode(raw).decode()
 
 
 def test_the_webui_payload_parses_with_nothing_reported() -> None:

@@ -6,10 +6,8 @@ tar and pickle files in tests/checkpoints/test_files.py, payloads in tests/infer
 the catalogue README's table counts.
 """
 
-import base64
 import json
 import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from esd.exceptions import EsdError
 from inferences.engine.errors import EngineError
 from inferences.engine.payload import Limits, parse_request
 from tests.esd.test_storage import http
-from tests.helpers import safetensors_bytes, tar_bytes
+from tests.helpers import bomb_png, safetensors_bytes, tar_bytes
 
 SD = "Stable-diffusion"
 
@@ -170,17 +168,6 @@ def test_tampered_and_replayed_presigned_urls(esd, token, root):
     )  # fmt: skip
     assert done.status == 200
     assert http("PUT", url, b"replayed")[0] == 400  # the upload is finished: its part URL is dead
-
-
-def bomb_png(width: int, height: int) -> str:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    raw = (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-    return base64.b64encode(raw).decode()
 
 
 @pytest.mark.parametrize(
