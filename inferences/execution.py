@@ -9,13 +9,12 @@ import logging
 import time
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from checkpoints.cache import CacheError, cached_path
 from checkpoints.models import CheckpointFile, CheckpointType
 from endpoints.models import Worker
-from endpoints.services import live_cutoff
 from esd.storage import StorageError, get_storage
 
 from . import completion, services, webhooks
@@ -60,10 +59,9 @@ class JobProgress:
 
 def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
     """Take the job if it is queued, or if the worker that took it is dead. None: nothing to do."""
-    dead = Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False) | Q(worker__last_heartbeat__lt=live_cutoff())
     now = timezone.now()
     taken = InferenceJob.objects.filter(
-        Q(claimed_at__isnull=True) | dead, pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
+        services.unclaimed_or_orphaned(), pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
     ).update(claimed_at=now, worker=worker, updated_at=now)
     if not taken:
         return None

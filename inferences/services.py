@@ -247,16 +247,23 @@ def inference_delete_many(*, actor: User, jobs: list[InferenceJob]) -> int:
     return deleted
 
 
+def unclaimed_or_orphaned() -> Q:
+    """Jobs no live worker holds: never claimed, or claimed by a worker that stopped or missed its heartbeats."""
+    from endpoints.services import live_cutoff
+
+    return (
+        Q(claimed_at__isnull=True)
+        | Q(worker__isnull=True)
+        | Q(worker__stopped_at__isnull=False)
+        | Q(worker__last_heartbeat__lt=live_cutoff())
+    )
+
+
 def inference_recover(*, queues: set[str] | None = None, **kwargs: Any) -> int:
     """esd.signals.recover_waiting_work receiver: re-enqueue queued jobs, and jobs whose worker died mid-run (up
     to MAX_ATTEMPTS runs; then the job fails saying so). Nothing is left `inprogress` after a restart."""
-    from endpoints.services import live_cutoff
-
-    dead_worker = (
-        Q(worker__isnull=True) | Q(worker__stopped_at__isnull=False) | Q(worker__last_heartbeat__lt=live_cutoff())
-    )
     waiting = InferenceJob.objects.filter(
-        Q(claimed_at__isnull=True) | (Q(claimed_at__isnull=False) & dead_worker),
+        unclaimed_or_orphaned(),
         status=JobStatus.IN_PROGRESS,
         endpoint__isnull=False,
     ).select_related("endpoint")
