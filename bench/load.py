@@ -12,29 +12,20 @@ warm-up and at the end. Not a test: the figures go in README.
 """
 
 import argparse
-import json
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.scratch import MANAGE, scratch_deployment  # noqa: E402
-
-TOKEN = """
-from accounts import services
-from accounts.models import User
-print(services.api_token_create(user=User.objects.get(username="admin"), name="load")[1])
-"""
+from bench.scratch import MANAGE, Client, admin_token, free_port, scratch_deployment  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -59,33 +50,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
-class Client:
-    def __init__(self, base: str, token: str) -> None:
-        self.base, self.token = base, token
-
-    def call(self, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, dict]:
-        url = path if path.startswith("http") else self.base + path
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        headers = {} if path.startswith("http") else {"Authorization": f"Bearer {self.token}"}
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 (loopback)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                text = response.read()
-                kind = response.headers.get("Content-Type", "")
-                return response.status, json.loads(text) if text and "json" in kind else {}
-        except urllib.error.HTTPError as exc:
-            return exc.code, {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--web-workers", type=int, default=3)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     scratch = scratch_deployment(
         "esd_load",
         redis_db=6,
@@ -95,8 +66,7 @@ def main() -> None:
         DJANGO_CONN_MAX_AGE="60",
     )
     env, model = scratch.env, scratch.model
-    quiet = {"env": env, "check": True, "capture_output": True, "text": True}
-    token = subprocess.run([*MANAGE, "shell", "-c", TOKEN], **quiet).stdout.strip().splitlines()[-1]
+    token = admin_token(env)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = subprocess.Popen(
         [gunicorn, "esd.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.web_workers), "-k", "gthread",
@@ -105,37 +75,20 @@ def main() -> None:
     )  # fmt: skip
     worker = subprocess.Popen([*MANAGE, "serve_endpoint", "esd-async-local"], env=env)
     client = Client(f"http://127.0.0.1:{port}/prod/", token)
-    payload = json.dumps({"prompt": "a cat", "steps": 8, "width": 64, "height": 64}).encode()
+    payload = {"prompt": "a cat", "steps": 8, "width": 64, "height": 64}
     submitted: list[str] = []
     lock = threading.Lock()
 
     def submit() -> tuple[int, dict]:
-        status, body = client.call("POST", "inferences", {
-            "task_type": "txt2img", "inference_type": "Async",
-            "models": {"Stable-diffusion": [model.name]}, "filters": {},
-        })  # fmt: skip
-        if status != 201:
-            return status, body
-        inference = body["data"]["inference"]
-        status, _ = client.call("PUT", inference["api_params_s3_upload_url"], raw=payload)
-        if status != 200:
-            return status, {}
-        status, body = client.call("PUT", f"inferences/{inference['id']}/start")
+        status, job_id = client.submit(model.name, payload)
         if status == 202:
             with lock:
-                submitted.append(inference["id"])
-        return status, body
+                submitted.append(job_id)
+        return status, {}
 
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                status, body = client.call("GET", "endpoints")
-                if status == 200 and body["data"]["endpoints"][0]["endpoint_status"] == "InService":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
+        client.in_service()
         for _ in range(5):  # finished jobs to read and download
             submit()
         finished: list[dict] = []

@@ -146,12 +146,16 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
 
 
 def _fail(checkpoint: Checkpoint, reason: str) -> None:
-    """A visible failed state with the reason, and nothing left in storage."""
+    """A visible failed state with the reason, and nothing left in storage. The state is written even when the
+    store cannot be cleaned now (it is the store that failed): deleting the checkpoint cleans it later."""
     logger.warning("Checkpoint %s failed: %s", checkpoint.pk, reason)
     storage = get_storage()
-    for file in checkpoint.files.exclude(upload_id=""):
-        storage.multipart_abort(file.key, file.upload_id)
-    storage.delete_prefix(checkpoint.folder + "/")
+    try:
+        for file in checkpoint.files.exclude(upload_id=""):
+            storage.multipart_abort(file.key, file.upload_id)
+        storage.delete_prefix(checkpoint.folder + "/")
+    except Exception:
+        logger.exception("Could not clean the store after checkpoint %s failed", checkpoint.pk)
     checkpoint.files.update(upload_id="", size=None, sha256="")
     Checkpoint.objects.filter(pk=checkpoint.pk).update(
         status=CheckpointStatus.FAILED, error=reason[:4000], updated_at=timezone.now()
@@ -317,18 +321,23 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
         )
         _record_files(checkpoint, stored, replaced=name)
     except (files.FileRejected, StorageError) as exc:
-        storage.delete_prefix(checkpoint.folder + "/")
+        try:
+            storage.delete_prefix(checkpoint.folder + "/")
+        except Exception:  # the store itself failed: the transaction still rolls the checkpoint back
+            logger.exception("Could not clean the store after a refused upload to checkpoint %s", checkpoint.pk)
         raise EsdError(400, str(exc)) from exc
     checkpoint.status = CheckpointStatus.ACTIVE
     checkpoint.save(update_fields=["status", "updated_at"])
     return checkpoint
 
 
-def checkpoint_resume_downloads(*, queues: set[str] | None = None, **kwargs: Any) -> int:
-    """esd.signals.recover_waiting_work receiver: re-enqueue every download the database says is unfinished."""
+def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: bool = False, **kwargs: Any) -> int:
+    """esd.signals.recover_waiting_work receiver: when a process that runs downloads starts, re-enqueue every
+    download the database says is unfinished (not in the workers' periodic sweeps: a running download is
+    unfinished too, and nothing records which download's message a broker may have lost)."""
     from . import actors
 
-    if queues is not None and actors.checkpoint_download.queue_name not in queues:
+    if periodic or (queues is not None and actors.checkpoint_download.queue_name not in queues):
         return 0
     waiting = list(Checkpoint.objects.filter(status=CheckpointStatus.DOWNLOADING).values_list("pk", flat=True))
     for checkpoint_id in waiting:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -17,6 +18,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules
 from dramatiq.middleware import Middleware
+
+from esd.signals import recover_waiting_work
 
 from . import services
 from .models import Endpoint, Worker
@@ -125,11 +128,17 @@ class EndpointWorker:
 
     def _beat(self) -> None:
         assert self.record is not None
+        swept = time.monotonic()
         try:
             while not self._stop_requested.wait(settings.ESD_WORKER_HEARTBEAT_SECONDS):
                 try:
                     keep_going = services.worker_heartbeat(worker=self.record, current_job=self._jobs.describe())
-                except Exception:  # the database may be restarting; the next beat tries again
+                    if time.monotonic() - swept >= settings.ESD_REQUEUE_AFTER_SECONDS:
+                        swept = time.monotonic()
+                        recover_waiting_work.send(
+                            sender=self.__class__, queues=self.queues, worker=self.record, periodic=True
+                        )
+                except Exception:  # the database or the broker may be restarting; the next beat tries again
                     logger.exception("Heartbeat of %s failed", self.endpoint.name)
                     close_old_connections()
                     continue

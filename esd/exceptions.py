@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -61,7 +62,19 @@ def _flatten(detail: Any) -> str:
     return str(detail)
 
 
+DATABASE_UNAVAILABLE = "the database is unavailable (restarting or unreachable); try again in a few seconds"
+RETRY_AFTER_SECONDS = "5"
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """A lost or refused database connection: the request may succeed once it is back (503, not 500)."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if database_unavailable(exc):
+        logger.warning("Database unavailable during %s: %s", context["request"].path, exc)
+        return Response(envelope(503, DATABASE_UNAVAILABLE), status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(exc, EsdError):
         return Response(envelope(exc.status, exc.message, exc.data), status=exc.status)
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):

@@ -286,6 +286,9 @@ ESD_WORKER_HEARTBEAT_SECONDS = env.float("ESD_WORKER_HEARTBEAT_SECONDS", default
 ESD_WORKER_DEAD_AFTER_SECONDS = env.float("ESD_WORKER_DEAD_AFTER_SECONDS", default=20.0)
 # How long an idle worker sleeps between looks at its queue (Redis is polled; dramatiq's default is up to 1000 ms).
 ESD_WORKER_POLL_MS = env.int("ESD_WORKER_POLL_MS", default=10)
+# Every this many seconds each worker queues again the jobs of its queues whose broker message is known lost (a
+# broker restarted without persistence, a start while it was down), once they have waited that long.
+ESD_REQUEUE_AFTER_SECONDS = env.float("ESD_REQUEUE_AFTER_SECONDS", default=30.0)
 # Instance types accepted besides ESD's `ml.*` names: the labels workers advertise.
 ESD_INSTANCE_TYPES = env.list("ESD_INSTANCE_TYPES", default=["cpu", "cuda", "gpu"])
 ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)

@@ -3,5 +3,7 @@
 from django.dispatch import Signal
 
 # Sent by esd_serve and serve_endpoint when they start: apps re-enqueue what the database says is still waiting
-# (downloads not finished, jobs queued but not started), so a restart loses nothing.
+# (downloads not finished, jobs queued but not started), so a restart loses nothing. Workers also send it every
+# ESD_REQUEUE_AFTER_SECONDS with periodic=True and worker=<their Worker row>: apps queue again what a broker is
+# known to have lost meanwhile. Arguments: queues (a set of queue names, or None for all), worker, periodic.
 recover_waiting_work = Signal()

@@ -9,6 +9,7 @@ clients use both stores the same way. Keys are checked so that nothing is ever w
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import shutil
@@ -38,6 +39,23 @@ class Readable(Protocol):
 
 class StorageError(Exception):
     """A storage operation failed for a reason a person can act on (bad ETag, missing part, expired upload...)."""
+
+
+class StorageFull(StorageError):
+    """The local store's disk (or quota) is full, or read-only: nothing was written; an operator must make room."""
+
+
+@contextlib.contextmanager
+def refusing_when_full(key: str) -> Iterator[None]:
+    """Turn a full or read-only disk into StorageFull, naming the object. Other OSErrors pass unchanged: they may
+    come from the source being copied (a broken download), not from the store."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise StorageFull(f"the store has no room: {key} was not written ({exc.strerror}); free space, then "
+                              "try again") from exc  # fmt: skip
+        raise
 
 
 def check_key(key: str) -> str:
@@ -143,13 +161,14 @@ class ObjectStorage(ABC):
 def incoming_file(folder: Path) -> Iterator[IO[bytes]]:
     """A temporary file in `folder` (so a rename onto the target is atomic): removed if the block fails, kept for
     the caller to rename into place otherwise. Readers never see half a file."""
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", delete=False) as out:
-        try:
+    out = tempfile.NamedTemporaryFile(dir=folder, prefix=".incoming-", delete=False)  # noqa: SIM115 (kept on success)
+    try:
+        with out:
             yield out
-        except BaseException:
-            out.close()
-            Path(out.name).unlink(missing_ok=True)
-            raise
+        # closed, so flushed: a disk that filled up while the last buffer waited shows here at the latest
+    except BaseException:
+        Path(out.name).unlink(missing_ok=True)
+        raise
 
 
 def _md5_etag(digest: "hashlib._Hash") -> str:
@@ -227,7 +246,7 @@ class LocalStorage(ObjectStorage):
     def _receive(self, body: Readable, target: Path, limit: int) -> str:
         digest = hashlib.md5(usedforsecurity=False)
         written = 0
-        with incoming_file(target.parent) as out:
+        with refusing_when_full(str(target.relative_to(self.root))), incoming_file(target.parent) as out:
             while chunk := body.read(CHUNK):
                 written += len(chunk)
                 if written > limit:
@@ -239,7 +258,8 @@ class LocalStorage(ObjectStorage):
 
     def write_object(self, key: str, body: Readable, limit: int) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        with refusing_when_full(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
         return self._receive(body, target, limit)
 
     def multipart_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
@@ -280,13 +300,14 @@ class LocalStorage(ObjectStorage):
     # objects
     def write_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         # Write beside the target and rename: readers never see half an object, even one they are reading now.
-        with incoming_file(target.parent) as out:
-            for chunk in chunks:
-                out.write(chunk)
-                written += len(chunk)
+        with refusing_when_full(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with incoming_file(target.parent) as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    written += len(chunk)
         Path(out.name).replace(target)
         return written
 
@@ -368,11 +389,14 @@ class S3Storage(ObjectStorage):
         self.presigner = boto3.client("s3", endpoint_url=public_endpoint_url or endpoint_url, **common)
 
     def _error(self, exc: Exception) -> StorageError:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as StoreUnreachable
 
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             return StorageError(f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}")
+        if isinstance(exc, StoreUnreachable | HTTPClientError):
+            return StorageError(f"the object store is unavailable: {exc}")
         return StorageError(str(exc))
 
     def ensure_bucket(self) -> None:

@@ -8,7 +8,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from .storage import LocalStorage, StorageError, get_storage
+from .storage import LocalStorage, StorageError, StorageFull, get_storage
 
 # One PUT never exceeds S3's part limit (5 GiB) nor the checkpoint cap.
 MAX_PART_BYTES = 5 * 1024**3
@@ -52,6 +52,8 @@ class LocalStorageObjectView(View):
                 etag = storage.write_part(claims["key"], claims["upload"], claims["part"], request, limit)
             else:
                 etag = storage.write_object(claims["key"], request, limit)
+        except StorageFull as exc:
+            return _refused(507, str(exc))
         except StorageError as exc:
             return _refused(400, str(exc))
         response = HttpResponse(status=200)

@@ -21,3 +21,5 @@ urlpatterns = [
 ]
 if settings.ESD_API_PREFIX:
     urlpatterns.append(path("", RedirectView.as_view(url="/admin/", permanent=False)))
+
+handler500 = "esd.views.server_error"

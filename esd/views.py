@@ -5,9 +5,12 @@ no credentials at all answers 401; then the API key (403); then the body schema 
 """
 
 import hmac
+import sys
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import BaseContentNegotiation
@@ -16,8 +19,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import openapi
-from .exceptions import ApiKeyRejected, EsdError, RouteNotFound
-from .responses import esd_response
+from .exceptions import (
+    DATABASE_UNAVAILABLE,
+    RETRY_AFTER_SECONDS,
+    ApiKeyRejected,
+    EsdError,
+    RouteNotFound,
+    database_unavailable,
+)
+from .responses import envelope, esd_response
 from .validation import parse_json_body, validate_body
 
 
@@ -128,3 +138,15 @@ class UnknownRouteView(EsdAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         raise RouteNotFound(f"no route {request.method} /{request.path.lstrip('/')}")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. A database that went away (outside a DRF view: middleware, the admin) is a 503 with
+    Retry-After, since the same request may succeed in a few seconds; anything else is Django's plain 500."""
+    if not database_unavailable(sys.exc_info()[1]):
+        return defaults.server_error(request)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    if request.path.startswith(f"/{settings.ESD_API_PREFIX}"):
+        return JsonResponse(envelope(503, DATABASE_UNAVAILABLE), status=503, headers=headers)
+    return HttpResponse(f"Service unavailable: {DATABASE_UNAVAILABLE}.\n", status=503, content_type="text/plain",
+                        headers=headers)  # fmt: skip

@@ -5,9 +5,12 @@ from django.conf import settings
 
 
 def _transient(retries: int, exception: Exception) -> bool:
+    """Retry what a moment may fix: storage or model cache errors, and a database that is restarting."""
+    from django.db import DatabaseError
+
     from .execution import TransientJobError
 
-    return isinstance(exception, TransientJobError) and retries < 3
+    return isinstance(exception, (TransientJobError, DatabaseError)) and retries < 3
 
 
 @dramatiq.actor(

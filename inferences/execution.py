@@ -6,10 +6,12 @@ redelivered message (or a second worker) does nothing twice; a job whose worker 
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import DatabaseError, connection
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from checkpoints.cache import CacheError, cached_path
@@ -57,16 +59,29 @@ class JobProgress:
         return self._cancelled
 
 
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def running_here() -> list[str]:
+    """The jobs this process's worker threads are running now."""
+    with _running_lock:
+        return list(_running)
+
+
 def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
-    """Take the job if it is queued, or if the worker that took it is dead. None: nothing to do."""
+    """Take the job if it is queued, or if the worker that took it is dead, or if it is held by this very worker
+    but no thread here runs it (a run that lost its database before it could let go). None: nothing to do."""
     now = timezone.now()
+    holders = services.unclaimed_or_orphaned() | (Q(worker=worker) if worker is not None else Q(pk__in=[]))
     taken = InferenceJob.objects.filter(
-        services.unclaimed_or_orphaned(), pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
+        holders, pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
     ).update(claimed_at=now, worker=worker, updated_at=now)
     if not taken:
         return None
     job = InferenceJob.objects.get(pk=job_id)
     InferenceJob.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
+    job.attempts += 1
     return job
 
 
@@ -113,6 +128,29 @@ def _write_outputs(job: InferenceJob, result: Any) -> list[str]:
 
 
 def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> None:
+    with _running_lock:
+        if job_id in _running:  # a second message for a job a thread here is running
+            logger.info("Job %s is running in this process already; message dropped", job_id)
+            return
+        _running.add(job_id)
+    try:
+        _execute(job_id, worker, device)
+    except DatabaseError as exc:
+        # The database went away mid-job (a restart, a dropped connection). Let go of the job if it can be
+        # reached again and have the message retried; if not, the job stays held by this worker, which may claim
+        # it again (claim) and whose periodic sweep queues it again (services.inference_requeue_lost).
+        connection.close()
+        try:
+            _release(job_id, worker.pk if worker else None)
+        except DatabaseError:
+            connection.close()
+        raise TransientJobError(f"the database was unavailable: {exc}") from exc
+    finally:
+        with _running_lock:
+            _running.discard(job_id)
+
+
+def _execute(job_id: str, worker: Worker | None, device: str) -> None:
     job = claim(job_id, worker)
     if job is None:
         logger.info("Job %s is not waiting (finished, cancelled, deleted or taken); message dropped", job_id)
@@ -151,8 +189,13 @@ def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> Non
         _fail(job_id, worker_id, str(exc))
         return
     except (TransientJobError, StorageError, OSError) as exc:
+        if job.attempts >= services.MAX_ATTEMPTS:  # e.g. a store that stays full: say so, rather than loop
+            _fail(job_id, worker_id, f"{exc} (after {job.attempts} attempts)")
+            return
         _release(job_id, worker_id)
         raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
+    except DatabaseError:
+        raise
     except Exception as exc:
         logger.exception("Job %s failed", job_id)
         _fail(job_id, worker_id, f"internal error: {type(exc).__name__}: {exc}")

@@ -60,6 +60,11 @@ class InferenceJob(TimeStampedModel):
         "endpoints.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    message_id = models.CharField(
+        max_length=36,
+        blank=True,
+        help_text="The broker message queued to run it; empty when none could be sent (the broker was down).",
+    )
     complete_time = models.DateTimeField(null=True, blank=True)
     image_names = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, help_text="ESD's sagemakerRaw on failure: the reason.")

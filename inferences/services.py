@@ -5,6 +5,7 @@ writing results) is in execution.py.
 """
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,8 +16,8 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
-from endpoints.models import Endpoint, EndpointStatus
-from endpoints.queues import send_to_queue
+from endpoints.models import Endpoint, EndpointStatus, Worker
+from endpoints.queues import enqueue, pending_message_ids, queue_message
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
 from esd.exceptions import EsdError
@@ -179,6 +180,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         raise EsdError(503, f"storage is unavailable: {exc}") from exc
     prompt = getattr(request, "prompt", "")
     now = timezone.now()
+    message = _message(str(job.pk), endpoint.queue_name)
     with transaction.atomic():
         started = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(
             status=JobStatus.IN_PROGRESS,
@@ -189,20 +191,33 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
             prompt=prompt[:2000],
             ignored_parameters=getattr(request, "ignored", []),
             error="",
+            message_id=message.message_id,
             updated_at=now,
         )
         if not started:  # a concurrent start won
             raise EsdError(400, f"inference {job.id} has already been started")
-        transaction.on_commit(lambda: _enqueue(str(job.pk), endpoint.queue_name))
+        transaction.on_commit(lambda: _send(str(job.pk), message))
     job.refresh_from_db()
     webhooks.webhook_queue(job, "started")
     return job
 
 
-def _enqueue(job_id: str, queue_name: str) -> None:
+def _message(job_id: str, queue_name: str) -> Any:
     from .actors import inference_run
 
-    send_to_queue(inference_run, queue_name, job_id)
+    return queue_message(inference_run, queue_name, job_id)
+
+
+def _send(job_id: str, message: Any) -> bool:
+    """Send a job's message. A broker that is down does not fail the request: the job stays queued without a
+    message, and the workers' periodic sweep (inference_requeue_lost) sends it again once the broker is back."""
+    try:
+        enqueue(message)
+    except Exception:
+        logger.warning("Could not queue job %s (broker unavailable); it will be queued again", job_id, exc_info=True)
+        InferenceJob.objects.filter(pk=job_id, message_id=message.message_id).update(message_id="")
+        return False
+    return True
 
 
 def inference_wait(*, job: InferenceJob, timeout: float) -> InferenceJob | None:
@@ -259,26 +274,64 @@ def unclaimed_or_orphaned() -> Q:
     )
 
 
-def inference_recover(*, queues: set[str] | None = None, **kwargs: Any) -> int:
-    """esd.signals.recover_waiting_work receiver: re-enqueue queued jobs, and jobs whose worker died mid-run (up
-    to MAX_ATTEMPTS runs; then the job fails saying so). Nothing is left `inprogress` after a restart."""
+def inference_recover(
+    *, queues: set[str] | None = None, worker: Worker | None = None, periodic: bool = False, **kwargs: Any
+) -> int:
+    """esd.signals.recover_waiting_work receiver. At a worker's start: queue again every waiting job whose message
+    the broker may have lost (all of them, where the broker cannot be asked). Every ESD_REQUEUE_AFTER_SECONDS
+    while it runs (periodic): only the jobs known to have lost theirs, waiting that long (inference_requeue_lost)."""
+    if periodic:
+        return inference_requeue_lost(queues=queues, worker=worker, older_than=settings.ESD_REQUEUE_AFTER_SECONDS)
+    return inference_requeue_lost(queues=queues, worker=None, older_than=0.0, unknown_is_lost=True)
+
+
+def inference_requeue_lost(
+    *,
+    queues: set[str] | None,
+    worker: Worker | None,
+    older_than: float,
+    unknown_is_lost: bool = False,
+) -> int:
+    """Queue again the waiting jobs of `queues` that no message will run: never sent (the broker was down), gone
+    from a broker that restarted without persistence, or held by `worker` (this process) while it runs none of
+    them (its database went away mid-job). Jobs whose worker died mid-run are retried up to MAX_ATTEMPTS runs, then
+    fail saying so. Each job is taken with a conditional UPDATE, so sweeps of several workers send one message."""
+    from .execution import running_here
+
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    held_idle = Q(worker=worker) & ~Q(pk__in=running_here()) if worker is not None else Q(pk__in=[])
     waiting = InferenceJob.objects.filter(
-        unclaimed_or_orphaned(),
+        unclaimed_or_orphaned() | held_idle,
         status=JobStatus.IN_PROGRESS,
         endpoint__isnull=False,
+        updated_at__lt=cutoff,
     ).select_related("endpoint")
     count = 0
+    pending: dict[str, set[str] | None] = {}  # per queue, asked of the broker once per sweep
     for job in waiting:
         assert job.endpoint is not None
-        if queues is not None and job.endpoint.queue_name not in queues:
+        queue_name = job.endpoint.queue_name
+        if queues is not None and queue_name not in queues:
             continue
         if job.attempts >= MAX_ATTEMPTS:
             inference_fail(job_id=str(job.pk), reason=f"its worker stopped during each of {job.attempts} attempts")
             continue
-        _enqueue(str(job.pk), job.endpoint.queue_name)
-        count += 1
+        held_here = worker is not None and job.worker_id == worker.pk
+        if job.message_id and not held_here:
+            if queue_name not in pending:
+                pending[queue_name] = pending_message_ids(queue_name)
+            known = pending[queue_name]
+            if (known is None and not unknown_is_lost) or (known is not None and job.message_id in known):
+                continue
+        message = _message(str(job.pk), queue_name)
+        mine = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS, updated_at=job.updated_at)
+        changes: dict[str, Any] = {"message_id": message.message_id, "updated_at": timezone.now()}
+        if held_here:
+            changes |= {"worker": None, "claimed_at": None}
+        if mine.update(**changes) and _send(str(job.pk), message):
+            count += 1
     if count:
-        logger.info("Re-enqueued %d waiting inference job(s)", count)
+        logger.info("Queued %d waiting inference job(s) again", count)
     return count
 
 

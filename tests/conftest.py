@@ -188,6 +188,29 @@ def store(request: Any, settings: Any, tmp_path: Any) -> Any:
 
 
 @pytest.fixture
+def tmpfs(tmp_path: Any) -> Any:
+    """mount(size) -> a fresh filesystem of that size ("2m"), unmounted after the test: a disk that really fills
+    up. Mounting needs root, as this project's CI runs; elsewhere the test fails saying so."""
+    import subprocess
+
+    mounted: list[Any] = []
+
+    def mount(size: str) -> Any:
+        target = tmp_path / f"tmpfs-{len(mounted)}"
+        target.mkdir()
+        command = ["/usr/bin/mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)]
+        done = subprocess.run(command, capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"this test mounts a {size} tmpfs and must run as root: {done.stderr.decode()}")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["/usr/bin/umount", "--lazy", str(target)], check=True)
+
+
+@pytest.fixture
 def file_server() -> Any:
     from tests.helpers import FileServer
 

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import socket
 import struct
 import tarfile
 import threading
@@ -135,3 +136,10 @@ def bomb_png(width: int, height: int) -> str:
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
     return base64.b64encode(raw).decode()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

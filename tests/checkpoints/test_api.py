@@ -13,11 +13,6 @@ MiB = 1024 * 1024
 SD = "Stable-diffusion"
 
 
-@pytest.fixture
-def admin_token(admin_user, token_for):
-    return token_for(admin_user)
-
-
 def start_upload(esd, token, names_parts, type=SD, creator="admin"):
     body = {
         "checkpoint_type": type,

@@ -14,18 +14,6 @@ from tests.helpers import safetensors_bytes
 SD = "Stable-diffusion"
 
 
-@pytest.fixture
-def admin_token(admin_user, token_for):
-    return token_for(admin_user)
-
-
-@pytest.fixture
-def fast_retries(settings):
-    settings.ESD_DOWNLOAD_RETRY_DELAY = 0.01
-    settings.ESD_DOWNLOAD_RETRIES = 2
-    return settings
-
-
 def request_urls(esd, token, urls, type=SD):
     return esd.call("POST", "checkpoints", {"checkpoint_type": type, "urls": urls, "params": {"creator": "admin"}},
                     token=token)  # fmt: skip

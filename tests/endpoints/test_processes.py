@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.conftest import wait_for
-from tests.helpers import safetensors_bytes
+from tests.helpers import free_port, safetensors_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"ESD_WORKER_HEARTBEAT_SECONDS": "0.2", "ESD_WORKER_DEAD_AFTER_SECONDS": "1.5"}
@@ -134,12 +133,6 @@ def test_serve_endpoint_needs_a_shared_broker(embedded_env):
 
 
 # --- esd_serve ------------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def api(port: int, method: str, path: str, token: str, body: dict | None = None) -> dict:

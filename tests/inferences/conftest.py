@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw
 
 from inferences.engine.options import EngineOptions, JobFiles, ModelFile
 
+from .jobs import deploy
+
 
 def model_file(path: Path) -> ModelFile:
     return ModelFile(path=path, name=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
@@ -134,3 +136,13 @@ def txt2img(**overrides: object) -> dict[str, object]:
     }
     payload.update(overrides)
     return payload
+
+
+@pytest.fixture
+def site(transactional_db, live_server, esd, admin_user, make_role, make_user, token_for, models, settings):
+    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed upload URLs
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
+    deployment = deploy(esd, admin_user, make_role, make_user, token_for, models["checkpoint"].path)
+    yield deployment
+    for worker in deployment.workers:
+        worker.stop()

@@ -18,7 +18,7 @@ from inferences.models import InferenceJob
 from tests.conftest import stop_worker, wait_for
 
 from .conftest import txt2img
-from .jobs import deploy, serve
+from .jobs import serve
 
 
 class Hooks:
@@ -42,16 +42,6 @@ class Hooks:
 
     def events(self) -> list[str]:
         return [event for _, event, _ in self.received]
-
-
-@pytest.fixture
-def site(transactional_db, live_server, esd, admin_user, make_role, make_user, token_for, models, settings):
-    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed upload URLs
-    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
-    deployment = deploy(esd, admin_user, make_role, make_user, token_for, models["checkpoint"].path)
-    yield deployment
-    for worker in deployment.workers:
-        worker.stop()
 
 
 @pytest.fixture
@@ -116,8 +106,11 @@ def test_a_job_whose_worker_died_is_claimed_again_and_not_run_twice(site):
     job_id = site.submit(txt2img())
     site.start(job_id)
     live = Worker.objects.get(stopped_at__isnull=True)
+    other = Worker.objects.create(
+        endpoint=live.endpoint, hostname="elsewhere", pid=2, device="cpu", last_heartbeat=timezone.now()
+    )
     assert claim(job_id, live) is not None
-    assert claim(job_id, live) is None  # a redelivered message finds it taken by a live worker
+    assert claim(job_id, other) is None  # a redelivered message finds it taken by a live worker
     Worker.objects.filter(pk=live.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
     again = claim(job_id, None)
     assert again is not None and InferenceJob.objects.get(pk=job_id).attempts == 2

@@ -1,0 +1,190 @@
+"""Jobs survive a broker that loses its messages and a database that goes away: nothing is left waiting forever.
+
+Redis is the real one on loopback (a database number of its own), as everywhere in the suite; "a Redis restart"
+is what such a restart leaves behind without persistence: no keys at all.
+"""
+
+import contextlib
+import os
+
+import dramatiq
+import pytest
+import redis
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from django_dramatiq.middleware import DbConnectionsMiddleware
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AgeLimit, Callbacks, Retries, TimeLimit
+
+from endpoints.models import Worker
+from endpoints.queues import enqueue, pending_message_ids, queue_message
+from inferences import services
+from inferences.actors import inference_run
+from inferences.execution import claim
+from inferences.models import InferenceJob
+
+from .conftest import txt2img
+from .jobs import serve
+
+REDIS_URL = os.environ.get("ESD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _redis(url: str = REDIS_URL) -> RedisBroker:
+    middleware = [AgeLimit(), TimeLimit(), Callbacks(), Retries(), DbConnectionsMiddleware()]
+    return RedisBroker(url=url, middleware=middleware, heartbeat_timeout=4000)
+
+
+@pytest.fixture
+def use_broker():
+    """Make `broker` the one every actor sends to and workers consume, for one test; the configured one after."""
+    original = dramatiq.get_broker()
+    actors = [original.get_actor(name) for name in original.get_declared_actors()]
+    swapped: list[dramatiq.Broker] = []
+
+    def use(broker: dramatiq.Broker) -> dramatiq.Broker:
+        for actor in actors:
+            broker.declare_actor(actor)
+        dramatiq.set_broker(broker)
+        swapped.append(broker)
+        return broker
+
+    yield use
+    for actor in actors:
+        original.declare_actor(actor)
+    dramatiq.set_broker(original)
+    for broker in swapped:
+        if isinstance(broker, RedisBroker):
+            with contextlib.suppress(redis.ConnectionError):  # the unreachable one of the broker-down test
+                broker.client.flushdb()
+        broker.close()
+
+
+def test_pending_message_ids_asks_redis_and_knows_when_it_cannot():
+    broker = _redis()
+    broker.client.flushdb()
+    queue = "endpoint.pending-test"
+    try:
+        queued = enqueue(queue_message(inference_run, queue, "job-1"), broker)
+        delayed = broker.enqueue(queue_message(inference_run, queue, "job-2"), delay=60_000)  # a retry's backoff
+        assert pending_message_ids(queue, broker) == {queued.message_id, delayed.message_id}
+        assert pending_message_ids("endpoint.other", broker) == set()
+        broker.client.flushdb()  # what a Redis restart without persistence leaves
+        assert pending_message_ids(queue, broker) == set()
+    finally:
+        broker.client.flushdb()
+        broker.close()
+    assert pending_message_ids(queue, StubBroker()) is None
+
+
+def test_a_start_while_the_broker_is_down_is_answered_and_the_job_runs_once_it_is_back(site, use_broker):
+    configured = dramatiq.get_broker()
+    serve(site, "Async", queues={"endpoint.elsewhere"})  # the endpoint is in service; its queue has no consumer
+    use_broker(_redis("redis://127.0.0.1:1/0"))  # nothing listens there: every send is refused
+    job_id = site.submit(txt2img())
+    started = site.start(job_id)
+    assert started.status == 202, started.body
+    job = InferenceJob.objects.get(pk=job_id)
+    assert job.status == "inprogress" and job.message_id == ""  # known to have no message
+    use_broker(configured)
+    serve(site, "Async")
+    queue = {site.endpoints["Async"].queue_name}
+    assert services.inference_requeue_lost(queues=queue, worker=None, older_than=0.0) == 1
+    assert site.wait(job_id)["status"] == "succeed"
+    assert InferenceJob.objects.get(pk=job_id).attempts == 1
+    assert services.inference_requeue_lost(queues=queue, worker=None, older_than=0.0) == 0
+
+
+def test_jobs_a_restarted_redis_lost_are_queued_again_by_the_workers_sweep(site, use_broker, settings):
+    broker = use_broker(_redis())
+    broker.client.flushdb()
+    settings.ESD_REQUEUE_AFTER_SECONDS = 0.5
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    queue = {site.endpoints["Async"].queue_name}
+    job_ids = [site.submit(txt2img(seed=seed)) for seed in (1, 2)]
+    for job_id in job_ids:
+        assert site.start(job_id).status == 202
+    # waiting in the queue is not lost: a sweep leaves them alone
+    assert services.inference_requeue_lost(queues=queue, worker=None, older_than=0.0) == 0
+    broker.client.flushdb()  # Redis restarts without persistence: the two messages are gone
+    serve(site, "Async", queues=queue)  # a worker whose own sweep notices within ESD_REQUEUE_AFTER_SECONDS
+    for job_id in job_ids:
+        assert site.wait(job_id, timeout=60)["status"] == "succeed"
+    assert [job.attempts for job in InferenceJob.objects.filter(pk__in=job_ids)] == [1, 1]
+
+
+def test_a_job_held_by_a_worker_that_runs_nothing_is_freed_by_its_sweep(site):
+    # a run that lost its database before it could let go: the row says this worker holds it, no thread does
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    live = Worker.objects.get(stopped_at__isnull=True)
+    other = Worker.objects.create(
+        endpoint=live.endpoint, hostname="elsewhere", pid=2, device="cpu", last_heartbeat=timezone.now()
+    )
+    assert claim(job_id, live) is not None
+    assert claim(job_id, other) is None  # another live worker's redelivered message: taken
+    assert claim(job_id, live) is not None  # this worker's own retry: no thread here runs it, so it may
+    InferenceJob.objects.filter(pk=job_id).update(attempts=1)
+    queue = {site.endpoints["Async"].queue_name}
+    assert services.inference_requeue_lost(queues=queue, worker=other, older_than=0.0) == 0  # not other's
+    assert services.inference_requeue_lost(queues=queue, worker=live, older_than=0.0) == 1
+    job = InferenceJob.objects.get(pk=job_id)
+    assert job.worker_id is None and job.claimed_at is None and job.message_id
+    serve(site, "Async")
+    assert site.wait(job_id)["status"] == "succeed"
+
+
+def _unreachable_database(monkeypatch) -> None:
+    connection.close()
+    if connection.vendor == "postgresql":
+        monkeypatch.setitem(connection.settings_dict, "PORT", 1)
+    else:
+        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent/esd/db.sqlite3")
+
+
+def test_requests_while_the_database_is_down_get_a_503_to_retry(transactional_db, admin_user, token_for, monkeypatch):
+    from tests.conftest import EsdClient
+
+    token = token_for(admin_user)
+    browser = Client(raise_request_exception=False)
+    browser.force_login(admin_user)
+    _unreachable_database(monkeypatch)
+    try:
+        answer = EsdClient().call("GET", "inferences", token=token)
+        assert answer.status == 503
+        assert "database is unavailable" in answer.body["message"] and answer.headers["Retry-After"] == "5"
+        admin_page = browser.get("/admin/")
+        assert admin_page.status_code == 503 and b"database is unavailable" in admin_page.content
+    finally:
+        connection.close()
+        monkeypatch.undo()
+    assert EsdClient().call("GET", "inferences", token=token).status == 200  # and it recovers by itself
+
+
+@pytest.fixture
+def site_on_a_small_disk(transactional_db, request, tmpfs, settings):
+    settings.ESD_STORAGE = "local"
+    settings.ESD_STORAGE_ROOT = tmpfs("64m")
+    return request.getfixturevalue("site")
+
+
+def fill(folder) -> None:
+    with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+
+
+def test_a_job_whose_outputs_do_not_fit_fails_with_the_reason(site_on_a_small_disk, settings):
+    site = site_on_a_small_disk
+    serve(site, "Async")
+    job_id = site.submit(txt2img())
+    fill(settings.ESD_STORAGE_ROOT)  # the payload is stored; the images will not be
+    assert site.start(job_id).status == 202
+    data = site.wait(job_id, timeout=90)
+    assert data["status"] == "failed"
+    job = InferenceJob.objects.get(pk=job_id)
+    assert "the store has no room" in job.error and "(after 3 attempts)" in job.error, job.error
+    assert not [path for path in settings.ESD_STORAGE_ROOT.rglob(".incoming-*")]
