@@ -167,6 +167,9 @@ def main() -> None:
         if len(memory) >= 3:
             print(f"  RSS web (sum of {len(web_pids)} workers): {memory[1][0]:.0f} MiB after warm-up, "
                   f"{memory[-1][0]:.0f} MiB at the end; worker: {memory[1][1]:.0f} -> {memory[-1][1]:.0f} MiB")  # fmt: skip
+            minutes = memory[::12]  # sampled every 5 s
+            print("  RSS each minute, web: " + ", ".join(f"{web:.0f}" for web, _ in minutes)
+                  + " MiB; worker: " + ", ".join(f"{worker:.0f}" for _, worker in minutes) + " MiB")  # fmt: skip
     finally:
         web.send_signal(signal.SIGTERM)
         worker.send_signal(signal.SIGTERM)

@@ -213,8 +213,8 @@ def _send(job_id: str, message: Any) -> bool:
     message, and the workers' periodic sweep (inference_requeue_lost) sends it again once the broker is back."""
     try:
         enqueue(message)
-    except Exception:
-        logger.warning("Could not queue job %s (broker unavailable); it will be queued again", job_id, exc_info=True)
+    except Exception as exc:
+        logger.warning("Could not queue job %s (broker unavailable: %s); it will be queued again", job_id, exc)
         InferenceJob.objects.filter(pk=job_id, message_id=message.message_id).update(message_id="")
         return False
     return True
