@@ -22,6 +22,9 @@ class EndpointStatus(models.TextChoices):
     DELETING = "Deleting"  # workers are draining; the row goes when the last one exits
 
 
+QUEUE_PREFIX = "endpoint."  # an endpoint's dramatiq queue is QUEUE_PREFIX + its name
+
+
 class Endpoint(TimeStampedModel):
     """An ESD endpoint (a SageMaker endpoint in ESD): here, the workers serving the queue `queue_name`.
 
@@ -54,7 +57,7 @@ class Endpoint(TimeStampedModel):
 
     @property
     def queue_name(self) -> str:
-        return f"endpoint.{self.name}"
+        return QUEUE_PREFIX + self.name
 
     @property
     def min_instance_count(self) -> int:

@@ -22,13 +22,14 @@ def _transient(retries: int, exception: Exception) -> bool:
     time_limit=settings.ESD_INFERENCE_TIME_LIMIT * 1000,
 )
 def inference_run(job_id: str) -> None:
+    from endpoints.models import QUEUE_PREFIX
     from endpoints.runtime import serving_worker
 
     from .execution import inference_execute
     from .models import InferenceJob
 
     queue = InferenceJob.objects.filter(pk=job_id).values_list("endpoint__name", flat=True).first()
-    serving = serving_worker(f"endpoint.{queue}") if queue else None
+    serving = serving_worker(QUEUE_PREFIX + queue) if queue else None
     inference_execute(
         job_id=job_id,
         worker=serving.record if serving else None,

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
-from endpoints.models import Endpoint, EndpointStatus, Worker
+from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.queues import enqueue, pending_message_ids, queue_message
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
@@ -306,13 +306,13 @@ def inference_requeue_lost(
         endpoint__isnull=False,
         updated_at__lt=cutoff,
     ).select_related("endpoint")
+    if queues is not None:
+        waiting = waiting.filter(endpoint__name__in=[name.removeprefix(QUEUE_PREFIX) for name in queues])
     count = 0
     pending: dict[str, set[str] | None] = {}  # per queue, asked of the broker once per sweep
     for job in waiting:
         assert job.endpoint is not None
         queue_name = job.endpoint.queue_name
-        if queues is not None and queue_name not in queues:
-            continue
         if job.attempts >= MAX_ATTEMPTS:
             inference_fail(job_id=str(job.pk), reason=f"its worker stopped during each of {job.attempts} attempts")
             continue
