@@ -46,6 +46,12 @@ class Checkpoint(TimeStampedModel):
     error = models.TextField(blank=True)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(null=True, blank=True)
+    download_lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A running download renews this every second; a Downloading checkpoint whose lease ran out is not "
+        "being downloaded by anyone.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

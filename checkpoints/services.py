@@ -1,21 +1,25 @@
 """Writes on checkpoints: the multipart and URL flows, completion, status, rename, deletion, and the download
 job. Wire behaviour from esd-behaviour.md §7; hardening from architecture.md §3 and §5."""
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
+from endpoints.queues import pending_messages
 from esd.exceptions import EsdError
 from esd.responses import esd_time
 from esd.storage import StorageError, get_storage
@@ -26,6 +30,7 @@ from .models import Checkpoint, CheckpointFile, CheckpointStatus
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes during a download
+DOWNLOAD_LEASE_SECONDS = 15.0  # a download whose run stopped renewing its lease this long ago has no run
 READ_CHUNK = 4 * 1024 * 1024
 
 
@@ -183,8 +188,21 @@ def _record_files(checkpoint: Checkpoint, stored: list[files.StoredFile], replac
 # --- the download job ---------------------------------------------------------------------------------------------
 
 
+def _lease_end() -> datetime:
+    return timezone.now() + timedelta(seconds=DOWNLOAD_LEASE_SECONDS)
+
+
+def take_download(checkpoint_id: Any) -> bool:
+    """Become the one run downloading this checkpoint: its lease is free or ran out (its run died). A second
+    message for a download that is running (redelivered, or sent again by a sweep) finds it taken."""
+    now = timezone.now()
+    free = Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=now)
+    taken = Checkpoint.objects.filter(free, pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING)
+    return bool(taken.update(download_lease_until=_lease_end()))
+
+
 class Progress:
-    """Bytes done so far, written to the checkpoint's row once a second by a thread of its own.
+    """Bytes done so far, and the run's lease, written to the checkpoint's row once a second by a thread of its own.
 
     The body is consumed by whatever thread the store reads it in (s3transfer reads in its own threads), so the
     database is never touched from there: such threads would each open a connection and leave it behind.
@@ -199,18 +217,18 @@ class Progress:
 
     def _run(self) -> None:
         try:
-            saved = -1
             while not self._stop.wait(PROGRESS_INTERVAL):
-                if self.done != saved:
-                    saved = self.done
-                    Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=saved)
+                with contextlib.suppress(DatabaseError):  # a database restart: the next second tries again
+                    Checkpoint.objects.filter(pk=self.checkpoint_id).update(
+                        bytes_done=self.done, download_lease_until=_lease_end()
+                    )
         finally:
             connection.close()
 
     def finish(self) -> None:
         self._stop.set()
         self._thread.join()
-        Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=self.done)
+        Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=self.done, download_lease_until=None)
 
 
 def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress: Progress) -> Iterator[bytes]:
@@ -238,21 +256,20 @@ def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress
         raise download.TransientDownloadError(f"the download ended after {done} of {fetched.length} bytes (truncated)")
 
 
-def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
+def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progress) -> None:
     storage = get_storage()
     fetched = download.open_url(checkpoint.source_url)
     try:
         limit = settings.ESD_MAX_CHECKPOINT_BYTES
         if fetched.length is not None and fetched.length > limit:
             raise download.DownloadRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
+        progress.done = 0
         Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_total=fetched.length, bytes_done=0)
         digest = files.BackgroundHasher()
-        progress = Progress(checkpoint.pk)
         try:
             size = storage.write_stream(file.key, _stream(fetched, digest, progress))
         finally:
             digest.close()
-            progress.finish()
     finally:
         fetched.close()
     stored = files.ingest(
@@ -268,12 +285,24 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile) -> None:
 def checkpoint_download_run(*, checkpoint_id: str) -> None:
     """The `checkpoint_download` job: stream the URL into storage, check the file, end Active or Failed.
 
-    Harmless when run twice (a redelivered message): only a `Downloading` checkpoint is worked on. Transient
-    network errors are retried a bounded number of times; everything else fails at once, with the reason.
+    Harmless when sent twice (a redelivered message, a sweep's): only a `Downloading` checkpoint whose lease is
+    free is worked on (take_download), and the run renews the lease until it ends. Transient network errors are
+    retried a bounded number of times; everything else fails at once, with the reason.
     """
     checkpoint = Checkpoint.objects.filter(pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING).first()
     if checkpoint is None:
         return
+    if not take_download(checkpoint_id):
+        logger.info("Checkpoint %s is being downloaded by another run; message dropped", checkpoint_id)
+        return
+    progress = Progress(checkpoint.pk)
+    try:
+        _download_attempts(checkpoint, progress)
+    finally:
+        progress.finish()
+
+
+def _download_attempts(checkpoint: Checkpoint, progress: Progress) -> None:
     file = checkpoint.files.order_by("position").first()
     if file is None or checkpoint.created_by is None:
         _fail(checkpoint, "the checkpoint's creator or file record is gone")
@@ -281,7 +310,7 @@ def checkpoint_download_run(*, checkpoint_id: str) -> None:
     attempts = 1 + settings.ESD_DOWNLOAD_RETRIES
     for attempt in range(attempts):
         try:
-            _download_once(checkpoint, file)
+            _download_once(checkpoint, file, progress)
             return
         except download.TransientDownloadError as exc:
             if attempt + 1 >= attempts:
@@ -332,12 +361,14 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
 
 
 def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: bool = False, **kwargs: Any) -> int:
-    """esd.signals.recover_waiting_work receiver: when a process that runs downloads starts, re-enqueue every
-    download the database says is unfinished (not in the workers' periodic sweeps: a running download is
-    unfinished too, and nothing records which download's message a broker may have lost)."""
+    """esd.signals.recover_waiting_work receiver. When a process that runs downloads starts: send again every
+    download the database says is unfinished (a running one finds itself taken). In the workers' periodic sweeps:
+    only the downloads whose message the broker is known to have lost (checkpoint_requeue_lost_downloads)."""
     from . import actors
 
-    if periodic or (queues is not None and actors.checkpoint_download.queue_name not in queues):
+    if periodic:
+        return checkpoint_requeue_lost_downloads(older_than=settings.ESD_REQUEUE_AFTER_SECONDS)
+    if queues is not None and actors.checkpoint_download.queue_name not in queues:
         return 0
     waiting = list(Checkpoint.objects.filter(status=CheckpointStatus.DOWNLOADING).values_list("pk", flat=True))
     for checkpoint_id in waiting:
@@ -345,6 +376,43 @@ def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: boo
     if waiting:
         logger.info("Re-enqueued %d unfinished download(s)", len(waiting))
     return len(waiting)
+
+
+def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
+    """Send again the downloads nobody runs (no live lease) and no message will run: the broker lost it (a Redis
+    restart without persistence) or it was never sent (the broker was down). Only where the broker can tell which
+    messages it holds (endpoints.queues.pending_messages); each checkpoint is taken with a conditional UPDATE, so
+    several sweeping workers send one message."""
+    from . import actors
+
+    now = timezone.now()
+    idle = Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=now)
+    waiting = list(
+        Checkpoint.objects.filter(idle, status=CheckpointStatus.DOWNLOADING, updated_at__lt=now - timedelta(
+            seconds=older_than
+        )).values_list("pk", "updated_at")
+    )  # fmt: skip
+    if not waiting:
+        return 0
+    pending = pending_messages(actors.checkpoint_download.queue_name)
+    if pending is None:
+        return 0
+    held = {str(message.args[0]) for message in pending if message.args}
+    count = 0
+    for checkpoint_id, updated_at in waiting:
+        if str(checkpoint_id) in held:
+            continue
+        if not Checkpoint.objects.filter(pk=checkpoint_id, updated_at=updated_at).update(updated_at=now):
+            continue  # another worker's sweep took it
+        try:
+            actors.checkpoint_download.send(str(checkpoint_id))
+        except Exception as exc:
+            logger.warning("Could not queue the download of checkpoint %s again: %s", checkpoint_id, exc)
+            continue
+        count += 1
+    if count:
+        logger.info("Queued %d lost download(s) again", count)
+    return count
 
 
 # --- completion, status, rename, deletion -------------------------------------------------------------------------

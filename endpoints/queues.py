@@ -41,10 +41,10 @@ def send_to_queue(actor: dramatiq.Actor, queue_name: str, *args: object) -> dram
     return enqueue(queue_message(actor, queue_name, *args), actor.broker)
 
 
-def pending_message_ids(queue_name: str, broker: dramatiq.Broker | None = None) -> set[str] | None:
-    """The ids of the messages a broker holds for a queue: waiting, delayed for a retry, or taken by a consumer that
-    has not acknowledged them. None where the broker cannot be asked without consuming: RabbitMQ (its durable
-    queues keep messages across restarts) and the in-process broker (its messages live as long as the process).
+def pending_messages(queue_name: str, broker: dramatiq.Broker | None = None) -> list[dramatiq.Message] | None:
+    """The messages a broker holds for a queue: waiting, delayed for a retry, or taken by a consumer that has not
+    acknowledged them. None where the broker cannot be asked without consuming: RabbitMQ (its durable queues keep
+    messages across restarts) and the in-process broker (its messages live as long as the process).
 
     On Redis, dramatiq keeps each message's body in the hash `<namespace>:<queue>.msgs` (`<queue>.DQ.msgs` while
     it waits for a retry) from enqueue until acknowledgement, under a Redis-only id that changes with each retry;
@@ -54,8 +54,13 @@ def pending_message_ids(queue_name: str, broker: dramatiq.Broker | None = None) 
     broker = broker or dramatiq.get_broker()
     if not isinstance(broker, RedisBroker):
         return None
-    found = set()
-    for name in (queue_name, dq_name(queue_name)):
-        for _, body in broker.client.hscan_iter(f"{broker.namespace}:{name}.msgs", count=1000):
-            found.add(dramatiq.Message.decode(body).message_id)
-    return found
+    return [
+        dramatiq.Message.decode(body)
+        for name in (queue_name, dq_name(queue_name))
+        for _, body in broker.client.hscan_iter(f"{broker.namespace}:{name}.msgs", count=1000)
+    ]
+
+
+def pending_message_ids(queue_name: str, broker: dramatiq.Broker | None = None) -> set[str] | None:
+    messages = pending_messages(queue_name, broker)
+    return None if messages is None else {message.message_id for message in messages}

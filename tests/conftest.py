@@ -1,6 +1,7 @@
 """Shared fixtures: users with roles, API tokens, and a client that speaks to the ESD routes as clients do."""
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -263,3 +264,52 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+# --- brokers -------------------------------------------------------------------------------------------------------
+
+TEST_REDIS_URL = os.environ.get("ESD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def redis_broker(url: str = TEST_REDIS_URL) -> Any:
+    """A dramatiq Redis broker of the tests' own (a database number apart from the configured broker's)."""
+    from django_dramatiq.middleware import DbConnectionsMiddleware
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.middleware import AgeLimit, Callbacks, Retries, TimeLimit
+
+    middleware = [AgeLimit(), TimeLimit(), Callbacks(), Retries(), DbConnectionsMiddleware()]
+    return RedisBroker(url=url, middleware=middleware, heartbeat_timeout=4000)
+
+
+@pytest.fixture
+def use_broker() -> Any:
+    """use(broker): make it the one every actor sends to and workers consume, for one test; the configured one
+    after (brokers made with redis_broker() are flushed)."""
+    import contextlib
+
+    import dramatiq
+    import redis
+    from dramatiq.brokers.redis import RedisBroker
+
+    original = dramatiq.get_broker()
+    actors = [original.get_actor(name) for name in original.get_declared_actors()]
+    swapped: list[Any] = []
+
+    def use(broker: Any) -> Any:
+        for actor in actors:
+            broker.declare_actor(actor)
+            actor.broker = broker  # declaring does not rebind: Actor.send enqueues on actor.broker
+        dramatiq.set_broker(broker)
+        swapped.append(broker)
+        return broker
+
+    yield use
+    for actor in actors:
+        original.declare_actor(actor)
+        actor.broker = original
+    dramatiq.set_broker(original)
+    for broker in swapped:
+        if isinstance(broker, RedisBroker):
+            with contextlib.suppress(redis.ConnectionError):  # an unreachable one, standing for a broker that is down
+                broker.client.flushdb()
+        broker.close()

@@ -211,3 +211,50 @@ def test_a_redelivered_message_does_nothing_twice(
     checkpoint = wait_for(finished("once.safetensors"))
     services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
     assert file_server.hits["/once.safetensors"] == 1
+
+
+def test_a_running_download_holds_a_lease_a_second_run_cannot_take(
+    esd, admin_token, allow_loopback, file_server, transactional_db
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from checkpoints import services
+
+    file_server.serve_bytes("/leased.safetensors", safetensors_bytes())
+    request_urls(esd, admin_token, [file_server.url("/leased.safetensors")])  # no worker: stays Downloading
+    checkpoint = Checkpoint.objects.get(source_url__endswith="leased.safetensors")
+    assert services.take_download(checkpoint.pk) is True
+    assert services.take_download(checkpoint.pk) is False  # a redelivered or re-sent message while it runs
+    services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))  # returns at once, touching nothing
+    assert Checkpoint.objects.get(pk=checkpoint.pk).status == "Downloading"
+    past = timezone.now() - timedelta(seconds=1)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(download_lease_until=past)  # its run died
+    assert services.take_download(checkpoint.pk) is True
+
+
+def test_downloads_a_restarted_redis_lost_are_sent_again_by_the_sweep(
+    esd, admin_token, allow_loopback, file_server, use_broker, transactional_db
+):
+    import dramatiq
+
+    from checkpoints import services
+    from tests.conftest import redis_broker, stop_worker
+
+    broker = use_broker(redis_broker())
+    broker.client.flushdb()
+    file_server.serve_bytes("/lost.safetensors", safetensors_bytes())
+    assert request_urls(esd, admin_token, [file_server.url("/lost.safetensors")]).status == 202
+    assert services.checkpoint_requeue_lost_downloads(older_than=0.0) == 0  # its message is waiting: not lost
+    broker.client.flushdb()  # Redis restarts without persistence
+    assert services.checkpoint_requeue_lost_downloads(older_than=0.0) == 1
+    assert services.checkpoint_requeue_lost_downloads(older_than=0.0) == 0  # sent once
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        checkpoint = wait_for(finished("lost.safetensors"))
+    finally:
+        stop_worker(worker)
+    assert checkpoint.status == "Active", checkpoint.error
+    assert file_server.hits["/lost.safetensors"] == 1

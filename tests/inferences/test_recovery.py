@@ -5,18 +5,13 @@ is what such a restart leaves behind without persistence: no keys at all.
 """
 
 import contextlib
-import os
 
 import dramatiq
 import pytest
-import redis
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from django_dramatiq.middleware import DbConnectionsMiddleware
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AgeLimit, Callbacks, Retries, TimeLimit
 
 from endpoints.models import Worker
 from endpoints.queues import enqueue, pending_message_ids, queue_message
@@ -24,45 +19,14 @@ from inferences import services
 from inferences.actors import inference_run
 from inferences.execution import claim
 from inferences.models import InferenceJob
+from tests.conftest import redis_broker
 
 from .conftest import txt2img
 from .jobs import serve
 
-REDIS_URL = os.environ.get("ESD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-def _redis(url: str = REDIS_URL) -> RedisBroker:
-    middleware = [AgeLimit(), TimeLimit(), Callbacks(), Retries(), DbConnectionsMiddleware()]
-    return RedisBroker(url=url, middleware=middleware, heartbeat_timeout=4000)
-
-
-@pytest.fixture
-def use_broker():
-    """Make `broker` the one every actor sends to and workers consume, for one test; the configured one after."""
-    original = dramatiq.get_broker()
-    actors = [original.get_actor(name) for name in original.get_declared_actors()]
-    swapped: list[dramatiq.Broker] = []
-
-    def use(broker: dramatiq.Broker) -> dramatiq.Broker:
-        for actor in actors:
-            broker.declare_actor(actor)
-        dramatiq.set_broker(broker)
-        swapped.append(broker)
-        return broker
-
-    yield use
-    for actor in actors:
-        original.declare_actor(actor)
-    dramatiq.set_broker(original)
-    for broker in swapped:
-        if isinstance(broker, RedisBroker):
-            with contextlib.suppress(redis.ConnectionError):  # the unreachable one of the broker-down test
-                broker.client.flushdb()
-        broker.close()
-
 
 def test_pending_message_ids_asks_redis_and_knows_when_it_cannot():
-    broker = _redis()
+    broker = redis_broker()
     broker.client.flushdb()
     queue = "endpoint.pending-test"
     try:
@@ -81,7 +45,7 @@ def test_pending_message_ids_asks_redis_and_knows_when_it_cannot():
 def test_a_start_while_the_broker_is_down_is_answered_and_the_job_runs_once_it_is_back(site, use_broker):
     configured = dramatiq.get_broker()
     serve(site, "Async", queues={"endpoint.elsewhere"})  # the endpoint is in service; its queue has no consumer
-    use_broker(_redis("redis://127.0.0.1:1/0"))  # nothing listens there: every send is refused
+    use_broker(redis_broker("redis://127.0.0.1:1/0"))  # nothing listens there: every send is refused
     job_id = site.submit(txt2img())
     started = site.start(job_id)
     assert started.status == 202, started.body
@@ -97,7 +61,7 @@ def test_a_start_while_the_broker_is_down_is_answered_and_the_job_runs_once_it_i
 
 
 def test_jobs_a_restarted_redis_lost_are_queued_again_by_the_workers_sweep(site, use_broker, settings):
-    broker = use_broker(_redis())
+    broker = use_broker(redis_broker())
     broker.client.flushdb()
     settings.ESD_REQUEUE_AFTER_SECONDS = 0.5
     serve(site, "Async", queues={"endpoint.elsewhere"})
