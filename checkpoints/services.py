@@ -188,6 +188,10 @@ def _record_files(checkpoint: Checkpoint, stored: list[files.StoredFile], replac
 # --- the download job ---------------------------------------------------------------------------------------------
 
 
+class DownloadBusy(Exception):
+    """A download's lease is held: by a run that is alive, or by one that died less than a lease ago."""
+
+
 def _lease_end() -> datetime:
     return timezone.now() + timedelta(seconds=DOWNLOAD_LEASE_SECONDS)
 
@@ -286,15 +290,17 @@ def checkpoint_download_run(*, checkpoint_id: str) -> None:
     """The `checkpoint_download` job: stream the URL into storage, check the file, end Active or Failed.
 
     Harmless when sent twice (a redelivered message, a sweep's): only a `Downloading` checkpoint whose lease is
-    free is worked on (take_download), and the run renews the lease until it ends. Transient network errors are
+    free is worked on (take_download), and the run renews the lease until it ends; a message that finds the lease
+    held raises DownloadBusy, which the actor retries a few times (the holder may have died). Transient network errors are
     retried a bounded number of times; everything else fails at once, with the reason.
     """
     checkpoint = Checkpoint.objects.filter(pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING).first()
     if checkpoint is None:
         return
     if not take_download(checkpoint_id):
-        logger.info("Checkpoint %s is being downloaded by another run; message dropped", checkpoint_id)
-        return
+        # Another run holds it, or held it until it died moments ago (RabbitMQ redelivers the message of a killed
+        # worker at once, before its lease runs out): the actor retries this message after the lease's length.
+        raise DownloadBusy(f"checkpoint {checkpoint_id} is being downloaded by another run")
     progress = Progress(checkpoint.pk)
     try:
         _download_attempts(checkpoint, progress)

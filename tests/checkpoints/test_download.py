@@ -221,17 +221,23 @@ def test_a_running_download_holds_a_lease_a_second_run_cannot_take(
     from django.utils import timezone
 
     from checkpoints import services
+    from checkpoints.actors import _busy
 
     file_server.serve_bytes("/leased.safetensors", safetensors_bytes())
     request_urls(esd, admin_token, [file_server.url("/leased.safetensors")])  # no worker: stays Downloading
     checkpoint = Checkpoint.objects.get(source_url__endswith="leased.safetensors")
     assert services.take_download(checkpoint.pk) is True
     assert services.take_download(checkpoint.pk) is False  # a redelivered or re-sent message while it runs
-    services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))  # returns at once, touching nothing
+    with pytest.raises(services.DownloadBusy):  # the actor retries it after a lease's length
+        services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
+    assert file_server.hits.get("/leased.safetensors") is None
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == "Downloading"
     past = timezone.now() - timedelta(seconds=1)
     Checkpoint.objects.filter(pk=checkpoint.pk).update(download_lease_until=past)  # its run died
     assert services.take_download(checkpoint.pk) is True
+    busy = services.DownloadBusy("held")
+    assert [_busy(retries, busy) for retries in range(4)] == [True, True, True, False]
+    assert _busy(0, RuntimeError("anything else")) is False
 
 
 def test_downloads_a_restarted_redis_lost_are_sent_again_by_the_sweep(
