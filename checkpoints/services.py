@@ -291,8 +291,8 @@ def checkpoint_download_run(*, checkpoint_id: str) -> None:
 
     Harmless when sent twice (a redelivered message, a sweep's): only a `Downloading` checkpoint whose lease is
     free is worked on (take_download), and the run renews the lease until it ends; a message that finds the lease
-    held raises DownloadBusy, which the actor retries a few times (the holder may have died). Transient network errors are
-    retried a bounded number of times; everything else fails at once, with the reason.
+    held raises DownloadBusy, which the actor retries a few times (the holder may have died). Transient network
+    errors are retried a bounded number of times; everything else fails at once, with the reason.
     """
     checkpoint = Checkpoint.objects.filter(pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING).first()
     if checkpoint is None:
