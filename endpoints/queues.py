@@ -59,8 +59,3 @@ def pending_messages(queue_name: str, broker: dramatiq.Broker | None = None) -> 
         for name in (queue_name, dq_name(queue_name))
         for _, body in broker.client.hscan_iter(f"{broker.namespace}:{name}.msgs", count=1000)
     ]
-
-
-def pending_message_ids(queue_name: str, broker: dramatiq.Broker | None = None) -> set[str] | None:
-    messages = pending_messages(queue_name, broker)
-    return None if messages is None else {message.message_id for message in messages}

@@ -17,7 +17,7 @@ from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
-from endpoints.queues import enqueue, pending_message_ids, queue_message
+from endpoints.queues import enqueue, pending_messages, queue_message
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
 from esd.exceptions import EsdError
@@ -309,7 +309,7 @@ def inference_requeue_lost(
     if queues is not None:
         waiting = waiting.filter(endpoint__name__in=[name.removeprefix(QUEUE_PREFIX) for name in queues])
     count = 0
-    pending: dict[str, set[str] | None] = {}  # per queue, asked of the broker once per sweep
+    pending: dict[str, set[str] | None] = {}  # message ids per queue, asked of the broker once per sweep
     for job in waiting:
         assert job.endpoint is not None
         queue_name = job.endpoint.queue_name
@@ -319,7 +319,8 @@ def inference_requeue_lost(
         held_here = worker is not None and job.worker_id == worker.pk
         if job.message_id and not held_here:
             if queue_name not in pending:
-                pending[queue_name] = pending_message_ids(queue_name)
+                messages = pending_messages(queue_name)
+                pending[queue_name] = None if messages is None else {message.message_id for message in messages}
             known = pending[queue_name]
             if (known is None and not unknown_is_lost) or (known is not None and job.message_id in known):
                 continue

@@ -14,7 +14,7 @@ from django.utils import timezone
 from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Worker
-from endpoints.queues import enqueue, pending_message_ids, queue_message
+from endpoints.queues import enqueue, pending_messages, queue_message
 from inferences import services
 from inferences.actors import inference_run
 from inferences.execution import claim
@@ -25,21 +25,24 @@ from .conftest import txt2img
 from .jobs import serve
 
 
-def test_pending_message_ids_asks_redis_and_knows_when_it_cannot():
+def test_pending_messages_asks_redis_and_knows_when_it_cannot():
     broker = redis_broker()
     broker.client.flushdb()
     queue = "endpoint.pending-test"
     try:
         queued = enqueue(queue_message(inference_run, queue, "job-1"), broker)
         delayed = broker.enqueue(queue_message(inference_run, queue, "job-2"), delay=60_000)  # a retry's backoff
-        assert pending_message_ids(queue, broker) == {queued.message_id, delayed.message_id}
-        assert pending_message_ids("endpoint.other", broker) == set()
+        held = pending_messages(queue, broker)
+        assert sorted((message.message_id, tuple(message.args)) for message in held) == sorted(
+            [(queued.message_id, ("job-1",)), (delayed.message_id, ("job-2",))]
+        )
+        assert pending_messages("endpoint.other", broker) == []
         broker.client.flushdb()  # what a Redis restart without persistence leaves
-        assert pending_message_ids(queue, broker) == set()
+        assert pending_messages(queue, broker) == []
     finally:
         broker.client.flushdb()
         broker.close()
-    assert pending_message_ids(queue, StubBroker()) is None
+    assert pending_messages(queue, StubBroker()) is None
 
 
 def test_a_start_while_the_broker_is_down_is_answered_and_the_job_runs_once_it_is_back(site, use_broker):
