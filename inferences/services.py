@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from dramatiq import Message
 
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
@@ -202,13 +203,13 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     return job
 
 
-def _message(job_id: str, queue_name: str) -> Any:
+def _message(job_id: str, queue_name: str) -> Message:
     from .actors import inference_run
 
     return queue_message(inference_run, queue_name, job_id)
 
 
-def _send(job_id: str, message: Any) -> bool:
+def _send(job_id: str, message: Message) -> bool:
     """Send a job's message. A broker that is down does not fail the request: the job stays queued without a
     message, and the workers' periodic sweep (inference_requeue_lost) sends it again once the broker is back."""
     try:
