@@ -107,3 +107,14 @@ def serve(deployment: Deployment, kind: str = "Async", queues: set[str] | None =
     worker.start()
     deployment.workers.append(worker)
     return worker
+
+
+def another_live_worker(worker: Any) -> Any:
+    """A second live worker row on the same endpoint (another process, as far as claims can tell)."""
+    from django.utils import timezone
+
+    from endpoints.models import Worker
+
+    return Worker.objects.create(
+        endpoint=worker.endpoint, hostname="elsewhere", pid=2, device="cpu", last_heartbeat=timezone.now()
+    )

@@ -18,7 +18,7 @@ from inferences.models import InferenceJob
 from tests.conftest import stop_worker, wait_for
 
 from .conftest import txt2img
-from .jobs import serve
+from .jobs import another_live_worker, serve
 
 
 class Hooks:
@@ -106,9 +106,7 @@ def test_a_job_whose_worker_died_is_claimed_again_and_not_run_twice(site):
     job_id = site.submit(txt2img())
     site.start(job_id)
     live = Worker.objects.get(stopped_at__isnull=True)
-    other = Worker.objects.create(
-        endpoint=live.endpoint, hostname="elsewhere", pid=2, device="cpu", last_heartbeat=timezone.now()
-    )
+    other = another_live_worker(live)
     assert claim(job_id, live) is not None
     assert claim(job_id, other) is None  # a redelivered message finds it taken by a live worker
     Worker.objects.filter(pk=live.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))

@@ -10,7 +10,6 @@ import dramatiq
 import pytest
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Worker
@@ -22,7 +21,7 @@ from inferences.models import InferenceJob
 from tests.conftest import redis_broker
 
 from .conftest import txt2img
-from .jobs import serve
+from .jobs import another_live_worker, serve
 
 
 def test_pending_messages_asks_redis_and_knows_when_it_cannot():
@@ -87,9 +86,7 @@ def test_a_job_held_by_a_worker_that_runs_nothing_is_freed_by_its_sweep(site):
     job_id = site.submit(txt2img())
     site.start(job_id)
     live = Worker.objects.get(stopped_at__isnull=True)
-    other = Worker.objects.create(
-        endpoint=live.endpoint, hostname="elsewhere", pid=2, device="cpu", last_heartbeat=timezone.now()
-    )
+    other = another_live_worker(live)
     assert claim(job_id, live) is not None
     assert claim(job_id, other) is None  # another live worker's redelivered message: taken
     assert claim(job_id, live) is not None  # this worker's own retry: no thread here runs it, so it may
