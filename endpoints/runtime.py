@@ -158,7 +158,13 @@ class EndpointWorker:
             return
         self._stop_requested.set()
         if self._dramatiq is not None:
-            self._dramatiq.stop()
+            try:
+                self._dramatiq.stop()
+            except Exception:
+                # Raised by the last step, closing the consumers' connections, once the threads have stopped: pika
+                # can fail there when the connection breaks under it (seen on CI with RabbitMQ). The worker must
+                # still leave its queues and deregister, or it would count as alive until its heartbeat expires.
+                logger.warning("Closing the broker connections of %s failed", self.endpoint.name, exc_info=True)
             detach(self._dramatiq)
         for queue in self.queues:
             if _serving.get(queue) is self:
