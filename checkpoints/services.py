@@ -196,12 +196,15 @@ def _lease_end() -> datetime:
     return timezone.now() + timedelta(seconds=DOWNLOAD_LEASE_SECONDS)
 
 
+def no_live_lease() -> Q:
+    """Downloads no run holds now: never taken, finished, or their run stopped renewing the lease (it died)."""
+    return Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=timezone.now())
+
+
 def take_download(checkpoint_id: Any) -> bool:
     """Become the one run downloading this checkpoint: its lease is free or ran out (its run died). A second
     message for a download that is running (redelivered, or sent again by a sweep) finds it taken."""
-    now = timezone.now()
-    free = Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=now)
-    taken = Checkpoint.objects.filter(free, pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING)
+    taken = Checkpoint.objects.filter(no_live_lease(), pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING)
     return bool(taken.update(download_lease_until=_lease_end()))
 
 
@@ -392,12 +395,11 @@ def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
     from . import actors
 
     now = timezone.now()
-    idle = Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=now)
     waiting = list(
-        Checkpoint.objects.filter(idle, status=CheckpointStatus.DOWNLOADING, updated_at__lt=now - timedelta(
-            seconds=older_than
-        )).values_list("pk", "updated_at")
-    )  # fmt: skip
+        Checkpoint.objects.filter(
+            no_live_lease(), status=CheckpointStatus.DOWNLOADING, updated_at__lt=now - timedelta(seconds=older_than)
+        ).values_list("pk", "updated_at")
+    )
     if not waiting:
         return 0
     pending = pending_messages(actors.checkpoint_download.queue_name)
