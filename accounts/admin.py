@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_dramatiq.models import Task as DramatiqTask
@@ -230,6 +232,34 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
         return self.inlines if obj is not None else ()  # a new user has no tokens yet
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_readonly_fields(request, obj)
+        if actor_of(request).is_superuser:
+            return fields
+        # Admin access and superuser status are for a superuser to give (the API has no way to give them at all).
+        return (*fields, "is_staff", "is_superuser")
+
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # Only a superuser changes a superuser (the API's rule); the page stays viewable, read-only.
+        if obj is not None and obj.is_superuser and not actor_of(request).is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        if obj is not None and obj.is_superuser and not actor_of(request).is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        # A new password is the user's identity: setting it is acting as them (the same rule as minting a token).
+        target = self.get_object(request, unquote(id))
+        if target is not None:
+            try:
+                services.user_act_as_check(actor=actor_of(request), target=target)
+            except EsdError as exc:
+                raise PermissionDenied(exc.message) from exc
+        return super().user_change_password(request, id, form_url)
+
     @admin.display(description="roles")
     def role_list(self, user: User) -> str:
         return ", ".join(selectors.user_role_names([user]).get(user.pk, []))
@@ -267,7 +297,13 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
     @admin.action(description="Create an API token (shown once)", permissions=["change"])
     def create_api_token(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            _, token = services.api_token_create(user=user, name=f"admin ({request.user.username})")
+            try:
+                _, token = services.api_token_create(
+                    user=user, name=f"admin ({request.user.username})", actor=actor_of(request)
+                )
+            except EsdError as exc:
+                self.message_user(request, f"No token for {user.username}: {exc.message}", messages.ERROR)
+                continue
             self.message_user(
                 request,
                 f"New API token for {user.username} (copy it now, it is not shown again): {token}",
@@ -275,8 +311,25 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
             )
 
 
+class ApiTokenForm(forms.ModelForm):
+    actor: User
+
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if data.get("user") is not None:
+            with refusal_as_form_error():
+                services.user_act_as_check(actor=self.actor, target=data["user"])
+        return data
+
+
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ActorFormMixin, admin.ModelAdmin):
+    form = ApiTokenForm
     list_display = ("hint", "user", "name", "created_at", "last_used_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "name", "hint")
@@ -290,7 +343,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
-        token, raw = services.api_token_create(user=obj.user, name=obj.name)
+        token, raw = services.api_token_create(user=obj.user, name=obj.name, actor=actor_of(request))
         obj.pk, obj.digest, obj.hint, obj.created_at = token.pk, token.digest, token.hint, token.created_at
         obj._state.adding = False
         self.message_user(request, f"New API token for {obj.user.username} (copy it now, it is not shown again): {raw}")

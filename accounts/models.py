@@ -5,6 +5,7 @@ import hashlib
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.db import models
+from django.db.models.functions import Lower
 
 from esd.models import TimeStampedModel
 
@@ -36,6 +37,14 @@ class User(AbstractUser):
     class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         swappable = "AUTH_USER_MODEL"
         ordering = ["username"]
+        constraints = [
+            # The services refuse a clash with a message naming it; this holds for every other path (the admin).
+            models.UniqueConstraint(
+                Lower("username"),
+                name="accounts_user_username_ci_unique",
+                violation_error_message="A user with that username already exists (usernames ignore case).",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.username

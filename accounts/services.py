@@ -18,7 +18,7 @@ from esd.exceptions import EsdError
 
 from . import esd_permissions, selectors
 from .models import ApiToken, Role, User, token_digest
-from .permissions import holds, holds_string
+from .permissions import holds, holds_string, permission_strings
 from .roles import BUILTIN_ROLES, IT_OPERATOR
 
 
@@ -67,15 +67,16 @@ def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role
     role = Role.objects.select_related("group").filter(group__name=name).first()
     if role is not None and role.builtin:
         raise EsdError(400, f"cannot update default role {name}: built-in roles are fixed")
-    if not holds(actor, "role", "all"):
-        if role is not None and role.creator != actor.username:
-            raise EsdError(400, f"creator {actor.username} not have permission to update role {name}")
-        for permission in permissions:
-            if not holds_string(actor, permission):
-                raise EsdError(
-                    400,
-                    f"creator {actor.username} have not permission to create role with permission: [{permission}]",
-                )
+    if role is not None and role.creator != actor.username and not holds(actor, "role", "all"):
+        raise EsdError(400, f"creator {actor.username} not have permission to update role {name}")
+    # role:all lets one edit any role, not hand out what one lacks: a role's members gain every permission in it
+    # (on a rewrite, at once), so the actor must hold each one itself, as when giving roles to users.
+    for permission in permissions:
+        if not holds_string(actor, permission):
+            raise EsdError(
+                400,
+                f"creator {actor.username} have not permission to create role with permission: [{permission}]",
+            )
     return role
 
 
@@ -144,6 +145,35 @@ def _check_may_manage(actor: User, target: User | None) -> None:
         raise EsdError(403, f"only a superuser may change or delete the superuser {target.username}")
 
 
+def user_act_as_check(*, actor: User, target: User) -> None:
+    """Raise EsdError if `actor` may not take `target`'s identity: mint a token for it or set its password.
+
+    Whoever holds a user's token or password acts with every permission that user holds, so this is granting those
+    permissions: the actor must be allowed to manage the target and hold each of its permission strings itself
+    (only a superuser takes over a superuser). Anyone may do it for themselves."""
+    if target.pk == actor.pk:
+        return
+    _check_may_manage(actor, target)
+    for permission in sorted(permission_strings(target), key=esd_permissions.sort_key):
+        if not holds_string(actor, permission):
+            raise EsdError(
+                403,
+                f"{actor.username} may not act as {target.username}: {target.username} holds [{permission}], "
+                f"which {actor.username} does not",
+            )
+
+
+def username_taken_check(username: str, *, exclude: User | None = None) -> None:
+    """Usernames are unique whatever their case (`Admin` beside `admin` would be two people to a reader, one to
+    a typo); the stored spelling is kept as given."""
+    others = User.objects.filter(username__iexact=username)
+    if exclude is not None and exclude.pk is not None:
+        others = others.exclude(pk=exclude.pk)
+    clash = others.values_list("username", flat=True).first()
+    if clash is not None:
+        raise EsdError(400, f"username {username} is taken: {clash} already exists (usernames ignore case)")
+
+
 def _check_it_operator_left(*, losing: set[int]) -> None:
     """Refuse a change after which no active user holds the IT Operator role (nobody could administer)."""
     operators = set(selectors.it_operator_user_ids())
@@ -167,6 +197,7 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     """`POST /users` (not initial): create the user, or overwrite its password and roles."""
     target = User.objects.filter(username=username).first()
     _check_may_manage(actor, target)
+    username_taken_check(username, exclude=target)
     role_names = list(dict.fromkeys(role_names))
     found = {role.name: role for role in selectors.roles_with_permissions(names=role_names)}
     user_roles_check(actor=actor, user=target, roles=[found[name] for name in role_names if name in found])
@@ -236,8 +267,13 @@ def user_delete_check(*, actor: User, targets: list[User]) -> None:
     _check_it_operator_left(losing={user.pk for user in targets})
 
 
-def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """A new bearer token for `user`. Returns the row and the token itself, which is not stored and is shown once."""
+def api_token_create(*, user: User, name: str = "", actor: User | None = None) -> tuple[ApiToken, str]:
+    """A new bearer token for `user`. Returns the row and the token itself, which is not stored and is shown once.
+
+    `actor`: who asks for it (the admin); it must be allowed to act as `user` (user_act_as_check). None for the
+    callers that are trusted already: manage.py on the server, and `POST /auth/token` with the user's password."""
+    if actor is not None:
+        user_act_as_check(actor=actor, target=user)
     raw = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name, digest=token_digest(raw), hint=raw[:10])
     return token, raw
@@ -260,6 +296,7 @@ def admin_ensure(*, username: str, password: str) -> User:
     """Create or update an administrator: IT Operator, staff and superuser, with this password (esd_bootstrap)."""
     role = roles_ensure_builtin()
     user = User.objects.filter(username=username).first() or User(username=username, creator=username)
+    username_taken_check(username, exclude=user)
     user.is_staff = user.is_superuser = user.is_active = True
     user.set_password(password)
     user.full_clean(exclude=["password"])

@@ -9,6 +9,7 @@
 
 import hashlib
 import json
+import math
 import queue
 import re
 import struct
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 import yaml
 
@@ -26,8 +28,10 @@ SAFETENSORS = ".safetensors"
 YAML = (".yaml", ".yml")
 ALLOWED_EXTENSIONS = (SAFETENSORS, *YAML)
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
-SAFETENSORS_DTYPES = {
-    "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64",
+# Bytes per element of each safetensors dtype (a tensor's span must be exactly its shape's product times this).
+SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8,
 }  # fmt: skip
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_YAML_BYTES = 1024 * 1024
@@ -103,7 +107,48 @@ def _pickle_like(head: bytes) -> bool:
     return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(b"PK\x03\x04")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads hook: a key given twice is refused (JSON parsers disagree on which one wins)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise FileRejected(f"the safetensors header names {key!r} twice")
+        found[key] = value
+    return found
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_span(name: str, tensor: str, entry: Any) -> tuple[int, int]:
+    """The byte span [begin, end) of one header entry, checked against its dtype and shape."""
+
+    def invalid(problem: str) -> FileRejected:
+        return FileRejected(f"{name}: tensor {tensor!r} has an invalid safetensors header entry: {problem}")
+
+    if not isinstance(entry, dict):
+        raise invalid("it is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_DTYPE_BYTES:
+        raise invalid(f"unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_whole_number(dim) for dim in shape):
+        raise invalid("its shape is not a list of whole numbers")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole_number(offset) for offset in offsets):
+        raise invalid("its data_offsets are not two whole numbers")
+    begin, end = offsets
+    if begin > end:
+        raise invalid(f"its data_offsets are out of order ({begin} > {end})")
+    expected = math.prod(shape) * SAFETENSORS_DTYPE_BYTES[dtype]
+    if end - begin != expected:
+        raise invalid(f"it spans {end - begin} bytes, but its shape {shape} of {dtype} needs {expected}")
+    return begin, end
+
+
 def check_safetensors(storage: ObjectStorage, key: str, name: str, size: int) -> None:
+    """The header must describe exactly the bytes that follow it, as the safetensors library demands when it loads
+    the file: every tensor's span matches its shape and dtype, the spans follow one another without gap or overlap,
+    and together they cover the data to its last byte."""
     head = storage.read_range(key, 0, 8)
     if _pickle_like(storage.read_range(key, 0, 4)):
         raise FileRejected(f"{name} holds pickled (torch) data, not safetensors; convert it to .safetensors")
@@ -113,31 +158,23 @@ def check_safetensors(storage: ObjectStorage, key: str, name: str, size: int) ->
     if header_length > min(MAX_HEADER_BYTES, size - 8):
         raise FileRejected(f"{name} is not a safetensors file, or it is truncated (its header cannot be read)")
     try:
-        header = json.loads(storage.read_range(key, 8, header_length))
+        header = json.loads(storage.read_range(key, 8, header_length), object_pairs_hook=_unique_keys)
+    except RecursionError as exc:
+        raise FileRejected(f"{name}: the safetensors header nests too deeply to be a tensor index") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise FileRejected(f"{name}: the safetensors header is not valid JSON") from exc
     if not isinstance(header, dict):
         raise FileRejected(f"{name}: the safetensors header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+        raise FileRejected(f"{name}: __metadata__ must be an object of strings")
+    spans = sorted((_tensor_span(name, tensor, entry), tensor) for tensor, entry in header.items())
     data_end = 0
-    for tensor, entry in header.items():
-        if tensor == "__metadata__":
-            if not isinstance(entry, dict):
-                raise FileRejected(f"{name}: __metadata__ must be an object of strings")
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        if (
-            not isinstance(entry, dict)
-            or entry.get("dtype") not in SAFETENSORS_DTYPES
-            or not isinstance(shape, list)
-            or not all(isinstance(dim, int) and dim >= 0 for dim in shape)
-            or not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(offset, int) for offset in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
-            raise FileRejected(f"{name}: tensor {tensor!r} has an invalid safetensors header entry")
-        data_end = max(data_end, offsets[1])
+    for (begin, end), tensor in spans:
+        if begin != data_end:
+            problem = "overlaps the tensor before it" if begin < data_end else f"leaves bytes {data_end}-{begin} unused"
+            raise FileRejected(f"{name}: tensor {tensor!r} {problem}; the tensors' data must follow one another")
+        data_end = end
     if data_end != size - 8 - header_length:
         raise FileRejected(
             f"{name} is truncated or padded: its header describes {data_end} bytes of tensors, "

@@ -295,6 +295,8 @@ ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)
 ESD_AUTOSCALE_TARGET_BACKLOG = env.int("ESD_AUTOSCALE_TARGET_BACKLOG", default=5)  # queued jobs per instance, as ESD
 ESD_METRICS_TOKEN = env.str("ESD_METRICS_TOKEN", default="")  # when set, /metrics demands it as a bearer token
 ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_serve's worker threads
+ESD_SERVE_CONNECTION_LIMIT = env.int("ESD_SERVE_CONNECTION_LIMIT", default=1000)  # open connections esd_serve holds
+ESD_SERVE_CHANNEL_TIMEOUT = env.int("ESD_SERVE_CHANNEL_TIMEOUT", default=30)  # seconds a silent connection may stay
 
 # --- Inference engine (worker processes) ---------------------------------------------------------------------------
 ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process

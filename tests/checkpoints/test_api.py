@@ -319,3 +319,14 @@ def test_esd_mode_webui_flow_with_only_the_api_key(esd, esd_mode, store, admin_u
     assert done.status == 200
     listed = esd.call("GET", "checkpoints", headers={**key, "username": "admin"}, query={"username": "admin"})
     assert listed.body["data"]["checkpoints"][0]["status"] == "Active"
+
+
+def test_a_header_nested_100000_deep_is_refused_marked_failed_and_removed(esd, admin_token, store):
+    header = b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    data = len(header).to_bytes(8, "little") + header
+    checkpoint, done = upload(esd, admin_token, "deep.safetensors", data)
+    assert done.status == 400, done.body
+    assert "nests too deeply" in done.body["message"]
+    row = Checkpoint.objects.get(pk=checkpoint["id"])
+    assert row.status == "Failed" and "nests too deeply" in row.error
+    assert store.list_keys(f"{SD}/checkpoint/custom/{checkpoint['id']}/") == []

@@ -112,3 +112,96 @@ def test_a_tar_bomb_is_refused(store):
     put(store, "m.safetensors", tar_bytes({"a.safetensors": b"\x00" * 4096, "b.safetensors": b"\x00" * 4096}))
     with pytest.raises(files.FileRejected, match="unpacks to more than"):
         files.ingest(store, folder=FOLDER, name="m.safetensors", limit=5000)
+
+
+def header_file(header: dict, data: bytes = b"", raw_header: bytes | None = None) -> bytes:
+    encoded = raw_header if raw_header is not None else json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + data
+
+
+def entry(dtype: str, shape: list, begin: int, end: int) -> dict:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        # shape x dtype size must equal the span: 4 F32 values are 16 bytes, not 8
+        (
+            header_file({"w": entry("F32", [4], 0, 8)}, b"\x00" * 8),
+            r"spans 8 bytes, but its shape \[4\] of F32 needs 16",
+        ),
+        (header_file({"w": entry("F16", [2, 2], 0, 4)}, b"\x00" * 4), "needs 8"),
+        # overlapping, out-of-order and gapped spans
+        (header_file({"a": entry("U8", [8], 0, 8), "b": entry("U8", [8], 4, 12)}, b"\x00" * 12), "overlaps"),
+        (header_file({"a": entry("U8", [0], 8, 0)}, b"\x00" * 8), "out of order"),
+        (header_file({"a": entry("U8", [4], 0, 4), "b": entry("U8", [4], 6, 10)}, b"\x00" * 10), "unused"),
+        (header_file({"a": entry("U8", [4], 2, 6)}, b"\x00" * 6), "leaves bytes 0-2 unused"),
+        # spans that do not cover the data exactly
+        (header_file({"a": entry("U8", [4], 0, 4)}, b"\x00" * 5), "truncated or padded"),
+        # duplicate keys (parsers disagree on which wins)
+        (
+            header_file(
+                {},
+                b"\x00" * 4,
+                raw_header=b'{"w": '
+                + json.dumps(entry("U8", [4], 0, 4)).encode()
+                + b', "w": '
+                + json.dumps(entry("U8", [4], 0, 4)).encode()
+                + b"}",
+            ),
+            "names 'w' twice",
+        ),
+        # shapes and offsets must be whole numbers (true is not 1, 2.0 is not 2)
+        (header_file({"w": entry("U8", [2.0], 0, 2)}, b"\x00" * 2), "shape is not a list of whole numbers"),
+        (header_file({"w": entry("U8", [True], 0, 1)}, b"\x00"), "shape is not a list of whole numbers"),
+        (header_file({"w": entry("U8", ["2"], 0, 2)}, b"\x00" * 2), "shape is not a list of whole numbers"),
+        (header_file({"w": entry("U8", [-1], 0, 0)}), "shape is not a list of whole numbers"),
+        (header_file({"w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2.0]}}, b"\x00" * 2), "two whole numbers"),
+        (header_file({"w": "tensor"}), "not an object"),
+        # __metadata__ holds strings only
+        (header_file({"__metadata__": {"format": 1}}), "__metadata__ must be an object of strings"),
+        (header_file({"__metadata__": {"nested": {"a": "b"}}}), "__metadata__ must be an object of strings"),
+        (header_file({"__metadata__": ["pt"]}), "__metadata__ must be an object of strings"),
+        # a header nested far deeper than any tensor index (Python's parser would raise RecursionError)
+        (header_file({}, raw_header=b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "nests too deeply"),
+    ],
+    ids=[
+        "f32-span",
+        "f16-span",
+        "overlap",
+        "offsets-reversed",
+        "gap",
+        "gap-at-start",
+        "padding",
+        "duplicate-key",
+        "float-dim",
+        "bool-dim",
+        "string-dim",
+        "negative-dim",
+        "float-offset",
+        "entry-not-object",
+        "metadata-int",
+        "metadata-object",
+        "metadata-list",
+        "nested-100000",
+    ],
+)
+def test_headers_must_describe_the_data_exactly(store, data, fragment):
+    put(store, "m.safetensors", data)
+    with pytest.raises(files.FileRejected, match=fragment):
+        files.ingest(store, folder=FOLDER, name="m.safetensors", limit=LIMIT)
+
+
+def test_headers_the_safetensors_library_writes_are_accepted(store):
+    import numpy
+    from safetensors.numpy import save
+
+    data = save(
+        {"a": numpy.zeros((3, 5), dtype=numpy.float16), "b": numpy.ones(7, dtype=numpy.int64),
+         "empty": numpy.zeros((0, 4), dtype=numpy.float32), "flag": numpy.array([True, False])},
+        metadata={"format": "pt", "note": "tiny"},
+    )  # fmt: skip
+    put(store, "m.safetensors", data)
+    [stored] = files.ingest(store, folder=FOLDER, name="m.safetensors", limit=LIMIT)
+    assert stored.size == len(data)

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -146,8 +148,10 @@ def api(port: int, method: str, path: str, token: str, body: dict | None = None)
         return json.loads(response.read() or b"{}")
 
 
-def start_serve(port: int, env: dict[str, str]) -> subprocess.Popen:
-    process = manage("esd_serve", "--port", str(port), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def start_serve(port: int, env: dict[str, str], *args: str) -> subprocess.Popen:
+    process = manage(
+        "esd_serve", "--port", str(port), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
     def up() -> bool:
         try:
@@ -224,3 +228,40 @@ def test_a_killed_workers_job_is_redelivered_to_another(endpoint, settings):
             supervisor.wait(timeout=30)
         except subprocess.TimeoutExpired:
             supervisor.kill()
+
+
+def test_idle_connections_do_not_starve_esd_serve(embedded_env):
+    """200 clients that send half a request and go quiet (a slowloris) must not stop anyone else: /ping still
+    answers within a second, and the server closes each silent connection after ESD_SERVE_CHANNEL_TIMEOUT."""
+    port = free_port()
+    server = start_serve(port, {**embedded_env, "ESD_SERVE_CHANNEL_TIMEOUT": "3"}, "--no-workers")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /prod/roles HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+            idle.append(sock)
+        durations = []
+        for _ in range(5):
+            started = time.monotonic()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/prod/ping", timeout=5) as response:  # noqa: S310
+                assert json.loads(response.read())["message"] == "pong"
+            durations.append(time.monotonic() - started)
+        assert max(durations) < 1.0, durations
+
+        def closed_by_server(sock: socket.socket) -> bool:
+            sock.settimeout(15)
+            try:
+                return sock.recv(1) == b""
+            except ConnectionResetError:
+                return True
+
+        assert all(closed_by_server(sock) for sock in idle)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()

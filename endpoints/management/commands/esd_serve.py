@@ -89,7 +89,22 @@ class Command(BaseCommand):
             # The local store's signed URLs must point at this very server unless told otherwise.
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
             settings.ESD_PUBLIC_URL = f"http://{shown}:{port}"
-        server = create_server(application, host=host, port=port, threads=options["threads"], ident="esd-server")
+        server = create_server(
+            application,
+            host=host,
+            port=port,
+            threads=options["threads"],
+            ident="esd-server",
+            # Idle or slow clients must not hold the server: waitress stops accepting at connection_limit (100 by
+            # default: 110 half-sent requests stopped every other client), so the limit is high, select()'s 1024
+            # file-descriptor ceiling is avoided with poll(), and a connection silent for channel_timeout seconds is
+            # closed by a sweep that runs often enough to honour it. Request bodies are buffered by waitress before a
+            # thread sees them, so a slow body costs a connection slot, never a request thread.
+            connection_limit=settings.ESD_SERVE_CONNECTION_LIMIT,
+            channel_timeout=settings.ESD_SERVE_CHANNEL_TIMEOUT,
+            cleanup_interval=max(1, min(30, settings.ESD_SERVE_CHANNEL_TIMEOUT // 3)),
+            asyncore_use_poll=True,
+        )
         supervisor = None
         if not options["no_workers"]:
             recover_waiting_work.send(sender=self.__class__, queues=None)
