@@ -149,9 +149,7 @@ def api(port: int, method: str, path: str, token: str, body: dict | None = None)
 
 
 def start_serve(port: int, env: dict[str, str], *args: str) -> subprocess.Popen:
-    process = manage(
-        "esd_serve", "--port", str(port), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = manage("esd_serve", "--port", str(port), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         try:
@@ -244,7 +242,7 @@ def test_idle_connections_do_not_starve_esd_serve(embedded_env):
         durations = []
         for _ in range(5):
             started = time.monotonic()
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/prod/ping", timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/prod/ping", timeout=5) as response:
                 assert json.loads(response.read())["message"] == "pong"
             durations.append(time.monotonic() - started)
         assert max(durations) < 1.0, durations
