@@ -45,6 +45,27 @@ def active_user(username: str) -> User | None:
     return User.objects.filter(username=username, is_active=True).first()
 
 
+def key_only(request: Request) -> bool:
+    """An esd-1.4 request that carries the deployment's API key and no user: ESD 1.4.0's clients call some routes
+    this way (README, "Differences from ESD 1.4.0"). The gateway has checked the key before a handler runs."""
+    return settings.ESD_AUTH_MODE == "esd-1.4" and not (request.user.is_authenticated or request.auth is not None)
+
+
+def key_holder_admin_routes() -> bool:
+    """Whether the key alone may act as the administrator (DELETE /roles, DELETE /checkpoints): only in esd-1.4
+    mode and only when a key is set, since without one "the key holder" would be anybody."""
+    return settings.ESD_AUTH_MODE == "esd-1.4" and bool(settings.ESD_API_KEY)
+
+
+def key_holder_admin() -> User:
+    """Who a key-only request acts as on the routes where ESD 1.4.0 took no user at all: the bootstrap
+    administrator (the first active superuser, made by `esd_bootstrap` or `POST /users {initial}`)."""
+    admin = User.objects.filter(is_superuser=True, is_active=True).order_by("date_joined", "pk").first()
+    if admin is None:
+        raise EsdError(400, "no administrator exists yet: run `python manage.py esd_bootstrap --first-run` first")
+    return admin
+
+
 def request_caller(request: Request, *, unknown: str) -> User:
     """The user the request's credentials name. An ESD-mode claim of an unknown user is a 400 (`unknown`
     formatted with `name`), as ESD's handlers answered it."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
@@ -222,20 +222,24 @@ class Progress:
         self._thread = threading.Thread(target=self._run, name="download-progress", daemon=True)
         self._thread.start()
 
+    def _still_downloading(self) -> QuerySet[Checkpoint]:
+        # Progress is written only while the row is Downloading: a write that lands after the final status (this
+        # thread is a second behind) must not change a finished row, which carries its own final figures.
+        return Checkpoint.objects.filter(pk=self.checkpoint_id, status=CheckpointStatus.DOWNLOADING)
+
     def _run(self) -> None:
         try:
             while not self._stop.wait(PROGRESS_INTERVAL):
                 with contextlib.suppress(DatabaseError):  # a database restart: the next second tries again
-                    Checkpoint.objects.filter(pk=self.checkpoint_id).update(
-                        bytes_done=self.done, download_lease_until=_lease_end()
-                    )
+                    self._still_downloading().update(bytes_done=self.done, download_lease_until=_lease_end())
         finally:
             connection.close()
 
     def finish(self) -> None:
         self._stop.set()
         self._thread.join()
-        Checkpoint.objects.filter(pk=self.checkpoint_id).update(bytes_done=self.done, download_lease_until=None)
+        self._still_downloading().update(bytes_done=self.done)
+        Checkpoint.objects.filter(pk=self.checkpoint_id).update(download_lease_until=None)
 
 
 def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress: Progress) -> Iterator[bytes]:
@@ -284,9 +288,11 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progr
     )
     with transaction.atomic():
         _record_files(checkpoint, stored, replaced=file.name)
+        # The final figures go with the final status, in one UPDATE: an Active row never shows a partial download.
         Checkpoint.objects.filter(pk=checkpoint.pk).update(
-            status=CheckpointStatus.ACTIVE, error="", updated_at=timezone.now()
-        )
+            status=CheckpointStatus.ACTIVE, error="", bytes_done=size, bytes_total=size, download_lease_until=None,
+            updated_at=timezone.now(),
+        )  # fmt: skip
 
 
 def checkpoint_download_run(*, checkpoint_id: str) -> None:

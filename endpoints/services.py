@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -60,25 +60,54 @@ def endpoint_create_check(
     if not holds(actor, "sagemaker_endpoint", "create"):
         raise EsdError(403, f"Creator {actor.username} has no permission to create Sagemaker")
     check_instance_type(instance_type)
-    if not 1 <= count <= settings.ESD_MAX_INSTANCES:
-        raise EsdError(
-            400, f"initial_instance_count must be from 1 to {settings.ESD_MAX_INSTANCES} (ESD_MAX_INSTANCES)"
-        )
+    if count < 1:
+        raise EsdError(400, "initial_instance_count must be at least 1")
+    check_capacity(instance_type, count)
     if not roles:
         raise EsdError(400, "assign_to_roles must name at least one role")
     existing_roles = set(Group.objects.filter(name__in=roles).values_list("name", flat=True))
     missing = [role for role in roles if role not in existing_roles]
     if missing:
         raise EsdError(400, f'role "{missing[0]}" not exist')
-    # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go).
-    for other in Endpoint.objects.all():
+    # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go). One being
+    # deleted no longer counts: ESD dropped it at once, and its draining workers take no new jobs.
+    for other in Endpoint.objects.exclude(status=EndpointStatus.DELETING):
         taken = [role for role in roles if role in other.owner_group_or_role]
         if taken:
             raise EsdError(400, f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
     name = f"esd-{endpoint_type.lower()}-{suffix}" if suffix else ""
-    if name and Endpoint.objects.filter(name=name).exists():
-        raise EsdError(400, f"Cannot create already existing model: {name}")
+    clash = Endpoint.objects.filter(name=name).first() if name else None
+    if clash is not None:
+        # A draining endpoint still owns its name and queue until its last worker exits (seconds, one job at most).
+        draining = (
+            " (it is being deleted: try again once its workers have finished)"
+            if clash.status == EndpointStatus.DELETING
+            else ""
+        )
+        raise EsdError(400, f"Cannot create already existing model: {name}{draining}")
     return name
+
+
+def check_capacity(instance_type: str, count: int) -> None:
+    """Refuse instances the deployment cannot have, in the words of SageMaker's quota error, which ESD passed
+    through and its clients look for (`ResourceLimitExceeded`). Endpoints being deleted no longer count."""
+    if count > settings.ESD_MAX_INSTANCES:
+        raise EsdError(
+            400,
+            f"ResourceLimitExceeded: initial_instance_count must be from 1 to {settings.ESD_MAX_INSTANCES} "
+            f"(ESD_MAX_INSTANCES, the limit of {instance_type} instances per endpoint); this request asks for {count}",
+        )
+    in_use = (
+        Endpoint.objects.exclude(status=EndpointStatus.DELETING).aggregate(total=Sum("initial_instance_count"))["total"]
+        or 0
+    )
+    if in_use + count > settings.ESD_MAX_TOTAL_INSTANCES:
+        raise EsdError(
+            400,
+            f"ResourceLimitExceeded: the deployment allows {settings.ESD_MAX_TOTAL_INSTANCES} instances over all "
+            f"endpoints (ESD_MAX_TOTAL_INSTANCES), with current utilization of {in_use} and a request delta of "
+            f"{count}; delete an endpoint or raise the limit",
+        )
 
 
 @transaction.atomic

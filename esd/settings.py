@@ -291,7 +291,8 @@ ESD_WORKER_POLL_MS = env.int("ESD_WORKER_POLL_MS", default=10)
 ESD_REQUEUE_AFTER_SECONDS = env.float("ESD_REQUEUE_AFTER_SECONDS", default=30.0)
 # Instance types accepted besides ESD's `ml.*` names: the labels workers advertise.
 ESD_INSTANCE_TYPES = env.list("ESD_INSTANCE_TYPES", default=["cpu", "cuda", "gpu"])
-ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)
+ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)  # instances (workers) one endpoint may ask for
+ESD_MAX_TOTAL_INSTANCES = env.int("ESD_MAX_TOTAL_INSTANCES", default=256)  # their sum over all endpoints
 ESD_AUTOSCALE_TARGET_BACKLOG = env.int("ESD_AUTOSCALE_TARGET_BACKLOG", default=5)  # queued jobs per instance, as ESD
 ESD_METRICS_TOKEN = env.str("ESD_METRICS_TOKEN", default="")  # when set, /metrics demands it as a bearer token
 ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_serve's worker threads

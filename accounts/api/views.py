@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from accounts import selectors, services
-from accounts.permissions import acting_user, request_caller
+from accounts.permissions import acting_user, key_holder_admin, key_holder_admin_routes, key_only, request_caller
 from accounts.roles import IT_OPERATOR
 from esd import openapi
 from esd.exceptions import EsdError
@@ -31,7 +31,10 @@ class RolesView(EsdAPIView):
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"POST": schemas.ROLE_CREATE, "DELETE": schemas.ROLE_DELETE}
 
     def requires_caller(self, request: Request) -> bool:
-        # ESD 1.4.0 took POST's caller from the body's `creator`; esd-1.4 mode keeps that for its clients.
+        # ESD 1.4.0 took POST's caller from the body's `creator`, and DELETE took no user at all; esd-1.4 mode keeps
+        # both for its clients (DELETE with the key alone acts as the administrator).
+        if request.method == "DELETE":
+            return not key_holder_admin_routes()
         return not (request.method == "POST" and not token_mode())
 
     @extend_schema(
@@ -71,7 +74,7 @@ class RolesView(EsdAPIView):
         tags=["roles"],
     )
     def delete(self, request: Request) -> Response:
-        actor = request_caller(request, unknown=UNKNOWN_USER)
+        actor = key_holder_admin() if key_only(request) else request_caller(request, unknown=UNKNOWN_USER)
         services.role_delete_many(actor=actor, names=self.body["role_name_list"])
         return esd_response(204)
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.permissions import acting_user, holds, list_subject, request_caller
+from accounts.permissions import acting_user, holds, key_only, list_subject, request_caller
 from esd import openapi
 from esd.exceptions import EsdError
 from esd.responses import esd_response, gateway_response
@@ -30,13 +30,9 @@ def esd_mode() -> bool:
     return settings.ESD_AUTH_MODE == "esd-1.4"
 
 
-def _anonymous_esd(request: Request) -> bool:
-    """ESD's clients call the job routes with only the API key; esd-1.4 mode then acts as the job's creator."""
-    return esd_mode() and not (request.user.is_authenticated or request.auth is not None)
-
-
 def job_for(request: Request, job_id: str) -> tuple[User, InferenceJob]:
-    if _anonymous_esd(request):
+    # ESD's clients call the job routes with only the API key; esd-1.4 mode then acts as the job's creator.
+    if key_only(request):
         job = selectors.inference_get(viewer=None, job_id=job_id)
         if job is None or job.created_by is None:
             raise services.not_found(job_id)

@@ -106,6 +106,34 @@ def test_download_becomes_active_with_sha256_and_progress(esd, admin_token, allo
     assert "already exists" in again.body["message"]
 
 
+def test_progress_written_late_never_changes_a_finished_row(transactional_db, admin_user, monkeypatch):
+    """The race CI once saw: a checkpoint Active with bytes_done 0. The progress thread is a tick behind the run;
+    its write must not land on a row the run has finished, and the finished row carries its final figures."""
+    from checkpoints import services
+
+    monkeypatch.setattr(services, "PROGRESS_INTERVAL", 0.01)
+    row = Checkpoint.objects.create(type=SD, status="Downloading", created_by=admin_user, source_url="https://x/m")
+    progress = services.Progress(row.pk)
+    try:
+        progress.done = 1234
+        assert wait_for(lambda: Checkpoint.objects.get(pk=row.pk).bytes_done == 1234, timeout=5)
+        Checkpoint.objects.filter(pk=row.pk).update(status="Active", bytes_done=5000, bytes_total=5000)
+        progress.done = 0  # a stale figure, as the thread may hold one
+        ticks = 0
+
+        def ticked() -> bool:
+            nonlocal ticks
+            ticks += 1
+            return ticks > 20
+
+        wait_for(ticked, timeout=5, interval=0.01)  # ~20 progress ticks go by
+        assert Checkpoint.objects.get(pk=row.pk).bytes_done == 5000
+    finally:
+        progress.finish()
+    finished_row = Checkpoint.objects.get(pk=row.pk)
+    assert (finished_row.status, finished_row.bytes_done, finished_row.download_lease_until) == ("Active", 5000, None)
+
+
 def test_civitai_style_urls_take_the_name_of_their_redirect(esd, admin_token, allow_loopback, file_server,
                                                             dramatiq_worker, store):  # fmt: skip
     data = safetensors_bytes()
