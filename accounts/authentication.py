@@ -29,9 +29,20 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 def _bearer(request: Request) -> str:
     header = request.headers.get("Authorization", "").strip()
+    if header.lower() == "bearer":
+        return ""  # the scheme with no token: nothing was sent
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
     return header
+
+
+class InvalidToken(exceptions.AuthenticationFailed):
+    """A bearer token was sent but names no active user's token: told apart from sending none (both 401)."""
+
+    default_detail = (
+        "Unauthorized: the API token is invalid or revoked (or its user is deactivated); create a new one in the "
+        "admin, with `python manage.py create_api_token USERNAME`, or with POST auth/token"
+    )
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -45,7 +56,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = ApiToken.objects.select_related("user").filter(digest=token_digest(_bearer(request))).first()
         if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed()
+            raise InvalidToken()
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -18,7 +18,8 @@ class EndpointStatus(models.TextChoices):
     CREATING = "Creating"  # no worker has registered yet
     IN_SERVICE = "InService"
     UPDATING = "Updating"
-    FAILED = "Failed"  # its workers died or stopped; `error` says when
+    FAILED = "Failed"  # its workers died (missed heartbeats); `error` says when
+    STOPPED = "Stopped"  # beyond ESD: every worker stopped cleanly (SIGTERM, Ctrl-C); it serves again when one starts
     DELETING = "Deleting"  # workers are draining; the row goes when the last one exits
 
 

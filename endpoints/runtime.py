@@ -149,6 +149,10 @@ class EndpointWorker:
         finally:
             close_old_connections()
 
+    def running_jobs(self) -> list[str]:
+        """What this worker's threads are running now (`actor(arguments)`), for a person waiting on a stop."""
+        return list(self._jobs.current.values())
+
     def request_stop(self) -> None:
         self._stop_requested.set()
 

@@ -220,7 +220,8 @@ def derived_status(endpoint: Endpoint, live: int) -> tuple[str, str]:
 
     InService while a worker is alive. With none: an autoscaled Async endpoint is scaled to zero (InService,
     count 0, as in ESD: its jobs wait and the platform scales it up); one that never had a worker is Creating;
-    any other is Failed, saying what happened to its workers.
+    one whose last worker stopped cleanly is Stopped (an operator's choice, not a failure); any other is Failed,
+    saying what happened to its workers.
     """
     if endpoint.status == EndpointStatus.DELETING:
         return EndpointStatus.DELETING, endpoint.error
@@ -234,7 +235,7 @@ def derived_status(endpoint: Endpoint, live: int) -> tuple[str, str]:
     if last is None:
         return EndpointStatus.FAILED, "no worker is serving this endpoint"
     if last.stopped_at is not None:
-        return EndpointStatus.FAILED, f"no worker is running: the last one stopped at {esd_time(last.stopped_at)}"
+        return EndpointStatus.STOPPED, ""
     return (
         EndpointStatus.FAILED,
         f"no live worker: the last heartbeat was at {esd_time(last.last_heartbeat)} "

@@ -77,6 +77,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(envelope(503, DATABASE_UNAVAILABLE), status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(exc, EsdError):
         return Response(envelope(exc.status, exc.message, exc.data), status=exc.status)
+    if isinstance(exc, drf.AuthenticationFailed) and exc.detail != drf.AuthenticationFailed.default_detail:
+        return gateway_response(401, str(exc.detail))  # credentials were sent and are wrong: say which
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         return gateway_response(401, "Unauthorized")
     if isinstance(exc, ApiKeyRejected):

@@ -127,6 +127,14 @@ def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return list(unique)
 
 
+def closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with unknown top-level keys refused. Some routes accept them for ESD 1.4.0's clients, which send
+    fields of their own; in token mode a misspelt key is a 400 naming it, not a silently ignored setting."""
+    if schema.get("type") != "object" or "additionalProperties" in schema:
+        return schema
+    return {**schema, "additionalProperties": False}
+
+
 def validate_body(schema: dict[str, Any], instance: Any) -> None:
     errors = schema_errors(schema, instance)
     if errors:

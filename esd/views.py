@@ -28,7 +28,7 @@ from .exceptions import (
     database_unavailable,
 )
 from .responses import envelope, esd_response
-from .validation import parse_json_body, validate_body
+from .validation import closed, parse_json_body, validate_body
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -95,7 +95,7 @@ class EsdAPIView(APIView):
             raise EsdError(400, "query parameters may not contain NUL characters")
         schema = self.body_schemas.get(request.method or "")
         if schema is not None:
-            validate_body(schema, self.raw_body)
+            validate_body(schema if settings.ESD_AUTH_MODE == "esd-1.4" else closed(schema), self.raw_body)
             self.body: dict[str, Any] = self.raw_body
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:

@@ -5,6 +5,7 @@ import io
 import pytest
 from django.core.management import call_command
 
+from accounts.authentication import InvalidToken
 from accounts.models import ApiToken, Role, User
 from accounts.roles import IT_OPERATOR
 from tests.conftest import esd_hex
@@ -24,10 +25,39 @@ def test_a_valid_token_authenticates_its_owner(esd, admin_user, token_for):
     assert response.body["data"]["users"][0]["username"] == "admin"
 
 
-@pytest.mark.parametrize("header", ["Bearer nonsense", "Bearer ", "Basic YWRtaW46YWRtaW4=", esd_hex("admin")])
-def test_bad_tokens_are_401(esd, admin_user, header):
+INVALID_TOKEN = {"message": InvalidToken.default_detail}
+
+
+@pytest.mark.parametrize(
+    ("header", "body"),
+    [
+        ("Bearer nonsense", INVALID_TOKEN),
+        ("Basic YWRtaW46YWRtaW4=", INVALID_TOKEN),
+        (esd_hex("admin"), INVALID_TOKEN),
+        ("Bearer ", {"message": "Unauthorized"}),  # nothing sent: ESD's gateway answer
+    ],
+)
+def test_bad_tokens_are_401_and_say_whether_one_was_sent(esd, admin_user, header, body):
     response = esd.call("GET", "users", headers={"Authorization": header})
-    assert (response.status, response.body) == (401, {"message": "Unauthorized"})
+    assert (response.status, response.body) == (401, body)
+    assert "invalid or revoked" in InvalidToken.default_detail
+
+
+def test_a_revoked_token_is_told_apart_from_a_missing_one(esd, admin_user, token_for):
+    token = token_for(admin_user)
+    ApiToken.objects.filter(user=admin_user).delete()
+    assert esd.call("GET", "users", token=token).body == INVALID_TOKEN
+    assert esd.call("GET", "users").body == {"message": "Unauthorized"}
+
+
+def test_unknown_body_keys_are_named_in_token_mode_and_kept_for_esd_clients(esd, settings, admin_user, token_for):
+    body = {"task_type": "txt2img", "inference_type": "Async", "models": {}, "sampler_nmae": "Euler a"}
+    refused = esd.call("POST", "inferences", body, token=token_for(admin_user))
+    assert refused.status == 400
+    assert 'not allowed by the schema: ["sampler_nmae"]' in refused.body["message"]
+    settings.ESD_AUTH_MODE = "esd-1.4"
+    kept = esd.call("POST", "inferences", {**body, "user_id": "admin"}, headers={"username": "admin"})
+    assert "not allowed by the schema" not in str(kept.body)
 
 
 def test_the_esd_hex_bearer_does_not_work_in_token_mode(esd, admin_user):

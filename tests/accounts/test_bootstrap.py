@@ -48,4 +48,6 @@ def test_first_run_prints_credentials_once(db, client, esd):
     assert esd.call("GET", "roles", token=token).status == 200
     again = run("--first-run")
     assert "admin login" not in again
+    assert "An administrator already exists (admin)" in again
+    assert "python manage.py create_api_token admin" in again and "python manage.py changepassword admin" in again
     assert ApiToken.objects.count() == 1

@@ -197,6 +197,12 @@ def test_esd_serve_serves_workers_and_recovers_after_a_restart(embedded_env, fil
         assert wait_for(lambda: endpoint_state() == ("InService", "1"), timeout=30)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+        said = server.stdout.read().decode()
+        assert "Stopping: no job is running." in said and "ESD server stopped" in said
+        stopped = run(
+            "shell", "-c", "from endpoints.models import Endpoint; print(Endpoint.objects.get().status)", env=env
+        )
+        assert stopped.stdout.strip().splitlines()[-1] == "Stopped", stopped.stderr  # a clean stop, not a failure
         server = start_serve(port, env)
         assert wait_for(lambda: endpoint_state() == ("InService", "1"), timeout=30)
     finally:

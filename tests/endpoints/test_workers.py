@@ -86,6 +86,22 @@ def test_the_heartbeat_reports_the_current_job(endpoint, start_worker):
     wait_for(lambda: Worker.objects.filter(current_job__contains="record(slow)").exists(), timeout=10)
 
 
+def test_a_worker_names_the_jobs_it_is_running(endpoint, start_worker):
+    worker = start_worker(endpoint)
+    assert worker.running_jobs() == []
+    send_to_queue(record, endpoint.queue_name, "slow")
+    assert wait_for(lambda: worker.running_jobs() == ["record(slow)"], timeout=10, interval=0.01)
+
+
+def test_a_clean_stop_leaves_the_endpoint_stopped_not_failed(endpoint, start_worker):
+    worker = start_worker(endpoint)
+    assert status_of(endpoint).status == "InService"
+    worker.stop()
+    refreshed = Endpoint.objects.get(pk=endpoint.pk)  # written by the worker's deregistration, not by this read
+    assert (refreshed.status, refreshed.error) == (EndpointStatus.STOPPED, "")
+    assert start_worker(endpoint) and status_of(endpoint).status == "InService"
+
+
 def test_missed_heartbeats_make_a_worker_dead_and_the_endpoint_failed(endpoint, fast_heartbeats):
     worker = services.worker_register(endpoint=endpoint, hostname="gpu-1", pid=4242, device="cuda:0")
     assert status_of(endpoint).status == "InService"

@@ -61,3 +61,11 @@ def test_only_the_engine_imports_the_ml_stack() -> None:
             if any(name.split(".")[0] in HEAVY for name in names):
                 offenders.append(str(relative))
     assert offenders == []
+
+
+def test_txt2img_help_says_what_it_does() -> None:
+    from django.core.management import load_command_class
+
+    command = load_command_class("inferences", "txt2img")
+    text = command.create_parser("manage.py", "txt2img").format_help()
+    assert "Generate images from a checkpoint file with the engine (no server, no queue)." in text

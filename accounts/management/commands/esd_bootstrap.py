@@ -41,6 +41,15 @@ class Command(BaseCommand):
                 raise CommandError("--password is required with --username")
             user = services.admin_ensure(username=username, password=password)
             self.stdout.write(f"Administrator {user.username} can log into the admin.")
+        if options["first_run"] and User.objects.exists():
+            admin = User.objects.filter(is_superuser=True, is_active=True).order_by("date_joined", "pk").first()
+            name = admin.username if admin is not None else "USERNAME"
+            self.stdout.write(
+                f"An administrator already exists ({name}): its password and first API token were printed by the "
+                "first run only.\n"
+                f"  a new API token:  python manage.py create_api_token {name}\n"
+                f"  a new password:   python manage.py changepassword {name}"
+            )
         if options["first_run"] and not User.objects.exists():
             password = secrets.token_urlsafe(12)
             user = services.admin_ensure(username="admin", password=password)

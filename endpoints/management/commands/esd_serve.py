@@ -65,6 +65,9 @@ class Supervisor:
             except Exception:  # a database hiccup: try again at the next round
                 logger.exception("esd_serve could not sync its endpoint workers")
 
+    def running_jobs(self) -> list[str]:
+        return [f"{job} on {worker.endpoint.name}" for worker in self.workers.values() for job in worker.running_jobs()]
+
     def stop(self) -> None:
         self.stopping.set()
         for worker in list(self.workers.values()):
@@ -127,5 +130,13 @@ class Command(BaseCommand):
             pass  # the listening socket was closed by shut_down
         finally:
             if supervisor is not None:
+                running = supervisor.running_jobs()
+                if running:
+                    self.stdout.write(
+                        f"Stopping: waiting for {len(running)} running job(s) to finish: {'; '.join(running)}"
+                    )
+                else:
+                    self.stdout.write("Stopping: no job is running.")
+                self.stdout.flush()
                 supervisor.stop()
-            self.stdout.write("ESD server stopped.")
+            self.stdout.write("ESD server stopped; its endpoints' workers are Stopped until it starts again.")
