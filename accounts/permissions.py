@@ -47,7 +47,7 @@ def active_user(username: str) -> User | None:
 
 def key_only(request: Request) -> bool:
     """An esd-1.4 request that carries the deployment's API key and no user: ESD 1.4.0's clients call some routes
-    this way (README, "Differences from ESD 1.4.0"). The gateway has checked the key before a handler runs."""
+    this way (docs/api.md, "Authentication"). The gateway has checked the key before a handler runs."""
     return settings.ESD_AUTH_MODE == "esd-1.4" and not (request.user.is_authenticated or request.auth is not None)
 
 

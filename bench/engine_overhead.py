@@ -8,7 +8,7 @@
     both alike; medians are compared. Goal: ratio <= 1.05.
 (b) Warm vs cold: model acquisition of the first job on a checkpoint (load from the single file) against the
     second (pipeline cache hit), over --runs fresh engines. Goal: warm <= 1% of cold.
-Not a test: the figures go in README.
+Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

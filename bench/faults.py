@@ -15,7 +15,7 @@ Scenarios (each on a scratch deployment of its own, dropped at the end; tiny mod
             esd_serve SIGKILLed with jobs queued and started again, then stopped with SIGTERM and started again.
 
 Each reports: jobs succeeded, failed (with reasons), stuck, attempts per job, and completions per job counted from
-the workers' own logs ("Job ... succeeded"), which must be one each. Not a test: the figures go in README.
+the workers' own logs ("Job ... succeeded"), which must be one each. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

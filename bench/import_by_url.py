@@ -5,7 +5,7 @@
 Serves one safetensors file of --size-mib from a local HTTP server, then, in the same run, alternately:
 curl writing the URL to a file, the checkpoint download job into the local store, and the same job into an
 S3-compatible server (moto, in its own process). Prints medians, the ratio to curl, and the peak RSS growth of the
-process running the job. Not a test: the figures go in README.
+process running the job. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

@@ -6,7 +6,7 @@ Creates a scratch database (Django's test-database machinery, dropped at the end
 users, and times 200 requests through Django's full request path (test client: middleware, auth, view,
 serialization) for the first page and for a deep page reached by `exclusive_start_key`, at limits 10, 50 and 200,
 counting SQL queries. Goal: p50 <= 30 ms at limit=50, and a query count that does not grow with the page size.
-Not a test: the figures go in README.
+Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

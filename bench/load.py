@@ -8,7 +8,7 @@ gunicorn itself, one `serve_endpoint` worker process on the tiny model. Each cli
 (40 %), get a job (30 %), download a finished job's PNG (20 %), and create + upload + start a job (10 %, at most
 2 per second overall so the worker can keep up). Reports per route: requests, errors, p50 and p99 latency; jobs
 submitted, finished and lost once the queue drains; resident memory of the web and worker processes after
-warm-up and at the end. Not a test: the figures go in README.
+warm-up and at the end. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

@@ -7,7 +7,7 @@ default configuration, in one run.
 Each message is sent after the worker has been idle for --idle-ms (so its consumer has backed off, as a GPU worker
 between jobs has). ESD's set-up is what endpoints.runtime uses: worker_timeout = ESD_WORKER_POLL_MS (10 ms) and a
 prefetch of one; dramatiq's default is worker_timeout = 1000 ms and a prefetch of twice the threads.
-Prints p50 and p99 in milliseconds. Not a test: the figures go in README.
+Prints p50 and p99 in milliseconds. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

@@ -7,7 +7,7 @@ folder, once with the embedded broker and once with Redis (when --redis is given
 creates a Real-time endpoint, warms the model, then times 30 jobs (64x64, 2 steps). The overhead is everything a
 job costs beyond `Engine.run`: the start route's checks, the queue, claiming, reading the payload, the model cache,
 writing PNGs and the result JSON, finishing the row, waking the waiting request and answering with presigned URLs.
-Goal: p50 <= 30 ms. Not a test: the figures go in README.
+Goal: p50 <= 30 ms. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse

@@ -3,7 +3,7 @@
 Everything comes from the environment (django-environ); the defaults are the embedded, single-machine set-up
 of architecture.md §1 (SQLite and local storage under ESD_DATA_DIR, the in-process broker) and are safe for
 production: DEBUG off, a secret key that is never a constant, hosts limited to loopback.
-README's configuration table lists every variable read here.
+docs/configuration.md lists every variable read here.
 """
 
 import secrets
@@ -208,7 +208,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "The ESD 1.4.0 API (Extension for Stable Diffusion on AWS), self-hosted. "
         "Every ESD route answers the `{statusCode, message, data}` envelope; authentication is described in "
-        "README (ESD_AUTH_MODE)."
+        "docs/api.md (ESD_AUTH_MODE)."
     ),
     "VERSION": ESD_API_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,

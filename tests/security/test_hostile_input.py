@@ -3,7 +3,7 @@ reason), and nothing written outside the storage root.
 
 More of the same lives next to the features (SSRF after DNS and redirects in tests/checkpoints/test_download.py,
 tar and pickle files in tests/checkpoints/test_files.py, payloads in tests/inferences/test_payload.py); this file is
-the catalogue README's table counts.
+the catalogue docs/reliability.md's table counts.
 """
 
 import json
