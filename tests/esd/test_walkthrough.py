@@ -64,7 +64,8 @@ def walkthrough_env(live, lora: str) -> dict[str, str]:
 def test_the_readme_shell_walkthrough_works_as_written(live):
     script = fenced_block(ROOT / "README.md", "sh", "## Your first image, from a shell")
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=live["cwd"], env=walkthrough_env(live, "from-shell.safetensors"),
+        ["/bin/bash", "-euo", "pipefail", "-c", script], cwd=live["cwd"],
+        env=walkthrough_env(live, "from-shell.safetensors"),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
