@@ -8,7 +8,7 @@ DATA := $(or $(ESD_DATA_DIR),var)
 U2NET_HOME ?= $(DATA)/models/u2net
 DEMO_MODEL := $(DATA)/demo/tiny-sd1.safetensors
 
-.PHONY: run test lint format setup models clean
+.PHONY: run test lint format setup models clean shots
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# The admin's screenshots for the docs: the browser test drives the admin and saves each page, then the ones the docs
+# show are copied into docs/screenshots/.
+SHOTS := 10-index-dashboard:dashboard 06-generate:generate 11-job-tables:job 09-jobs-list:jobs 05-endpoints:endpoints
+shots: $(VENV)/.installed-dev /usr/bin/chromium
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
+	@for pair in $(SHOTS); do cp tests/e2e/artifacts/$${pair%%:*}.png docs/screenshots/$${pair##*:}.png; done
+	@echo "docs/screenshots/ updated: $(foreach pair,$(SHOTS),$(lastword $(subst :, ,$(pair))).png)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -79,7 +79,7 @@ class EndpointAddForm(forms.ModelForm):
 
 @admin.register(Endpoint)
 class EndpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin):  # type: ignore[misc]
-    list_display = ("name", "endpoint_type", "status", "live_workers", "backlog", "desired_instances", "instance_type")
+    list_display = ("name", "endpoint_type", "status", "instances", "backlog", "instance_type")
     list_filter = ("status", "endpoint_type", "instance_type")
     search_fields = ("name", "instance_type")
     ordering = ("name",)
@@ -119,9 +119,16 @@ class EndpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin):  #
         return getattr(endpoint, "live", 0)
 
     def _scaling(self, endpoint: Endpoint) -> Any:
-        return scaling(endpoint, getattr(endpoint, "live", 0), getattr(endpoint, "busy", 0))
+        # Asked of the broker once per row, however many columns show it.
+        if not hasattr(endpoint, "_scaling"):
+            endpoint._scaling = scaling(endpoint, getattr(endpoint, "live", 0), getattr(endpoint, "busy", 0))  # type: ignore[attr-defined]
+        return endpoint._scaling  # type: ignore[attr-defined]
 
-    @admin.display(description="backlog")
+    @admin.display(description="instances (live / desired)")
+    def instances(self, endpoint: Endpoint) -> str:
+        return f"{getattr(endpoint, 'live', 0)} / {self._scaling(endpoint).desired}"
+
+    @admin.display(description="backlog (queued + running jobs)")
     def backlog(self, endpoint: Endpoint) -> int:
         return self._scaling(endpoint).backlog
 

@@ -102,7 +102,12 @@ class ObjectStorage(ABC):
     bucket: str
 
     def uri(self, key: str) -> str:
+        """ESD's wire form of a location (`s3://bucket/key`), which its clients expect whatever the store."""
         return f"s3://{self.bucket}/{key}"
+
+    def location(self, key: str) -> str:
+        """Where the object really is, for people (the admin): the URI on S3, the file's path on the local store."""
+        return self.uri(key)
 
     @abstractmethod
     def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str: ...
@@ -185,6 +190,10 @@ class LocalStorage(ObjectStorage):
         self.uploads = self.root / ".multipart"
 
     # paths
+
+    def location(self, key: str) -> str:
+        return str(self.root / key)
+
     def path(self, key: str) -> Path:
         path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root):

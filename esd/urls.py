@@ -12,6 +12,8 @@ from .storage_views import LocalStorageObjectView
 admin.site.site_header = "ESD server"
 admin.site.site_title = "ESD server"
 admin.site.index_title = "Administration"
+# The job and endpoint lists need the width; the breadcrumbs and the index lead everywhere the sidebar did.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),

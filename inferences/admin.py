@@ -1,6 +1,7 @@
 """Admin for inference jobs: status, live progress, thumbnails, prompt, model, endpoint, durations; a job page
 with its images; cancel and delete; and the Generate page, which runs a job as the logged-in person."""
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -9,24 +10,58 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import CheckedDeletionMixin, actor_of
 from esd.admin_helpers import report
 from esd.exceptions import EsdError
+from esd.storage import get_storage
 
 from . import selectors, services
 from .api.serializers import image_urls
 from .forms import GenerateForm
 from .models import InferenceJob
 
+PARAMETER_LABELS = (
+    ("prompt", "prompt"), ("negative_prompt", "negative prompt"), ("sampler_name", "sampler"), ("steps", "steps"),
+    ("cfg_scale", "CFG scale"), ("width", "width"), ("height", "height"), ("batch_size", "batch size"),
+    ("denoising_strength", "denoising strength"), ("clip_skip", "clip skip"), ("sd_model_name", "model"),
+    ("sd_model_hash", "model hash"), ("sd_vae_name", "VAE"),
+)  # fmt: skip
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    head = format_html_join("", "<th>{}</th>", ((cell,) for cell in header))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    return format_html('<table class="esd-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
+
+
+def _stored_at(uri: str) -> str:
+    """A job records its models' folders in ESD's `s3://bucket/key` form; show where the store really keeps them."""
+    storage = get_storage()
+    prefix = f"s3://{storage.bucket}/"
+    return storage.location(uri[len(prefix) :]) if uri.startswith(prefix) else uri or "-"
+
+
+def _seconds(key: str, value: Any) -> str:
+    if key == "model_cache_hit":
+        return "yes" if value else "no"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.3f} s" if key.endswith("seconds") else str(value)
+
 
 @admin.register(InferenceJob)
 class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignore[misc]
+    # Few, narrow columns: the list must fit a laptop screen beside the admin's sidebar (endpoint, creator and
+    # dates are filters and show on the job's page).
     list_display = (
         "short_id", "task_type", "status_label", "progress_bar", "thumbnail", "short_prompt", "checkpoint_name",
-        "endpoint_name", "duration", "created_by", "created_at",
+        "duration", "created",
     )  # fmt: skip
     list_filter = ("status", "task_type", "inference_type", "created_by", "created_at")
     search_fields = ("id", "prompt", "created_by__username", "endpoint_name")
@@ -36,7 +71,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     readonly_fields = (
         "id", "task_type", "inference_type", "status_label", "progress_bar", "images", "prompt", "checkpoint_name",
         "endpoint_name", "instance_type", "created_by", "created_at", "start_time", "complete_time", "duration",
-        "timings", "error", "ignored_parameters", "image_names", "attempts", "used_models",
+        "timings_table", "parameters_table", "infotext", "error", "ignored_list", "attempts", "models_table",
     )  # fmt: skip
     fields = readonly_fields
     actions = ["cancel_jobs", "delete_jobs"]
@@ -74,7 +109,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     @admin.display(description="progress")
     def progress_bar(self, job: InferenceJob) -> str:
         return format_html(
-            '<progress class="esd-progress" data-job="{}" max="100" value="{}"></progress> <span>{}%</span>',
+            '<progress class="esd-progress" data-job="{}" max="100" value="{}" style="width:60px"></progress> '
+            "<span>{}%</span>",
             job.id, round(job.progress * 100), round(job.progress * 100),
         )  # fmt: skip
 
@@ -85,7 +121,12 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     @admin.display(description="prompt")
     def short_prompt(self, job: InferenceJob) -> str:
-        return job.prompt[:60] + ("…" if len(job.prompt) > 60 else "")
+        return job.prompt[:40] + ("…" if len(job.prompt) > 40 else "")
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, job: InferenceJob) -> str:
+        who = job.created_by.username if job.created_by else "-"
+        return f"{who}, {timezone.localtime(job.created_at):%Y-%m-%d %H:%M}"
 
     @admin.display(description="model")
     def checkpoint_name(self, job: InferenceJob) -> str:
@@ -106,6 +147,56 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             " ", '<a href="{}"><img class="esd-image" src="{}" alt="{}" style="max-width:256px"></a>',
             ((url, url, name) for url, name in zip(urls, job.image_names, strict=True)),
         )  # fmt: skip
+
+    # --- the job page: readable tables, not JSON ---------------------------------------------------------------
+
+    @admin.display(description="timings")
+    def timings_table(self, job: InferenceJob) -> str:
+        if not job.timings:
+            return "-"
+        return _table(
+            ("what", "value"),
+            [(key.replace("_", " "), _seconds(key, value)) for key, value in job.timings.items()],
+        )
+
+    def _info(self, job: InferenceJob) -> dict[str, Any]:
+        """A1111's generation info of a finished job, read once per page (kept on the job object)."""
+        if not hasattr(job, "_generation_info"):
+            document = selectors.job_result_document(job) or {}
+            try:
+                info = json.loads(document.get("info") or "{}")
+            except (TypeError, ValueError):
+                info = {}
+            job._generation_info = info if isinstance(info, dict) else {}  # type: ignore[attr-defined]
+        return job._generation_info  # type: ignore[attr-defined]
+
+    @admin.display(description="parameters")
+    def parameters_table(self, job: InferenceJob) -> str:
+        info = self._info(job)
+        shown = [(label, info[key]) for key, label in PARAMETER_LABELS if info.get(key) not in (None, "", [])]
+        if info.get("all_seeds"):
+            shown.append(("seeds", ", ".join(str(seed) for seed in info["all_seeds"])))
+        return _table(("parameter", "value"), shown) if shown else "-"
+
+    @admin.display(description="infotext (PNG parameters)")
+    def infotext(self, job: InferenceJob) -> str:
+        texts = self._info(job).get("infotexts") or []
+        if not texts:
+            return "-"
+        return format_html_join("", '<pre class="esd-infotext">{}</pre>', ((text,) for text in texts[:4]))
+
+    @admin.display(description="ignored parameters")
+    def ignored_list(self, job: InferenceJob) -> str:
+        return ", ".join(job.ignored_parameters) or "none: every key of the payload was used"
+
+    @admin.display(description="models")
+    def models_table(self, job: InferenceJob) -> str:
+        rows = [
+            (model_type, entry.get("model_name", ""), _stored_at(str(entry.get("s3", ""))))
+            for model_type, entries in job.used_models.items()
+            for entry in entries
+        ]
+        return _table(("type", "name", "stored at"), rows) if rows else "-"
 
     # --- actions -----------------------------------------------------------------------------------------------
 

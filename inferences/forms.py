@@ -14,9 +14,31 @@ from .engine.samplers import SAMPLERS
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
 
 
+DEMO_CHECKPOINT = "tiny-sd1.safetensors"  # what `make run` imports (esd_demo), for a first image in seconds
+# A first image on a CPU endpoint should take seconds, not minutes (a full SD 1.5 step at 512x512 takes ~11 s there).
+CPU_DEFAULTS = {"width": 128, "height": 128, "steps": 10, "sampler": "Euler a"}
+
+
 def usable_checkpoint_names(user: User) -> list[str]:
     usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
     return sorted({name for checkpoint in usable for name in checkpoint.names})
+
+
+def default_checkpoint(user: User, names: list[str]) -> str | None:
+    """The person's own newest model; until they have one, the demo model; else the first they may use."""
+    usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
+    own = [
+        name
+        for checkpoint in sorted(usable, key=lambda checkpoint: checkpoint.created_at, reverse=True)
+        if checkpoint.created_by_id == user.pk
+        for name in checkpoint.names
+        if name != DEMO_CHECKPOINT
+    ]
+    if own:
+        return own[0]
+    if DEMO_CHECKPOINT in names:
+        return DEMO_CHECKPOINT
+    return names[0] if names else None
 
 
 class GenerateForm(forms.Form):
@@ -39,8 +61,12 @@ class GenerateForm(forms.Form):
         names = usable_checkpoint_names(user)
         self.checkpoint_names = names
         self.fields["checkpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
-        if len(names) == 1:
-            self.fields["checkpoint"].initial = names[0]
+        self.fields["checkpoint"].initial = default_checkpoint(user, names)
+        endpoints = selectors.usable_endpoints(user=user, inference_type="Async")
+        self.on_cpu = bool(endpoints) and all(selectors.runs_on_cpu(endpoint) for endpoint in endpoints)
+        if self.on_cpu:
+            for name, value in CPU_DEFAULTS.items():
+                self.fields[name].initial = value
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from endpoints import services as endpoint_services
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.exceptions import EsdError
 
-from .models import InferenceJob, InferenceType
+from .models import InferenceJob, InferenceType, JobStatus
 
 
 def sees_every_job(viewer: User) -> bool:
@@ -129,6 +130,14 @@ def endpoint_type_for(inference_type: str) -> str:
     return EndpointType.REAL_TIME if inference_type == InferenceType.REAL_TIME else EndpointType.ASYNC
 
 
+def runs_on_cpu(endpoint: Endpoint) -> bool:
+    """Whether the endpoint's jobs run on a CPU: its live workers say so, or, with none, its instance type."""
+    devices = set(endpoint.workers.filter(stopped_at__isnull=True).values_list("device", flat=True))
+    if devices:
+        return all(device.startswith("cpu") for device in devices)
+    return endpoint.instance_type == "cpu"
+
+
 def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
     """InService endpoints of the job's type that the user's roles may use (an Async one scaled to zero counts)."""
     endpoints = Endpoint.objects.filter(endpoint_type=endpoint_type_for(inference_type)).exclude(
@@ -140,3 +149,49 @@ def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
         for endpoint in found
         if endpoint.status == EndpointStatus.IN_SERVICE and endpoint_selectors.endpoint_usable_by(user, endpoint)
     ]
+
+
+@dataclass
+class Dashboard:
+    """What the admin's index shows a person: where their jobs can run, what waits, what runs, what came out."""
+
+    endpoints: list[Any]  # rows of (endpoint, live workers, queued messages, backlog)
+    queued: int
+    running: int
+    recent: list[InferenceJob]
+
+
+def dashboard(*, viewer: User, recent: int = 8) -> Dashboard:
+    from endpoints.autoscaling import scaling
+
+    rows = []
+    for endpoint in endpoint_selectors.endpoint_list(viewer=viewer, subject=viewer):
+        live = getattr(endpoint, "live_count", 0)
+        state = scaling(endpoint, live, 0)
+        rows.append((endpoint, live, state.queue_depth, state.backlog))
+    jobs = _visible_to(viewer, InferenceJob.objects.all())
+    unfinished = jobs.filter(status=JobStatus.IN_PROGRESS)
+    return Dashboard(
+        endpoints=rows,
+        queued=unfinished.filter(claimed_at__isnull=True).count(),
+        running=unfinished.filter(claimed_at__isnull=False).count(),
+        recent=list(jobs.filter(status=JobStatus.SUCCEED).exclude(image_names=[]).order_by("-created_at")[:recent]),
+    )
+
+
+def job_result_document(job: InferenceJob) -> dict[str, Any] | None:
+    """The job's `{id}_param.json` as the worker wrote it (parameters, A1111's info, ignored keys), or None when
+    there is none (not finished, or the store cannot be read now)."""
+    from esd.storage import StorageError, get_storage
+
+    if not job.image_names:
+        return None
+    storage = get_storage()
+    try:
+        size = storage.size(job.result_key)
+        if size is None or size > 4 * 1024 * 1024:
+            return None
+        document = json.loads(storage.read_range(job.result_key, 0, size))
+    except (StorageError, OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -132,3 +132,14 @@ def test_admin_end_to_end(page, site):
     assert page.locator("td.field-status_label", has_text="succeed").count() == 1
     shot(page, "09-jobs-list")
     assert InferenceJob.objects.get(pk=slow.pk).progress_step < 150
+
+    # the index guides: a Generate entry, the endpoint with its worker, the queue, the latest images
+    page.goto(f"{base}/admin/")
+    assert page.locator("a.esd-generate", has_text="Generate an image").is_visible()
+    assert page.locator("#esd-dashboard td", has_text="esd-async-browser").count() == 1
+    assert page.locator(".esd-gallery img").count() >= 1
+    shot(page, "10-index-dashboard")
+    page.locator(".esd-gallery a").first.click()
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    assert page.locator("table.esd-table").count() >= 2  # timings and parameters as tables
+    shot(page, "11-job-tables")

@@ -84,3 +84,56 @@ def test_another_users_job_is_not_in_their_admin(site, make_user):
     client.force_login(staff)
     assert client.get(f"/admin/inferences/inferencejob/{job_id}/progress/").status_code == 404
     assert job_id[:8] not in client.get("/admin/inferences/inferencejob/").content.decode()
+
+
+def test_the_index_guides_and_the_job_page_reads_as_tables(site, browser, admin_user):
+    from checkpoints.models import Checkpoint
+    from endpoints.models import Endpoint
+    from tests.conftest import wait_for
+
+    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
+    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(owner_group_or_role=["IT Operator"])
+    serve(site, "Async")
+    index = browser.get("/admin/").content.decode()
+    assert "Generate an image" in index and "/admin/inferences/inferencejob/generate/" in index
+    assert site.endpoints["Async"].name in index and "0</strong> running" in index
+    assert "Latest images" not in index  # nothing generated yet
+    browser.post("/admin/inferences/inferencejob/generate/", {**FORM, "seed": "77"})
+    job = InferenceJob.objects.get()
+    wait_for(lambda: InferenceJob.objects.get(pk=job.pk).status == "succeed", timeout=60)
+    index = browser.get("/admin/").content.decode()
+    assert "Latest images" in index and f"/admin/inferences/inferencejob/{job.pk}/change/" in index
+    page = browser.get(f"/admin/inferences/inferencejob/{job.pk}/change/").content.decode()
+    assert '<table class="esd-table"><thead><tr><th>what</th><th>value</th>' in page  # timings
+    assert "<td>sampler</td><td>Euler a</td>" in page and "<td>seeds</td><td>77</td>" in page  # parameters
+    assert 'class="esd-infotext"' in page and "Seed: 77" in page  # the PNG's parameters text
+    assert "s3://" not in page  # the local store shows its own paths
+    assert str(get_storage().location(site.checkpoint.folder)) in page
+    assert '{"' not in page.split('id="content-main"')[1].split("</form>")[0]  # no raw JSON among the fields
+
+
+def test_generate_defaults_to_the_demo_model_and_small_sizes_on_cpu(site, browser, admin_user, models):
+    from checkpoints import services as checkpoint_services
+    from checkpoints.models import Checkpoint
+    from endpoints.models import Endpoint
+    from inferences.forms import DEMO_CHECKPOINT, GenerateForm
+
+    assert site.checkpoint.names == [DEMO_CHECKPOINT]
+    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
+    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(owner_group_or_role=["IT Operator"])
+    serve(site, "Async")
+    form = GenerateForm(user=admin_user)
+    assert form.fields["checkpoint"].initial == DEMO_CHECKPOINT  # nothing of their own yet
+    assert form.on_cpu and (form.fields["width"].initial, form.fields["steps"].initial) == (128, 10)
+    assert "Your endpoint runs on a CPU" in browser.get("/admin/inferences/inferencejob/generate/").content.decode()
+    mine = checkpoint_services.checkpoint_create_from_upload(
+        actor=admin_user, type="Stable-diffusion", name="mine.safetensors",
+        chunks=iter([models["checkpoint"].path.read_bytes()]),
+    )  # fmt: skip
+    Checkpoint.objects.filter(pk=mine.pk).update(allowed_roles_or_users=["*"])
+    assert (
+        GenerateForm(user=admin_user).fields["checkpoint"].initial == "mine.safetensors"
+    )  # their own, once they have it
+    assert (
+        GenerateForm(user=site.user).fields["checkpoint"].initial == DEMO_CHECKPOINT
+    )  # others still start on the demo
