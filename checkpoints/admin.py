@@ -13,6 +13,7 @@ from guardian.admin import GuardedModelAdmin
 from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 from esd.exceptions import EsdError
+from esd.storage import get_storage
 
 from . import services
 from .models import Checkpoint, CheckpointFile, CheckpointStatus
@@ -74,8 +75,8 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     readonly_fields = (
-        "id", "type", "status", "error", "progress", "source_url", "created_by", "allowed_roles_or_users", "params",
-        "created_at", "updated_at",
+        "id", "type", "status", "error", "progress", "stored_at", "source_url", "created_by", "allowed_roles_or_users",
+        "params", "created_at", "updated_at",
     )  # fmt: skip
     inlines = (CheckpointFileInline,)
     actions = ["enable", "disable", "delete_checkpoints"]
@@ -102,6 +103,10 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
     @admin.display(description="files")
     def file_names(self, checkpoint: Checkpoint) -> str:
         return ", ".join(checkpoint.names) or "-"
+
+    @admin.display(description="stored at")
+    def stored_at(self, checkpoint: Checkpoint) -> str:
+        return get_storage().location(checkpoint.folder)  # the store's own form: a path on the local store
 
     @admin.display(description="progress")
     def progress(self, checkpoint: Checkpoint) -> str:

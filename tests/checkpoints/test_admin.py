@@ -22,6 +22,11 @@ def test_upload_a_file_in_the_admin(admin_client, store):
     assert checkpoint.created_by.username == "admin"
     page = admin_client.get("/admin/checkpoints/checkpoint/").content.decode()
     assert "tiny.safetensors" in page
+    detail = admin_client.get(f"/admin/checkpoints/checkpoint/{checkpoint.pk}/change/").content.decode()
+    where = store.location(checkpoint.folder)
+    assert where in detail
+    # The local store shows its own path; S3 its URI. ESD's s3:// form stays on the wire only.
+    assert ("s3://" in where) == (store.__class__.__name__ == "S3Storage")
 
 
 def test_a_refused_upload_shows_the_reason_on_the_form(admin_client, store):
