@@ -10,10 +10,11 @@ DEMO_MODEL := $(DATA)/demo/tiny-sd1.safetensors
 
 .PHONY: run test lint format setup models clean shots
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	# rembg's first import compiles numba kernels into site-packages (~40 s): pay it here, not in the first job
 	$(PY) -c "import rembg"
 	touch $@

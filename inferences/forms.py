@@ -9,7 +9,7 @@ from accounts.models import User
 from checkpoints.models import CheckpointType
 
 from . import selectors
-from .engine.samplers import SAMPLERS
+from .engine.samplers import NAMES
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
 
@@ -49,7 +49,7 @@ class GenerateForm(forms.Form):
     width = forms.TypedChoiceField(choices=SIZES, coerce=int, initial=512)
     height = forms.TypedChoiceField(choices=SIZES, coerce=int, initial=512)
     steps = forms.IntegerField(min_value=1, max_value=150, initial=20)
-    sampler = forms.ChoiceField(choices=[(name, name) for name in SAMPLERS], initial="DPM++ 2M Karras")
+    sampler = forms.ChoiceField(choices=[(name, name) for name in NAMES], initial="DPM++ 2M Karras")
     cfg_scale = forms.FloatField(min_value=0, max_value=30, initial=7.0, label="CFG scale")
     seed = forms.IntegerField(min_value=-1, max_value=2**32 - 1, initial=-1, help_text="-1: random.")
     batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)

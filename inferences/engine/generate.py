@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import images
+from . import images, ksampling
 from .conditioning import sd1_embeddings
 from .errors import Cancelled, EngineError
 from .infotext import infotext
@@ -20,7 +20,7 @@ from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation
 from .prompts import mentions, parse_attention, plain_text, replace_word
-from .samplers import make_scheduler
+from .samplers import SAMPLERS, make_scheduler
 
 
 @dataclass
@@ -115,16 +115,42 @@ def _first_line(exc: Exception) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
+def stand_in_reason(model: LoadedModel, request: Generation) -> str | None:
+    """Why a k-diffusion sampler cannot run through k-diffusion for this job (None: it can). The loop covers SD 1.x
+    txt2img and img2img; SDXL and inpainting still go through diffusers' pipelines and their schedulers."""
+    if not SAMPLERS[request.sampler].k_diffusion:
+        return None
+    if model.architecture.family != "sd1":
+        return "SDXL"
+    if request.task == "img2img" and request.mask is not None:
+        return "inpainting"
+    return None
+
+
 def generate(model: LoadedModel, request: Generation, files: JobFiles, progress: Progress) -> Generated:
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
     task = "inpaint" if inpaint else request.task
     pipe = model.pipeline(task)
-    pipe.scheduler = make_scheduler(request.sampler, request.karras, model.base.scheduler.config)
+    stand_in = stand_in_reason(model, request)
+    use_k_diffusion = SAMPLERS[request.sampler].k_diffusion and stand_in is None
+    if not use_k_diffusion:
+        pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
+    if stand_in is not None:
+        request.ignored.append(
+            f"sampler_name ({stand_in} runs diffusers' {pipe.scheduler.__class__.__name__}, not k-diffusion's "
+            f"{SAMPLERS[request.sampler].function} as A1111 does)"
+        )
     seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
     result = Generated(seeds=[seed + index for index in range(request.total_images)])
     is_sd1 = model.architecture.family == "sd1"
     step_base = 0
+    if use_k_diffusion:
+        result.images, lora_hashes = _k_diffusion_images(model, pipe, request, files, progress, result.seeds, seed)
+        for index, image_seed in enumerate(result.seeds):
+            result.infotexts.append(infotext(request, model, model.vae, image_seed, index, lora_hashes))
+        result.seconds = time.perf_counter() - started
+        return result
 
     def on_step(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if progress.cancelled():
@@ -180,6 +206,72 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
             result.infotexts.append(infotext(request, model, vae_file, image_seed, index, networks.lora_hashes))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _k_diffusion_images(
+    model: LoadedModel,
+    pipe: Any,
+    request: Generation,
+    files: JobFiles,
+    progress: Progress,
+    seeds: list[int],
+    seed: int,
+) -> tuple[list[Image.Image], list[str]]:
+    """SD 1.x txt2img and img2img as A1111 runs them: k-diffusion's sampler over the UNet, A1111's noise and
+    img2img schedule (the last denoising_strength x steps of the full schedule), decoded by the model's VAE."""
+    denoiser = ksampling.denoiser(pipe.unet, model.base.scheduler.config)
+    device = pipe.unet.device
+    vae = pipe.vae
+    shape = (4, request.height // 8, request.width // 8)
+    out: list[Image.Image] = []
+    done = 0
+    _, sources, _ = _img2img_inputs(request, seed)
+    with extra_networks(pipe, request, files) as networks, torch.inference_mode():
+        embeds, negative = sd1_embeddings(pipe, networks.text, networks.negative_text, request.clip_skip)
+        full = ksampling.sigmas_for(denoiser, request.sampler, request.schedule, request.steps)
+        for iteration in range(request.n_iter):
+            batch_seeds = seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
+            count = len(batch_seeds)
+            noise = ksampling.ImageNoise(shape, batch_seeds, device, request.noise_seed_delta)
+            sigmas = full.to(device)
+            if request.task == "txt2img":
+                x = noise.next() * sigmas[0]
+            else:
+                picks = [(iteration * request.batch_size + k) % len(sources) for k in range(count)]
+                init = _encode(pipe, [sources[pick] for pick in picks], batch_seeds)
+                t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
+                sigmas = sigmas[request.steps - t_enc - 1 :]
+                x = init + noise.next() * sigmas[0]
+            conditioning = ksampling.Conditioning(
+                cond=embeds.repeat(count, 1, 1).to(device), uncond=negative.repeat(count, 1, 1).to(device)
+            )
+            per_batch = max(1, len(sigmas) - 1)
+
+            def on_step(index: int, base: int = done, per_batch: int = per_batch) -> None:
+                if progress.cancelled():
+                    raise Cancelled()
+                progress.step(base + min(index + 1, per_batch), per_batch * request.n_iter)
+
+            latents = ksampling.sample(
+                model_denoiser=denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
+                conditioning=conditioning, cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=on_step,
+                eta=request.eta,
+            )  # fmt: skip
+            done += per_batch
+            decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+            out += pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+    return out, networks.lora_hashes
+
+
+def _encode(pipe: Any, batch: list[Image.Image], seeds: list[int]) -> torch.Tensor:
+    """img2img's starting latents: the VAE's sample of each picture, drawn with a generator seeded by its seed."""
+    vae = pipe.vae
+    pixels = pipe.image_processor.preprocess(batch).to(vae.device, vae.dtype)
+    posterior = vae.encode(pixels).latent_dist
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=g) for g in generators]).to(vae.device)
+    latents = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
+    return latents.float() * vae.config.scaling_factor
 
 
 def _img2img_inputs(request: Generation, seed: int) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:

@@ -36,7 +36,7 @@ def infotext(
     index: int,
     lora_hashes: list[str],
 ) -> str:
-    sampler, schedule = label(request.sampler, request.karras)
+    sampler, schedule = label(request.sampler, request.schedule)
     fields: dict[str, object] = {
         "Steps": request.steps,
         "Sampler": sampler,
@@ -51,6 +51,7 @@ def infotext(
         "Denoising strength": request.denoising_strength if request.task == "img2img" else None,
         "Mask blur": request.mask_blur_x if request.mask is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "ENSD": request.noise_seed_delta or None,
         "Batch size": request.batch_size if request.batch_size > 1 else None,
         "Batch pos": index % request.batch_size if request.batch_size > 1 else None,
         "Lora hashes": ", ".join(lora_hashes) if lora_hashes else None,

@@ -17,7 +17,7 @@ from PIL import Image
 from .errors import EngineError
 from .images import decode_image
 from .prompts import NetworkTag, extract_networks
-from .samplers import resolve_sampler
+from .samplers import SAMPLERS, resolve_sampler
 
 TASKS = ("txt2img", "img2img", "rembg", "extra-single-image")
 
@@ -60,7 +60,7 @@ class Generation:
     networks: list[NetworkTag]
     seed: int
     sampler: str
-    karras: bool | None
+    schedule: str | None  # A1111's schedule type; None: Automatic (the sampler's own)
     steps: int
     cfg_scale: float
     width: int
@@ -70,6 +70,7 @@ class Generation:
     clip_skip: int
     vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
     eta: float | None
+    noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
     init_images: list[Image.Image] = field(default_factory=list)
     denoising_strength: float = 0.75
     resize_mode: int = 0
@@ -224,7 +225,13 @@ IMG2IMG_KEYS = {
     "inpainting_fill",
     "inpainting_mask_invert",
 }
-SUPPORTED_OVERRIDES = {"sd_vae", "CLIP_stop_at_last_layers", "sd_model_checkpoint"}
+SUPPORTED_OVERRIDES = {
+    "sd_vae",
+    "CLIP_stop_at_last_layers",
+    "sd_model_checkpoint",
+    "eta_noise_seed_delta",
+    "randn_source",
+}
 
 
 class _Reader:
@@ -273,8 +280,8 @@ def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list
         if key in handled or key in HARMLESS or key in HIRES or key in SUBSEED:
             continue
         if key == "eta":
-            if sampler != "DDIM" and value not in (None, 0, 0.0, 1, 1.0):
-                ignored.append("eta (used with DDIM only)")
+            if not SAMPLERS[sampler].takes_eta and value not in (None, 0, 0.0, 1, 1.0):
+                ignored.append(f"eta ({sampler} adds no noise for it to scale)")
             continue
         if key in INERT and (not INERT[key] or value in INERT[key]):
             continue
@@ -287,6 +294,8 @@ def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list
     overrides = data.get("override_settings")
     if isinstance(overrides, dict):
         ignored += [f"override_settings.{key}" for key in overrides if key not in SUPPORTED_OVERRIDES]
+        if overrides.get("randn_source", "CPU") != "CPU":
+            ignored.append("override_settings.randn_source (noise is always drawn on the CPU, as A1111's CPU source)")
     return ignored
 
 
@@ -315,7 +324,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
     if not isinstance(sampler_field, str):
         raise EngineError(f"sampler_name must be a string, not {sampler_field!r}")
     scheduler = data.get("scheduler")
-    sampler, karras = resolve_sampler(sampler_field, scheduler if isinstance(scheduler, str) else None)
+    sampler, schedule = resolve_sampler(sampler_field, scheduler if isinstance(scheduler, str) else None)
 
     width, height = _side(read, "width", limits), _side(read, "height", limits)
     if width * height > limits.max_pixels:
@@ -354,7 +363,8 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         networks=networks,
         seed=read.integer("seed", -1, -1, 2**32 - 1),
         sampler=sampler,
-        karras=karras,
+        schedule=schedule,
+        noise_seed_delta=_Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
         steps=read.integer("steps", 20, 1, limits.max_steps),
         cfg_scale=read.number("cfg_scale", 7.0, 0.0, 30.0),
         width=width,

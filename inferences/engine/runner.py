@@ -134,7 +134,7 @@ def _generation_info(request: Generation, model: Any, seeds: list[int], infotext
     """A1111's generation-info JSON (the `info` string ESD clients parse; `infotexts` is the key they need)."""
     from .samplers import label
 
-    sampler, _ = label(request.sampler, request.karras)
+    sampler, _ = label(request.sampler, request.schedule)
     total = len(seeds)
     return {
         "prompt": request.prompt,

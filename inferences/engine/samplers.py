@@ -1,36 +1,101 @@
-"""A1111 sampler names → diffusers schedulers (the mapping diffusers' docs give for A1111 users).
+"""A1111's sampler names and schedule types, as A1111 1.9+ defines them (modules/sd_samplers_kdiffusion.py,
+modules/sd_schedulers.py).
 
-The table is plain data so the web process can validate a payload's `sampler_name` without importing diffusers.
-An unknown name is a failed job with the list of known ones, never a silent substitute.
+Every k-diffusion name runs k-diffusion's own `sample_*` function over the model's own sigmas (ksampling.py), as
+A1111 does; DDIM, PLMS, UniPC and LCM run diffusers' schedulers. The table is plain data so the web process can
+validate a payload's `sampler_name` and `scheduler` without importing torch. An unknown name is a failed job with
+the list of known ones, never a silent substitute.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import EngineError
 
-# name → (diffusers scheduler class, constructor overrides, uses Karras sigmas)
-SAMPLERS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}, False),
-    "Euler": ("EulerDiscreteScheduler", {}, False),
-    "LMS": ("LMSDiscreteScheduler", {}, False),
-    "LMS Karras": ("LMSDiscreteScheduler", {}, True),
-    "Heun": ("HeunDiscreteScheduler", {}, False),
-    "DPM2": ("KDPM2DiscreteScheduler", {}, False),
-    "DPM2 Karras": ("KDPM2DiscreteScheduler", {}, True),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}, False),
-    "DPM2 a Karras": ("KDPM2AncestralDiscreteScheduler", {}, True),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, True),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, False),
-    "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, True),
-    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}, False),
-    "DPM++ SDE Karras": ("DPMSolverSinglestepScheduler", {}, True),
-    "DDIM": ("DDIMScheduler", {}, False),
-    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}, False),
-    "UniPC": ("UniPCMultistepScheduler", {}, False),
-    "LCM": ("LCMScheduler", {}, False),
+
+@dataclass(frozen=True)
+class Sampler:
+    """One A1111 sampler. `function` names k-diffusion's `sample_*`; `scheduler_class` a diffusers scheduler."""
+
+    function: str = ""
+    schedule: str = "uniform"  # what the schedule type "Automatic" means for it (A1111's `scheduler` option)
+    discard_penultimate: bool = False  # A1111's discard_next_to_last_sigma: one more step, its next-to-last dropped
+    brownian: bool = False  # noise from a Brownian tree seeded with the batch's seeds (DPM++ SDE family)
+    arguments: dict[str, Any] = field(default_factory=dict)
+    scheduler_class: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def k_diffusion(self) -> bool:
+        return bool(self.function)
+
+    @property
+    def takes_eta(self) -> bool:
+        """Whether `eta` changes what it does (the noise an ancestral or SDE step adds; DDIM's own eta)."""
+        return self.scheduler_class == "DDIMScheduler" or any(
+            part in self.function for part in ("ancestral", "sde", "dpm_fast", "dpm_adaptive")
+        )
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "Euler a": Sampler("sample_euler_ancestral"),
+    "Euler": Sampler("sample_euler"),
+    "LMS": Sampler("sample_lms"),
+    "Heun": Sampler("sample_heun"),
+    "DPM2": Sampler("sample_dpm_2", "karras", discard_penultimate=True),
+    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_penultimate=True),
+    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras"),
+    "DPM++ 2M": Sampler("sample_dpmpp_2m", "karras"),
+    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian=True),
+    "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian=True),
+    "DPM++ 2M SDE Heun": Sampler(
+        "sample_dpmpp_2m_sde", "exponential", brownian=True, arguments={"solver_type": "heun"}
+    ),
+    "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_penultimate=True, brownian=True),
+    "DPM fast": Sampler("sample_dpm_fast"),
+    "DPM adaptive": Sampler("sample_dpm_adaptive"),
+    "DDIM": Sampler(scheduler_class="DDIMScheduler"),
+    "PLMS": Sampler(scheduler_class="PNDMScheduler", overrides={"skip_prk_steps": True}),
+    "UniPC": Sampler(scheduler_class="UniPCMultistepScheduler"),
+    "LCM": Sampler(scheduler_class="LCMScheduler"),
+}
+
+# Schedule types by A1111's label (the payload's `scheduler`) -> the engine's key.
+SCHEDULES = {
+    "automatic": None,
+    "uniform": "uniform",
+    "karras": "karras",
+    "exponential": "exponential",
+    "polyexponential": "polyexponential",
+    "sgm uniform": "sgm_uniform",
+    "sgm_uniform": "sgm_uniform",
+    "sgmuniform": "sgm_uniform",
+    "": None,
+}
+SCHEDULE_LABELS = {
+    "uniform": "Uniform",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "polyexponential": "Polyexponential",
+    "sgm_uniform": "SGM Uniform",
+}
+
+# Names before A1111 1.9 carried the schedule ("DPM++ 2M Karras"); they are still sent, and mean this.
+LEGACY_NAMES = {
+    "LMS Karras": ("LMS", "karras"),
+    "DPM2 Karras": ("DPM2", "karras"),
+    "DPM2 a Karras": ("DPM2 a", "karras"),
+    "DPM++ 2S a Karras": ("DPM++ 2S a", "karras"),
+    "DPM++ 2M Karras": ("DPM++ 2M", "karras"),
+    "DPM++ SDE Karras": ("DPM++ SDE", "karras"),
+    "DPM++ 2M SDE Karras": ("DPM++ 2M SDE", "karras"),
+    "DPM++ 2M SDE Exponential": ("DPM++ 2M SDE", "exponential"),
+    "DPM++ 2M SDE Heun Karras": ("DPM++ 2M SDE Heun", "karras"),
+    "DPM++ 2M SDE Heun Exponential": ("DPM++ 2M SDE Heun", "exponential"),
+    "DPM++ 3M SDE Karras": ("DPM++ 3M SDE", "karras"),
+    "DPM++ 3M SDE Exponential": ("DPM++ 3M SDE", "exponential"),
 }
 # Names older clients and A1111's own aliases use.
 ALIASES = {
@@ -42,52 +107,92 @@ ALIASES = {
     "k_heun": "Heun",
     "k_dpm_2": "DPM2",
     "k_dpm_2_a": "DPM2 a",
+    "k_dpmpp_2s_a": "DPM++ 2S a",
     "k_dpmpp_2m": "DPM++ 2M",
     "k_dpmpp_sde": "DPM++ SDE",
+    "k_dpmpp_2m_sde": "DPM++ 2M SDE",
+    "k_dpmpp_3m_sde": "DPM++ 3M SDE",
+    "k_dpm_fast": "DPM fast",
+    "k_dpm_ad": "DPM adaptive",
     "ddim": "DDIM",
     "plms": "PLMS",
     "unipc": "UniPC",
     "lcm": "LCM",
 }
-# A1111 >= 1.9 sends the sigma schedule separately ("scheduler": "Karras").
-SCHEDULE_TYPES = {"automatic": None, "karras": True, "uniform": False, "": None}
+NAMES = (*SAMPLERS, *LEGACY_NAMES)  # what a payload may send (and the Generate page offers)
 
 
-def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, bool | None]:
-    """The canonical sampler name and whether the payload asked for Karras sigmas (None: the name decides)."""
-    canonical = name if name in SAMPLERS else ALIASES.get(name.lower())
+def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None]:
+    """The canonical sampler name and the schedule the payload asked for (None: Automatic, the sampler's own).
+
+    An explicit `scheduler` wins over the one a legacy name carries, as in A1111."""
+    by_case = {known.lower(): known for known in NAMES}
+    canonical = by_case.get(name.lower()) or ALIASES.get(name.lower())
     if canonical is None:
-        by_case = {known.lower(): known for known in SAMPLERS}
-        canonical = by_case.get(name.lower())
-    if canonical is None:
-        raise EngineError(f"sampler_name {name!r} is not supported; use one of: {', '.join(SAMPLERS)}")
-    karras: bool | None = None
+        raise EngineError(f"sampler_name {name!r} is not supported; use one of: {', '.join(NAMES)}")
+    named_schedule = None
+    if canonical in LEGACY_NAMES:
+        canonical, named_schedule = LEGACY_NAMES[canonical]
+    chosen = named_schedule
     if schedule is not None:
-        key = schedule.lower()
-        if key not in SCHEDULE_TYPES:
-            raise EngineError(f"scheduler {schedule!r} is not supported; use Automatic, Karras or Uniform")
-        karras = SCHEDULE_TYPES[key]
-    return canonical, karras
+        key = schedule.strip().lower()
+        if key not in SCHEDULES:
+            labels = ", ".join(["Automatic", *SCHEDULE_LABELS.values()])
+            raise EngineError(f"scheduler {schedule!r} is not supported; use one of: {labels}")
+        chosen = SCHEDULES[key] or named_schedule
+    return canonical, chosen
 
 
-def make_scheduler(name: str, karras: bool | None, base_config: Any) -> Any:
-    """A fresh scheduler for one job (schedulers keep per-run state), built on the model's own training config."""
+def effective_schedule(name: str, schedule: str | None) -> str:
+    """The sigma schedule a k-diffusion sampler runs: the asked one, else the sampler's own."""
+    return schedule or SAMPLERS[name].schedule
+
+
+def label(name: str, schedule: str | None) -> tuple[str, str | None]:
+    """What infotexts say: the sampler, and A1111's "Schedule type" (written whenever the schedule is not the
+    model's own uniform one that a sampler without a schedule of its own uses)."""
+    sampler = SAMPLERS[name]
+    if not sampler.k_diffusion:
+        return name, "Karras" if schedule == "karras" else None
+    if schedule is None and sampler.schedule == "uniform":
+        return name, None
+    return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
+
+
+# Where the k-diffusion loop does not run yet (SDXL, inpainting: ksampling.py says why), these diffusers schedulers
+# stand in, and the job's ignored_parameters says so.
+DIFFUSERS_STAND_INS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Heun": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
+    "DPM fast": ("DPMSolverSinglestepScheduler", {}),
+    "DPM adaptive": ("DPMSolverSinglestepScheduler", {}),
+}
+
+
+def make_scheduler(name: str, schedule: str | None, base_config: Any) -> Any:
+    """A fresh diffusers scheduler for one job (schedulers keep per-run state), built on the model's own training
+    config: DDIM, PLMS, UniPC and LCM, or a k-diffusion name's stand-in."""
     import diffusers
 
-    class_name, overrides, named_karras = SAMPLERS[name]
-    use_karras = named_karras if karras is None else karras
+    sampler = SAMPLERS[name]
+    class_name, overrides = (
+        (sampler.scheduler_class, dict(sampler.overrides)) if not sampler.k_diffusion else DIFFUSERS_STAND_INS[name]
+    )
     scheduler_class = getattr(diffusers, class_name)
     config = dict(base_config)
     for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps"):
         config.pop(key, None)
-    if use_karras and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
+    karras = (schedule or (sampler.schedule if sampler.k_diffusion else "")) == "karras"
+    if karras and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
         overrides = {**overrides, "use_karras_sigmas": True}
     return scheduler_class.from_config(config, **overrides)
-
-
-def label(name: str, karras: bool | None) -> tuple[str, str | None]:
-    """What infotexts say: the sampler, and A1111's "Schedule type" when it differs from the name's default."""
-    named_karras = SAMPLERS[name][2]
-    if karras is None or karras == named_karras:
-        return name, None
-    return name, "Karras" if karras else "Uniform"

@@ -34,7 +34,7 @@ def test_make_tiny_checkpoint_then_txt2img(tmp_path: Path) -> None:
     assert "3/3 steps" in errors.getvalue()
     images = sorted((tmp_path / "out").glob("image_*.png"))
     assert [Image.open(path).size for path in images] == [(64, 80), (64, 80)]
-    assert "Sampler: DPM++ 2M Karras" in Image.open(images[1]).text["parameters"]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras" in Image.open(images[1]).text["parameters"]
     document = json.loads((tmp_path / "out" / "result.json").read_text())
     assert json.loads(document["info"])["all_seeds"] == [11, 12]
 

@@ -49,8 +49,8 @@ def test_infinity_in_the_json_is_accepted() -> None:
         ({"s_churn": 0.5}, ["s_churn"]),
         ({"refiner_checkpoint": "sdxl_refiner"}, ["refiner_checkpoint"]),
         (
-            {"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337}},
-            ["override_settings.eta_noise_seed_delta"],
+            {"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337, "randn_source": "GPU"}},
+            ["override_settings.randn_source (noise is always drawn on the CPU, as A1111's CPU source)"],
         ),
         (
             {"alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny"}]}}},
@@ -66,11 +66,17 @@ def test_keys_the_engine_does_not_honour_are_reported(overrides: dict[str, objec
     assert sorted(request.ignored) == sorted(ignored)
 
 
-def test_eta_is_honoured_for_ddim_and_reported_otherwise() -> None:
-    assert parse_request("txt2img", txt2img(sampler_name="DDIM", eta=0.3), LIMITS).ignored == []
+def test_eta_is_honoured_where_it_scales_noise_and_reported_otherwise() -> None:
+    for sampler in ("DDIM", "Euler a", "DPM++ SDE Karras", "DPM++ 2M SDE", "DPM adaptive"):
+        assert parse_request("txt2img", txt2img(sampler_name=sampler, eta=0.3), LIMITS).ignored == [], sampler
     assert parse_request("txt2img", txt2img(sampler_name="Euler", eta=0.3), LIMITS).ignored == [
-        "eta (used with DDIM only)"
+        "eta (Euler adds no noise for it to scale)"
     ]
+
+
+def test_eta_noise_seed_delta_is_honoured() -> None:
+    request = parse_request("txt2img", txt2img(override_settings={"eta_noise_seed_delta": 31337}), LIMITS)
+    assert isinstance(request, Generation) and request.noise_seed_delta == 31337 and request.ignored == []
 
 
 @pytest.mark.parametrize(
@@ -91,8 +97,8 @@ def test_eta_is_honoured_for_ddim_and_reported_otherwise() -> None:
         ("txt2img", txt2img(batch_size=8, n_iter=3), "batch_size x n_iter is 24 images; at most 16"),
         ("txt2img", txt2img(prompt="x" * 1_000_000), "prompt is 1000000 characters long; at most 20000"),
         ("txt2img", txt2img(negative_prompt=["a"]), "negative_prompt must be a string"),
-        ("txt2img", txt2img(sampler_name="DPM fast"), "sampler_name 'DPM fast' is not supported; use one of: Euler a"),
-        ("txt2img", txt2img(scheduler="Exponential"), "scheduler 'Exponential' is not supported"),
+        ("txt2img", txt2img(sampler_name="Restart"), "sampler_name 'Restart' is not supported; use one of: Euler a"),
+        ("txt2img", txt2img(scheduler="Beta"), "scheduler 'Beta' is not supported; use one of: Automatic, Uniform"),
         ("txt2img", txt2img(override_settings=[]), "override_settings must be an object"),
         ("txt2img", txt2img(override_settings={"CLIP_stop_at_last_layers": 40}), "CLIP_stop_at_last_layers must be"),
         ("txt2img", txt2img(override_settings={"sd_vae": 3}), "override_settings.sd_vae must be a VAE's file name"),
@@ -185,7 +191,10 @@ def test_extra_networks_are_taken_out_of_the_prompt() -> None:
 
 def test_sampler_names_aliases_and_schedule_types() -> None:
     assert resolve_sampler("k_euler_a") == ("Euler a", None)
-    assert resolve_sampler("dpm++ 2m karras") == ("DPM++ 2M Karras", None)
-    assert resolve_sampler("DPM++ 2M", "Karras") == ("DPM++ 2M", True)
+    assert resolve_sampler("dpm++ 2m karras") == ("DPM++ 2M", "karras")  # a pre-1.9 name carries its schedule
+    assert resolve_sampler("DPM++ 2M SDE Karras", "Exponential") == ("DPM++ 2M SDE", "exponential")  # explicit wins
+    assert resolve_sampler("DPM++ 2M", "Karras") == ("DPM++ 2M", "karras")
     assert resolve_sampler("Euler", "Automatic") == ("Euler", None)
-    assert len(SAMPLERS) >= 14
+    assert resolve_sampler("Euler", "SGM Uniform") == ("Euler", "sgm_uniform")
+    assert resolve_sampler("DPM adaptive") == ("DPM adaptive", None)
+    assert len(SAMPLERS) >= 18

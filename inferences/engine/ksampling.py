@@ -1,0 +1,219 @@
+"""A1111's sampling: k-diffusion's `sample_*` functions over the model's own sigmas, with A1111's noise.
+
+As A1111 (modules/sd_samplers_kdiffusion.py) and diffusers' own k-diffusion pipeline do it: the UNet is wrapped as
+a k-diffusion `DiscreteEpsDDPMDenoiser` built from the checkpoint's `alphas_cumprod` (CompVis discretisation,
+t over 0..999), classifier-free guidance batches [cond, uncond] through it, and the schedule types are
+k-diffusion's (`get_sigmas_karras`, `_exponential`, `_polyexponential`) or A1111's (uniform: the model's own
+`get_sigmas`; SGM Uniform). Noise follows A1111's `randn_source: CPU`: one CPU generator per image seeded with
+its seed draws the image's initial noise and then, in turn, every ancestral noise of that image; the SDE samplers
+draw from a Brownian tree seeded with the batch's seeds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import EngineError
+from .samplers import SAMPLERS, effective_schedule
+
+_import_lock = threading.Lock()
+# torchsde checks a Brownian tree's query times against its float32 ends and warns about rounding-sized overshoots
+# (A1111 shows the same warnings); they do not change the noise.
+warnings.filterwarnings("ignore", message="Should have (ta>=t0|tb<=t1)", category=UserWarning, module="torchsde")
+
+
+def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
+    """k_diffusion.utils.append_dims: trailing dimensions until `x` has `target_dims` of them."""
+    missing = target_dims - x.ndim
+    if missing < 0:
+        raise ValueError(f"input has {x.ndim} dims but target_dims is {target_dims}, which is less")
+    return x[(...,) + (None,) * missing]
+
+
+def k_diffusion() -> tuple[Any, Any]:
+    """`k_diffusion.sampling` and `k_diffusion.external` from the installed k-diffusion package.
+
+    The package's `__init__` imports its training and evaluation modules, which need torchvision, clean-fid and
+    CLIP; those cannot install beside a CPU build of torch, and sampling never uses them. `utils` imports
+    torchvision for two image helpers, and sampling and external take only `append_dims` from it. So the package
+    is entered without running `__init__`, with a `utils` holding that one function, and the two modules A1111 uses
+    are k-diffusion's own, unchanged."""
+    with _import_lock:
+        if "k_diffusion.external" not in sys.modules:
+            spec = importlib.util.find_spec("k_diffusion")
+            if spec is None or not spec.submodule_search_locations:
+                raise EngineError("the k-diffusion package is not installed (make installs requirements-nodeps.txt)")
+            package = sys.modules.get("k_diffusion") or types.ModuleType("k_diffusion")
+            package.__path__ = list(spec.submodule_search_locations)
+            utils = types.ModuleType("k_diffusion.utils")
+            utils.append_dims = _append_dims  # type: ignore[attr-defined]
+            package.utils = utils  # type: ignore[attr-defined]
+            sys.modules.setdefault("k_diffusion", package)
+            sys.modules.setdefault("k_diffusion.utils", utils)
+            __import__("k_diffusion.sampling")
+            __import__("k_diffusion.external")
+    return sys.modules["k_diffusion.sampling"], sys.modules["k_diffusion.external"]
+
+
+def alphas_cumprod(scheduler_config: Any) -> torch.Tensor:
+    """The checkpoint's training noise levels, computed as LDM computes and registers them (float64, then float32)."""
+    config = dict(scheduler_config)
+    count = int(config.get("num_train_timesteps", 1000))
+    start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
+    kind = config.get("beta_schedule", "scaled_linear")
+    if kind == "scaled_linear":
+        betas = torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2
+    elif kind == "linear":
+        betas = torch.linspace(start, end, count, dtype=torch.float64)
+    else:
+        raise EngineError(f"the model's beta_schedule {kind!r} is not one A1111's samplers support")
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+
+
+class _UNetEps(torch.nn.Module):
+    """The diffusers UNet as k-diffusion's inner model: (x, t, cond) -> predicted noise."""
+
+    def __init__(self, unet: Any) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **added: Any) -> torch.Tensor:
+        dtype = self.unet.dtype
+        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.to(dtype), **added).sample
+        return eps.to(x.dtype)
+
+
+def denoiser(unet: Any, scheduler_config: Any) -> Any:
+    """k-diffusion's CompVis-style denoiser over the UNet (A1111: CompVisDenoiser, quantize off)."""
+    _, external = k_diffusion()
+    return external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), alphas_cumprod(scheduler_config), quantize=False)
+
+
+def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int) -> torch.Tensor:
+    """The sigma schedule A1111 runs for `steps` steps of sampler `name` (KDiffusionSampler.get_sigmas)."""
+    sampling, _ = k_diffusion()
+    sampler = SAMPLERS[name]
+    steps += 1 if sampler.discard_penultimate else 0
+    kind = effective_schedule(name, schedule)
+    sigma_min, sigma_max = model_denoiser.sigmas[0].item(), model_denoiser.sigmas[-1].item()
+    if kind == "uniform":
+        sigmas = model_denoiser.get_sigmas(steps)
+    elif kind == "karras":
+        sigmas = sampling.get_sigmas_karras(n=steps, sigma_min=sigma_min, sigma_max=sigma_max)
+    elif kind == "exponential":
+        sigmas = sampling.get_sigmas_exponential(n=steps, sigma_min=sigma_min, sigma_max=sigma_max)
+    elif kind == "polyexponential":
+        sigmas = sampling.get_sigmas_polyexponential(n=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=1.0)
+    elif kind == "sgm_uniform":
+        start = model_denoiser.sigma_to_t(torch.tensor(sigma_max))
+        end = model_denoiser.sigma_to_t(torch.tensor(sigma_min))
+        sigmas = torch.stack([model_denoiser.t_to_sigma(t) for t in torch.linspace(start, end, steps + 1)[:-1]])
+        sigmas = torch.cat([sigmas, sigmas.new_zeros([1])])
+    else:
+        raise EngineError(f"schedule {kind!r} is not supported by {name}")
+    sigmas = sigmas.to(torch.float32)
+    if sampler.discard_penultimate:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas
+
+
+class ImageNoise:
+    """A1111's ImageRNG with `randn_source: CPU`: a CPU generator per image, seeded with the image's seed; the first
+    draw is the image's initial noise, each later one the noise an ancestral step adds to it. With
+    `eta_noise_seed_delta` the generators are seeded again with seed + delta after the first draw, as A1111 does."""
+
+    def __init__(self, shape: tuple[int, ...], seeds: list[int], device: torch.device, noise_seed_delta: int = 0):
+        self.shape = shape
+        self.seeds = seeds
+        self.device = device
+        self.delta = noise_seed_delta
+        self.generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        self.drawn = 0
+
+    def next(self) -> torch.Tensor:
+        noise = torch.stack([torch.randn(self.shape, generator=generator) for generator in self.generators])
+        if self.drawn == 0 and self.delta:
+            self.generators = [torch.Generator("cpu").manual_seed(seed + self.delta) for seed in self.seeds]
+        self.drawn += 1
+        return noise.to(self.device)
+
+
+@dataclass
+class Conditioning:
+    """Per-image text conditioning for one batch: [batch, tokens, dim] each; SDXL adds pooled embeds and time ids."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    added: dict[str, torch.Tensor] | None = None
+    uncond_added: dict[str, torch.Tensor] | None = None
+
+
+class CFGDenoiser:
+    """Classifier-free guidance as A1111's CFGDenoiser: [cond, uncond] in one batch, uncond + scale x (cond - uncond).
+    `on_step` runs after each model evaluation's step (progress, cancellation)."""
+
+    def __init__(self, inner: Any, conditioning: Conditioning, cfg_scale: float) -> None:
+        self.inner = inner
+        self.conditioning = conditioning
+        self.cfg_scale = cfg_scale
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+        c = self.conditioning
+        x_in = torch.cat([x, x])
+        sigma_in = torch.cat([sigma, sigma])
+        extra: dict[str, Any] = {}
+        if c.added is not None and c.uncond_added is not None:
+            extra["added_cond_kwargs"] = {key: torch.cat([c.added[key], c.uncond_added[key]]) for key in c.added}
+        out = self.inner(x_in, sigma_in, cond=torch.cat([c.cond, c.uncond]), **extra)
+        cond_out, uncond_out = out.chunk(2)
+        return uncond_out + (cond_out - uncond_out) * self.cfg_scale
+
+
+def sample(
+    *,
+    model_denoiser: Any,
+    name: str,
+    sigmas: torch.Tensor,
+    x: torch.Tensor,
+    noise: ImageNoise,
+    conditioning: Conditioning,
+    cfg_scale: float,
+    seeds: list[int],
+    callback: Callable[[int], None],
+    eta: float | None = None,
+) -> torch.Tensor:
+    """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`."""
+    sampling, _ = k_diffusion()
+    sampler = SAMPLERS[name]
+    function = getattr(sampling, sampler.function)
+    parameters = inspect.signature(function).parameters  # through torch.no_grad's wrapper, as A1111 reads them
+    arguments: dict[str, Any] = dict(sampler.arguments)
+    if "sigma_min" in parameters:  # DPM fast / adaptive take the range, not the schedule
+        positive = sigmas[sigmas > 0]
+        arguments["sigma_min"], arguments["sigma_max"] = positive.min().item(), sigmas.max().item()
+        if "n" in parameters:
+            arguments["n"] = len(sigmas) - 1
+    else:
+        arguments["sigmas"] = sigmas
+    if "noise_sampler" in parameters:
+        if sampler.brownian:
+            positive = sigmas[sigmas > 0]
+            arguments["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seeds)
+        else:
+            arguments["noise_sampler"] = lambda sigma, sigma_next: noise.next()
+    if "eta" in parameters and eta is not None:
+        arguments["eta"] = eta
+    model = CFGDenoiser(model_denoiser, conditioning, cfg_scale)
+    return function(
+        model, x, extra_args={}, callback=lambda state: callback(int(state["i"])), disable=True, **arguments
+    )

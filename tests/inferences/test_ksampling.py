@@ -1,0 +1,111 @@
+"""A1111's samplers through k-diffusion: the sigma schedules against values computed independently from the model's
+alphas_cumprod, A1111's CPU noise, and images that reproduce."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inferences.engine import ksampling
+from inferences.engine.loading import load_model
+from inferences.engine.options import EngineOptions, JobFiles
+from inferences.engine.samplers import resolve_sampler
+
+from .conftest import txt2img
+
+
+@pytest.fixture(scope="module")
+def tiny(models):
+    model = load_model(models["checkpoint"], None, EngineOptions())
+    return model, ksampling.denoiser(model.base.unet, model.base.scheduler.config)
+
+
+def model_sigmas(config) -> np.ndarray:
+    """The checkpoint's 1000 sigmas, from its betas as LDM computes them: independent of the engine's code."""
+    betas = np.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, config["num_train_timesteps"]) ** 2
+    alphas_cumprod = np.cumprod(1.0 - betas).astype(np.float32)
+    return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+
+
+def uniform_schedule(sigmas: np.ndarray, steps: int) -> np.ndarray:
+    """k-diffusion's DiscreteSchedule.get_sigmas: t spaced over 999..0, log-sigma interpolated, then a final 0."""
+    t = np.linspace(len(sigmas) - 1, 0, steps)
+    return np.append(np.exp(np.interp(t, np.arange(len(sigmas)), np.log(sigmas))), 0.0)
+
+
+def test_sigma_schedules_are_a1111s_for_20_steps(tiny):
+    model, denoiser = tiny
+    config = model.base.scheduler.config
+    assert config["beta_schedule"] == "scaled_linear" and config["num_train_timesteps"] == 1000
+    sigmas = model_sigmas(config)
+    sampling, _ = ksampling.k_diffusion()
+    karras = sampling.get_sigmas_karras(n=20, sigma_min=float(sigmas[0]), sigma_max=float(sigmas[-1])).numpy()
+    expected = {"Euler a": uniform_schedule(sigmas, 20), "DPM++ 2M Karras": karras, "DPM++ SDE Karras": karras}
+    for payload_name, schedule in expected.items():
+        name, asked = resolve_sampler(payload_name)
+        ours = ksampling.sigmas_for(denoiser, name, asked, 20).numpy()
+        assert ours.shape == (21,) and ours[-1] == 0.0, payload_name
+        np.testing.assert_allclose(ours, schedule, rtol=1e-5, err_msg=payload_name)
+        assert ours[0] == pytest.approx(14.6146, abs=1e-3), payload_name  # SD 1.5's first sigma, not diffusers' 11.0
+    # diffusers' "leading" timesteps (SD 1.5's scheduler config) started lower: the reason for this module
+    leading_first_t = (1000 // 20) * 19 + 1
+    assert float(sigmas[leading_first_t]) == pytest.approx(11.0, abs=0.2)
+
+
+def test_discarding_the_penultimate_sigma_and_the_other_schedules(tiny):
+    _, denoiser = tiny
+    dpm2 = ksampling.sigmas_for(denoiser, "DPM2", None, 10)
+    assert len(dpm2) == 11 and dpm2[-1] == 0  # 11 Karras sigmas + 0, the next-to-last dropped
+    for schedule in ("uniform", "karras", "exponential", "polyexponential", "sgm_uniform"):
+        sigmas = ksampling.sigmas_for(denoiser, "Euler", schedule, 8)
+        assert len(sigmas) == 9 and sigmas[-1] == 0 and bool((sigmas[:-1][:-1] > sigmas[:-1][1:]).all()), schedule
+        assert sigmas[0] == pytest.approx(14.6146, abs=1e-2), schedule
+
+
+def test_noise_is_a1111s_cpu_noise_per_image():
+    noise = ksampling.ImageNoise((4, 8, 8), [1234, 1235], torch.device("cpu"), noise_seed_delta=31337)
+    first, second = noise.next(), noise.next()
+    for index, seed in enumerate((1234, 1235)):
+        generator = torch.Generator("cpu").manual_seed(seed)
+        assert torch.equal(first[index], torch.randn((4, 8, 8), generator=generator))
+        reseeded = torch.Generator("cpu").manual_seed(seed + 31337)  # ENSD: the ancestral noise's own seed
+        assert torch.equal(second[index], torch.randn((4, 8, 8), generator=reseeded))
+    plain = ksampling.ImageNoise((4, 8, 8), [1234], torch.device("cpu"))
+    plain.next()
+    generator = torch.Generator("cpu").manual_seed(1234)
+    torch.randn((4, 8, 8), generator=generator)
+    assert torch.equal(plain.next()[0], torch.randn((4, 8, 8), generator=generator))  # the same stream goes on
+
+
+def png_pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE Karras", "DPM++ 2M Karras"])
+def test_one_seed_gives_the_same_image_run_to_run_and_another_seed_another(engine, models, sampler):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    first = engine.run("txt2img", txt2img(sampler_name=sampler, steps=6, seed=77), files).images[0]
+    again = engine.run("txt2img", txt2img(sampler_name=sampler, steps=6, seed=77), files).images[0]
+    other = engine.run("txt2img", txt2img(sampler_name=sampler, steps=6, seed=78), files).images[0]
+    assert first == again  # identical PNG bytes
+    assert np.abs(png_pixels(first) - png_pixels(other)).max() > 0
+
+
+def test_image_k_of_a_batch_is_the_image_of_seed_plus_k(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    batch = engine.run("txt2img", txt2img(sampler_name="Euler a", steps=5, seed=500, batch_size=3), files).images
+    alone = engine.run("txt2img", txt2img(sampler_name="Euler a", steps=5, seed=502), files).images[0]
+    # Per-image generators, as A1111's: only batched matmuls' rounding may differ (at most a level or two).
+    assert np.abs(png_pixels(batch[2]) - png_pixels(alone)).max() <= 2
+
+
+def test_the_schedule_type_is_written_as_a1111_writes_it(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    result = engine.run("txt2img", txt2img(sampler_name="DPM++ 2M Karras", steps=4), files)
+    text = Image.open(io.BytesIO(result.images[0])).text["parameters"]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in text
+    plain = engine.run("txt2img", txt2img(sampler_name="Euler a", steps=4), files)
+    assert "Schedule type" not in Image.open(io.BytesIO(plain.images[0])).text["parameters"]
+    assert plain.ignored == [] and result.ignored == []
