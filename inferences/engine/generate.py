@@ -13,12 +13,13 @@ import torch
 from PIL import Image
 
 from . import images, ksampling
-from .conditioning import sd1_embeddings
+from .conditioning import sd1_embedding, sd1_embeddings
 from .errors import Cancelled, EngineError
 from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation
+from .prompt_schedule import prompt_schedule
 from .prompts import mentions, parse_attention, plain_text, replace_word
 from .samplers import SAMPLERS, make_scheduler
 
@@ -27,6 +28,7 @@ from .samplers import SAMPLERS, make_scheduler
 class Generated:
     images: list[Image.Image] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    subseeds: list[int] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -127,6 +129,22 @@ def stand_in_reason(model: LoadedModel, request: Generation) -> str | None:
     return None
 
 
+def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
+    """What only the k-diffusion loop honours (variation seeds, seed resize, prompt editing, ENSD)."""
+    from .prompt_schedule import prompt_schedule
+
+    missing = []
+    if request.subseed_strength:
+        missing.append("subseed_strength (variation seeds need the k-diffusion path)")
+    if request.seed_resize_from is not None:
+        missing.append("seed_resize_from_w/h (seed resize needs the k-diffusion path)")
+    if request.noise_seed_delta:
+        missing.append("override_settings.eta_noise_seed_delta (needs the k-diffusion path)")
+    if any(len(prompt_schedule(text, request.steps)) > 1 for text in (request.text, request.negative_text)):
+        missing.append("prompt editing [from:to:when] / [a|b] (needs the k-diffusion path; the text is used as is)")
+    return missing
+
+
 def generate(model: LoadedModel, request: Generation, files: JobFiles, progress: Progress) -> Generated:
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
@@ -141,14 +159,24 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
             f"sampler_name ({stand_in} runs diffusers' {pipe.scheduler.__class__.__name__}, not k-diffusion's "
             f"{SAMPLERS[request.sampler].function} as A1111 does)"
         )
+    if not use_k_diffusion:
+        request.ignored += _needs_the_k_diffusion_loop(request)
     seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
-    result = Generated(seeds=[seed + index for index in range(request.total_images)])
+    subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
+    result = Generated(
+        seeds=[seed + index for index in range(request.total_images)],
+        subseeds=[subseed + index for index in range(request.total_images)],
+    )
     is_sd1 = model.architecture.family == "sd1"
     step_base = 0
     if use_k_diffusion:
-        result.images, lora_hashes = _k_diffusion_images(model, pipe, request, files, progress, result.seeds, seed)
+        result.images, lora_hashes = _k_diffusion_images(
+            model, pipe, request, files, progress, result.seeds, result.subseeds, seed
+        )
         for index, image_seed in enumerate(result.seeds):
-            result.infotexts.append(infotext(request, model, model.vae, image_seed, index, lora_hashes))
+            result.infotexts.append(
+                infotext(request, model, model.vae, image_seed, index, lora_hashes, subseed=result.subseeds[index])
+            )
         result.seconds = time.perf_counter() - started
         return result
 
@@ -215,6 +243,7 @@ def _k_diffusion_images(
     files: JobFiles,
     progress: Progress,
     seeds: list[int],
+    subseeds: list[int],
     seed: int,
 ) -> tuple[list[Image.Image], list[str]]:
     """SD 1.x txt2img and img2img as A1111 runs them: k-diffusion's sampler over the UNet, A1111's noise and
@@ -226,13 +255,30 @@ def _k_diffusion_images(
     out: list[Image.Image] = []
     done = 0
     _, sources, _ = _img2img_inputs(request, seed)
+    # A1111 schedules prompt editing over the model evaluations: twice the steps for second-order samplers.
+    edit_steps = request.steps * (2 if SAMPLERS[request.sampler].second_order else 1)
     with extra_networks(pipe, request, files) as networks, torch.inference_mode():
-        embeds, negative = sd1_embeddings(pipe, networks.text, networks.negative_text, request.clip_skip)
+        encoded: dict[str, torch.Tensor] = {}
+
+        def schedule(text: str) -> list[tuple[int, torch.Tensor]]:
+            entries = []
+            for end, in_force in prompt_schedule(text, edit_steps):
+                if in_force not in encoded:
+                    encoded[in_force] = sd1_embedding(pipe, in_force, request.clip_skip).to(device)
+                entries.append((end, encoded[in_force]))
+            return entries
+
+        cond_schedule, uncond_schedule = schedule(networks.text), schedule(networks.negative_text)
         full = ksampling.sigmas_for(denoiser, request.sampler, request.schedule, request.steps)
         for iteration in range(request.n_iter):
             batch_seeds = seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
             count = len(batch_seeds)
-            noise = ksampling.ImageNoise(shape, batch_seeds, device, request.noise_seed_delta)
+            first = iteration * request.batch_size
+            noise = ksampling.ImageNoise(
+                shape, batch_seeds, device, request.noise_seed_delta,
+                subseeds=subseeds[first : first + count], subseed_strength=request.subseed_strength,
+                resize_from=request.seed_resize_from,
+            )  # fmt: skip
             sigmas = full.to(device)
             if request.task == "txt2img":
                 x = noise.next() * sigmas[0]
@@ -243,7 +289,8 @@ def _k_diffusion_images(
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
             conditioning = ksampling.Conditioning(
-                cond=embeds.repeat(count, 1, 1).to(device), uncond=negative.repeat(count, 1, 1).to(device)
+                cond=[(end, tensor.repeat(count, 1, 1)) for end, tensor in cond_schedule],
+                uncond=[(end, tensor.repeat(count, 1, 1)) for end, tensor in uncond_schedule],
             )
             per_batch = max(1, len(sigmas) - 1)
 

@@ -35,6 +35,7 @@ def infotext(
     seed: int,
     index: int,
     lora_hashes: list[str],
+    subseed: int | None = None,
 ) -> str:
     sampler, schedule = label(request.sampler, request.schedule)
     fields: dict[str, object] = {
@@ -48,6 +49,9 @@ def infotext(
         "Model": model.checkpoint.stem,
         "VAE hash": vae.short_hash if vae else None,
         "VAE": vae.stem if vae else None,
+        "Variation seed": subseed if request.subseed_strength else None,
+        "Variation seed strength": request.subseed_strength or None,
+        "Seed resize from": "{}x{}".format(*request.seed_resize_from) if request.seed_resize_from else None,
         "Denoising strength": request.denoising_strength if request.task == "img2img" else None,
         "Mask blur": request.mask_blur_x if request.mask is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,

@@ -87,9 +87,9 @@ class _UNetEps(torch.nn.Module):
         super().__init__()
         self.unet = unet
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **added: Any) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         dtype = self.unet.dtype
-        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.to(dtype), **added).sample
+        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.to(dtype)).sample
         return eps.to(x.dtype)
 
 
@@ -127,55 +127,127 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int)
     return sigmas
 
 
+def _randn(seed: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator or torch.Generator("cpu").manual_seed(seed))
+
+
+def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """A1111's spherical interpolation of two noises for variation seeds (per channel row, as A1111 computes it)."""
+    low_norm = low / torch.norm(low, dim=1, keepdim=True)
+    high_norm = high / torch.norm(high, dim=1, keepdim=True)
+    dot = (low_norm * high_norm).sum(1)
+    if dot.mean() > 0.9995:
+        return low * strength + high * (1 - strength)  # A1111's own shortcut, kept as it is
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - strength) * omega) / so).unsqueeze(1) * low + (torch.sin(strength * omega) / so).unsqueeze(
+        1
+    ) * high
+
+
 class ImageNoise:
     """A1111's ImageRNG with `randn_source: CPU`: a CPU generator per image, seeded with the image's seed; the first
-    draw is the image's initial noise, each later one the noise an ancestral step adds to it. With
-    `eta_noise_seed_delta` the generators are seeded again with seed + delta after the first draw, as A1111 does."""
+    draw is the image's initial noise, each later one the noise an ancestral step adds to it.
 
-    def __init__(self, shape: tuple[int, ...], seeds: list[int], device: torch.device, noise_seed_delta: int = 0):
+    Variation seeds mix each image's noise with the noise of its subseed (slerp by `subseed_strength`); with
+    `resize_from`, the noise is drawn at that size and centred in (or cropped to) this size, so a seed keeps its
+    composition at another size. With `eta_noise_seed_delta` the generators are seeded again with seed + delta
+    after the first draw. All as A1111 does it."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        seeds: list[int],
+        device: torch.device,
+        noise_seed_delta: int = 0,
+        subseeds: list[int] | None = None,
+        subseed_strength: float = 0.0,
+        resize_from: tuple[int, int] | None = None,
+    ) -> None:
         self.shape = shape
         self.seeds = seeds
         self.device = device
         self.delta = noise_seed_delta
+        self.subseeds = subseeds or []
+        self.subseed_strength = subseed_strength
+        self.drawn_shape = shape if resize_from is None else (shape[0], resize_from[1] // 8, resize_from[0] // 8)
         self.generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         self.drawn = 0
 
+    def _first(self, index: int, seed: int, generator: torch.Generator) -> torch.Tensor:
+        resized = self.drawn_shape != self.shape
+        noise = _randn(seed, self.drawn_shape) if resized else _randn(seed, self.shape, generator)
+        if self.subseed_strength != 0 and self.subseeds:
+            subseed = self.subseeds[index] if index < len(self.subseeds) else 0
+            noise = slerp(self.subseed_strength, noise, _randn(subseed, self.drawn_shape))
+        if resized:
+            x = _randn(seed, self.shape, generator)
+            dx = (self.shape[2] - self.drawn_shape[2]) // 2
+            dy = (self.shape[1] - self.drawn_shape[1]) // 2
+            w = self.drawn_shape[2] if dx >= 0 else self.drawn_shape[2] + 2 * dx
+            h = self.drawn_shape[1] if dy >= 0 else self.drawn_shape[1] + 2 * dy
+            tx, ty = max(dx, 0), max(dy, 0)
+            sx, sy = max(-dx, 0), max(-dy, 0)
+            x[:, ty : ty + h, tx : tx + w] = noise[:, sy : sy + h, sx : sx + w]
+            noise = x
+        return noise
+
     def next(self) -> torch.Tensor:
-        noise = torch.stack([torch.randn(self.shape, generator=generator) for generator in self.generators])
-        if self.drawn == 0 and self.delta:
-            self.generators = [torch.Generator("cpu").manual_seed(seed + self.delta) for seed in self.seeds]
+        if self.drawn == 0:
+            noise = torch.stack(
+                [
+                    self._first(i, seed, generator)
+                    for i, (seed, generator) in enumerate(zip(self.seeds, self.generators, strict=False))
+                ]
+            )
+            if self.delta:
+                self.generators = [torch.Generator("cpu").manual_seed(seed + self.delta) for seed in self.seeds]
+        else:
+            noise = torch.stack([torch.randn(self.shape, generator=generator) for generator in self.generators])
         self.drawn += 1
         return noise.to(self.device)
 
 
+Schedule = list[tuple[int, torch.Tensor]]  # (end_at_step, [batch, tokens, dim]), as A1111's prompt editing makes
+
+
 @dataclass
 class Conditioning:
-    """Per-image text conditioning for one batch: [batch, tokens, dim] each; SDXL adds pooled embeds and time ids."""
+    """One batch's text conditioning over the steps: one entry per prompt text in force (prompt editing and
+    alternation switch them); a prompt without editing has one entry."""
 
-    cond: torch.Tensor
-    uncond: torch.Tensor
-    added: dict[str, torch.Tensor] | None = None
-    uncond_added: dict[str, torch.Tensor] | None = None
+    cond: Schedule
+    uncond: Schedule
+
+
+def _in_force(schedule: Schedule, step: int) -> torch.Tensor:
+    """A1111's reconstruct_cond_batch: the first entry whose end is at or after `step`, else the first."""
+    for end, tensor in schedule:
+        if step <= end:
+            return tensor
+    return schedule[0][1]
 
 
 class CFGDenoiser:
-    """Classifier-free guidance as A1111's CFGDenoiser: [cond, uncond] in one batch, uncond + scale x (cond - uncond).
-    `on_step` runs after each model evaluation's step (progress, cancellation)."""
+    """Classifier-free guidance as A1111's CFGDenoiser: [cond, uncond] in one batch when their token counts agree,
+    otherwise one call each (A1111's default, which pads neither); uncond + scale x (cond - uncond). Its step
+    counter counts model evaluations, which is what A1111's prompt-editing steps count."""
 
     def __init__(self, inner: Any, conditioning: Conditioning, cfg_scale: float) -> None:
         self.inner = inner
         self.conditioning = conditioning
         self.cfg_scale = cfg_scale
+        self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
-        c = self.conditioning
-        x_in = torch.cat([x, x])
-        sigma_in = torch.cat([sigma, sigma])
-        extra: dict[str, Any] = {}
-        if c.added is not None and c.uncond_added is not None:
-            extra["added_cond_kwargs"] = {key: torch.cat([c.added[key], c.uncond_added[key]]) for key in c.added}
-        out = self.inner(x_in, sigma_in, cond=torch.cat([c.cond, c.uncond]), **extra)
-        cond_out, uncond_out = out.chunk(2)
+        cond = _in_force(self.conditioning.cond, self.step)
+        uncond = _in_force(self.conditioning.uncond, self.step)
+        if cond.shape[1] == uncond.shape[1]:
+            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=torch.cat([cond, uncond]))
+            cond_out, uncond_out = out.chunk(2)
+        else:
+            cond_out, uncond_out = self.inner(x, sigma, cond=cond), self.inner(x, sigma, cond=uncond)
+        self.step += 1
         return uncond_out + (cond_out - uncond_out) * self.cfg_scale
 
 

@@ -71,6 +71,9 @@ class Generation:
     vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
     eta: float | None
     noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
+    subseed: int = -1  # variation seed (-1: random), mixed in by subseed_strength
+    subseed_strength: float = 0.0
+    seed_resize_from: tuple[int, int] | None = None  # (width, height) whose noise is drawn, then centred
     init_images: list[Image.Image] = field(default_factory=list)
     denoising_strength: float = 0.75
     resize_mode: int = 0
@@ -178,11 +181,9 @@ HIRES = {
     "hr_negative_prompt",
     "hr_additional_modules",
 }
-SUBSEED = {"subseed", "seed_resize_from_h", "seed_resize_from_w"}
 # Not supported, but harmless at these values (A1111's defaults).
 INERT: dict[str, tuple[Any, ...]] = {
     "styles": ([],),
-    "subseed_strength": (0, 0.0),
     "restore_faces": (None, False),
     "tiling": (None, False),
     "enable_hr": (None, False),
@@ -215,6 +216,10 @@ GENERATION_KEYS = {
     "cfg_scale",
     "width",
     "height",
+    "subseed",
+    "subseed_strength",
+    "seed_resize_from_w",
+    "seed_resize_from_h",
 }
 IMG2IMG_KEYS = {
     "init_images",
@@ -277,7 +282,7 @@ def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list
     ignored: list[str] = []
     for key, value in data.items():
         # hires-fix and variation-seed details are reported through their switch (enable_hr, subseed_strength)
-        if key in handled or key in HARMLESS or key in HIRES or key in SUBSEED:
+        if key in handled or key in HARMLESS or key in HIRES:
             continue
         if key == "eta":
             if not SAMPLERS[sampler].takes_eta and value not in (None, 0, 0.0, 1, 1.0):
@@ -354,6 +359,8 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         networks = []
 
     eta = data.get("eta")
+    resize_w = read.integer("seed_resize_from_w", -1, -1, limits.max_side)
+    resize_h = read.integer("seed_resize_from_h", -1, -1, limits.max_side)
     request = Generation(
         task=task,
         prompt=prompt,
@@ -365,6 +372,9 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         sampler=sampler,
         schedule=schedule,
         noise_seed_delta=_Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
+        subseed=read.integer("subseed", -1, -1, 2**32 - 1),
+        subseed_strength=read.number("subseed_strength", 0.0, 0.0, 1.0),
+        seed_resize_from=(resize_w, resize_h) if resize_w > 0 and resize_h > 0 else None,
         steps=read.integer("steps", 20, 1, limits.max_steps),
         cfg_scale=read.number("cfg_scale", 7.0, 0.0, 30.0),
         width=width,

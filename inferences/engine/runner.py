@@ -82,6 +82,8 @@ class Engine:
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
         ]
         info = _generation_info(request, acquired.entry.value, generated.seeds, generated.infotexts)
+        if request.subseed_strength and generated.subseeds:
+            info.update(subseed=generated.subseeds[0], all_subseeds=generated.subseeds)
         info["ignored_parameters"] = request.ignored
         return Result(
             task=request.task,
@@ -145,7 +147,7 @@ def _generation_info(request: Generation, model: Any, seeds: list[int], infotext
         "all_seeds": seeds,
         "subseed": -1,
         "all_subseeds": [-1] * total,
-        "subseed_strength": 0,
+        "subseed_strength": request.subseed_strength,
         "width": request.width,
         "height": request.height,
         "sampler_name": sampler,
@@ -158,8 +160,8 @@ def _generation_info(request: Generation, model: Any, seeds: list[int], infotext
         "sd_model_hash": model.checkpoint.short_hash,
         "sd_vae_name": model.vae.stem if model.vae else None,
         "sd_vae_hash": model.vae.short_hash if model.vae else None,
-        "seed_resize_from_w": -1,
-        "seed_resize_from_h": -1,
+        "seed_resize_from_w": request.seed_resize_from[0] if request.seed_resize_from else -1,
+        "seed_resize_from_h": request.seed_resize_from[1] if request.seed_resize_from else -1,
         "denoising_strength": request.denoising_strength if request.task == "img2img" else None,
         "extra_generation_params": {},
         "index_of_first_image": 0,

@@ -23,6 +23,7 @@ class Sampler:
     schedule: str = "uniform"  # what the schedule type "Automatic" means for it (A1111's `scheduler` option)
     discard_penultimate: bool = False  # A1111's discard_next_to_last_sigma: one more step, its next-to-last dropped
     brownian: bool = False  # noise from a Brownian tree seeded with the batch's seeds (DPM++ SDE family)
+    second_order: bool = False  # two model evaluations a step: A1111 schedules prompt editing over twice the steps
     arguments: dict[str, Any] = field(default_factory=dict)
     scheduler_class: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -43,12 +44,12 @@ SAMPLERS: dict[str, Sampler] = {
     "Euler a": Sampler("sample_euler_ancestral"),
     "Euler": Sampler("sample_euler"),
     "LMS": Sampler("sample_lms"),
-    "Heun": Sampler("sample_heun"),
-    "DPM2": Sampler("sample_dpm_2", "karras", discard_penultimate=True),
-    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_penultimate=True),
-    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras"),
+    "Heun": Sampler("sample_heun", second_order=True),
+    "DPM2": Sampler("sample_dpm_2", "karras", discard_penultimate=True, second_order=True),
+    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_penultimate=True, second_order=True),
+    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras", second_order=True),
     "DPM++ 2M": Sampler("sample_dpmpp_2m", "karras"),
-    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian=True),
+    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian=True, second_order=True),
     "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian=True),
     "DPM++ 2M SDE Heun": Sampler(
         "sample_dpmpp_2m_sde", "exponential", brownian=True, arguments={"solver_type": "heun"}

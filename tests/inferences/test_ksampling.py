@@ -109,3 +109,78 @@ def test_the_schedule_type_is_written_as_a1111_writes_it(engine, models):
     plain = engine.run("txt2img", txt2img(sampler_name="Euler a", steps=4), files)
     assert "Schedule type" not in Image.open(io.BytesIO(plain.images[0])).text["parameters"]
     assert plain.ignored == [] and result.ignored == []
+
+
+def conditioning_calls(engine, files, monkeypatch, **payload) -> list[torch.Tensor]:
+    """The text conditioning the UNet saw at each model evaluation (first image of the batch, cond half)."""
+    seen: list[torch.Tensor] = []
+    original = ksampling.CFGDenoiser.__call__
+
+    def spy(self, x, sigma, **kwargs):
+        seen.append(ksampling._in_force(self.conditioning.cond, self.step)[0].clone())
+        return original(self, x, sigma, **kwargs)
+
+    monkeypatch.setattr(ksampling.CFGDenoiser, "__call__", spy)
+    result = engine.run("txt2img", txt2img(**payload), files)
+    assert result.ignored == []
+    return seen
+
+
+def test_prompt_editing_switches_the_conditioning_at_the_right_step(engine, models, monkeypatch):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    calls = conditioning_calls(engine, files, monkeypatch, prompt="a [cat:dog:4] photo", steps=10, sampler_name="Euler")
+    assert len(calls) == 10
+    # A1111 counts from 0 and a text is in force up to and including its step: steps 0..4 "cat", 5..9 "dog"
+    assert all(torch.equal(calls[0], calls[i]) for i in range(5))
+    assert all(torch.equal(calls[5], calls[i]) for i in range(5, 10))
+    assert not torch.equal(calls[4], calls[5])
+    fraction = conditioning_calls(
+        engine, files, monkeypatch, prompt="a [cat:dog:0.3] photo", steps=10, sampler_name="Euler"
+    )
+    assert torch.equal(fraction[3], calls[0]) and torch.equal(fraction[4], calls[9])  # 0.3 x 10 = step 3
+    alternating = conditioning_calls(
+        engine, files, monkeypatch, prompt="a [cat|dog] photo", steps=4, sampler_name="Euler"
+    )
+    assert torch.equal(alternating[1], calls[0]) and torch.equal(alternating[2], calls[9])  # step 1: cat, 2: dog
+    assert torch.equal(alternating[3], calls[0])
+
+
+def test_second_order_samplers_schedule_over_their_model_evaluations(engine, models, monkeypatch):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    calls = conditioning_calls(engine, files, monkeypatch, prompt="a [cat:dog:0.5] photo", steps=4, sampler_name="Heun")
+    assert len(calls) == 7  # Heun: two evaluations a step, one on the last
+    assert torch.equal(calls[0], calls[4]) and not torch.equal(calls[4], calls[5])  # half of 2 x 4 = 4
+
+
+def test_prompt_editing_without_the_k_diffusion_path_is_reported(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    result = engine.run("txt2img", txt2img(prompt="a [cat:dog:0.5]", sampler_name="DDIM", steps=3), files)
+    assert any(item.startswith("prompt editing") for item in result.ignored)
+
+
+def test_variation_seeds_mix_noises_as_a1111_does(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    base = txt2img(sampler_name="Euler a", steps=5, seed=10, subseed=99)
+    plain = png_pixels(engine.run("txt2img", {**base, "subseed_strength": 0}, files).images[0])
+    varied = engine.run("txt2img", {**base, "subseed_strength": 0.4}, files)
+    other = png_pixels(engine.run("txt2img", {**base, "subseed": 100, "subseed_strength": 0.4}, files).images[0])
+    assert (
+        np.abs(png_pixels(varied.images[0]) - plain).max() > 0
+        and np.abs(png_pixels(varied.images[0]) - other).max() > 0
+    )
+    text = Image.open(io.BytesIO(varied.images[0])).text["parameters"]
+    assert "Variation seed: 99, Variation seed strength: 0.4" in text
+    assert varied.info["all_subseeds"] == [99] and varied.ignored == []
+    # strength 1 starts from the subseed's own noise; with a sampler that adds none later, that is seed 99's image
+    # (ancestral samplers go on drawing from the seed's generator, as in A1111)
+    euler = {**base, "sampler_name": "Euler"}
+    full = png_pixels(engine.run("txt2img", {**euler, "subseed_strength": 1.0}, files).images[0])
+    assert np.abs(full - png_pixels(engine.run("txt2img", {**euler, "seed": 99}, files).images[0])).max() <= 1
+
+
+def test_noise_with_seed_resize_keeps_the_seeds_middle():
+    small = ksampling.ImageNoise((4, 8, 8), [7], torch.device("cpu")).next()[0]
+    resized = ksampling.ImageNoise((4, 12, 12), [7], torch.device("cpu"), resize_from=(64, 64)).next()[0]
+    assert torch.equal(resized[:, 2:10, 2:10], small)  # the 8x8 noise of seed 7, centred in 12x12
+    cropped = ksampling.ImageNoise((4, 4, 4), [7], torch.device("cpu"), resize_from=(64, 64)).next()[0]
+    assert torch.equal(cropped, small[:, 2:6, 2:6])

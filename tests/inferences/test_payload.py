@@ -43,7 +43,7 @@ def test_infinity_in_the_json_is_accepted() -> None:
         ({"enable_hr": True}, ["enable_hr"]),
         ({"restore_faces": True}, ["restore_faces"]),
         ({"tiling": True}, ["tiling"]),
-        ({"subseed_strength": 0.5}, ["subseed_strength"]),
+        ({"s_noise": 0.9}, ["s_noise"]),
         ({"styles": ["cinematic"]}, ["styles"]),
         ({"script_name": "x/y/z plot"}, ["script_name"]),
         ({"s_churn": 0.5}, ["s_churn"]),
