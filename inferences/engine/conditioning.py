@@ -71,9 +71,9 @@ def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, dev
 @torch.no_grad()
 def sd1_embedding(pipe: Any, text: str, clip_skip: int) -> torch.Tensor:
     """One prompt's conditioning, [1, 77 x chunks, dim], as A1111 encodes it (no padding to another prompt)."""
-    device = pipe.text_encoder.device
-    encoded = [_encode(pipe, chunk, clip_skip, device) for chunk in _chunks(pipe, text)]
-    return torch.cat(encoded, dim=1).to(pipe.unet.dtype)
+    first = next(pipe.unet.parameters())
+    encoded = [_encode(pipe, chunk, clip_skip, first.device) for chunk in _chunks(pipe, text)]
+    return torch.cat(encoded, dim=1).to(first.dtype)
 
 
 @torch.no_grad()

@@ -249,7 +249,7 @@ def _k_diffusion_images(
     """SD 1.x txt2img and img2img as A1111 runs them: k-diffusion's sampler over the UNet, A1111's noise and
     img2img schedule (the last denoising_strength x steps of the full schedule), decoded by the model's VAE."""
     denoiser = ksampling.denoiser(pipe.unet, model.base.scheduler.config)
-    device = pipe.unet.device
+    device = ksampling.parameter_device(pipe.unet)
     vae = pipe.vae
     shape = (4, request.height // 8, request.width // 8)
     out: list[Image.Image] = []
@@ -305,7 +305,7 @@ def _k_diffusion_images(
                 eta=request.eta,
             )  # fmt: skip
             done += per_batch
-            decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+            decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
             out += pipe.image_processor.postprocess(decoded.float(), output_type="pil")
     return out, networks.lora_hashes
 
@@ -313,10 +313,12 @@ def _k_diffusion_images(
 def _encode(pipe: Any, batch: list[Image.Image], seeds: list[int]) -> torch.Tensor:
     """img2img's starting latents: the VAE's sample of each picture, drawn with a generator seeded by its seed."""
     vae = pipe.vae
-    pixels = pipe.image_processor.preprocess(batch).to(vae.device, vae.dtype)
+    pixels = pipe.image_processor.preprocess(batch).to(ksampling.parameter_device(vae), ksampling.parameter_dtype(vae))
     posterior = vae.encode(pixels).latent_dist
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=g) for g in generators]).to(vae.device)
+    noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=g) for g in generators]).to(
+        posterior.mean.device
+    )
     latents = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
     return latents.float() * vae.config.scaling_factor
 

@@ -80,15 +80,26 @@ def alphas_cumprod(scheduler_config: Any) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
 
 
+def parameter_dtype(module: Any) -> torch.dtype:
+    """A module's dtype from its first parameter (diffusers' `.dtype` property walks every submodule per call)."""
+    return next(module.parameters()).dtype
+
+
+def parameter_device(module: Any) -> torch.device:
+    return next(module.parameters()).device
+
+
 class _UNetEps(torch.nn.Module):
     """The diffusers UNet as k-diffusion's inner model: (x, t, cond) -> predicted noise."""
 
     def __init__(self, unet: Any) -> None:
         super().__init__()
         self.unet = unet
+        # diffusers' ModelMixin.dtype walks every module (12 ms a job on the tiny model): read it once
+        self.dtype = parameter_dtype(unet)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        dtype = self.unet.dtype
+        dtype = self.dtype
         eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.to(dtype)).sample
         return eps.to(x.dtype)
 
