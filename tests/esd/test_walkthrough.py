@@ -61,16 +61,21 @@ def walkthrough_env(live, lora: str) -> dict[str, str]:
     }
 
 
-def test_the_readme_shell_walkthrough_works_as_written(live):
-    script = fenced_block(ROOT / "README.md", "sh", "## Your first image, from a shell")
+def run_walkthrough(live, argv: list[str], lora: str) -> str:
+    """Run a walkthrough's code as a person would paste it; its output, after checking it got the LoRA and a job."""
     done = subprocess.run(
-        ["/bin/bash", "-euo", "pipefail", "-c", script], cwd=live["cwd"],
-        env=walkthrough_env(live, "from-shell.safetensors"),
-        capture_output=True, text=True, timeout=300, check=False,
+        argv, cwd=live["cwd"], env=walkthrough_env(live, lora), capture_output=True, text=True, timeout=300,
+        check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "LoRA: Active" in done.stdout
-    assert re.search(r"job [0-9a-f-]{36}: succeed", done.stdout), done.stdout
+    return done.stdout
+
+
+def test_the_readme_shell_walkthrough_works_as_written(live):
+    script = fenced_block(ROOT / "README.md", "sh", "## Your first image, from a shell")
+    said = run_walkthrough(live, ["/bin/bash", "-euo", "pipefail", "-c", script], "from-shell.safetensors")
+    assert re.search(r"job [0-9a-f-]{36}: succeed", said), said
     with Image.open(live["cwd"] / "first-image.png") as image:
         assert (image.format, image.size) == ("PNG", (64, 64))
         assert "Seed: 42" in image.info["parameters"]
@@ -78,12 +83,7 @@ def test_the_readme_shell_walkthrough_works_as_written(live):
 
 def test_the_python_walkthrough_works_as_written(live):
     script = fenced_block(ROOT / "docs" / "walkthrough.md", "python", "# Your first image, from Python")
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=live["cwd"], env=walkthrough_env(live, "from-python.safetensors"),
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "LoRA: Active" in done.stdout
-    assert re.search(r"job [0-9a-f-]{36} succeed", done.stdout), done.stdout
+    said = run_walkthrough(live, [sys.executable, "-c", script], "from-python.safetensors")
+    assert re.search(r"job [0-9a-f-]{36} succeed", said), said
     with Image.open(live["cwd"] / "first-image-py-0.png") as image:
         assert (image.format, image.size) == ("PNG", (64, 64))
