@@ -131,8 +131,6 @@ def stand_in_reason(model: LoadedModel, request: Generation) -> str | None:
 
 def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
     """What only the k-diffusion loop honours (variation seeds, seed resize, prompt editing, ENSD)."""
-    from .prompt_schedule import prompt_schedule
-
     missing = []
     if request.subseed_strength:
         missing.append("subseed_strength (variation seeds need the k-diffusion path)")
