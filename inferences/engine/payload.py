@@ -305,13 +305,15 @@ def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list
 
 
 def _script_enabled(spec: Any) -> bool:
-    """An always-on script is active when its first argument is true or one of its units says enabled."""
+    """An always-on script is active when its leading switch is true (ADetailer, refiner: `[true, ...]`) or, for
+    scripts whose arguments are units (ControlNet), when a unit is enabled. A unit without an `enabled` key counts
+    as enabled: older ControlNet clients send none and mean it on (the extension's own default)."""
     args = spec.get("args") if isinstance(spec, dict) else None
     if not isinstance(args, list) or not args:
         return False
-    if args[0] is True:
-        return True
-    return any(isinstance(arg, dict) and arg.get("enabled") is True for arg in args)
+    if isinstance(args[0], bool):
+        return args[0]
+    return any(isinstance(arg, dict) and arg.get("enabled", True) not in (False, 0) for arg in args)
 
 
 def _side(read: _Reader, key: str, limits: Limits) -> int:
@@ -390,6 +392,9 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         _parse_img2img(request, read, limits)
         handled |= IMG2IMG_KEYS | {"denoising_strength", "mask_blur"}
     request.ignored = _ignored_keys(data, handled, sampler)
+    if task == "img2img" and request.resize_mode == 3:
+        # A1111's "Just resize (latent upscale)" resizes the latent; here the picture is resized as mode 0 does
+        request.ignored.append("resize_mode 3 (latent upscale: the image is resized as resize_mode 0 instead)")
     request.ignored += [
         f"<{tag.kind}:{tag.name}> (only LoRA networks are supported)" for tag in networks if tag.kind != "lora"
     ]

@@ -57,6 +57,13 @@ def test_infinity_in_the_json_is_accepted() -> None:
             ["alwayson_scripts.controlnet"],
         ),
         ({"alwayson_scripts": {"refiner": {"args": [True, "sdxl_refiner", 0.8]}}}, ["alwayson_scripts.refiner"]),
+        # older ControlNet clients send units without `enabled`, meaning on
+        (
+            {"alwayson_scripts": {"controlnet": {"args": [{"module": "canny", "model": "cn"}]}}},
+            ["alwayson_scripts.controlnet"],
+        ),
+        ({"alwayson_scripts": {"controlnet": {"args": [{"enabled": False, "module": "canny"}]}}}, []),
+        ({"alwayson_scripts": {"adetailer": {"args": [False, False, {"ad_model": "face_yolov8n.pt"}]}}}, []),
         ({"my_extension_key": 1}, ["my_extension_key"]),
         ({"prompt": "a <hypernet:anime:0.7> cat"}, ["<hypernet:anime> (only LoRA networks are supported)"]),
     ],
@@ -198,3 +205,12 @@ def test_sampler_names_aliases_and_schedule_types() -> None:
     assert resolve_sampler("Euler", "SGM Uniform") == ("Euler", "sgm_uniform")
     assert resolve_sampler("DPM adaptive") == ("DPM adaptive", None)
     assert len(SAMPLERS) >= 18
+
+
+def test_img2img_resize_mode_3_is_reported() -> None:
+    from .conftest import png_b64, red_disc
+
+    payload = {"prompt": "x", "init_images": [png_b64(red_disc())], "resize_mode": 3, "width": 64, "height": 64}
+    request = parse_request("img2img", payload, LIMITS)
+    assert request.ignored == ["resize_mode 3 (latent upscale: the image is resized as resize_mode 0 instead)"]
+    assert parse_request("img2img", {**payload, "resize_mode": 2}, LIMITS).ignored == []
