@@ -106,6 +106,7 @@ def _model_files(job: InferenceJob) -> JobFiles:
     checkpoints = of(CheckpointType.STABLE_DIFFUSION)
     return JobFiles(
         checkpoint=checkpoints[0] if checkpoints else None,
+        checkpoints=checkpoints,
         vaes=of(CheckpointType.VAE),
         loras=of(CheckpointType.LORA),
         embeddings=of(CheckpointType.EMBEDDINGS),

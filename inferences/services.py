@@ -26,7 +26,7 @@ from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, webhooks
 from .engine.errors import EngineError
-from .engine.payload import load_payload, parse_request
+from .engine.payload import load_payload, names_model, parse_request
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -162,6 +162,20 @@ def _refuse(job: InferenceJob, message: str) -> EsdError:
     return EsdError(400, message)
 
 
+def _check_model_override(job: InferenceJob, request: Any) -> None:
+    """`override_settings.sd_model_checkpoint` must name one of the job's Stable-diffusion models: refused at start
+    (rather than failing on the worker), since the models are fixed when the job is created."""
+    name = getattr(request, "checkpoint_name", None)
+    if name is None:
+        return
+    models = [entry["model_name"] for entry in job.used_models.get(CheckpointType.STABLE_DIFFUSION, [])]
+    if not any(names_model(name, model) for model in models):
+        raise EngineError(
+            f"override_settings.sd_model_checkpoint names {name!r}, but the job's Stable-diffusion models are: "
+            f"{', '.join(models) or 'none'}; create the job with that model among them"
+        )
+
+
 def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
     if not may_change(actor, job):
@@ -172,6 +186,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         _check_models_still_usable(actor, job)
         raw = _read_payload(job)
         request = parse_request(job.task_type, load_payload(raw), engine_limits())
+        _check_model_override(job, request)
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc

@@ -18,7 +18,7 @@ from .errors import Cancelled, EngineError
 from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
-from .payload import Generation
+from .payload import Generation, names_model
 from .prompt_schedule import prompt_schedule
 from .prompts import mentions, parse_attention, plain_text, replace_word
 from .samplers import SAMPLERS, make_scheduler
@@ -31,6 +31,21 @@ class Generated:
     subseeds: list[int] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
+    """The job's first Stable-diffusion model, or the one `override_settings.sd_model_checkpoint` names."""
+    if request.checkpoint_name is None:
+        return files.checkpoint
+    candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
+    for checkpoint in candidates:
+        if names_model(request.checkpoint_name, checkpoint.name):
+            return checkpoint
+    known = ", ".join(checkpoint.name for checkpoint in candidates) or "none"
+    raise EngineError(
+        f"override_settings.sd_model_checkpoint names {request.checkpoint_name!r}, but the job's Stable-diffusion "
+        f"models are: {known}; add it to the job's models when creating it"
+    )
 
 
 def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:

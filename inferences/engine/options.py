@@ -41,7 +41,8 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class JobFiles:
-    checkpoint: ModelFile | None = None
+    checkpoint: ModelFile | None = None  # the job's first Stable-diffusion model: the one it runs by default
+    checkpoints: tuple[ModelFile, ...] = ()  # all of them (override_settings.sd_model_checkpoint picks one)
     vaes: tuple[ModelFile, ...] = ()
     loras: tuple[ModelFile, ...] = ()
     embeddings: tuple[ModelFile, ...] = ()

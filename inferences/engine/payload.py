@@ -71,6 +71,7 @@ class Generation:
     vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
     eta: float | None
     noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
+    checkpoint_name: str | None = None  # override_settings.sd_model_checkpoint: one of the job's models, by name
     subseed: int = -1  # variation seed (-1: random), mixed in by subseed_strength
     subseed_strength: float = 0.0
     seed_resize_from: tuple[int, int] | None = None  # (width, height) whose noise is drawn, then centred
@@ -316,6 +317,17 @@ def _script_enabled(spec: Any) -> bool:
     return any(isinstance(arg, dict) and arg.get("enabled", True) not in (False, 0) for arg in args)
 
 
+def model_title_name(title: str) -> str:
+    """A1111's checkpoint title ("sub/v1-5-pruned.safetensors [6ce0161689]") -> the file name it names."""
+    return title.split(" [", 1)[0].replace("\\", "/").rsplit("/", 1)[-1].strip()
+
+
+def names_model(name: str, file_name: str) -> bool:
+    """Whether an A1111 model name (with or without its extension) names this file."""
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name else file_name
+    return name in (file_name, stem)
+
+
 def _side(read: _Reader, key: str, limits: Limits) -> int:
     value = read.integer(key, 512, 64, limits.max_side, " and a multiple of 8")
     if value % 8:
@@ -352,6 +364,9 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         raise EngineError(f"override_settings.sd_vae must be a VAE's file name, not {vae!r}")
     if vae in ("Automatic", "None", ""):
         vae = vae or None
+    checkpoint_name = overrides.get("sd_model_checkpoint")
+    if checkpoint_name is not None and not isinstance(checkpoint_name, str):
+        raise EngineError(f"override_settings.sd_model_checkpoint must be a model's file name, not {checkpoint_name!r}")
 
     networks_off = read.flag("disable_extra_networks", False)
     text, networks = extract_networks(prompt)
@@ -374,6 +389,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         sampler=sampler,
         schedule=schedule,
         noise_seed_delta=_Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
+        checkpoint_name=model_title_name(checkpoint_name) if checkpoint_name else None,
         subseed=read.integer("subseed", -1, -1, 2**32 - 1),
         subseed_strength=read.number("subseed_strength", 0.0, 0.0, 1.0),
         seed_resize_from=(resize_w, resize_h) if resize_w > 0 and resize_h > 0 else None,

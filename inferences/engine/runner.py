@@ -63,12 +63,12 @@ class Engine:
         return self._upscale(request, progress)
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
-        from .generate import generate, pick_vae
+        from .generate import generate, pick_checkpoint, pick_vae
         from .loading import load_model
 
-        if files.checkpoint is None:
+        checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
+        if checkpoint is None:
             raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
-        checkpoint, vae = files.checkpoint, pick_vae(request, files)
         key = (checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None)
 
         def load() -> tuple[Any, int]:

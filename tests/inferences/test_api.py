@@ -122,6 +122,12 @@ def test_starting_twice_or_before_the_upload(served):
         (b"[1]", "must be a JSON object"),
         (json.dumps(txt2img(width=513)).encode(), "width must be a multiple of 8"),
         (json.dumps(txt2img(sampler_name="Magic")).encode(), "sampler_name 'Magic' is not supported"),
+        (
+            json.dumps(
+                txt2img(override_settings={"sd_model_checkpoint": "v1-5-pruned.safetensors [6ce0161689]"})
+            ).encode(),
+            "sd_model_checkpoint names 'v1-5-pruned.safetensors', but the job's Stable-diffusion models are: tiny-sd1",
+        ),
     ],
 )
 def test_a_payload_that_cannot_run_is_refused_and_the_job_stays_created(served, payload, message):

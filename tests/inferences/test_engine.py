@@ -337,3 +337,16 @@ def test_extra_single_image_upscales(engine) -> None:
     result = engine.run("extra-single-image", {"image": png_b64(red_disc((40, 30))), "upscaling_resize": 2}, JobFiles())
     assert Image.open(io.BytesIO(result.images[0])).size == (80, 60)
     assert "80x60" in result.worker_json()["html_info"]
+
+
+def test_sd_model_checkpoint_picks_one_of_the_jobs_models(engine, models) -> None:
+    both = JobFiles(checkpoint=models["checkpoint"], checkpoints=(models["checkpoint"], models["other"]))
+    default = engine.run("txt2img", txt2img(seed=3), both)
+    title = f"{models['other'].name} [{models['other'].short_hash}]"  # A1111 sends the title with the hash
+    picked = engine.run("txt2img", txt2img(seed=3, override_settings={"sd_model_checkpoint": title}), both)
+    assert "Model: tiny-other" in Image.open(io.BytesIO(picked.images[0])).text["parameters"]
+    assert "Model: tiny-sd1" in Image.open(io.BytesIO(default.images[0])).text["parameters"]
+    assert np.abs(pixels(picked.images[0]) - pixels(default.images[0])).max() > 0
+    assert picked.ignored == []
+    with pytest.raises(EngineError, match="names 'absent', but the job's Stable-diffusion models are: tiny-sd1"):
+        engine.run("txt2img", txt2img(override_settings={"sd_model_checkpoint": "absent"}), both)
