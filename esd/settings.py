@@ -308,6 +308,10 @@ ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # deco
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
 ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
+# report: payload keys the engine does not honour are listed in ignored_parameters; refuse: such a job is refused
+ESD_UNHONOURED_PARAMETERS = env.str("ESD_UNHONOURED_PARAMETERS", default="report")
+if ESD_UNHONOURED_PARAMETERS not in ("report", "refuse"):
+    raise ImproperlyConfigured(f"ESD_UNHONOURED_PARAMETERS must be report or refuse, not {ESD_UNHONOURED_PARAMETERS!r}")
 ESD_LOGIN_RATE = env.str("ESD_LOGIN_RATE", default="10/min")  # admin login POSTs per client address
 
 # --- Inference jobs ----------------------------------------------------------------------------------------------

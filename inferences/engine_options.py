@@ -32,6 +32,7 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         threads=settings.ESD_TORCH_THREADS,
         u2net_home=settings.U2NET_HOME,
         limits=engine_limits(),
+        unhonoured=settings.ESD_UNHONOURED_PARAMETERS,
     )
 
 

@@ -26,7 +26,7 @@ from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, webhooks
 from .engine.errors import EngineError
-from .engine.payload import load_payload, names_model, parse_request
+from .engine.payload import load_payload, names_model, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -187,6 +187,8 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         raw = _read_payload(job)
         request = parse_request(job.task_type, load_payload(raw), engine_limits())
         _check_model_override(job, request)
+        if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
+            raise EngineError(unhonoured_message(request.ignored))
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc

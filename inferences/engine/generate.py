@@ -18,7 +18,7 @@ from .errors import Cancelled, EngineError
 from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
-from .payload import Generation, names_model
+from .payload import Generation, names_model, unhonoured_message
 from .prompt_schedule import prompt_schedule
 from .prompts import mentions, parse_attention, plain_text, replace_word
 from .samplers import SAMPLERS, make_scheduler
@@ -158,7 +158,9 @@ def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
     return missing
 
 
-def generate(model: LoadedModel, request: Generation, files: JobFiles, progress: Progress) -> Generated:
+def generate(
+    model: LoadedModel, request: Generation, files: JobFiles, progress: Progress, refuse_unhonoured: bool = False
+) -> Generated:
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
     task = "inpaint" if inpaint else request.task
@@ -174,6 +176,8 @@ def generate(model: LoadedModel, request: Generation, files: JobFiles, progress:
         )
     if not use_k_diffusion:
         request.ignored += _needs_the_k_diffusion_loop(request)
+    if refuse_unhonoured and request.ignored:
+        raise EngineError(unhonoured_message(request.ignored))
     seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
     subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
     result = Generated(

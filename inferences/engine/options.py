@@ -19,6 +19,9 @@ class EngineOptions:
     threads: int = 0  # CPU threads for torch in this process; 0: torch's default (all cores)
     u2net_home: Path | None = None  # folder holding the background-removal models (<name>.onnx)
     limits: Limits = field(default_factory=Limits)
+    # "report": a payload key the engine does not honour is listed in ignored_parameters and the job runs;
+    # "refuse": such a job fails with the list instead (for teams that prefer a refusal to a different picture)
+    unhonoured: str = "report"
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,14 @@ def _script_enabled(spec: Any) -> bool:
     return any(isinstance(arg, dict) and arg.get("enabled", True) not in (False, 0) for arg in args)
 
 
+def unhonoured_message(ignored: list[str]) -> str:
+    """Why a job is refused under ESD_UNHONOURED_PARAMETERS=refuse: every key this server would not honour."""
+    return (
+        "refused (ESD_UNHONOURED_PARAMETERS=refuse): the payload uses what this server does not honour: "
+        + "; ".join(ignored)
+    )
+
+
 def model_title_name(title: str) -> str:
     """A1111's checkpoint title ("sub/v1-5-pruned.safetensors [6ce0161689]") -> the file name it names."""
     return title.split(" [", 1)[0].replace("\\", "/").rsplit("/", 1)[-1].strip()

@@ -77,7 +77,9 @@ class Engine:
 
         acquired = self.pipelines.acquire(key, load)
         with acquired.entry.lock:
-            generated = generate(acquired.entry.value, request, files, progress)
+            generated = generate(
+                acquired.entry.value, request, files, progress, refuse_unhonoured=self.options.unhonoured == "refuse"
+            )
         pngs = [
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
         ]

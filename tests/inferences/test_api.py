@@ -314,3 +314,17 @@ def test_a_named_endpoint_is_used_or_refused(served):
     created = served.esd.call("POST", "inferences", {**body, "sagemaker_endpoint_name": name}, token=served.token)
     job_id = created.body["data"]["inference"]["id"]
     assert InferenceJob.objects.get(pk=job_id).endpoint_name == name
+
+
+def test_unhonoured_parameters_can_be_refused_instead_of_reported(served, settings):
+    payload = json.dumps(txt2img(enable_hr=True, restore_faces=True)).encode()
+    reported = served.submit(payload)
+    assert served.start(reported).status == 202  # report (the default): the job runs and lists them
+    settings.ESD_UNHONOURED_PARAMETERS = "refuse"
+    refused = served.submit(payload)
+    answer = served.start(refused)
+    assert answer.status == 400
+    assert "ESD_UNHONOURED_PARAMETERS=refuse" in answer.body["message"]
+    assert "enable_hr" in answer.body["message"] and "restore_faces" in answer.body["message"]
+    assert InferenceJob.objects.get(pk=refused).status == "created"
+    assert served.start(served.submit(json.dumps(txt2img()).encode())).status == 202  # a clean payload still runs

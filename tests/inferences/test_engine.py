@@ -350,3 +350,14 @@ def test_sd_model_checkpoint_picks_one_of_the_jobs_models(engine, models) -> Non
     assert picked.ignored == []
     with pytest.raises(EngineError, match="names 'absent', but the job's Stable-diffusion models are: tiny-sd1"):
         engine.run("txt2img", txt2img(override_settings={"sd_model_checkpoint": "absent"}), both)
+
+
+def test_refuse_mode_fails_a_job_the_engine_would_run_differently(models, u2net_home: Path) -> None:
+    from inferences.engine.runner import Engine
+
+    strict = Engine(EngineOptions(u2net_home=u2net_home, unhonoured="refuse"))
+    files = JobFiles(checkpoint=models["checkpoint"])
+    assert strict.run("txt2img", txt2img(sampler_name="Euler a"), files).images  # nothing unhonoured: it runs
+    # known only on the worker: DDIM runs diffusers' scheduler, which has no prompt editing
+    with pytest.raises(EngineError, match=r"ESD_UNHONOURED_PARAMETERS=refuse.*prompt editing"):
+        strict.run("txt2img", txt2img(sampler_name="DDIM", prompt="a [cat:dog:0.5]"), files)
