@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import itertools
 import sys
 import threading
 import types
@@ -262,6 +263,52 @@ class CFGDenoiser:
         return uncond_out + (cond_out - uncond_out) * self.cfg_scale
 
 
+def sample_restart(
+    model: Any, x: torch.Tensor, sigmas: torch.Tensor, *, callback: Callable[[dict[str, Any]], None],
+    noise_sampler: Callable[..., torch.Tensor], s_noise: float = 1.0, **_: Any,
+) -> torch.Tensor:  # fmt: skip
+    """A1111's `Restart` (modules/sd_samplers_extra.py; Xu et al. 2023): Heun steps down a Karras schedule, and with
+    20 steps or more, a restart segment near sigma 0.1 that adds noise back up to sigma 2 and descends again (twice
+    from 36 steps). Built on k-diffusion's `to_d` and `get_sigmas_karras`, as A1111's is; the restart noise is the
+    image's next draw, as A1111's hijacked `randn_like` gives it."""
+    sampling, _ = k_diffusion()
+    ones = x.new_ones([x.shape[0]])
+    steps = sigmas.shape[0] - 1
+    restart: dict[int, tuple[int, int, float]] = {}
+    if steps >= 20:
+        restart_steps, restart_times = (steps // 4, 2) if steps >= 36 else (9, 1)
+        sigmas = sampling.get_sigmas_karras(
+            steps - restart_steps * restart_times, sigmas[-2].item(), sigmas[0].item(), device=sigmas.device
+        )
+        restart = {int(torch.argmin(abs(sigmas - 0.1), dim=0)): (restart_steps + 1, restart_times, 2.0)}
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for index in range(len(sigmas) - 1):
+        pairs.append((sigmas[index], sigmas[index + 1]))
+        if index + 1 in restart:
+            count, times, restart_max = restart[index + 1]
+            low, high = index + 1, int(torch.argmin(abs(sigmas - restart_max), dim=0))
+            if high < low:
+                again = sampling.get_sigmas_karras(
+                    count, sigmas[low].item(), sigmas[high].item(), device=sigmas.device
+                )[:-1]
+                pairs += list(itertools.pairwise(again)) * times
+    last: torch.Tensor | None = None
+    for step, (old, new) in enumerate(pairs):
+        if last is not None and last < old:
+            x = x + noise_sampler(last, old) * s_noise * (old**2 - last**2) ** 0.5
+        denoised = model(x, old * ones)
+        d = sampling.to_d(x, old, denoised)
+        callback({"x": x, "i": step, "sigma": new, "sigma_hat": old, "denoised": denoised})
+        if new == 0:
+            x = x + d * (new - old)
+        else:  # Heun
+            x_2 = x + d * (new - old)
+            d_2 = sampling.to_d(x_2, new, model(x_2, new * ones))
+            x = x + (d + d_2) / 2 * (new - old)
+        last = new
+    return x
+
+
 def sample(
     *,
     model_denoiser: Any,
@@ -278,7 +325,7 @@ def sample(
     """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
-    function = getattr(sampling, sampler.function)
+    function = sample_restart if sampler.function == "sample_restart" else getattr(sampling, sampler.function)
     parameters = inspect.signature(function).parameters  # through torch.no_grad's wrapper, as A1111 reads them
     arguments: dict[str, Any] = dict(sampler.arguments)
     if "sigma_min" in parameters:  # DPM fast / adaptive take the range, not the schedule

@@ -57,6 +57,7 @@ SAMPLERS: dict[str, Sampler] = {
     "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_penultimate=True, brownian=True),
     "DPM fast": Sampler("sample_dpm_fast"),
     "DPM adaptive": Sampler("sample_dpm_adaptive"),
+    "Restart": Sampler("sample_restart", "karras", second_order=True),  # A1111's own, on k-diffusion (ksampling.py)
     "DDIM": Sampler(scheduler_class="DDIMScheduler"),
     "PLMS": Sampler(scheduler_class="PNDMScheduler", overrides={"skip_prk_steps": True}),
     "UniPC": Sampler(scheduler_class="UniPCMultistepScheduler"),
@@ -115,6 +116,7 @@ ALIASES = {
     "k_dpmpp_3m_sde": "DPM++ 3M SDE",
     "k_dpm_fast": "DPM fast",
     "k_dpm_ad": "DPM adaptive",
+    "restart": "Restart",
     "ddim": "DDIM",
     "plms": "PLMS",
     "unipc": "UniPC",
@@ -177,6 +179,7 @@ DIFFUSERS_STAND_INS: dict[str, tuple[str, dict[str, Any]]] = {
     "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
     "DPM fast": ("DPMSolverSinglestepScheduler", {}),
     "DPM adaptive": ("DPMSolverSinglestepScheduler", {}),
+    "Restart": ("HeunDiscreteScheduler", {}),
 }
 
 

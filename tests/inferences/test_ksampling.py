@@ -184,3 +184,12 @@ def test_noise_with_seed_resize_keeps_the_seeds_middle():
     assert torch.equal(resized[:, 2:10, 2:10], small)  # the 8x8 noise of seed 7, centred in 12x12
     cropped = ksampling.ImageNoise((4, 4, 4), [7], torch.device("cpu"), resize_from=(64, 64)).next()[0]
     assert torch.equal(cropped, small[:, 2:6, 2:6])
+
+
+def test_restart_adds_its_restart_segment_from_20_steps(engine, models, monkeypatch):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    calls = conditioning_calls(engine, files, monkeypatch, sampler_name="Restart", steps=20, width=64, height=64)
+    # 20 steps: 11 Karras steps + a 9-step restart segment, each Heun (two evaluations) but the last one
+    assert len(calls) == 2 * (11 + 9) - 1
+    short = conditioning_calls(engine, files, monkeypatch, sampler_name="Restart", steps=6, width=64, height=64)
+    assert len(short) == 2 * 6 - 1  # under 20 steps: plain Heun down the schedule

@@ -104,7 +104,7 @@ def test_eta_noise_seed_delta_is_honoured() -> None:
         ("txt2img", txt2img(batch_size=8, n_iter=3), "batch_size x n_iter is 24 images; at most 16"),
         ("txt2img", txt2img(prompt="x" * 1_000_000), "prompt is 1000000 characters long; at most 20000"),
         ("txt2img", txt2img(negative_prompt=["a"]), "negative_prompt must be a string"),
-        ("txt2img", txt2img(sampler_name="Restart"), "sampler_name 'Restart' is not supported; use one of: Euler a"),
+        ("txt2img", txt2img(sampler_name="Euler z"), "sampler_name 'Euler z' is not supported; use one of: Euler a"),
         ("txt2img", txt2img(scheduler="Beta"), "scheduler 'Beta' is not supported; use one of: Automatic, Uniform"),
         ("txt2img", txt2img(override_settings=[]), "override_settings must be an object"),
         ("txt2img", txt2img(override_settings={"CLIP_stop_at_last_layers": 40}), "CLIP_stop_at_last_layers must be"),
