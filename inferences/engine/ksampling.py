@@ -108,7 +108,9 @@ class _UNetEps(torch.nn.Module):
 def denoiser(unet: Any, scheduler_config: Any) -> Any:
     """k-diffusion's CompVis-style denoiser over the UNet (A1111: CompVisDenoiser, quantize off)."""
     _, external = k_diffusion()
-    return external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), alphas_cumprod(scheduler_config), quantize=False)
+    # Its sigma buffers must live where the latents do (sigma_to_t mixes them), as A1111's move with the model.
+    levels = alphas_cumprod(scheduler_config).to(parameter_device(unet))
+    return external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels, quantize=False)
 
 
 def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int) -> torch.Tensor:
