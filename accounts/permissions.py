@@ -57,10 +57,18 @@ def key_holder_admin_routes() -> bool:
     return settings.ESD_AUTH_MODE == "esd-1.4" and bool(settings.ESD_API_KEY)
 
 
-def key_holder_admin() -> User:
-    """Who a key-only request acts as on the routes where ESD 1.4.0 took no user at all: the bootstrap
-    administrator (the first active superuser, made by `esd_bootstrap` or `POST /users {initial}`)."""
-    admin = User.objects.filter(is_superuser=True, is_active=True).order_by("date_joined", "pk").first()
+def bootstrap_admin() -> User | None:
+    """The bootstrap administrator: the first active superuser (made by `esd_bootstrap` or `POST /users
+    {initial}`), if there is one."""
+    return User.objects.filter(is_superuser=True, is_active=True).order_by("date_joined", "pk").first()
+
+
+def key_holder_or_caller(request: Request, *, unknown: str) -> User:
+    """Who a request acts as on the routes where ESD 1.4.0 took no user at all (DELETE /roles, DELETE
+    /checkpoints): with the key alone, the bootstrap administrator; otherwise the caller its credentials name."""
+    if not key_only(request):
+        return request_caller(request, unknown=unknown)
+    admin = bootstrap_admin()
     if admin is None:
         raise EsdError(400, "no administrator exists yet: run `python manage.py esd_bootstrap --first-run` first")
     return admin

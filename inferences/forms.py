@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 
 from accounts.models import User
-from checkpoints.models import CheckpointType
+from checkpoints.models import Checkpoint, CheckpointType
 
 from . import selectors
 from .engine.samplers import NAMES
@@ -19,14 +19,8 @@ DEMO_CHECKPOINT = "tiny-sd1.safetensors"  # what `make run` imports (esd_demo), 
 CPU_DEFAULTS = {"width": 128, "height": 128, "steps": 10, "sampler": "Euler a"}
 
 
-def usable_checkpoint_names(user: User) -> list[str]:
-    usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
-    return sorted({name for checkpoint in usable for name in checkpoint.names})
-
-
-def default_checkpoint(user: User, names: list[str]) -> str | None:
+def default_checkpoint(user: User, usable: list[Checkpoint], names: list[str]) -> str | None:
     """The person's own newest model; until they have one, the demo model; else the first they may use."""
-    usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
     own = [
         name
         for checkpoint in sorted(usable, key=lambda checkpoint: checkpoint.created_at, reverse=True)
@@ -58,10 +52,11 @@ class GenerateForm(forms.Form):
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        names = usable_checkpoint_names(user)
+        usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
+        names = sorted({name for checkpoint in usable for name in checkpoint.names})
         self.checkpoint_names = names
         self.fields["checkpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
-        self.fields["checkpoint"].initial = default_checkpoint(user, names)
+        self.fields["checkpoint"].initial = default_checkpoint(user, usable, names)
         endpoints = selectors.usable_endpoints(user=user, inference_type="Async")
         self.on_cpu = bool(endpoints) and all(selectors.runs_on_cpu(endpoint) for endpoint in endpoints)
         if self.on_cpu:

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from accounts import selectors, services
-from accounts.permissions import acting_user, key_holder_admin, key_holder_admin_routes, key_only, request_caller
+from accounts.permissions import acting_user, key_holder_admin_routes, key_holder_or_caller, request_caller
 from accounts.roles import IT_OPERATOR
 from esd import openapi
 from esd.exceptions import EsdError
@@ -74,7 +74,7 @@ class RolesView(EsdAPIView):
         tags=["roles"],
     )
     def delete(self, request: Request) -> Response:
-        actor = key_holder_admin() if key_only(request) else request_caller(request, unknown=UNKNOWN_USER)
+        actor = key_holder_or_caller(request, unknown=UNKNOWN_USER)
         services.role_delete_many(actor=actor, names=self.body["role_name_list"])
         return esd_response(204)
 

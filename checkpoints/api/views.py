@@ -12,8 +12,8 @@ from accounts.models import User
 from accounts.permissions import (
     acting_user,
     holds,
-    key_holder_admin,
     key_holder_admin_routes,
+    key_holder_or_caller,
     key_only,
     list_subject,
     request_caller,
@@ -141,7 +141,7 @@ class CheckpointsView(EsdAPIView):
         tags=["checkpoints"],
     )
     def delete(self, request: Request) -> Response:
-        actor = key_holder_admin() if key_only(request) else request_caller(request, unknown=UNKNOWN_USER)
+        actor = key_holder_or_caller(request, unknown=UNKNOWN_USER)
         found = [
             checkpoint
             for checkpoint_id in dict.fromkeys(self.body["checkpoint_id_list"])

@@ -169,12 +169,11 @@ def generate(
     use_k_diffusion = SAMPLERS[request.sampler].k_diffusion and stand_in is None
     if not use_k_diffusion:
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
-    if stand_in is not None:
-        request.ignored.append(
-            f"sampler_name ({stand_in} runs diffusers' {pipe.scheduler.__class__.__name__}, not k-diffusion's "
-            f"{SAMPLERS[request.sampler].function} as A1111 does)"
-        )
-    if not use_k_diffusion:
+        if stand_in is not None:
+            request.ignored.append(
+                f"sampler_name ({stand_in} runs diffusers' {pipe.scheduler.__class__.__name__}, not k-diffusion's "
+                f"{SAMPLERS[request.sampler].function} as A1111 does)"
+            )
         request.ignored += _needs_the_k_diffusion_loop(request)
     if refuse_unhonoured and request.ignored:
         raise EngineError(unhonoured_message(request.ignored))
@@ -288,9 +287,9 @@ def _k_diffusion_images(
         cond_schedule, uncond_schedule = schedule(networks.text), schedule(networks.negative_text)
         full = ksampling.sigmas_for(denoiser, request.sampler, request.schedule, request.steps)
         for iteration in range(request.n_iter):
-            batch_seeds = seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
-            count = len(batch_seeds)
             first = iteration * request.batch_size
+            batch_seeds = seeds[first : first + request.batch_size]
+            count = len(batch_seeds)
             noise = ksampling.ImageNoise(
                 shape, batch_seeds, device, request.noise_seed_delta,
                 subseeds=subseeds[first : first + count], subseed_strength=request.subseed_strength,
@@ -300,7 +299,7 @@ def _k_diffusion_images(
             if request.task == "txt2img":
                 x = noise.next() * sigmas[0]
             else:
-                picks = [(iteration * request.batch_size + k) % len(sources) for k in range(count)]
+                picks = [(first + k) % len(sources) for k in range(count)]
                 init = _encode(pipe, [sources[pick] for pick in picks], batch_seeds)
                 t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
                 sigmas = sigmas[request.steps - t_enc - 1 :]

@@ -6,7 +6,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -16,6 +16,9 @@ from .errors import EngineError
 from .infotext import VERSION
 from .options import EngineOptions, JobFiles, NoProgress, Progress
 from .payload import Generation, Removal, Upscale, parse_request
+
+if TYPE_CHECKING:
+    from .generate import Generated
 
 
 @dataclass
@@ -83,9 +86,7 @@ class Engine:
         pngs = [
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
         ]
-        info = _generation_info(request, acquired.entry.value, generated.seeds, generated.infotexts)
-        if request.subseed_strength and generated.subseeds:
-            info.update(subseed=generated.subseeds[0], all_subseeds=generated.subseeds)
+        info = _generation_info(request, acquired.entry.value, generated)
         info["ignored_parameters"] = request.ignored
         return Result(
             task=request.task,
@@ -134,11 +135,13 @@ class Engine:
         )
 
 
-def _generation_info(request: Generation, model: Any, seeds: list[int], infotexts: list[str]) -> dict[str, Any]:
+def _generation_info(request: Generation, model: Any, generated: Generated) -> dict[str, Any]:
     """A1111's generation-info JSON (the `info` string ESD clients parse; `infotexts` is the key they need)."""
     from .samplers import label
 
     sampler, _ = label(request.sampler, request.schedule)
+    seeds, infotexts = generated.seeds, generated.infotexts
+    subseeds = generated.subseeds if request.subseed_strength and generated.subseeds else [-1] * len(seeds)
     total = len(seeds)
     return {
         "prompt": request.prompt,
@@ -147,8 +150,8 @@ def _generation_info(request: Generation, model: Any, seeds: list[int], infotext
         "all_negative_prompts": [request.negative_prompt] * total,
         "seed": seeds[0],
         "all_seeds": seeds,
-        "subseed": -1,
-        "all_subseeds": [-1] * total,
+        "subseed": subseeds[0],
+        "all_subseeds": subseeds,
         "subseed_strength": request.subseed_strength,
         "width": request.width,
         "height": request.height,

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from accounts import services
 from accounts.models import User
+from accounts.permissions import bootstrap_admin
 from esd.storage import S3Storage, get_storage
 
 
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             user = services.admin_ensure(username=username, password=password)
             self.stdout.write(f"Administrator {user.username} can log into the admin.")
         if options["first_run"] and User.objects.exists():
-            admin = User.objects.filter(is_superuser=True, is_active=True).order_by("date_joined", "pk").first()
+            admin = bootstrap_admin()
             name = admin.username if admin is not None else "USERNAME"
             self.stdout.write(
                 f"An administrator already exists ({name}): its password and first API token were printed by the "
