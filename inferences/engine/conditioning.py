@@ -1,10 +1,16 @@
-"""A1111's prompt conditioning for SD 1.x: emphasis weights and prompts longer than CLIP's 75 tokens.
+"""A1111's prompt conditioning for SD 1.x and SDXL: emphasis weights and prompts longer than CLIP's 75 tokens.
 
 diffusers truncates at 77 tokens and ignores `(word:1.2)`; A1111 users rely on both. As in A1111
 (modules/sd_hijack_clip.py): the prompt is split into chunks of 75 tokens (BREAK closes a chunk), each chunk is
 encoded as BOS + tokens + EOS padding, its token vectors are scaled by their weights and the chunk is rescaled to its
 original mean, and the chunks are concatenated. The negative prompt is padded to the same number of chunks.
 With no emphasis and a short prompt this equals diffusers' own encoding.
+
+SDXL (A1111's sd_models_xl and the sgm conditioner it runs): each chunk goes through both text encoders, CLIP-L's
+penultimate hidden states (its last ones minus `CLIP_stop_at_last_layers - 1` only with `sdxl_clip_l_skip`) and
+OpenCLIP-G's penultimate ones, each weighted and mean-restored on its own, concatenated along the features; the
+pooled text vector is G's projected output for the first chunk, unweighted. OpenCLIP pads after the end token with
+0, CLIP-L with the end token. An empty negative prompt is all zeros (sgm's force_zero_embeddings).
 """
 
 from __future__ import annotations
@@ -46,14 +52,29 @@ def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
     return chunks
 
 
-def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, device: torch.device) -> torch.Tensor:
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+def _chunk_tensors(
+    tokenizer: Any, chunk: tuple[list[int], list[float]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chunk as the encoder reads it (BOS, tokens, EOS, the tokenizer's padding) and its per-token weights."""
     tokens, weights = chunk
-    pad = tokenizer.pad_token_id
     ids = [tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id]
-    ids += [pad] * (CHUNK + 2 - len(ids))
+    ids += [tokenizer.pad_token_id] * (CHUNK + 2 - len(ids))
     scale = torch.tensor([1.0, *weights, 1.0] + [1.0] * (CHUNK + 2 - len(weights) - 2), device=device)
-    input_ids = torch.tensor([ids], device=device)
+    return torch.tensor([ids], device=device), scale
+
+
+def _emphasis(hidden: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """A1111's "Original" emphasis: weight each token's vector, then restore the chunk's mean."""
+    if not bool((scale != 1.0).any()):
+        return hidden
+    mean = hidden.mean()
+    hidden = hidden * scale[None, :, None].to(hidden.dtype)
+    return hidden * (mean / hidden.mean())
+
+
+def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, device: torch.device) -> torch.Tensor:
+    encoder = pipe.text_encoder
+    input_ids, scale = _chunk_tensors(pipe.tokenizer, chunk, device)
     if clip_skip > 1:
         output = encoder(input_ids, output_hidden_states=True)
         # transformers >= 5.6 flattened CLIPTextModel (no `.text_model`), which also breaks diffusers' clip_skip
@@ -61,11 +82,11 @@ def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, dev
         hidden = final_norm(output.hidden_states[-clip_skip])
     else:
         hidden = encoder(input_ids)[0]
-    if bool((scale != 1.0).any()):
-        mean = hidden.mean()
-        hidden = hidden * scale[None, :, None].to(hidden.dtype)
-        hidden = hidden * (mean / hidden.mean())
-    return hidden
+    return _emphasis(hidden, scale)
+
+
+def chunk_count(pipe: Any, text: str) -> int:
+    return len(_chunks(pipe, text))
 
 
 @torch.no_grad()
@@ -89,6 +110,35 @@ def sd1_embeddings(pipe: Any, prompt: str, negative: str, clip_skip: int) -> tup
     encode_negative = [_encode(pipe, chunk, clip_skip, device) for chunk in negative_chunks]
     dtype = pipe.unet.dtype
     return torch.cat(encode, dim=1).to(dtype), torch.cat(encode_negative, dim=1).to(dtype)
+
+
+@torch.no_grad()
+def sdxl_embedding(
+    pipe: Any, text: str, clip_skip: int, clip_l_skip: bool = False, *, zero: bool = False, chunks: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prompt's SDXL conditioning: ([1, 77 x chunks, L + G width], pooled [1, G projection]), as A1111 makes it.
+    `zero`: the all-zero conditioning A1111 gives an empty negative prompt; `chunks`: pad with empty chunks to that
+    many (diffusers' pipelines need a prompt and its negative of one length)."""
+    first = next(pipe.unet.parameters())
+    device = first.device
+    hidden: list[torch.Tensor] = []
+    pooled: torch.Tensor | None = None
+    parts = _chunks(pipe, text)
+    parts += [([], [])] * (chunks - len(parts))
+    for chunk in parts:
+        ids_l, scale = _chunk_tensors(pipe.tokenizer, chunk, device)
+        ids_g, _ = _chunk_tensors(pipe.tokenizer_2, chunk, device)
+        out_l = pipe.text_encoder(ids_l, output_hidden_states=True)
+        out_g = pipe.text_encoder_2(ids_g, output_hidden_states=True)
+        # A1111's sgm config reads CLIP-L's layer 11 of 12 (the penultimate); only sdxl_clip_l_skip lets clip skip in
+        hidden_l = out_l.hidden_states[-clip_skip if clip_l_skip else -2]
+        if pooled is None:
+            pooled = out_g.text_embeds
+        hidden.append(torch.cat([_emphasis(hidden_l, scale), _emphasis(out_g.hidden_states[-2], scale)], dim=-1))
+    cond, vector = torch.cat(hidden, dim=1).to(first.dtype), pooled.to(first.dtype)  # type: ignore[union-attr]
+    if zero:
+        return torch.zeros_like(cond), torch.zeros_like(vector)
+    return cond, vector
 
 
 def is_plain(text: str) -> bool:

@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 
 from . import images, ksampling
-from .conditioning import sd1_embedding, sd1_embeddings
+from .conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
 from .errors import Cancelled, EngineError
 from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation, names_model, unhonoured_message
 from .prompt_schedule import prompt_schedule
-from .prompts import mentions, parse_attention, plain_text, replace_word
+from .prompts import mentions, replace_word
 from .samplers import SAMPLERS, make_scheduler
 
 
@@ -132,18 +132,6 @@ def _first_line(exc: Exception) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
-def stand_in_reason(model: LoadedModel, request: Generation) -> str | None:
-    """Why a k-diffusion sampler cannot run through k-diffusion for this job (None: it can). The loop covers SD 1.x
-    txt2img and img2img; SDXL and inpainting still go through diffusers' pipelines and their schedulers."""
-    if not SAMPLERS[request.sampler].k_diffusion:
-        return None
-    if model.architecture.family != "sd1":
-        return "SDXL"
-    if request.task == "img2img" and request.mask is not None:
-        return "inpainting"
-    return None
-
-
 def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
     """What only the k-diffusion loop honours (variation seeds, seed resize, prompt editing, ENSD)."""
     missing = []
@@ -164,16 +152,11 @@ def generate(
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
     task = "inpaint" if inpaint else request.task
-    pipe = model.pipeline(task)
-    stand_in = stand_in_reason(model, request)
-    use_k_diffusion = SAMPLERS[request.sampler].k_diffusion and stand_in is None
+    use_k_diffusion = SAMPLERS[request.sampler].k_diffusion
+    # The k-diffusion loop runs on the shared modules alone; DDIM, PLMS, UniPC and LCM run diffusers' pipelines.
+    pipe = model.pipeline("txt2img" if use_k_diffusion else task)
     if not use_k_diffusion:
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
-        if stand_in is not None:
-            request.ignored.append(
-                f"sampler_name ({stand_in} runs diffusers' {pipe.scheduler.__class__.__name__}, not k-diffusion's "
-                f"{SAMPLERS[request.sampler].function} as A1111 does)"
-            )
         request.ignored += _needs_the_k_diffusion_loop(request)
     if refuse_unhonoured and request.ignored:
         raise EngineError(unhonoured_message(request.ignored))
@@ -218,10 +201,17 @@ def generate(
             embeds, negative = sd1_embeddings(pipe, networks.text, networks.negative_text, request.clip_skip)
             arguments.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
         else:
+            chunks = max(chunk_count(pipe, networks.text), chunk_count(pipe, networks.negative_text))
+            embeds, pooled = sdxl_embedding(pipe, networks.text, request.clip_skip, request.clip_l_skip, chunks=chunks)
+            negative, negative_pooled = sdxl_embedding(
+                pipe, networks.negative_text, request.clip_skip, request.clip_l_skip, chunks=chunks,
+                zero=networks.negative_text == "",
+            )  # fmt: skip
             arguments.update(
-                prompt=plain_text(parse_attention(networks.text)),
-                negative_prompt=plain_text(parse_attention(networks.negative_text)),
-                clip_skip=request.clip_skip - 1 or None,
+                prompt_embeds=embeds,
+                negative_prompt_embeds=negative,
+                pooled_prompt_embeds=pooled,
+                negative_pooled_prompt_embeds=negative_pooled,
             )
         originals, sources, mask = _img2img_inputs(request, seed)
         for iteration in range(request.n_iter):
@@ -237,7 +227,7 @@ def generate(
                 arguments.update(image=batch, strength=request.denoising_strength, num_images_per_prompt=1)
                 if inpaint:
                     arguments.update(mask_image=[mask] * len(batch), width=request.width, height=request.height)
-                _repeat_embeds(arguments, len(batch), is_sd1)
+                _repeat_embeds(arguments, len(batch))
             output = pipe(**arguments).images
             if mask is not None:
                 output = [
@@ -262,29 +252,42 @@ def _k_diffusion_images(
     subseeds: list[int],
     seed: int,
 ) -> tuple[list[Image.Image], list[str]]:
-    """SD 1.x txt2img and img2img as A1111 runs them: k-diffusion's sampler over the UNet, A1111's noise and
-    img2img schedule (the last denoising_strength x steps of the full schedule), decoded by the model's VAE."""
+    """txt2img, img2img and inpainting as A1111 runs them, for SD 1.x and SDXL: k-diffusion's sampler over the
+    UNet, A1111's noise, conditioning and img2img schedule (the last denoising_strength x steps of the full one),
+    a regular model's inpainting by latent blending, decoded by the model's VAE."""
     denoiser = ksampling.denoiser(pipe.unet, model.base.scheduler.config)
     device = ksampling.parameter_device(pipe.unet)
     vae = pipe.vae
+    sdxl = model.architecture.family == "sdxl"
     shape = (4, request.height // 8, request.width // 8)
     out: list[Image.Image] = []
     done = 0
-    _, sources, _ = _img2img_inputs(request, seed)
+    originals, sources, mask = _img2img_inputs(request, seed, latent_fill=True)
+    keep = None if mask is None else _latent_keep(mask, shape).to(device)
+    # A1111's SDXL size conditioning: original and target size are the picture's, the crop is 0, 0.
+    time_ids = torch.tensor([[request.height, request.width, 0, 0, request.height, request.width]], device=device)
     # A1111 schedules prompt editing over the model evaluations: twice the steps for second-order samplers.
     edit_steps = request.steps * (2 if SAMPLERS[request.sampler].second_order else 1)
     with extra_networks(pipe, request, files) as networks, torch.inference_mode():
-        encoded: dict[str, torch.Tensor] = {}
+        encoded: dict[tuple[str, bool], ksampling.TextCond] = {}
 
-        def schedule(text: str) -> list[tuple[int, torch.Tensor]]:
+        def text_cond(text: str, negative: bool) -> ksampling.TextCond:
+            if not sdxl:
+                return ksampling.TextCond(sd1_embedding(pipe, text, request.clip_skip).to(device))
+            hidden, pooled = sdxl_embedding(
+                pipe, text, request.clip_skip, request.clip_l_skip, zero=negative and text == ""
+            )
+            return ksampling.TextCond(hidden.to(device), pooled.to(device), time_ids)
+
+        def schedule(text: str, negative: bool) -> ksampling.Schedule:
             entries = []
             for end, in_force in prompt_schedule(text, edit_steps):
-                if in_force not in encoded:
-                    encoded[in_force] = sd1_embedding(pipe, in_force, request.clip_skip).to(device)
-                entries.append((end, encoded[in_force]))
+                if (in_force, negative) not in encoded:
+                    encoded[in_force, negative] = text_cond(in_force, negative)
+                entries.append((end, encoded[in_force, negative]))
             return entries
 
-        cond_schedule, uncond_schedule = schedule(networks.text), schedule(networks.negative_text)
+        cond_schedule, uncond_schedule = schedule(networks.text, False), schedule(networks.negative_text, True)
         full = ksampling.sigmas_for(denoiser, request.sampler, request.schedule, request.steps)
         for iteration in range(request.n_iter):
             first = iteration * request.batch_size
@@ -296,17 +299,21 @@ def _k_diffusion_images(
                 resize_from=request.seed_resize_from,
             )  # fmt: skip
             sigmas = full.to(device)
+            inpaint = None
+            picks = [(first + k) % len(sources) for k in range(count)] if sources else []
             if request.task == "txt2img":
                 x = noise.next() * sigmas[0]
             else:
-                picks = [(first + k) % len(sources) for k in range(count)]
                 init = _encode(pipe, [sources[pick] for pick in picks], batch_seeds)
+                if keep is not None:
+                    init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds)
+                    inpaint = ksampling.LatentMask(init, keep)
                 t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
             conditioning = ksampling.Conditioning(
-                cond=[(end, tensor.repeat(count, 1, 1)) for end, tensor in cond_schedule],
-                uncond=[(end, tensor.repeat(count, 1, 1)) for end, tensor in uncond_schedule],
+                cond=[(end, cond.repeat(count)) for end, cond in cond_schedule],
+                uncond=[(end, cond.repeat(count)) for end, cond in uncond_schedule],
             )
             per_batch = max(1, len(sigmas) - 1)
 
@@ -318,12 +325,39 @@ def _k_diffusion_images(
             latents = ksampling.sample(
                 model_denoiser=denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
                 conditioning=conditioning, cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=on_step,
-                eta=request.eta,
+                eta=request.eta, inpaint=inpaint,
             )  # fmt: skip
             done += per_batch
             decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
-            out += pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+            batch_images = pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+            if mask is not None:
+                batch_images = [
+                    images.overlay(image, originals[pick], mask)
+                    for image, pick in zip(batch_images, picks, strict=True)
+                ]
+            out += batch_images
     return out, networks.lora_hashes
+
+
+def _latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
+    """A1111's latent mask: the (blurred) mask resized to the latent (PIL's default bicubic), rounded, inverted:
+    1 where the picture is kept, 0 where it is repainted; [1, channels, h, w]."""
+    import numpy as np
+
+    small = mask.convert("RGB").resize((shape[2], shape[1]))
+    repaint = np.around(np.asarray(small, dtype=np.float32)[:, :, 0] / 255)
+    return (1.0 - torch.from_numpy(repaint))[None, None].expand(1, shape[0], -1, -1)
+
+
+def _latent_fill(init: torch.Tensor, keep: torch.Tensor, fill: int, seeds: list[int]) -> torch.Tensor:
+    """A1111's latent `inpainting_fill`: 2 latent noise (each image's seed noise) and 3 latent nothing (zeros) under
+    the mask; 0 and 1 were applied to the picture before encoding."""
+    if fill == 2:
+        noise = torch.stack([torch.randn(init.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+        return init * keep + noise.to(init.device, init.dtype) * (1 - keep)
+    if fill == 3:
+        return init * keep
+    return init
 
 
 def _encode(pipe: Any, batch: list[Image.Image], seeds: list[int]) -> torch.Tensor:
@@ -339,8 +373,11 @@ def _encode(pipe: Any, batch: list[Image.Image], seeds: list[int]) -> torch.Tens
     return latents.float() * vae.config.scaling_factor
 
 
-def _img2img_inputs(request: Generation, seed: int) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
-    """(resized originals, what the pipeline starts from, the prepared mask or None)."""
+def _img2img_inputs(
+    request: Generation, seed: int, latent_fill: bool = False
+) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
+    """(resized originals, what the pipeline starts from, the prepared mask or None). With `latent_fill`, the fills
+    A1111 makes in latent space (2, 3) are left to the caller."""
     if request.task != "img2img":
         return [], [], None
     originals = [
@@ -357,23 +394,15 @@ def _img2img_inputs(request: Generation, seed: int) -> tuple[list[Image.Image], 
         blur_x=request.mask_blur_x,
         blur_y=request.mask_blur_y,
     )
+    if latent_fill and request.inpainting_fill in (2, 3):
+        return originals, originals, mask
     sources = [images.fill_masked(original, mask, request.inpainting_fill, seed) for original in originals]
     return originals, sources, mask
 
 
-def _repeat_embeds(arguments: dict[str, Any], count: int, is_sd1: bool) -> None:
+def _repeat_embeds(arguments: dict[str, Any], count: int) -> None:
     """img2img takes one prompt embedding per source image, not per num_images_per_prompt."""
-    if not is_sd1:
-        arguments["prompt"] = (
-            [arguments["prompt"]] * count if isinstance(arguments["prompt"], str) else arguments["prompt"]
-        )
-        arguments["negative_prompt"] = (
-            [arguments["negative_prompt"]] * count
-            if isinstance(arguments["negative_prompt"], str)
-            else arguments["negative_prompt"]
-        )
-        return
-    for key in ("prompt_embeds", "negative_prompt_embeds"):
-        tensor = arguments[key]
-        if tensor.shape[0] != count:
-            arguments[key] = tensor[:1].repeat(count, 1, 1)
+    for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
+        tensor = arguments.get(key)
+        if tensor is not None and tensor.shape[0] != count:
+            arguments[key] = tensor[:1].repeat(count, *([1] * (tensor.ndim - 1)))

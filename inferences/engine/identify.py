@@ -34,12 +34,16 @@ class Architecture:
 SD15 = Architecture("sd15", "sd1", "Stable Diffusion 1.x")
 SD1_TINY = Architecture("sd1-tiny", "sd1", "tiny Stable Diffusion 1.x (random weights, for tests and demos)")
 SDXL = Architecture("sdxl", "sdxl", "Stable Diffusion XL")
+SDXL_TINY = Architecture("sdxl-tiny", "sdxl", "tiny Stable Diffusion XL (random weights, for tests and demos)")
+# the tiny SDXL has one ResNet per level, so its first attention block is input_blocks.3 (SDXL's is .4)
+SDXL_TINY_TO_K = UNET + "input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight"
 
 # name -> {tensor: shape} that a file must match exactly
 SIGNATURES: dict[Architecture, dict[str, list[int]]] = {
     SD15: {CONV_IN: [320, 4, 3, 3], SD1_TO_K: [320, 768], SD1_CLIP: [49408, 768]},
     SD1_TINY: {CONV_IN: [32, 4, 3, 3], SD1_TO_K: [32, 32], SD1_CLIP: [49408, 32]},
     SDXL: {CONV_IN: [320, 4, 3, 3], SDXL_TO_K: [640, 2048], SDXL_CLIP_G: [49408, 1280]},
+    SDXL_TINY: {CONV_IN: [32, 4, 3, 3], SDXL_TINY_TO_K: [64, 96], SDXL_CLIP_G: [49408, 64]},
 }
 
 

@@ -90,6 +90,36 @@ def parameter_device(module: Any) -> torch.device:
     return next(module.parameters()).device
 
 
+@dataclass(frozen=True)
+class TextCond:
+    """What the UNet is conditioned on for a batch: the text's hidden states [batch, tokens, dim] and, for SDXL, the
+    pooled text [batch, dim] and the size values [batch, 6] (original size, crop top-left, target size)."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    @property
+    def tokens(self) -> int:
+        return int(self.hidden.shape[1])
+
+    def repeat(self, count: int) -> TextCond:
+        return TextCond(
+            self.hidden.repeat(count, 1, 1),
+            None if self.pooled is None else self.pooled.repeat(count, 1),
+            None if self.time_ids is None else self.time_ids.repeat(count, 1),
+        )
+
+    @staticmethod
+    def cat(parts: list[TextCond]) -> TextCond:
+        first = parts[0]
+        return TextCond(
+            torch.cat([part.hidden for part in parts]),
+            None if first.pooled is None else torch.cat([part.pooled for part in parts]),  # type: ignore[misc]
+            None if first.time_ids is None else torch.cat([part.time_ids for part in parts]),  # type: ignore[misc]
+        )
+
+
 class _UNetEps(torch.nn.Module):
     """The diffusers UNet as k-diffusion's inner model: (x, t, cond) -> predicted noise."""
 
@@ -99,10 +129,13 @@ class _UNetEps(torch.nn.Module):
         # diffusers' ModelMixin.dtype walks every module (12 ms a job on the tiny model): read it once
         self.dtype = parameter_dtype(unet)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: TextCond) -> torch.Tensor:
         dtype = self.dtype
-        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.to(dtype)).sample
-        return eps.to(x.dtype)
+        added = None
+        if cond.pooled is not None:  # SDXL: the pooled text and the size conditioning
+            added = {"text_embeds": cond.pooled.to(dtype), "time_ids": cond.time_ids.to(dtype)}  # type: ignore[union-attr]
+        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.hidden.to(dtype), added_cond_kwargs=added)
+        return eps.sample.to(x.dtype)
 
 
 def denoiser(unet: Any, scheduler_config: Any) -> Any:
@@ -222,7 +255,7 @@ class ImageNoise:
         return noise.to(self.device)
 
 
-Schedule = list[tuple[int, torch.Tensor]]  # (end_at_step, [batch, tokens, dim]), as A1111's prompt editing makes
+Schedule = list[tuple[int, TextCond]]  # (end_at_step, the conditioning until then), as A1111's prompt editing makes
 
 
 @dataclass
@@ -234,7 +267,7 @@ class Conditioning:
     uncond: Schedule
 
 
-def _in_force(schedule: Schedule, step: int) -> torch.Tensor:
+def _in_force(schedule: Schedule, step: int) -> TextCond:
     """A1111's reconstruct_cond_batch: the first entry whose end is at or after `step`, else the first."""
     for end, tensor in schedule:
         if step <= end:
@@ -242,27 +275,45 @@ def _in_force(schedule: Schedule, step: int) -> torch.Tensor:
     return schedule[0][1]
 
 
+@dataclass
+class LatentMask:
+    """Inpainting with a regular model, as A1111 does it: after every model evaluation the denoised latent keeps the
+    starting latent where the mask keeps the picture (`keep` = 1 - the latent-size mask), and so does the result."""
+
+    init: torch.Tensor
+    keep: torch.Tensor
+
+    def blend(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.init * self.keep + latent * (1 - self.keep)
+
+
 class CFGDenoiser:
     """Classifier-free guidance as A1111's CFGDenoiser: [cond, uncond] in one batch when their token counts agree,
     otherwise one call each (A1111's default, which pads neither); uncond + scale x (cond - uncond). Its step
     counter counts model evaluations, which is what A1111's prompt-editing steps count."""
 
-    def __init__(self, inner: Any, conditioning: Conditioning, cfg_scale: float) -> None:
+    def __init__(
+        self, inner: Any, conditioning: Conditioning, cfg_scale: float, inpaint: LatentMask | None = None
+    ) -> None:
         self.inner = inner
         self.conditioning = conditioning
         self.cfg_scale = cfg_scale
+        self.inpaint = inpaint
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
         cond = _in_force(self.conditioning.cond, self.step)
         uncond = _in_force(self.conditioning.uncond, self.step)
-        if cond.shape[1] == uncond.shape[1]:
-            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=torch.cat([cond, uncond]))
+        if cond.tokens == uncond.tokens:
+            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]))
             cond_out, uncond_out = out.chunk(2)
         else:
             cond_out, uncond_out = self.inner(x, sigma, cond=cond), self.inner(x, sigma, cond=uncond)
         self.step += 1
-        return uncond_out + (cond_out - uncond_out) * self.cfg_scale
+        denoised = uncond_out + (cond_out - uncond_out) * self.cfg_scale
+        if self.inpaint is not None:
+            denoised = self.inpaint.blend(denoised)
+        return denoised
 
 
 def sample_restart(
@@ -323,6 +374,7 @@ def sample(
     seeds: list[int],
     callback: Callable[[int], None],
     eta: float | None = None,
+    inpaint: LatentMask | None = None,
 ) -> torch.Tensor:
     """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`."""
     sampling, _ = k_diffusion()
@@ -345,7 +397,8 @@ def sample(
             arguments["noise_sampler"] = lambda sigma, sigma_next: noise.next()
     if "eta" in parameters and eta is not None:
         arguments["eta"] = eta
-    model = CFGDenoiser(model_denoiser, conditioning, cfg_scale)
-    return function(
+    model = CFGDenoiser(model_denoiser, conditioning, cfg_scale, inpaint)
+    samples = function(
         model, x, extra_args={}, callback=lambda state: callback(int(state["i"])), disable=True, **arguments
     )
+    return samples if inpaint is None else inpaint.blend(samples)

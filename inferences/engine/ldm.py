@@ -1,4 +1,4 @@
-"""Write a diffusers SD 1.x pipeline as a single-file checkpoint in the original ("LDM") layout users upload.
+"""Write a diffusers SD 1.x or SDXL pipeline as a single-file checkpoint in the original ("LDM") layout users upload.
 
 diffusers only converts LDM → diffusers; this is the other direction, for `make_tiny_checkpoint`, tests and the GPU
 benchmark. It follows the key mapping of diffusers' own conversion (shared ml-notes.md, appendix), generalised over
@@ -14,6 +14,8 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
+SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_CLIP_G_PREFIX = "conditioner.embedders.1.model."
 
 RESNET_RENAMES = {
     "norm1": "in_layers.0",
@@ -40,6 +42,8 @@ def unet_to_ldm(unet: Any) -> dict[str, torch.Tensor]:
         new: str
         if parts[0] == "time_embedding":
             new = {"linear_1": "time_embed.0", "linear_2": "time_embed.2"}[parts[1]] + "." + ".".join(parts[2:])
+        elif parts[0] == "add_embedding":  # SDXL's size and pooled-text embedding
+            new = {"linear_1": "label_emb.0.0", "linear_2": "label_emb.0.2"}[parts[1]] + "." + ".".join(parts[2:])
         elif parts[0] == "conv_in":
             new = "input_blocks.0.0." + ".".join(parts[1:])
         elif parts[0] == "conv_norm_out":
@@ -124,19 +128,58 @@ def vae_to_ldm(vae: Any, prefix: str = VAE_PREFIX) -> dict[str, torch.Tensor]:
     return out
 
 
-def clip_to_ldm(text_encoder: Any) -> dict[str, torch.Tensor]:
+def clip_to_ldm(text_encoder: Any, prefix: str = CLIP_PREFIX) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in text_encoder.state_dict().items():
         # transformers >= 5.6 flattened CLIPTextModel; checkpoints keep the `text_model.` level
         name = key if key.startswith("text_model.") else "text_model." + key
-        out[CLIP_PREFIX + name] = value
+        out[prefix + name] = value
     positions = text_encoder.config.max_position_embeddings
-    out[CLIP_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    out[prefix + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    return out
+
+
+OPEN_CLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+
+
+def open_clip_to_ldm(text_encoder: Any, prefix: str = SDXL_CLIP_G_PREFIX) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection in OpenCLIP's layout, as SDXL files carry its second text encoder: fused
+    q/k/v (`attn.in_proj_*`), `resblocks`, `ln_final` and a [width, dim] `text_projection` (the inverse of
+    diffusers' convert_open_clip_checkpoint)."""
+    state = {key.removeprefix("text_model."): value for key, value in text_encoder.state_dict().items()}
+    out: dict[str, torch.Tensor] = {
+        prefix + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+        prefix + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+        prefix + "ln_final.weight": state.pop("final_layer_norm.weight"),
+        prefix + "ln_final.bias": state.pop("final_layer_norm.bias"),
+        prefix + "text_projection": state.pop("text_projection.weight").T.contiguous(),
+    }
+    for layer in range(text_encoder.config.num_hidden_layers):
+        source, target = f"encoder.layers.{layer}.", f"{prefix}transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [state.pop(f"{source}self_attn.{name}_proj.{kind}") for name in ("q", "k", "v")]
+            )
+            for old, new in OPEN_CLIP_LAYER.items():
+                out[f"{target}{new}.{kind}"] = state.pop(f"{source}{old}.{kind}")
+    if state:
+        raise ValueError(f"no OpenCLIP names for text-encoder keys {sorted(state)[:5]}")
     return out
 
 
 def pipeline_to_ldm(pipe: Any, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    state = {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **clip_to_ldm(pipe.text_encoder)}
+    state = {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae)}
+    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL
+        state.update(clip_to_ldm(pipe.text_encoder, SDXL_CLIP_L_PREFIX))
+        state.update(open_clip_to_ldm(pipe.text_encoder_2))
+    else:
+        state.update(clip_to_ldm(pipe.text_encoder))
     return {
         key: (value.to(dtype) if dtype is not None and value.is_floating_point() else value).contiguous()
         for key, value in state.items()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .configs_path import config_folder
 from .device import module_bytes, torch_dtype, tune
 from .errors import EngineError
@@ -69,6 +71,9 @@ def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOpti
     except Exception as exc:
         raise EngineError(f"{checkpoint.name} could not be loaded as {architecture.label}: {_reason(exc)}") from exc
     pipe = tune(pipe, options)
+    if getattr(pipe.vae.config, "force_upcast", False) and dtype == torch.float16:
+        # SDXL's VAE overflows in fp16 (black or NaN pictures): A1111's --no-half-vae, always
+        pipe.vae.to(torch.float32)
     return LoadedModel(architecture, checkpoint, vae, pipe, module_bytes(pipe))
 
 

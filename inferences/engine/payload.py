@@ -68,6 +68,7 @@ class Generation:
     batch_size: int
     n_iter: int
     clip_skip: int
+    clip_l_skip: bool  # override_settings.sdxl_clip_l_skip: SDXL's CLIP-L honours clip skip (A1111: off)
     vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
     eta: float | None
     noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
@@ -234,6 +235,7 @@ IMG2IMG_KEYS = {
 SUPPORTED_OVERRIDES = {
     "sd_vae",
     "CLIP_stop_at_last_layers",
+    "sdxl_clip_l_skip",
     "sd_model_checkpoint",
     "eta_noise_seed_delta",
     "randn_source",
@@ -408,6 +410,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         batch_size=batch_size,
         n_iter=n_iter,
         clip_skip=clip_skip,
+        clip_l_skip=overrides.get("sdxl_clip_l_skip") is True,
         vae=vae,
         eta=read.number("eta", 0.0, 0.0, 1.0) if eta is not None else None,
     )

@@ -1,7 +1,9 @@
-"""Tiny random-weight SD 1.x checkpoints: the real architecture at toy width, for demos, tests and benchmarks.
+"""Tiny random-weight SD 1.x and SDXL checkpoints: the real architectures at toy width, for demos, tests and
+benchmarks.
 
-`write_tiny_checkpoint` builds the modules from the shipped `sd1-tiny` config folder with seeded random weights and
-writes them in the single-file layout a user uploads, so the engine loads them exactly as it loads a real model.
+`write_tiny_checkpoint` builds the modules from the shipped `sd1-tiny` or `sdxl-tiny` config folder with seeded
+random weights and writes them in the single-file layout a user uploads, so the engine loads them exactly as it
+loads a real model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ def _config(folder: Path, part: str) -> dict[str, Any]:
     return {key: value for key, value in data.items() if not key.startswith("_") and key != "architectures"}
 
 
-def build_tiny_pipeline(seed: int = 0) -> Any:
+ARCHITECTURES = ("sd1", "sdxl")
+
+
+def build_tiny_pipeline(seed: int = 0, arch: str = "sd1") -> Any:
+    if arch == "sdxl":
+        return build_tiny_sdxl_pipeline(seed)
+    if arch != "sd1":
+        raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, not {arch!r}")
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -43,6 +52,27 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
     )
 
 
+def build_tiny_sdxl_pipeline(seed: int = 0) -> Any:
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = config_folder("sdxl-tiny")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**_config(folder, "unet"))
+    vae = AutoencoderKL(**_config(folder, "vae"))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_config(folder, "text_encoder")))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_config(folder, "text_encoder_2")))
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler"),
+    )
+
+
 def write_checkpoint(pipe: Any, out: Path, *, half: bool = False, extra: dict[str, torch.Tensor] | None = None) -> Path:
     """Save `pipe` as one LDM-layout .safetensors file, written to a temporary name and renamed into place."""
     from safetensors.torch import save_file
@@ -56,7 +86,7 @@ def write_checkpoint(pipe: Any, out: Path, *, half: bool = False, extra: dict[st
     return out
 
 
-def write_tiny_checkpoint(out: Path, *, seed: int = 0, half: bool = False) -> Path:
+def write_tiny_checkpoint(out: Path, *, seed: int = 0, half: bool = False, arch: str = "sd1") -> Path:
     # Real uploads carry training leftovers such as these; the loader must ignore them.
     extra = {"model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(0, dtype=torch.int32)}
-    return write_checkpoint(build_tiny_pipeline(seed), out, half=half, extra=extra)
+    return write_checkpoint(build_tiny_pipeline(seed, arch), out, half=half, extra=extra)

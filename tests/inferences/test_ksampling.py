@@ -117,7 +117,7 @@ def conditioning_calls(engine, files, monkeypatch, **payload) -> list[torch.Tens
     original = ksampling.CFGDenoiser.__call__
 
     def spy(self, x, sigma, **kwargs):
-        seen.append(ksampling._in_force(self.conditioning.cond, self.step)[0].clone())
+        seen.append(ksampling._in_force(self.conditioning.cond, self.step).hidden[0].clone())
         return original(self, x, sigma, **kwargs)
 
     monkeypatch.setattr(ksampling.CFGDenoiser, "__call__", spy)

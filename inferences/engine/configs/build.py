@@ -197,6 +197,32 @@ SDXL_SCHEDULER = {
     "use_karras_sigmas": False,
 }
 del SDXL_SCHEDULER["skip_prk_steps"]
+# SDXL at toy width: the same block types (no attention in the first level, two transformer layers in the last),
+# both text encoders (CLIP-L's hidden states and OpenCLIP-G's, concatenated, and G's pooled output) and the size
+# conditioning ("text_time" embedding) of the real one. `make_tiny_checkpoint --arch sdxl` writes one.
+TINY_SDXL_CLIP_L = {**TINY_CLIP}
+TINY_SDXL_CLIP_G = {
+    **SDXL_CLIP_G,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "projection_dim": 64,
+}
+TINY_SDXL_UNET = {
+    **SDXL_UNET,
+    "addition_time_embed_dim": 8,
+    "attention_head_dim": [2, 4, 4],
+    "block_out_channels": [32, 64, 64],
+    "cross_attention_dim": TINY_SDXL_CLIP_L["hidden_size"] + TINY_SDXL_CLIP_G["hidden_size"],
+    "layers_per_block": 1,
+    # pooled text (G's projection) + six size values of addition_time_embed_dim each
+    "projection_class_embeddings_input_dim": TINY_SDXL_CLIP_G["projection_dim"] + 6 * 8,
+    "sample_size": 8,
+    "transformer_layers_per_block": [1, 1, 2],
+}
+TINY_SDXL_VAE = {**TINY_VAE, "force_upcast": True, "scaling_factor": 0.13025}
+
 SDXL_INDEX = {
     "_class_name": "StableDiffusionXLPipeline",
     "_diffusers_version": "0.42.1",
@@ -288,7 +314,11 @@ def build(wheel: Path) -> None:
     (tokenizer / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     _json(tokenizer / "tokenizer_config.json", tokenizer_config("<|endoftext|>"))
     _json(tokenizer / "special_tokens_map.json", special_tokens("<|endoftext|>"))
+    write_configs()
 
+
+def write_configs() -> None:
+    """Every folder's JSON (the tokenizer vocabulary must exist in sd15/tokenizer: `build` writes it)."""
     for name, unet, vae, clip in (("sd15", SD1_UNET, SD_VAE, CLIP_L), ("sd1-tiny", TINY_UNET, TINY_VAE, TINY_CLIP)):
         folder = HERE / name
         _json(folder / "model_index.json", SD1_INDEX)
@@ -298,15 +328,20 @@ def build(wheel: Path) -> None:
         _json(folder / "scheduler" / "scheduler_config.json", SD_SCHEDULER)
     _link_tokenizer(HERE / "sd1-tiny" / "tokenizer", "<|endoftext|>")
 
-    folder = HERE / "sdxl"
-    _json(folder / "model_index.json", SDXL_INDEX)
-    _json(folder / "unet" / "config.json", SDXL_UNET)
-    _json(folder / "vae" / "config.json", SDXL_VAE)
-    _json(folder / "text_encoder" / "config.json", {**CLIP_L, "projection_dim": 768})
-    _json(folder / "text_encoder_2" / "config.json", SDXL_CLIP_G)
-    _json(folder / "scheduler" / "scheduler_config.json", SDXL_SCHEDULER)
-    _link_tokenizer(folder / "tokenizer", "<|endoftext|>")
-    _link_tokenizer(folder / "tokenizer_2", "!")
+    sdxl = (
+        ("sdxl", SDXL_UNET, SDXL_VAE, {**CLIP_L, "projection_dim": 768}, SDXL_CLIP_G),
+        ("sdxl-tiny", TINY_SDXL_UNET, TINY_SDXL_VAE, TINY_SDXL_CLIP_L, TINY_SDXL_CLIP_G),
+    )
+    for name, unet, vae, clip_l, clip_g in sdxl:
+        folder = HERE / name
+        _json(folder / "model_index.json", SDXL_INDEX)
+        _json(folder / "unet" / "config.json", unet)
+        _json(folder / "vae" / "config.json", vae)
+        _json(folder / "text_encoder" / "config.json", clip_l)
+        _json(folder / "text_encoder_2" / "config.json", clip_g)
+        _json(folder / "scheduler" / "scheduler_config.json", SDXL_SCHEDULER)
+        _link_tokenizer(folder / "tokenizer", "<|endoftext|>")
+        _link_tokenizer(folder / "tokenizer_2", "!")
 
 
 if __name__ == "__main__":
