@@ -101,7 +101,9 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
     try:
         for adapter, lora in lora_files.items():
             try:
-                pipe.load_lora_weights(str(lora.path), adapter_name=adapter, unet_config=pipe.unet.config)
+                # SD 1.x's loader needs the UNet's layout for kohya's SGM block names; SDXL's passes it itself
+                layout = {} if hasattr(pipe, "text_encoder_2") else {"unet_config": pipe.unet.config}
+                pipe.load_lora_weights(str(lora.path), adapter_name=adapter, **layout)
             except Exception as exc:
                 raise EngineError(f"the LoRA {lora.name} does not fit this checkpoint: {_first_line(exc)}") from exc
             notes.append(f"{lora.stem}: {lora.short_hash}")

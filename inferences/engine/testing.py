@@ -27,23 +27,45 @@ def write_tiny_vae(out: Path, *, seed: int = 7) -> Path:
     return _save(vae_to_ldm(build_tiny_pipeline(seed).vae, prefix=""), out)
 
 
-def write_tiny_lora(out: Path, *, seed: int = 3, rank: int = 4, scale: float = 0.5) -> Path:
-    """A kohya-format LoRA (what A1111 users download) over the tiny model's UNet and text-encoder attention."""
+def _sgm_block(path: str, layers_per_block: int) -> str:
+    """kohya's SDXL names follow the original (SGM) UNet: down_blocks.1.attentions.0 -> input_blocks.3.1 (with one
+    ResNet per level), up_blocks.0.attentions.1 -> output_blocks.1.1, mid_block.attentions.0 -> middle_block.1."""
+    parts = path.split(".")
+    per_block = layers_per_block + 1
+    if parts[0] == "down_blocks":
+        head = f"input_blocks.{int(parts[1]) * per_block + int(parts[3]) + 1}.1"
+        rest = parts[4:]
+    elif parts[0] == "up_blocks":
+        head = f"output_blocks.{int(parts[1]) * per_block + int(parts[3])}.1"
+        rest = parts[4:]
+    else:  # mid_block.attentions.0
+        head, rest = "middle_block.1", parts[3:]
+    return ".".join([head, *rest])
+
+
+def write_tiny_lora(out: Path, *, seed: int = 3, rank: int = 4, scale: float = 0.5, arch: str = "sd1") -> Path:
+    """A kohya-format LoRA (what A1111 users download) over the tiny model's UNet and text-encoder attention; for
+    SDXL with kohya's SDXL names (SGM UNet blocks, `lora_te1`/`lora_te2` for the two text encoders)."""
     from peft import LoraConfig, get_peft_model_state_dict
 
-    pipe = build_tiny_pipeline(0)
+    pipe = build_tiny_pipeline(0, arch)
     torch.manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
-    targets = {
-        "lora_unet": (pipe.unet, ["to_q", "to_k", "to_v", "to_out.0"]),
-        "lora_te": (pipe.text_encoder, ["q_proj", "k_proj", "v_proj", "out_proj"]),
-    }
+    text_names = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    targets = {"lora_unet": (pipe.unet, ["to_q", "to_k", "to_v", "to_out.0"])}
+    if arch == "sdxl":
+        targets.update(lora_te1=(pipe.text_encoder, text_names), lora_te2=(pipe.text_encoder_2, text_names))
+    else:
+        targets.update(lora_te=(pipe.text_encoder, text_names))
     for prefix, (module, names) in targets.items():
         module.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=names, init_lora_weights=False))
         for key, value in get_peft_model_state_dict(module).items():
             path, _, kind = key.rpartition(".lora_")
-            if prefix == "lora_te" and not path.startswith("text_model."):
+            if prefix.startswith("lora_te"):
+                path = path.removeprefix("text_model.")
                 path = "text_model." + path  # kohya names follow the original CLIP module tree
+            elif arch == "sdxl":
+                path = _sgm_block(path, pipe.unet.config.layers_per_block)
             name = f"{prefix}_{path.replace('.', '_')}"
             state[f"{name}.{'lora_down' if kind.startswith('A') else 'lora_up'}.weight"] = value * scale
             state[f"{name}.alpha"] = torch.tensor(float(rank))
