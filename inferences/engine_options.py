@@ -33,6 +33,7 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         u2net_home=settings.U2NET_HOME,
         limits=engine_limits(),
         unhonoured=settings.ESD_UNHONOURED_PARAMETERS,
+        memory_bytes=settings.ESD_WORKER_MEMORY_BYTES,
     )
 
 

@@ -5,6 +5,7 @@ writing results) is in execution.py.
 """
 
 import logging
+import struct
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from dramatiq import Message
 
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
-from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.queues import enqueue, pending_messages, queue_message
 from endpoints.selectors import endpoint_usable_by
@@ -26,7 +27,9 @@ from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, webhooks
 from .engine.errors import EngineError
-from .engine.payload import load_payload, names_model, parse_request, unhonoured_message
+from .engine.identify import MAX_HEADER_BYTES, identify_shapes, parse_header, shapes_of
+from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory
+from .engine.payload import Generation, load_payload, names_model, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -176,6 +179,27 @@ def _check_model_override(job: InferenceJob, request: Any) -> None:
         )
 
 
+def _check_memory(job: InferenceJob, request: Any) -> None:
+    """Refuse at start a generation that cannot fit a worker (the worker checks again with its own device): the
+    estimate reads the checkpoint's safetensors header from the store, a few kilobytes."""
+    if not isinstance(request, Generation):
+        return
+    entries = job.used_models.get(CheckpointType.STABLE_DIFFUSION, [])
+    name = request.checkpoint_name
+    entry = next((e for e in entries if name is None or names_model(name, e["model_name"])), None)
+    file = entry and CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
+    if file is None:
+        return  # no model: the worker says so
+    storage = get_storage()
+    (length,) = struct.unpack("<Q", storage.read_range(file.key, 0, 8))
+    header = parse_header(file.name, storage.read_range(file.key, 8, min(length, MAX_HEADER_BYTES)))
+    shape = ModelShape.of(identify_shapes(file.name, shapes_of(header)), header)
+    dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
+    need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
+    budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
+    check_fits(need, budget, "a worker has")
+
+
 def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
     if not may_change(actor, job):
@@ -187,6 +211,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         raw = _read_payload(job)
         request = parse_request(job.task_type, load_payload(raw), engine_limits())
         _check_model_override(job, request)
+        _check_memory(job, request)
         if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
             raise EngineError(unhonoured_message(request.ignored))
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)

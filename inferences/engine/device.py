@@ -43,6 +43,7 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
     device = torch_device(options)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    pipe.vae.enable_slicing()  # one image at a time through the VAE: a batch's decode peaks at one image's
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
@@ -51,6 +52,18 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
     if options.compile:
         pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
     return pipe
+
+
+def memory_budget(options: EngineOptions) -> int:
+    """What one job may use on this worker's device: ESD_WORKER_MEMORY_BYTES, else the device's memory less a margin."""
+    from .memory import default_budget, machine_memory
+
+    if options.memory_bytes:
+        return options.memory_bytes
+    device = torch_device(options)
+    if device.type == "cuda":
+        return default_budget(torch.cuda.get_device_properties(device).total_memory)
+    return default_budget(machine_memory())
 
 
 def module_bytes(pipe: Any) -> int:

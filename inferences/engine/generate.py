@@ -17,6 +17,7 @@ from .conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embed
 from .errors import Cancelled, EngineError
 from .infotext import infotext
 from .loading import LoadedModel
+from .memory import TILE_ABOVE_PIXELS
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation, names_model, unhonoured_message
 from .prompt_schedule import prompt_schedule
@@ -230,7 +231,8 @@ def generate(
                 if inpaint:
                     arguments.update(mask_image=[mask] * len(batch), width=request.width, height=request.height)
                 _repeat_embeds(arguments, len(batch))
-            output = pipe(**arguments).images
+            with tiled_if_large(pipe.vae, request.width, request.height):
+                output = pipe(**arguments).images
             if mask is not None:
                 output = [
                     images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)
@@ -330,7 +332,8 @@ def _k_diffusion_images(
                 eta=request.eta, inpaint=inpaint,
             )  # fmt: skip
             done += per_batch
-            decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
+            with tiled_if_large(vae, request.width, request.height):
+                decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
             batch_images = pipe.image_processor.postprocess(decoded.float(), output_type="pil")
             if mask is not None:
                 batch_images = [
@@ -339,6 +342,18 @@ def _k_diffusion_images(
                 ]
             out += batch_images
     return out, networks.lora_hashes
+
+
+@contextmanager
+def tiled_if_large(vae: Any, width: int, height: int) -> Iterator[None]:
+    """Decode in tiles above TILE_ABOVE_PIXELS (the VAE's full-size activations would dominate the job's memory),
+    as the memory estimate assumes; smaller pictures decode whole, unchanged."""
+    before = vae.use_tiling
+    vae.use_tiling = before or width * height > TILE_ABOVE_PIXELS
+    try:
+        yield
+    finally:
+        vae.use_tiling = before
 
 
 def _latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:

@@ -47,8 +47,8 @@ SIGNATURES: dict[Architecture, dict[str, list[int]]] = {
 }
 
 
-def read_header(path: Path) -> dict[str, list[int]]:
-    """Tensor name → shape, from the JSON header at the start of a .safetensors file."""
+def header_entries(path: Path) -> dict[str, dict[str, object]]:
+    """The JSON header at the start of a .safetensors file: tensor name -> {dtype, shape, data_offsets}."""
     with path.open("rb") as handle:
         head = handle.read(8)
         if len(head) < 8:
@@ -56,25 +56,37 @@ def read_header(path: Path) -> dict[str, list[int]]:
         (length,) = struct.unpack("<Q", head)
         if length > MAX_HEADER_BYTES:
             raise EngineError(f"{path.name} is not a safetensors file (its header cannot be read)")
-        try:
-            header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise EngineError(f"{path.name} is not a safetensors file (its header is not JSON)") from exc
+        return parse_header(path.name, handle.read(length))
+
+
+def parse_header(name: str, raw: bytes) -> dict[str, dict[str, object]]:
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EngineError(f"{name} is not a safetensors file (its header is not JSON)") from exc
     if not isinstance(header, dict):
-        raise EngineError(f"{path.name} is not a safetensors file (its header is not a JSON object)")
-    return {
-        name: list(entry.get("shape", []))
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict)
-    }
+        raise EngineError(f"{name} is not a safetensors file (its header is not a JSON object)")
+    return {key: entry for key, entry in header.items() if key != "__metadata__" and isinstance(entry, dict)}
+
+
+def shapes_of(entries: dict[str, dict[str, object]]) -> dict[str, list[int]]:
+    return {name: list(entry.get("shape", [])) for name, entry in entries.items()}  # type: ignore[call-overload]
+
+
+def read_header(path: Path) -> dict[str, list[int]]:
+    """Tensor name → shape, from the JSON header at the start of a .safetensors file."""
+    return shapes_of(header_entries(path))
 
 
 def identify(path: Path) -> Architecture:
-    shapes = read_header(path)
+    return identify_shapes(path.name, read_header(path))
+
+
+def identify_shapes(name: str, shapes: dict[str, list[int]]) -> Architecture:
     for architecture, signature in SIGNATURES.items():
-        if all(shapes.get(name) == shape for name, shape in signature.items()):
+        if all(shapes.get(tensor) == shape for tensor, shape in signature.items()):
             return architecture
-    raise EngineError(f"{path.name}: {_why_unknown(shapes)}")
+    raise EngineError(f"{name}: {_why_unknown(shapes)}")
 
 
 def _why_unknown(shapes: dict[str, list[int]]) -> str:

@@ -22,6 +22,8 @@ class EngineOptions:
     # "report": a payload key the engine does not honour is listed in ignored_parameters and the job runs;
     # "refuse": such a job fails with the list instead (for teams that prefer a refusal to a different picture)
     unhonoured: str = "report"
+    # the most a job may need (engine/memory.py's estimate); 0: the machine's memory (CUDA: the device's) less 10 %
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)

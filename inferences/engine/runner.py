@@ -14,7 +14,8 @@ from . import images
 from .cache import PipelineCache
 from .errors import EngineError
 from .infotext import VERSION
-from .options import EngineOptions, JobFiles, NoProgress, Progress
+from .memory import Estimate, ModelShape, check_fits, estimate
+from .options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
 from .payload import Generation, Removal, Upscale, parse_request
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Engine:
         return self._upscale(request, progress)
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
+        from .device import release_memory
         from .generate import generate, pick_checkpoint, pick_vae
         from .loading import load_model
 
@@ -78,11 +80,23 @@ class Engine:
             model = load_model(checkpoint, vae, self.options)
             return model, model.size_bytes
 
+        need = self._check_memory(request, checkpoint)
         acquired = self.pipelines.acquire(key, load)
         with acquired.entry.lock:
-            generated = generate(
-                acquired.entry.value, request, files, progress, refuse_unhonoured=self.options.unhonoured == "refuse"
-            )
+            try:
+                generated = generate(
+                    acquired.entry.value,
+                    request,
+                    files,
+                    progress,
+                    refuse_unhonoured=self.options.unhonoured == "refuse",
+                )
+            except MemoryError as exc:  # torch.OutOfMemoryError (CUDA) is one too
+                release_memory()
+                raise EngineError(
+                    f"the worker ran out of memory running this job (estimated {need.describe()}): "
+                    f"{_first_line(exc)}; lower width/height or batch_size"
+                ) from exc
         pngs = [
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
         ]
@@ -100,6 +114,18 @@ class Engine:
                 "inference_seconds": generated.seconds,
             },
         )
+
+    def _check_memory(self, request: Generation, checkpoint: ModelFile) -> Estimate:
+        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget."""
+        from .device import memory_budget, torch_dtype
+        from .identify import header_entries, identify_shapes, shapes_of
+
+        entries = header_entries(checkpoint.path)
+        shape = ModelShape.of(identify_shapes(checkpoint.name, shapes_of(entries)), entries)
+        dtype_bytes = torch_dtype(self.options).itemsize
+        need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
+        check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
+        return need
 
     def _remove(self, request: Removal, progress: Progress) -> Result:
         from .removal import remove_background
@@ -177,3 +203,8 @@ def _generation_info(request: Generation, model: Any, generated: Generated) -> d
         "is_using_inpainting_conditioning": False,
         "version": VERSION,
     }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

@@ -162,8 +162,8 @@ def label(name: str, schedule: str | None) -> tuple[str, str | None]:
     return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
 
 
-# Where the k-diffusion loop does not run yet (SDXL, inpainting: ksampling.py says why), these diffusers schedulers
-# stand in, and the job's ignored_parameters says so.
+# The diffusers schedulers nearest to each k-diffusion name: jobs never run them (every k-diffusion name runs
+# k-diffusion's own function); bench/engine_overhead.py compares a step of each implementation.
 DIFFUSERS_STAND_INS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
     "Euler": ("EulerDiscreteScheduler", {}),
@@ -185,7 +185,7 @@ DIFFUSERS_STAND_INS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def make_scheduler(name: str, schedule: str | None, base_config: Any) -> Any:
     """A fresh diffusers scheduler for one job (schedulers keep per-run state), built on the model's own training
-    config: DDIM, PLMS, UniPC and LCM, or a k-diffusion name's stand-in."""
+    config: DDIM, PLMS, UniPC and LCM, or (for the benchmark) a k-diffusion name's diffusers counterpart."""
     import diffusers
 
     sampler = SAMPLERS[name]
