@@ -201,23 +201,24 @@ del SDXL_SCHEDULER["skip_prk_steps"]
 # both text encoders (CLIP-L's hidden states and OpenCLIP-G's, concatenated, and G's pooled output) and the size
 # conditioning ("text_time" embedding) of the real one. `make_tiny_checkpoint --arch sdxl` writes one.
 TINY_SDXL_CLIP_L = {**TINY_CLIP}
+TINY_L_WIDTH, TINY_G_WIDTH, TINY_TIME_DIM = 32, 64, 8
 TINY_SDXL_CLIP_G = {
     **SDXL_CLIP_G,
-    "hidden_size": 64,
+    "hidden_size": TINY_G_WIDTH,
     "intermediate_size": 128,
     "num_attention_heads": 4,
     "num_hidden_layers": 2,
-    "projection_dim": 64,
+    "projection_dim": TINY_G_WIDTH,
 }
 TINY_SDXL_UNET = {
     **SDXL_UNET,
-    "addition_time_embed_dim": 8,
+    "addition_time_embed_dim": TINY_TIME_DIM,
     "attention_head_dim": [2, 4, 4],
     "block_out_channels": [32, 64, 64],
-    "cross_attention_dim": TINY_SDXL_CLIP_L["hidden_size"] + TINY_SDXL_CLIP_G["hidden_size"],
+    "cross_attention_dim": TINY_L_WIDTH + TINY_G_WIDTH,
     "layers_per_block": 1,
     # pooled text (G's projection) + six size values of addition_time_embed_dim each
-    "projection_class_embeddings_input_dim": TINY_SDXL_CLIP_G["projection_dim"] + 6 * 8,
+    "projection_class_embeddings_input_dim": TINY_G_WIDTH + 6 * TINY_TIME_DIM,
     "sample_size": 8,
     "transformer_layers_per_block": [1, 1, 2],
 }
