@@ -54,6 +54,7 @@ class Engine:
         self.options = options or EngineOptions()
         set_threads(self.options.threads)
         self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
+        self.shapes: dict[tuple[str, str], ModelShape] = {}  # checkpoint -> what the memory estimate reads of it
 
     def run(
         self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
@@ -120,8 +121,11 @@ class Engine:
         from .device import memory_budget, torch_dtype
         from .identify import header_entries, identify_shapes, shapes_of
 
-        entries = header_entries(checkpoint.path)
-        shape = ModelShape.of(identify_shapes(checkpoint.name, shapes_of(entries)), entries)
+        key = (str(checkpoint.path), checkpoint.sha256)
+        shape = self.shapes.get(key)
+        if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
+            entries = header_entries(checkpoint.path)
+            shape = self.shapes[key] = ModelShape.of(identify_shapes(checkpoint.name, shapes_of(entries)), entries)
         dtype_bytes = torch_dtype(self.options).itemsize
         need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
