@@ -38,9 +38,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from diffusers import EulerAncestralDiscreteScheduler
 
     from inferences.engine import ksampling
-    from inferences.engine.samplers import make_scheduler
     from inferences.engine.tiny import write_tiny_checkpoint
 
     torch.set_num_threads(args.threads)
@@ -97,7 +97,7 @@ def main() -> None:
         image.save(io.BytesIO(), format="PNG")
 
     def diffusers_euler_a(steps: int) -> None:
-        pipe.scheduler = make_scheduler("Euler a", None, config)  # diffusers' EulerAncestralDiscreteScheduler
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(config)  # diffusers' own Euler a
         pipe(
             prompt=payload["prompt"], negative_prompt=payload["negative_prompt"], num_inference_steps=steps,
             guidance_scale=7.0, width=args.size, height=args.size,

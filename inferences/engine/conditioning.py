@@ -139,8 +139,3 @@ def sdxl_embedding(
     if zero:
         return torch.zeros_like(cond), torch.zeros_like(vector)
     return cond, vector
-
-
-def is_plain(text: str) -> bool:
-    """True when the prompt has no emphasis or BREAK (the case diffusers' own encoding already gets right)."""
-    return all(weight == 1.0 for _, weight in parse_attention(text))

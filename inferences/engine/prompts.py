@@ -89,10 +89,6 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     return merged or [("", 1.0)]
 
 
-def plain_text(segments: list[tuple[str, float]]) -> str:
-    return " ".join("".join(text if weight != -1 else " " for text, weight in segments).split())
-
-
 def _word(word: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
 

@@ -162,41 +162,19 @@ def label(name: str, schedule: str | None) -> tuple[str, str | None]:
     return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
 
 
-# The diffusers schedulers nearest to each k-diffusion name: jobs never run them (every k-diffusion name runs
-# k-diffusion's own function); bench/engine_overhead.py compares a step of each implementation.
-DIFFUSERS_STAND_INS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-    "DPM2": ("KDPM2DiscreteScheduler", {}),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
-    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "DPM++ 2M SDE Heun": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    "DPM fast": ("DPMSolverSinglestepScheduler", {}),
-    "DPM adaptive": ("DPMSolverSinglestepScheduler", {}),
-    "Restart": ("HeunDiscreteScheduler", {}),
-}
-
-
 def make_scheduler(name: str, schedule: str | None, base_config: Any) -> Any:
     """A fresh diffusers scheduler for one job (schedulers keep per-run state), built on the model's own training
-    config: DDIM, PLMS, UniPC and LCM, or (for the benchmark) a k-diffusion name's diffusers counterpart."""
+    config: DDIM, PLMS, UniPC and LCM (every other name runs k-diffusion, ksampling.py)."""
     import diffusers
 
     sampler = SAMPLERS[name]
-    class_name, overrides = (
-        (sampler.scheduler_class, dict(sampler.overrides)) if not sampler.k_diffusion else DIFFUSERS_STAND_INS[name]
-    )
-    scheduler_class = getattr(diffusers, class_name)
+    if sampler.k_diffusion:
+        raise ValueError(f"{name} runs k-diffusion's {sampler.function}, not a diffusers scheduler")
+    overrides = dict(sampler.overrides)
+    scheduler_class = getattr(diffusers, sampler.scheduler_class)
     config = dict(base_config)
     for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps"):
         config.pop(key, None)
-    karras = (schedule or (sampler.schedule if sampler.k_diffusion else "")) == "karras"
-    if karras and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
+    if schedule == "karras" and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
         overrides = {**overrides, "use_karras_sigmas": True}
     return scheduler_class.from_config(config, **overrides)
