@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import images, ksampling
 from .conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
-from .errors import Cancelled, EngineError
+from .errors import Cancelled, EngineError, first_line
 from .infotext import infotext
 from .loading import LoadedModel
 from .memory import TILE_ABOVE_PIXELS
@@ -106,7 +106,7 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
                 layout = {} if hasattr(pipe, "text_encoder_2") else {"unet_config": pipe.unet.config}
                 pipe.load_lora_weights(str(lora.path), adapter_name=adapter, **layout)
             except Exception as exc:
-                raise EngineError(f"the LoRA {lora.name} does not fit this checkpoint: {_first_line(exc)}") from exc
+                raise EngineError(f"the LoRA {lora.name} does not fit this checkpoint: {first_line(exc)}") from exc
             notes.append(f"{lora.stem}: {lora.short_hash}")
         if weights:
             pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
@@ -118,7 +118,7 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
                 pipe.load_textual_inversion(str(embedding.path), token=token)
             except Exception as exc:
                 raise EngineError(
-                    f"the embedding {embedding.name} does not fit this checkpoint: {_first_line(exc)}"
+                    f"the embedding {embedding.name} does not fit this checkpoint: {first_line(exc)}"
                 ) from exc
             text = replace_word(text, embedding.stem, token)
             negative_text = replace_word(negative_text, embedding.stem, token)
@@ -128,11 +128,6 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
             pipe.unload_lora_weights()
         if embeddings:
             pipe.unload_textual_inversion()
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:

@@ -9,7 +9,7 @@ import torch
 
 from .configs_path import config_folder
 from .device import module_bytes, torch_dtype, tune
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .identify import Architecture, identify
 from .options import EngineOptions, ModelFile
 
@@ -59,7 +59,7 @@ def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOpti
             kwargs["vae"] = AutoencoderKL.from_single_file(str(vae.path), subfolder="vae", **common)
         except Exception as exc:  # diffusers raises bare Exceptions/KeyErrors for files it cannot map
             raise EngineError(
-                f"the VAE {vae.name} could not be loaded for {architecture.label}: {_reason(exc)}"
+                f"the VAE {vae.name} could not be loaded for {architecture.label}: {first_line(exc)}"
             ) from exc
     if architecture.family == "sd1":
         pipeline_class: Any = StableDiffusionPipeline
@@ -69,14 +69,9 @@ def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOpti
     try:
         pipe = pipeline_class.from_single_file(str(checkpoint.path), **kwargs)
     except Exception as exc:
-        raise EngineError(f"{checkpoint.name} could not be loaded as {architecture.label}: {_reason(exc)}") from exc
+        raise EngineError(f"{checkpoint.name} could not be loaded as {architecture.label}: {first_line(exc)}") from exc
     pipe = tune(pipe, options)
     if getattr(pipe.vae.config, "force_upcast", False) and dtype == torch.float16:
         # SDXL's VAE overflows in fp16 (black or NaN pictures): A1111's --no-half-vae, always
         pipe.vae.to(torch.float32)
     return LoadedModel(architecture, checkpoint, vae, pipe, module_bytes(pipe))
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

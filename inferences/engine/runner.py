@@ -12,7 +12,7 @@ from PIL import Image
 
 from . import images
 from .cache import PipelineCache
-from .errors import EngineError
+from .errors import EngineError, first_line
 from .infotext import VERSION
 from .memory import Estimate, ModelShape, check_fits, estimate
 from .options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
@@ -96,7 +96,7 @@ class Engine:
                 release_memory()
                 raise EngineError(
                     f"the worker ran out of memory running this job (estimated {need.describe()}): "
-                    f"{_first_line(exc)}; lower width/height or batch_size"
+                    f"{first_line(exc)}; lower width/height or batch_size"
                 ) from exc
         pngs = [
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
@@ -207,8 +207,3 @@ def _generation_info(request: Generation, model: Any, generated: Generated) -> d
         "is_using_inpainting_conditioning": False,
         "version": VERSION,
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
