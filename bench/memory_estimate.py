@@ -22,15 +22,14 @@ import json, resource, sys
 from pathlib import Path
 import torch
 torch.set_num_threads(2)
-from inferences.engine.identify import header_entries, identify_shapes, shapes_of
+from inferences.engine.identify import header_entries
 from inferences.engine.memory import ModelShape, estimate
 from inferences.engine.options import EngineOptions, JobFiles, ModelFile
 from inferences.engine.runner import Engine
 
 path, width, height, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 files = JobFiles(checkpoint=ModelFile(path, path.name, sha256="bench"))
-entries = header_entries(path)
-shape = ModelShape.of(identify_shapes(path.name, shapes_of(entries)), entries)
+shape = ModelShape.of(path.name, header_entries(path))
 need = estimate(shape, width, height, batch, 4)
 engine = Engine(EngineOptions(threads=2, memory_bytes=1 << 50))
 payload = {"prompt": "a cat", "steps": 2, "sampler_name": "Euler a", "seed": 1}

@@ -5,7 +5,6 @@ writing results) is in execution.py.
 """
 
 import logging
-import struct
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +26,7 @@ from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, webhooks
 from .engine.errors import EngineError
-from .engine.identify import MAX_HEADER_BYTES, identify_shapes, parse_header, shapes_of
+from .engine.identify import read_entries
 from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory
 from .engine.payload import Generation, load_payload, names_model, parse_request, unhonoured_message
 from .engine_options import engine_limits
@@ -191,9 +190,8 @@ def _check_memory(job: InferenceJob, request: Any) -> None:
     if file is None:
         return  # no model: the worker says so
     storage = get_storage()
-    (length,) = struct.unpack("<Q", storage.read_range(file.key, 0, 8))
-    header = parse_header(file.name, storage.read_range(file.key, 8, min(length, MAX_HEADER_BYTES)))
-    shape = ModelShape.of(identify_shapes(file.name, shapes_of(header)), header)
+    header = read_entries(file.name, lambda start, length: storage.read_range(file.key, start, length))
+    shape = ModelShape.of(file.name, header)
     dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
     need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())

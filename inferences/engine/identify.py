@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,18 +51,25 @@ SIGNATURES: dict[Architecture, dict[str, list[int]]] = {
 def header_entries(path: Path) -> dict[str, dict[str, object]]:
     """The JSON header at the start of a .safetensors file: tensor name -> {dtype, shape, data_offsets}."""
     with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise EngineError(f"{path.name} is not a safetensors file (it is {len(head)} bytes long)")
-        (length,) = struct.unpack("<Q", head)
-        if length > MAX_HEADER_BYTES:
-            raise EngineError(f"{path.name} is not a safetensors file (its header cannot be read)")
-        return parse_header(path.name, handle.read(length))
+
+        def read(start: int, length: int) -> bytes:
+            handle.seek(start)
+            return handle.read(length)
+
+        return read_entries(path.name, read)
 
 
-def parse_header(name: str, raw: bytes) -> dict[str, dict[str, object]]:
+def read_entries(name: str, read: Callable[[int, int], bytes]) -> dict[str, dict[str, object]]:
+    """The same from any reader of byte ranges, `read(start, length)`: a local file, or the object store (the API
+    reads a stored checkpoint's header without fetching the file)."""
+    head = read(0, 8)
+    if len(head) < 8:
+        raise EngineError(f"{name} is not a safetensors file (it is {len(head)} bytes long)")
+    (length,) = struct.unpack("<Q", head)
+    if length > MAX_HEADER_BYTES:
+        raise EngineError(f"{name} is not a safetensors file (its header cannot be read)")
     try:
-        header = json.loads(raw)
+        header = json.loads(read(8, length))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EngineError(f"{name} is not a safetensors file (its header is not JSON)") from exc
     if not isinstance(header, dict):

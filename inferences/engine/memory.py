@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .configs_path import config_folder
 from .errors import EngineError
-from .identify import Architecture
+from .identify import identify_shapes, shapes_of
 
 GIB = 1024**3
 # Measured (bench/memory_estimate.py): bytes of working set per latent pixel x UNet width x dtype byte, for the CFG
@@ -42,8 +42,10 @@ class ModelShape:
     tile: int = 512  # the VAE's tile side when decoding in tiles
 
     @classmethod
-    def of(cls, architecture: Architecture, header: dict[str, dict[str, object]]) -> ModelShape:
-        """From the header of a checkpoint of `architecture` (its VAE tile from the shipped config folder)."""
+    def of(cls, name: str, header: dict[str, dict[str, object]]) -> ModelShape:
+        """From the header of checkpoint `name`, identified as one of the shipped architectures (whose config
+        folder gives the VAE's tile); an unknown one is refused as loading it would be."""
+        architecture = identify_shapes(name, shapes_of(header))
         vae_config = json.loads((config_folder(architecture.name) / "vae" / "config.json").read_text())
         return cls.from_header(header, tile=int(vae_config.get("sample_size", 512)))
 

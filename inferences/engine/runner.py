@@ -119,13 +119,12 @@ class Engine:
     def _check_memory(self, request: Generation, checkpoint: ModelFile) -> Estimate:
         """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget."""
         from .device import memory_budget, torch_dtype
-        from .identify import header_entries, identify_shapes, shapes_of
+        from .identify import header_entries
 
         key = (str(checkpoint.path), checkpoint.sha256)
         shape = self.shapes.get(key)
         if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
-            entries = header_entries(checkpoint.path)
-            shape = self.shapes[key] = ModelShape.of(identify_shapes(checkpoint.name, shapes_of(entries)), entries)
+            shape = self.shapes[key] = ModelShape.of(checkpoint.name, header_entries(checkpoint.path))
         dtype_bytes = torch_dtype(self.options).itemsize
         need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")

@@ -7,7 +7,7 @@ import pytest
 from inferences.engine import generate as generate_module
 from inferences.engine import memory
 from inferences.engine.errors import EngineError
-from inferences.engine.identify import SD15, header_entries, identify_shapes, shapes_of
+from inferences.engine.identify import SD15, header_entries
 from inferences.engine.memory import GIB, ModelShape, default_budget, estimate
 from inferences.engine.options import EngineOptions, JobFiles
 from inferences.engine.runner import Engine
@@ -19,8 +19,7 @@ from .test_identify import meta_pipeline
 
 
 def tiny_shape(models) -> ModelShape:
-    entries = header_entries(models["checkpoint"].path)
-    return ModelShape.of(identify_shapes("tiny", shapes_of(entries)), entries)
+    return ModelShape.of("tiny", header_entries(models["checkpoint"].path))
 
 
 def test_the_estimate_grows_with_size_and_batch_and_tiling_bounds_the_decode(models):
