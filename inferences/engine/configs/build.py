@@ -318,31 +318,29 @@ def build(wheel: Path) -> None:
     write_configs()
 
 
+# folder -> (pipeline index, scheduler, UNet, VAE, CLIP-L, OpenCLIP-G or None for SD 1.x)
+FOLDERS: dict[str, tuple[dict[str, Any], ...]] = {
+    "sd15": (SD1_INDEX, SD_SCHEDULER, SD1_UNET, SD_VAE, CLIP_L),
+    "sd1-tiny": (SD1_INDEX, SD_SCHEDULER, TINY_UNET, TINY_VAE, TINY_CLIP),
+    "sdxl": (SDXL_INDEX, SDXL_SCHEDULER, SDXL_UNET, SDXL_VAE, {**CLIP_L, "projection_dim": 768}, SDXL_CLIP_G),
+    "sdxl-tiny": (SDXL_INDEX, SDXL_SCHEDULER, TINY_SDXL_UNET, TINY_SDXL_VAE, TINY_SDXL_CLIP_L, TINY_SDXL_CLIP_G),
+}
+
+
 def write_configs() -> None:
     """Every folder's JSON (the tokenizer vocabulary must exist in sd15/tokenizer: `build` writes it)."""
-    for name, unet, vae, clip in (("sd15", SD1_UNET, SD_VAE, CLIP_L), ("sd1-tiny", TINY_UNET, TINY_VAE, TINY_CLIP)):
+    for name, (index, scheduler, unet, vae, clip_l, *clip_g) in FOLDERS.items():
         folder = HERE / name
-        _json(folder / "model_index.json", SD1_INDEX)
-        _json(folder / "unet" / "config.json", unet)
-        _json(folder / "vae" / "config.json", vae)
-        _json(folder / "text_encoder" / "config.json", clip)
-        _json(folder / "scheduler" / "scheduler_config.json", SD_SCHEDULER)
-    _link_tokenizer(HERE / "sd1-tiny" / "tokenizer", "<|endoftext|>")
-
-    sdxl = (
-        ("sdxl", SDXL_UNET, SDXL_VAE, {**CLIP_L, "projection_dim": 768}, SDXL_CLIP_G),
-        ("sdxl-tiny", TINY_SDXL_UNET, TINY_SDXL_VAE, TINY_SDXL_CLIP_L, TINY_SDXL_CLIP_G),
-    )
-    for name, unet, vae, clip_l, clip_g in sdxl:
-        folder = HERE / name
-        _json(folder / "model_index.json", SDXL_INDEX)
+        _json(folder / "model_index.json", index)
         _json(folder / "unet" / "config.json", unet)
         _json(folder / "vae" / "config.json", vae)
         _json(folder / "text_encoder" / "config.json", clip_l)
-        _json(folder / "text_encoder_2" / "config.json", clip_g)
-        _json(folder / "scheduler" / "scheduler_config.json", SDXL_SCHEDULER)
-        _link_tokenizer(folder / "tokenizer", "<|endoftext|>")
-        _link_tokenizer(folder / "tokenizer_2", "!")
+        _json(folder / "scheduler" / "scheduler_config.json", scheduler)
+        if name != "sd15":  # sd15 holds the vocabulary itself
+            _link_tokenizer(folder / "tokenizer", "<|endoftext|>")
+        if clip_g:  # SDXL's second text encoder; OpenCLIP pads with "!"
+            _json(folder / "text_encoder_2" / "config.json", clip_g[0])
+            _link_tokenizer(folder / "tokenizer_2", "!")
 
 
 if __name__ == "__main__":
