@@ -27,7 +27,6 @@ VAE_FACTOR = 10
 BASELINE_BYTES = 700 * 1024**2  # torch, diffusers and the worker's own Python, resident before any model
 TILE_ABOVE_PIXELS = 1536 * 1536  # decode larger images in tiles (diffusers' tiled_decode), bounding the VAE's peak
 MODEL_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 VAE_CONV_OUT = "first_stage_model.decoder.conv_out.weight"
 
