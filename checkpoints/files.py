@@ -90,8 +90,9 @@ def check_filename(name: str) -> str:
     lowered = name.lower()
     if lowered.endswith(PICKLE_EXTENSIONS):
         raise FileRejected(
-            f"{name} is a pickle format, which can run code when loaded, so it is refused: "
-            "convert it to .safetensors (for example with the safetensors library's convert script) and upload that"
+            f"{name} is a pickle format, which can run code when loaded, so it is refused: upload the model's "
+            ".safetensors release (ControlNet, LoRA and upscaler models publish one), or convert it to .safetensors "
+            "(for example with the safetensors library's convert script) and upload that"
         )
     if not lowered.endswith(ALLOWED_EXTENSIONS):
         raise FileRejected(f"{name}: only .safetensors and .yaml files (or tar archives of them) are accepted")
@@ -145,10 +146,10 @@ def _tensor_span(name: str, tensor: str, entry: Any) -> tuple[int, int]:
     return begin, end
 
 
-def check_safetensors(storage: ObjectStorage, key: str, name: str, size: int) -> None:
+def check_safetensors(storage: ObjectStorage, key: str, name: str, size: int) -> dict[str, list[int]]:
     """The header must describe exactly the bytes that follow it, as the safetensors library demands when it loads
     the file: every tensor's span matches its shape and dtype, the spans follow one another without gap or overlap,
-    and together they cover the data to its last byte."""
+    and together they cover the data to its last byte. Returns tensor name -> shape."""
     head = storage.read_range(key, 0, 8)
     if _pickle_like(storage.read_range(key, 0, 4)):
         raise FileRejected(f"{name} holds pickled (torch) data, not safetensors; convert it to .safetensors")
@@ -180,6 +181,39 @@ def check_safetensors(storage: ObjectStorage, key: str, name: str, size: int) ->
             f"{name} is truncated or padded: its header describes {data_end} bytes of tensors, "
             f"the file holds {size - 8 - header_length}"
         )
+    return {tensor: list(entry["shape"]) for tensor, entry in header.items()}
+
+
+# Tensor-name prefixes that give away what a file is, for the types whose files are checked against their type.
+CONTROLNET_MARKS = ("control_model.input_hint_block.", "input_hint_block.", "controlnet_cond_embedding.")
+NOT_AN_UPSCALER = {
+    "model.diffusion_model.": "a Stable Diffusion checkpoint",
+    "lora_": "a LoRA",
+    "first_stage_model.": "a VAE",
+    "encoder.down.": "a VAE",
+    "cond_stage_model.": "a Stable Diffusion checkpoint",
+    "conditioner.": "a Stable Diffusion checkpoint",
+    **dict.fromkeys(CONTROLNET_MARKS, "a ControlNet"),
+}
+
+
+def check_kind(name: str, kind: str, shapes: dict[str, list[int]]) -> None:
+    """A ControlNet or upscaler file must look like one (the worker identifies it exactly when it loads it; this
+    refuses the wrong file at upload, with what it is instead)."""
+    if kind == "ControlNet" and not any(tensor.startswith(CONTROLNET_MARKS) for tensor in shapes):
+        raise FileRejected(
+            f"{name} is not a ControlNet model: it has no hint-encoder weights (input_hint_block or "
+            "controlnet_cond_embedding); upload a ControlNet .safetensors file, in the original or the diffusers "
+            "layout"
+        )
+    if kind == "Upscaler":
+        for prefix, what in NOT_AN_UPSCALER.items():
+            if any(tensor.startswith(prefix) for tensor in shapes):
+                raise FileRejected(f"{name} is {what}, not an upscaler model; upload it with that type")
+        if not any(len(shape) == 4 for shape in shapes.values()):
+            raise FileRejected(
+                f"{name} is not an upscaler model: it holds no convolution weights (ESRGAN-family networks do)"
+            )
 
 
 def check_yaml(storage: ObjectStorage, key: str, name: str, size: int) -> None:
@@ -193,11 +227,11 @@ def check_yaml(storage: ObjectStorage, key: str, name: str, size: int) -> None:
         raise FileRejected(f"{name} is not a YAML mapping (a model config)")
 
 
-def check_stored(storage: ObjectStorage, key: str, name: str, size: int) -> None:
-    """Check one stored (non-tar) file by its extension."""
+def check_stored(storage: ObjectStorage, key: str, name: str, size: int, kind: str = "") -> None:
+    """Check one stored (non-tar) file by its extension and, for the types that are checked, its content."""
     check_filename(name)
     if name.lower().endswith(SAFETENSORS):
-        check_safetensors(storage, key, name, size)
+        check_kind(name, kind, check_safetensors(storage, key, name, size))
     else:
         check_yaml(storage, key, name, size)
 
@@ -221,7 +255,7 @@ def _tar_member_name(member: tarfile.TarInfo) -> str:
     return check_filename(path.name)
 
 
-def extract_tar(storage: ObjectStorage, key: str, folder: str, limit: int) -> list[StoredFile]:
+def extract_tar(storage: ObjectStorage, key: str, folder: str, limit: int, kind: str = "") -> list[StoredFile]:
     """Unpack a stored tar archive into `folder` (streaming, constant memory) and check every file."""
     stored: list[StoredFile] = []
     total = 0
@@ -255,12 +289,19 @@ def extract_tar(storage: ObjectStorage, key: str, folder: str, limit: int) -> li
     if not stored:
         raise FileRejected("the tar archive holds no files")
     for file in stored:
-        check_stored(storage, f"{folder}/{file.name}", file.name, file.size)
+        check_stored(storage, f"{folder}/{file.name}", file.name, file.size, kind)
     return stored
 
 
 def ingest(
-    storage: ObjectStorage, *, folder: str, name: str, limit: int, sha256: str = "", size: int | None = None
+    storage: ObjectStorage,
+    *,
+    folder: str,
+    name: str,
+    limit: int,
+    sha256: str = "",
+    size: int | None = None,
+    kind: str = "",
 ) -> list[StoredFile]:
     """Check the stored object `folder/name` and return the files it makes: itself, or a tar's members.
 
@@ -268,11 +309,11 @@ def ingest(
     """
     key = f"{folder}/{name}"
     if is_tar(storage.read_range(key, 0, 512)):
-        files = extract_tar(storage, key, folder, limit)
+        files = extract_tar(storage, key, folder, limit, kind)
         if name not in {file.name for file in files}:
             storage.delete(key)  # the archive itself is not a model file
         return files
     if not sha256 or size is None:
         sha256, size = sha256_of(storage, key)
-    check_stored(storage, key, name, size)
+    check_stored(storage, key, name, size, kind)
     return [StoredFile(name=name, size=size, sha256=sha256)]

@@ -16,6 +16,9 @@ class CheckpointType(models.TextChoices):
     HYPERNETWORKS = "hypernetworks"
     CONTROLNET = "ControlNet"
     VAE = "VAE"
+    # Beyond ESD 1.4.0 (whose workers kept upscalers in their image): ESRGAN-family .safetensors models, for
+    # extra-single-image and the hires fix.
+    UPSCALER = "Upscaler"
 
 
 class CheckpointStatus(models.TextChoices):

@@ -284,8 +284,9 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progr
     finally:
         fetched.close()
     stored = files.ingest(
-        storage, folder=checkpoint.folder, name=file.name, limit=limit, sha256=digest.hexdigest(), size=size
-    )
+        storage, folder=checkpoint.folder, name=file.name, limit=limit, sha256=digest.hexdigest(), size=size,
+        kind=checkpoint.type,
+    )  # fmt: skip
     with transaction.atomic():
         _record_files(checkpoint, stored, replaced=file.name)
         # The final figures go with the final status, in one UPDATE: an Active row never shows a partial download.
@@ -361,8 +362,9 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
     try:
         size = storage.write_stream(checkpoint.key(name), hashed())
         stored = files.ingest(
-            storage, folder=checkpoint.folder, name=name, limit=limit, sha256=digest.hexdigest(), size=size
-        )
+            storage, folder=checkpoint.folder, name=name, limit=limit, sha256=digest.hexdigest(), size=size,
+            kind=checkpoint.type,
+        )  # fmt: skip
         _record_files(checkpoint, stored, replaced=name)
     except (files.FileRejected, StorageError) as exc:
         try:
@@ -475,7 +477,7 @@ def _complete(checkpoint: Checkpoint, pending: list[CheckpointFile], tags: dict[
         for file in pending:
             stored_all.append(
                 (file.name, files.ingest(storage, folder=checkpoint.folder, name=file.name,
-                                         limit=settings.ESD_MAX_CHECKPOINT_BYTES))
+                                         limit=settings.ESD_MAX_CHECKPOINT_BYTES, kind=checkpoint.type))
             )  # fmt: skip
         with transaction.atomic():
             for name, stored in stored_all:

@@ -110,6 +110,8 @@ def _model_files(job: InferenceJob) -> JobFiles:
         vaes=of(CheckpointType.VAE),
         loras=of(CheckpointType.LORA),
         embeddings=of(CheckpointType.EMBEDDINGS),
+        controlnets=of(CheckpointType.CONTROLNET),
+        upscalers=of(CheckpointType.UPSCALER),
     )
 
 

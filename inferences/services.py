@@ -28,7 +28,8 @@ from . import completion, selectors, webhooks
 from .engine.errors import EngineError
 from .engine.identify import read_entries
 from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory
-from .engine.payload import Generation, load_payload, names_model, parse_request, unhonoured_message
+from .engine.model_names import names_model
+from .engine.payload import Generation, load_payload, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -111,11 +112,13 @@ def inference_create(
     if task_type not in TaskType.values:
         raise EsdError(400, TASK_LIST_MESSAGE.format(t=task_type))
     endpoint = _pick_endpoint(actor, inference_type, endpoint_name)  # ESD answers "no available ..." here already
-    used: dict[str, list[dict[str, Any]]] = {}
-    if task_type in GENERATION_TASKS:
-        used = _resolve_models(actor, models)
-        if not used.get(CheckpointType.STABLE_DIFFUSION):
-            raise EsdError(400, f"a {task_type} inference needs a Stable-diffusion model in models")
+    # Generations use every model type; extra-single-image only its upscalers (ESD clients send their current
+    # checkpoint with every task, and a background removal or Lanczos upscale must not depend on it).
+    if task_type not in GENERATION_TASKS:
+        models = {CheckpointType.UPSCALER: models[CheckpointType.UPSCALER]} if CheckpointType.UPSCALER in models else {}
+    used = _resolve_models(actor, models)
+    if task_type in GENERATION_TASKS and not used.get(CheckpointType.STABLE_DIFFUSION):
+        raise EsdError(400, f"a {task_type} inference needs a Stable-diffusion model in models")
     job = InferenceJob(
         task_type=task_type,
         inference_type=inference_type,
@@ -164,18 +167,22 @@ def _refuse(job: InferenceJob, message: str) -> EsdError:
     return EsdError(400, message)
 
 
-def _check_model_override(job: InferenceJob, request: Any) -> None:
-    """`override_settings.sd_model_checkpoint` must name one of the job's Stable-diffusion models: refused at start
-    (rather than failing on the worker), since the models are fixed when the job is created."""
-    name = getattr(request, "checkpoint_name", None)
-    if name is None:
-        return
-    models = [entry["model_name"] for entry in job.used_models.get(CheckpointType.STABLE_DIFFUSION, [])]
-    if not any(names_model(name, model) for model in models):
-        raise EngineError(
-            f"override_settings.sd_model_checkpoint names {name!r}, but the job's Stable-diffusion models are: "
-            f"{', '.join(models) or 'none'}; create the job with that model among them"
+def _check_named_models(job: InferenceJob, request: Any) -> None:
+    """Every model the payload names (override_settings.sd_model_checkpoint, ControlNet units' models, the hires
+    checkpoint and upscalers) must be one of the job's models of that type: refused at start rather than failing on
+    the worker, since the models are fixed when the job is created."""
+    named = list(request.named_models()) if hasattr(request, "named_models") else []
+    if getattr(request, "checkpoint_name", None) is not None:
+        named.insert(
+            0, (CheckpointType.STABLE_DIFFUSION, request.checkpoint_name, "override_settings.sd_model_checkpoint")
         )
+    for model_type, name, key in named:
+        models = [entry["model_name"] for entry in job.used_models.get(model_type, [])]
+        if not any(names_model(name, model) for model in models):
+            raise EngineError(
+                f"{key} names {name!r}, but the job's {model_type} models are: {', '.join(models) or 'none'}; "
+                "create the job with that model among them"
+            )
 
 
 def _check_memory(job: InferenceJob, request: Any) -> None:
@@ -193,7 +200,7 @@ def _check_memory(job: InferenceJob, request: Any) -> None:
     header = read_entries(file.name, lambda start, length: storage.read_range(file.key, start, length))
     shape = ModelShape.of(file.name, header)
     dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
-    need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
+    need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes)
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
     check_fits(need, budget, "a worker has")
 
@@ -208,7 +215,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         _check_models_still_usable(actor, job)
         raw = _read_payload(job)
         request = parse_request(job.task_type, load_payload(raw), engine_limits())
-        _check_model_override(job, request)
+        _check_named_models(job, request)
         _check_memory(job, request)
         if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
             raise EngineError(unhonoured_message(request.ignored))

@@ -68,14 +68,13 @@ def memory_budget(options: EngineOptions) -> int:
 
 def module_bytes(pipe: Any) -> int:
     """Memory held by a pipeline's weights and buffers (what the pipeline cache budgets)."""
-    total = 0
-    seen: set[int] = set()
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module) and id(component) not in seen:
-            seen.add(id(component))
-            for tensor in (*component.parameters(), *component.buffers()):
-                total += tensor.numel() * tensor.element_size()
-    return total
+    unique = {id(component): component for component in pipe.components.values()}
+    return sum(module_bytes_of(component) for component in unique.values() if isinstance(component, torch.nn.Module))
+
+
+def module_bytes_of(module: torch.nn.Module) -> int:
+    """Memory held by one module's weights and buffers."""
+    return sum(tensor.numel() * tensor.element_size() for tensor in (*module.parameters(), *module.buffers()))
 
 
 def release_memory() -> None:

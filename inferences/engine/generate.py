@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
 
 from . import images, ksampling
 from .conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
+from .controlnet import PreparedUnit, prepare_units
+from .controlnet_payload import CONTROL_MODES, RESIZE_MODES
 from .errors import Cancelled, EngineError, first_line
+from .hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
 from .infotext import infotext
 from .loading import LoadedModel
 from .memory import TILE_ABOVE_PIXELS
+from .model_names import names_model
 from .options import JobFiles, ModelFile, Progress
-from .payload import Generation, names_model, unhonoured_message
+from .payload import Generation, unhonoured_message
 from .prompt_schedule import prompt_schedule
 from .prompts import mentions, replace_word
 from .samplers import SAMPLERS, make_scheduler
+from .upscalers import find_upscaler, resize_with, run_model
 
 
 @dataclass
@@ -31,6 +37,8 @@ class Generated:
     seeds: list[int] = field(default_factory=list)
     subseeds: list[int] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
+    detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet's, returned after the pictures
+    control_notes: list[str] = field(default_factory=list)  # the units' infotext entries
     seconds: float = 0.0
 
 
@@ -46,6 +54,21 @@ def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
     raise EngineError(
         f"override_settings.sd_model_checkpoint names {request.checkpoint_name!r}, but the job's Stable-diffusion "
         f"models are: {known}; add it to the job's models when creating it"
+    )
+
+
+def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile) -> ModelFile | None:
+    """The hires fix's `hr_checkpoint_name` among the job's Stable-diffusion models; None: the first pass's."""
+    name = request.hires.checkpoint_name if request.hires is not None else None
+    if name is None or names_model(name, first.name):
+        return None
+    for checkpoint in files.checkpoints:
+        if names_model(name, checkpoint.name):
+            return checkpoint
+    known = ", ".join(checkpoint.name for checkpoint in files.checkpoints) or "none"
+    raise EngineError(
+        f"hr_checkpoint_name names {name!r}, but the job's Stable-diffusion models are: {known}; add it to the "
+        "job's models when creating it"
     )
 
 
@@ -141,11 +164,21 @@ def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
         missing.append("override_settings.eta_noise_seed_delta (needs the k-diffusion path)")
     if any(len(prompt_schedule(text, request.steps)) > 1 for text in (request.text, request.negative_text)):
         missing.append("prompt editing [from:to:when] / [a|b] (needs the k-diffusion path; the text is used as is)")
+    if request.control_units:
+        missing.append("alwayson_scripts.controlnet (ControlNet runs with the k-diffusion samplers)")
+    if request.hires is not None:
+        missing.append("enable_hr (the hires fix runs with the k-diffusion samplers)")
     return missing
 
 
 def generate(
-    model: LoadedModel, request: Generation, files: JobFiles, progress: Progress, refuse_unhonoured: bool = False
+    model: LoadedModel,
+    request: Generation,
+    files: JobFiles,
+    progress: Progress,
+    tools: Tools,
+    refuse_unhonoured: bool = False,
+    hires_model: LoadedModel | None = None,
 ) -> Generated:
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
@@ -156,6 +189,7 @@ def generate(
     if not use_k_diffusion:
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
         request.ignored += _needs_the_k_diffusion_loop(request)
+        request.control_units, request.hires = [], None
     if refuse_unhonoured and request.ignored:
         raise EngineError(unhonoured_message(request.ignored))
     seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
@@ -167,13 +201,14 @@ def generate(
     is_sd1 = model.architecture.family == "sd1"
     step_base = 0
     if use_k_diffusion:
-        result.images, lora_hashes = _k_diffusion_images(
-            model, pipe, request, files, progress, result.seeds, result.subseeds, seed
-        )
+        lora_hashes = _k_diffusion_images(model, request, files, progress, result, seed, tools, hires_model)
         for index, image_seed in enumerate(result.seeds):
             result.infotexts.append(
-                infotext(request, model, model.vae, image_seed, index, lora_hashes, subseed=result.subseeds[index])
-            )
+                infotext(
+                    request, model, model.vae, image_seed, index, lora_hashes, subseed=result.subseeds[index],
+                    control_notes=result.control_notes, hires_model=hires_model,
+                )
+            )  # fmt: skip
         result.seconds = time.perf_counter() - started
         return result
 
@@ -241,102 +276,258 @@ def generate(
     return result
 
 
+class Tools(Protocol):
+    """What a generation borrows from the engine's caches: ControlNet and upscaler models."""
+
+    def controlnet(self, file: ModelFile, model: LoadedModel) -> Any: ...
+
+    def upscaler(self, file: ModelFile) -> Any: ...
+
+
+@dataclass
+class _Run:
+    """One loaded model ready for k-diffusion: its pipeline, its denoiser, and its prompts encoded once each."""
+
+    model: LoadedModel
+    pipe: Any
+    denoiser: Any
+    device: torch.device
+    sdxl: bool
+    encoded: dict[tuple[str, bool, int, int], ksampling.TextCond] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> _Run:
+        pipe = model.pipeline("txt2img")
+        return cls(
+            model, pipe, ksampling.denoiser(pipe.unet, model.base.scheduler.config),
+            ksampling.parameter_device(pipe.unet), model.architecture.family == "sdxl",
+        )  # fmt: skip
+
+    def text_cond(self, request: Generation, text: str, negative: bool, width: int, height: int) -> ksampling.TextCond:
+        key = (text, negative, width, height)
+        if key not in self.encoded:
+            if not self.sdxl:
+                self.encoded[key] = ksampling.TextCond(
+                    sd1_embedding(self.pipe, text, request.clip_skip).to(self.device)
+                )
+            else:
+                hidden, pooled = sdxl_embedding(
+                    self.pipe, text, request.clip_skip, request.clip_l_skip, zero=negative and text == ""
+                )
+                # A1111's SDXL size conditioning: original and target size are the picture's, the crop is 0, 0.
+                time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=self.device)
+                self.encoded[key] = ksampling.TextCond(hidden.to(self.device), pooled.to(self.device), time_ids)
+        return self.encoded[key]
+
+    def conditioning(
+        self, request: Generation, texts: tuple[str, str], sampler: str, steps: int, size: tuple[int, int], count: int
+    ) -> ksampling.Conditioning:
+        """Both prompts over the pass's steps (prompt editing is scheduled over the model evaluations: twice the
+        steps for second-order samplers, as A1111 counts them), repeated for a batch of `count`."""
+        edit_steps = steps * (2 if SAMPLERS[sampler].second_order else 1)
+
+        def schedule(text: str, negative: bool) -> ksampling.Schedule:
+            return [
+                (end, self.text_cond(request, in_force, negative, *size).repeat(count))
+                for end, in_force in prompt_schedule(text, edit_steps)
+            ]
+
+        return ksampling.Conditioning(cond=schedule(texts[0], False), uncond=schedule(texts[1], True))
+
+    def decode(self, latents: torch.Tensor, width: int, height: int) -> list[Image.Image]:
+        vae = self.pipe.vae
+        with tiled_if_large(vae, width, height):
+            decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
+        return self.pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+
+
+def _control(units: list[PreparedUnit], run: _Run, size: tuple[int, int], steps: int, second: bool) -> Any:
+    dtype = ksampling.parameter_dtype(run.pipe.unet)
+    active = [unit.active(*size, run.device, dtype) for unit in units if unit.runs_in(second)]
+    return ksampling.ControlPass(active, steps) if active else None
+
+
 def _k_diffusion_images(
     model: LoadedModel,
-    pipe: Any,
     request: Generation,
     files: JobFiles,
     progress: Progress,
-    seeds: list[int],
-    subseeds: list[int],
+    result: Generated,
     seed: int,
-) -> tuple[list[Image.Image], list[str]]:
+    tools: Tools,
+    hires_model: LoadedModel | None,
+) -> list[str]:
     """txt2img, img2img and inpainting as A1111 runs them, for SD 1.x and SDXL: k-diffusion's sampler over the
     UNet, A1111's noise, conditioning and img2img schedule (the last denoising_strength x steps of the full one),
-    a regular model's inpainting by latent blending, decoded by the model's VAE."""
-    denoiser = ksampling.denoiser(pipe.unet, model.base.scheduler.config)
-    device = ksampling.parameter_device(pipe.unet)
-    vae = pipe.vae
-    sdxl = model.architecture.family == "sdxl"
+    a regular model's inpainting by latent blending, ControlNet residuals, and the hires fix's second pass; the
+    pictures are decoded by the model's VAE. Returns the LoRA hashes the infotext names."""
+    first = _Run.of(model)
+    size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
-    out: list[Image.Image] = []
-    done = 0
     originals, sources, mask = _img2img_inputs(request, seed, latent_fill=True)
-    keep = None if mask is None else _latent_keep(mask, shape).to(device)
-    # A1111's SDXL size conditioning: original and target size are the picture's, the crop is 0, 0.
-    time_ids = torch.tensor([[request.height, request.width, 0, 0, request.height, request.width]], device=device)
-    # A1111 schedules prompt editing over the model evaluations: twice the steps for second-order samplers.
-    edit_steps = request.steps * (2 if SAMPLERS[request.sampler].second_order else 1)
-    with extra_networks(pipe, request, files) as networks, torch.inference_mode():
-        encoded: dict[tuple[str, bool], ksampling.TextCond] = {}
-
-        def text_cond(text: str, negative: bool) -> ksampling.TextCond:
-            if not sdxl:
-                return ksampling.TextCond(sd1_embedding(pipe, text, request.clip_skip).to(device))
-            hidden, pooled = sdxl_embedding(
-                pipe, text, request.clip_skip, request.clip_l_skip, zero=negative and text == ""
-            )
-            return ksampling.TextCond(hidden.to(device), pooled.to(device), time_ids)
-
-        def schedule(text: str, negative: bool) -> ksampling.Schedule:
-            entries = []
-            for end, in_force in prompt_schedule(text, edit_steps):
-                if (in_force, negative) not in encoded:
-                    encoded[in_force, negative] = text_cond(in_force, negative)
-                entries.append((end, encoded[in_force, negative]))
-            return entries
-
-        cond_schedule, uncond_schedule = schedule(networks.text, False), schedule(networks.negative_text, True)
-        full = ksampling.sigmas_for(denoiser, request.sampler, request.schedule, request.steps)
+    keep = None if mask is None else _latent_keep(mask, shape).to(first.device)
+    units = prepare_units(
+        request.control_units, files.controlnets, lambda file: tools.controlnet(file, model),
+        request.init_images, request.width, request.height, seed,
+    )  # fmt: skip
+    hires = request.hires
+    second_steps = (hires.steps or request.steps) if hires is not None and hires.denoising_strength > 0 else 0
+    full = ksampling.sigmas_for(first.denoiser, request.sampler, request.schedule, request.steps)
+    first_steps = (
+        request.steps if request.task == "txt2img" else int(min(request.denoising_strength, 0.999) * request.steps) + 1
+    )
+    per_batch = max(1, first_steps) + second_steps
+    done = 0
+    with ExitStack() as stack:
+        networks = stack.enter_context(extra_networks(first.pipe, request, files))
+        second = first
+        if hires_model is not None and hires_model is not model:
+            second = _Run.of(hires_model)
+            stack.enter_context(extra_networks(second.pipe, request, files))
+        stack.enter_context(torch.inference_mode())
+        texts = (networks.text, networks.negative_text)
         for iteration in range(request.n_iter):
-            first = iteration * request.batch_size
-            batch_seeds = seeds[first : first + request.batch_size]
+            start = iteration * request.batch_size
+            batch_seeds = result.seeds[start : start + request.batch_size]
+            batch_subseeds = result.subseeds[start : start + len(batch_seeds)]
             count = len(batch_seeds)
             noise = ksampling.ImageNoise(
-                shape, batch_seeds, device, request.noise_seed_delta,
-                subseeds=subseeds[first : first + count], subseed_strength=request.subseed_strength,
-                resize_from=request.seed_resize_from,
+                shape, batch_seeds, first.device, request.noise_seed_delta, subseeds=batch_subseeds,
+                subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
             )  # fmt: skip
-            sigmas = full.to(device)
+            sigmas = full.to(first.device)
             inpaint = None
-            picks = [(first + k) % len(sources) for k in range(count)] if sources else []
+            picks = [(start + k) % len(sources) for k in range(count)] if sources else []
             if request.task == "txt2img":
                 x = noise.next() * sigmas[0]
             else:
-                init = _encode(pipe, [sources[pick] for pick in picks], batch_seeds)
+                init = _encode(first.pipe, [sources[pick] for pick in picks], batch_seeds)
                 if keep is not None:
                     init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds)
                     inpaint = ksampling.LatentMask(init, keep)
                 t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
-            conditioning = ksampling.Conditioning(
-                cond=[(end, cond.repeat(count)) for end, cond in cond_schedule],
-                uncond=[(end, cond.repeat(count)) for end, cond in uncond_schedule],
-            )
-            per_batch = max(1, len(sigmas) - 1)
-
-            def on_step(index: int, base: int = done, per_batch: int = per_batch) -> None:
-                if progress.cancelled():
-                    raise Cancelled()
-                progress.step(base + min(index + 1, per_batch), per_batch * request.n_iter)
-
+            steps = max(1, len(sigmas) - 1)
             latents = ksampling.sample(
-                model_denoiser=denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
-                conditioning=conditioning, cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=on_step,
-                eta=request.eta, inpaint=inpaint,
+                model_denoiser=first.denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
+                conditioning=first.conditioning(request, texts, request.sampler, request.steps, size, count),
+                cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request),
+                eta=request.eta, inpaint=inpaint, control=_control(units, first, size, steps, second=False),
             )  # fmt: skip
+            if hires is None:
+                batch_images = first.decode(latents, request.width, request.height)
+            else:
+                batch_images = _hires_pass(
+                    first, second, latents, request, hires, texts, batch_seeds, batch_subseeds, units, tools, files,
+                    _on_step(progress, done + steps, per_batch, request),
+                )  # fmt: skip
             done += per_batch
-            with tiled_if_large(vae, request.width, request.height):
-                decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
-            batch_images = pipe.image_processor.postprocess(decoded.float(), output_type="pil")
             if mask is not None:
                 batch_images = [
                     images.overlay(image, originals[pick], mask)
                     for image, pick in zip(batch_images, picks, strict=True)
                 ]
-            out += batch_images
-    return out, networks.lora_hashes
+            result.images += batch_images
+    result.detected_maps = [unit.detected for unit in units if unit.unit.return_map]
+    result.control_notes = [control_note(unit) for unit in units]
+    return networks.lora_hashes
+
+
+def _on_step(progress: Progress, base: int, per_batch: int, request: Generation) -> Callable[[int], None]:
+    """The sampler's step callback: progress over every pass of every batch, and the job's cancel flag."""
+    total = per_batch * request.n_iter
+
+    def on_step(index: int) -> None:
+        if progress.cancelled():
+            raise Cancelled()
+        progress.step(min(base + index + 1, total), total)
+
+    return on_step
+
+
+def _hires_pass(
+    first: _Run,
+    second: _Run,
+    latents: torch.Tensor,
+    request: Generation,
+    hires: Hires,
+    texts: tuple[str, str],
+    seeds: list[int],
+    subseeds: list[int],
+    units: list[PreparedUnit],
+    tools: Tools,
+    files: JobFiles,
+    callback: Callable[[int], None],
+) -> list[Image.Image]:
+    """A1111's hires fix (StableDiffusionProcessingTxt2Img.sample_hr_pass): the first pass upscaled (its latent
+    interpolated, or its picture upscaled and encoded again), cropped to the asked box, then an img2img pass of
+    `hr_second_pass_steps` steps at `denoising_strength`, with noise drawn again from the same seeds."""
+    target = (hires.upscale_width, hires.upscale_height)
+    if hires.latent:
+        mode, antialias = LATENT_UPSCALERS[hires.upscaler]
+        samples = torch.nn.functional.interpolate(
+            latents, size=(target[1] // 8, target[0] // 8), mode=mode, antialias=antialias
+        )
+    else:
+        model = None
+        if hires.upscaler not in PIXEL_UPSCALERS:
+            descriptor = tools.upscaler(find_upscaler(hires.upscaler, files.upscalers, "hr_upscaler"))
+            model = partial(run_model, descriptor)
+        pictures = [
+            resize_with(picture, *target, hires.upscaler, model)
+            for picture in first.decode(latents, request.width, request.height)
+        ]
+        samples = _encode(second.pipe, pictures, seeds)
+    if hires.truncate_x or hires.truncate_y:
+        ty, tx = hires.truncate_y, hires.truncate_x
+        samples = samples[:, :, ty // 2 : samples.shape[2] - (ty + 1) // 2, tx // 2 : samples.shape[3] - (tx + 1) // 2]
+    size = (hires.width, hires.height)
+    if hires.denoising_strength == 0:  # nothing to denoise: the upscaled first pass is the picture
+        return second.decode(samples, *size)
+    sampler = hires.sampler or request.sampler
+    schedule = hires.schedule if hires.sampler is not None else request.schedule
+    steps = hires.steps or request.steps
+    # A1111's setup_img2img_steps with explicit steps: a schedule of steps / strength, of which exactly `steps` run
+    scheduled = int(steps / min(hires.denoising_strength, 0.999))
+    sigmas = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled).to(second.device)
+    sigmas = sigmas[scheduled - (steps - 1) - 1 :]
+    noise = ksampling.ImageNoise(
+        tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,
+        subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
+    )  # fmt: skip
+    x = samples.to(second.device) + noise.next() * sigmas[0]
+    hires_texts = (
+        texts[0] if hires.text is None else hires.text,
+        texts[1] if hires.negative_text is None else hires.negative_text,
+    )
+    latents = ksampling.sample(
+        model_denoiser=second.denoiser, name=sampler, sigmas=sigmas, x=x, noise=noise,
+        conditioning=second.conditioning(request, hires_texts, sampler, steps, target, len(seeds)),
+        cfg_scale=request.cfg_scale, seeds=seeds, callback=callback, eta=request.eta,
+        control=_control(units, second, size, len(sigmas) - 1, second=True),
+    )  # fmt: skip
+    return second.decode(latents, *size)
+
+
+def control_note(prepared: PreparedUnit) -> str:
+    """sd-webui-controlnet's infotext entry for a unit (`ControlNet 0: "Module: canny, Model: ..., ..."`)."""
+    unit = prepared.unit
+    fields = {
+        "Module": unit.module,
+        "Model": f"{prepared.file.stem} [{prepared.file.sha256[:8]}]" if prepared.file.sha256 else prepared.file.stem,
+        "Weight": unit.weight,
+        "Resize Mode": next(name for name, value in RESIZE_MODES.items() if value == unit.resize_mode),
+        "Processor Res": unit.processor_res,
+        "Threshold A": unit.threshold_a,
+        "Threshold B": unit.threshold_b,
+        "Guidance Start": unit.guidance_start,
+        "Guidance End": unit.guidance_end,
+        "Pixel Perfect": unit.pixel_perfect,
+        "Control Mode": next(name for name, value in CONTROL_MODES.items() if value == unit.control_mode),
+    }
+    text = ", ".join(f"{key}: {value}" for key, value in fields.items() if value is not None)
+    return f"ControlNet {unit.index}: {text}"
 
 
 @contextmanager

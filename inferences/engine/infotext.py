@@ -36,8 +36,11 @@ def infotext(
     index: int,
     lora_hashes: list[str],
     subseed: int | None = None,
+    control_notes: list[str] | None = None,
+    hires_model: LoadedModel | None = None,
 ) -> str:
     sampler, schedule = label(request.sampler, request.schedule)
+    hires = request.hires
     fields: dict[str, object] = {
         "Steps": request.steps,
         "Sampler": sampler,
@@ -52,15 +55,46 @@ def infotext(
         "Variation seed": subseed if request.subseed_strength else None,
         "Variation seed strength": request.subseed_strength or None,
         "Seed resize from": "{}x{}".format(*request.seed_resize_from) if request.seed_resize_from else None,
-        "Denoising strength": request.denoising_strength if request.task == "img2img" else None,
+        "Denoising strength": (
+            request.denoising_strength
+            if request.task == "img2img"
+            else hires.denoising_strength
+            if hires is not None
+            else None
+        ),
         "Mask blur": request.mask_blur_x if request.mask is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "ENSD": request.noise_seed_delta or None,
         "Batch size": request.batch_size if request.batch_size > 1 else None,
         "Batch pos": index % request.batch_size if request.batch_size > 1 else None,
+        **(_hires_fields(request, hires_model) if hires is not None else {}),
+        **{note.split(": ", 1)[0]: note.split(": ", 1)[1] for note in control_notes or []},
         "Lora hashes": ", ".join(lora_hashes) if lora_hashes else None,
         "Version": VERSION,
     }
     line = ", ".join(f"{key}: {_quote(value)}" for key, value in fields.items() if value is not None)
     negative = f"\nNegative prompt: {request.negative_prompt}" if request.negative_prompt else ""
     return f"{request.prompt}{negative}\n{line}"
+
+
+def _hires_fields(request: Generation, hires_model: LoadedModel | None) -> dict[str, object]:
+    """What A1111's txt2img adds to extra_generation_params for the hires fix."""
+    hires = request.hires
+    assert hires is not None
+    fields: dict[str, object] = {
+        "Hires upscale": hires.scale if hires.resize is None else None,
+        "Hires resize": "{}x{}".format(*hires.resize) if hires.resize is not None else None,
+        "Hires steps": hires.steps or None,
+        "Hires upscaler": hires.upscaler,
+        "Hires checkpoint": hires_model.checkpoint.stem if hires_model is not None else None,
+    }
+    if hires.sampler is not None:
+        sampler, schedule = label(hires.sampler, hires.schedule)
+        first, first_schedule = label(request.sampler, request.schedule)
+        fields["Hires sampler"] = sampler if sampler != first else None
+        fields["Hires schedule type"] = schedule if hires.schedule_given and schedule != first_schedule else None
+    if hires.prompt is not None and hires.prompt != request.prompt:
+        fields["Hires prompt"] = hires.prompt
+    if hires.negative_prompt is not None and hires.negative_prompt != request.negative_prompt:
+        fields["Hires negative prompt"] = hires.negative_prompt
+    return fields

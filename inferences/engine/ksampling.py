@@ -120,8 +120,65 @@ class TextCond:
         )
 
 
+@dataclass
+class ActiveControl:
+    """One ControlNet unit in one sampling pass: its model, its hint at the pass's size and how it is applied."""
+
+    model: Any  # a diffusers ControlNetModel
+    hint: torch.Tensor  # [1, 3, H, W], 0..1
+    weight: float
+    start: float  # guidance_start/end: the fraction of the pass's steps it guides
+    end: float
+    soft: bool  # sd-webui-controlnet's soft injection: residual i scaled by 0.825 ** (12 - i)
+    cond_only: bool  # "ControlNet is more important": the unconditional half of CFG gets no control
+
+    def guides(self, step: int, steps: int) -> bool:
+        """diffusers' rule (StableDiffusionControlNetPipeline): on from start, off once a step would end past end."""
+        return not (step / steps < self.start or (step + 1) / steps > self.end)
+
+
+@dataclass
+class ControlPass:
+    """The ControlNet units of one sampling pass; `step` follows the sampler (its callback sets it)."""
+
+    units: list[ActiveControl]
+    steps: int
+    step: int = 0
+
+    def residuals(
+        self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, added: Any, cond_rows: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor] | None:
+        """The summed UNet residuals of the units guiding this step, or None when none does."""
+        down_total: list[torch.Tensor] | None = None
+        mid_total: torch.Tensor | None = None
+        for unit in self.units:
+            if not unit.guides(self.step, self.steps):
+                continue
+            hint = unit.hint.expand(x.shape[0], -1, -1, -1)
+            down, mid = unit.model(
+                x, t, encoder_hidden_states=hidden, controlnet_cond=hint, conditioning_scale=1.0,
+                added_cond_kwargs=added, return_dict=False,
+            )  # fmt: skip
+            outputs = [*down, mid]
+            scales = [unit.weight * 0.825 ** float(12 - i) for i in range(13)] if unit.soft else [unit.weight] * 13
+            rows = cond_rows.to(x.dtype)[:, None, None, None] if unit.cond_only else None
+            scaled = [
+                output * scale * rows if rows is not None else output * scale
+                for output, scale in zip(outputs, scales, strict=False)
+            ]
+            if len(scaled) < len(outputs):  # more residuals than the extension's 13 scales: never for SD 1.x/SDXL
+                scaled += outputs[len(scaled) :]
+            if down_total is None or mid_total is None:
+                down_total, mid_total = scaled[:-1], scaled[-1]
+            else:
+                down_total = [total + new for total, new in zip(down_total, scaled[:-1], strict=True)]
+                mid_total = mid_total + scaled[-1]
+        return None if down_total is None or mid_total is None else (down_total, mid_total)
+
+
 class _UNetEps(torch.nn.Module):
-    """The diffusers UNet as k-diffusion's inner model: (x, t, cond) -> predicted noise."""
+    """The diffusers UNet as k-diffusion's inner model: (x, t, cond) -> predicted noise, with the residuals of the
+    ControlNet units that guide the step."""
 
     def __init__(self, unet: Any) -> None:
         super().__init__()
@@ -129,12 +186,25 @@ class _UNetEps(torch.nn.Module):
         # diffusers' ModelMixin.dtype walks every module (12 ms a job on the tiny model): read it once
         self.dtype = parameter_dtype(unet)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: TextCond) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: TextCond,
+        control: ControlPass | None = None,
+        cond_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         dtype = self.dtype
         added = None
         if cond.pooled is not None:  # SDXL: the pooled text and the size conditioning
             added = {"text_embeds": cond.pooled.to(dtype), "time_ids": cond.time_ids.to(dtype)}  # type: ignore[union-attr]
-        eps = self.unet(x.to(dtype), t.to(dtype), encoder_hidden_states=cond.hidden.to(dtype), added_cond_kwargs=added)
+        sample, timestep, hidden = x.to(dtype), t.to(dtype), cond.hidden.to(dtype)
+        extra: dict[str, Any] = {}
+        if control is not None and cond_rows is not None:
+            residuals = control.residuals(sample, timestep, hidden, added, cond_rows)
+            if residuals is not None:
+                extra = {"down_block_additional_residuals": residuals[0], "mid_block_additional_residual": residuals[1]}
+        eps = self.unet(sample, timestep, encoder_hidden_states=hidden, added_cond_kwargs=added, **extra)
         return eps.sample.to(x.dtype)
 
 
@@ -293,22 +363,36 @@ class CFGDenoiser:
     counter counts model evaluations, which is what A1111's prompt-editing steps count."""
 
     def __init__(
-        self, inner: Any, conditioning: Conditioning, cfg_scale: float, inpaint: LatentMask | None = None
+        self,
+        inner: Any,
+        conditioning: Conditioning,
+        cfg_scale: float,
+        inpaint: LatentMask | None = None,
+        control: ControlPass | None = None,
     ) -> None:
         self.inner = inner
         self.conditioning = conditioning
         self.cfg_scale = cfg_scale
         self.inpaint = inpaint
+        self.control = control
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
         cond = _in_force(self.conditioning.cond, self.step)
         uncond = _in_force(self.conditioning.uncond, self.step)
+        batch = x.shape[0]
+        control: dict[str, Any] = {}
+        if self.control is not None and self.control.units:
+            control["control"] = self.control
         if cond.tokens == uncond.tokens:
-            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]))
+            if control:
+                control["cond_rows"] = torch.arange(2 * batch, device=x.device) < batch
+            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]), **control)
             cond_out, uncond_out = out.chunk(2)
         else:
-            cond_out, uncond_out = self.inner(x, sigma, cond=cond), self.inner(x, sigma, cond=uncond)
+            rows = torch.ones(batch, dtype=torch.bool, device=x.device)
+            cond_out = self.inner(x, sigma, cond=cond, **({**control, "cond_rows": rows} if control else {}))
+            uncond_out = self.inner(x, sigma, cond=uncond, **({**control, "cond_rows": ~rows} if control else {}))
         self.step += 1
         denoised = uncond_out + (cond_out - uncond_out) * self.cfg_scale
         if self.inpaint is not None:
@@ -375,6 +459,7 @@ def sample(
     callback: Callable[[int], None],
     eta: float | None = None,
     inpaint: LatentMask | None = None,
+    control: ControlPass | None = None,
 ) -> torch.Tensor:
     """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`."""
     sampling, _ = k_diffusion()
@@ -397,8 +482,12 @@ def sample(
             arguments["noise_sampler"] = lambda sigma, sigma_next: noise.next()
     if "eta" in parameters and eta is not None:
         arguments["eta"] = eta
-    model = CFGDenoiser(model_denoiser, conditioning, cfg_scale, inpaint)
-    samples = function(
-        model, x, extra_args={}, callback=lambda state: callback(int(state["i"])), disable=True, **arguments
-    )
+    model = CFGDenoiser(model_denoiser, conditioning, cfg_scale, inpaint, control)
+
+    def on_step(state: dict[str, Any]) -> None:
+        if control is not None:
+            control.step = int(state["i"]) + 1  # the next model evaluations belong to the next step
+        callback(int(state["i"]))
+
+    samples = function(model, x, extra_args={}, callback=on_step, disable=True, **arguments)
     return samples if inpaint is None else inpaint.blend(samples)

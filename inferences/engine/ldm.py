@@ -36,54 +36,71 @@ def unet_to_ldm(unet: Any) -> dict[str, torch.Tensor]:
     config = unet.config
     per_block = config.layers_per_block + 1
     has_attention = ["CrossAttn" in kind for kind in config.up_block_types]
+    return {UNET_PREFIX + _unet_name(key, per_block, has_attention): value for key, value in unet.state_dict().items()}
+
+
+def _unet_name(key: str, per_block: int, has_attention: list[bool]) -> str:
+    """The LDM name of a diffusers UNet (or ControlNet encoder) key."""
+    parts = key.split(".")
+    if parts[0] == "time_embedding":
+        return {"linear_1": "time_embed.0", "linear_2": "time_embed.2"}[parts[1]] + "." + ".".join(parts[2:])
+    if parts[0] == "add_embedding":  # SDXL's size and pooled-text embedding
+        return {"linear_1": "label_emb.0.0", "linear_2": "label_emb.0.2"}[parts[1]] + "." + ".".join(parts[2:])
+    if parts[0] == "conv_in":
+        return "input_blocks.0.0." + ".".join(parts[1:])
+    if parts[0] == "conv_norm_out":
+        return "out.0." + ".".join(parts[1:])
+    if parts[0] == "conv_out":
+        return "out.2." + ".".join(parts[1:])
+    if parts[0] == "down_blocks":
+        block, kind = int(parts[1]), parts[2]
+        if kind == "downsamplers":  # down_blocks.b.downsamplers.0.conv.*
+            return f"input_blocks.{(block + 1) * per_block}.0.op." + ".".join(parts[5:])
+        index = block * per_block + int(parts[3]) + 1
+        rest = ".".join(parts[4:])
+        return (
+            f"input_blocks.{index}.0.{_rename_resnet(rest)}" if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+        )
+    if parts[0] == "up_blocks":
+        block, kind = int(parts[1]), parts[2]
+        if kind == "upsamplers":  # up_blocks.b.upsamplers.0.conv.*
+            slot = 2 if has_attention[block] else 1
+            return f"output_blocks.{block * per_block + per_block - 1}.{slot}." + ".".join(parts[4:])
+        index = block * per_block + int(parts[3])
+        rest = ".".join(parts[4:])
+        return (
+            f"output_blocks.{index}.0.{_rename_resnet(rest)}"
+            if kind == "resnets"
+            else f"output_blocks.{index}.1.{rest}"
+        )
+    if parts[0] == "mid_block":
+        kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+        if kind == "attentions":
+            return f"middle_block.1.{rest}"
+        return f"middle_block.{0 if index == 0 else 2}.{_rename_resnet(rest)}"
+    raise ValueError(f"no LDM name for UNet key {key}")
+
+
+def controlnet_to_ldm(controlnet: Any, prefix: str = "control_model.") -> dict[str, torch.Tensor]:
+    """A diffusers ControlNetModel in the original layout (lllyasviel's `control_model.*` releases): the UNet
+    encoder's names, plus `input_hint_block` (the hint encoder), `zero_convs` and `middle_block_out` (the inverse
+    of diffusers' convert_controlnet_checkpoint)."""
+    per_block = controlnet.config.layers_per_block + 1
     out: dict[str, torch.Tensor] = {}
-    for key, value in unet.state_dict().items():
+    for key, value in controlnet.state_dict().items():
         parts = key.split(".")
-        new: str
-        if parts[0] == "time_embedding":
-            new = {"linear_1": "time_embed.0", "linear_2": "time_embed.2"}[parts[1]] + "." + ".".join(parts[2:])
-        elif parts[0] == "add_embedding":  # SDXL's size and pooled-text embedding
-            new = {"linear_1": "label_emb.0.0", "linear_2": "label_emb.0.2"}[parts[1]] + "." + ".".join(parts[2:])
-        elif parts[0] == "conv_in":
-            new = "input_blocks.0.0." + ".".join(parts[1:])
-        elif parts[0] == "conv_norm_out":
-            new = "out.0." + ".".join(parts[1:])
-        elif parts[0] == "conv_out":
-            new = "out.2." + ".".join(parts[1:])
-        elif parts[0] == "down_blocks":
-            block, kind = int(parts[1]), parts[2]
-            if kind == "downsamplers":  # down_blocks.b.downsamplers.0.conv.*
-                new = f"input_blocks.{(block + 1) * per_block}.0.op." + ".".join(parts[5:])
-            else:
-                index = block * per_block + int(parts[3]) + 1
-                rest = ".".join(parts[4:])
-                new = (
-                    f"input_blocks.{index}.0.{_rename_resnet(rest)}"
-                    if kind == "resnets"
-                    else f"input_blocks.{index}.1.{rest}"
-                )
-        elif parts[0] == "up_blocks":
-            block, kind = int(parts[1]), parts[2]
-            if kind == "upsamplers":  # up_blocks.b.upsamplers.0.conv.*
-                slot = 2 if has_attention[block] else 1
-                new = f"output_blocks.{block * per_block + per_block - 1}.{slot}." + ".".join(parts[4:])
-            else:
-                index = block * per_block + int(parts[3])
-                rest = ".".join(parts[4:])
-                new = (
-                    f"output_blocks.{index}.0.{_rename_resnet(rest)}"
-                    if kind == "resnets"
-                    else f"output_blocks.{index}.1.{rest}"
-                )
-        elif parts[0] == "mid_block":
-            kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
-            if kind == "attentions":
-                new = f"middle_block.1.{rest}"
-            else:
-                new = f"middle_block.{0 if index == 0 else 2}.{_rename_resnet(rest)}"
+        if parts[0] == "controlnet_cond_embedding":
+            blocks = len(controlnet.controlnet_cond_embedding.blocks)
+            slot = {"conv_in": 0, "conv_out": 2 * (blocks + 1)}.get(parts[1])
+            index = slot if slot is not None else 2 * (int(parts[2]) + 1)
+            name = f"input_hint_block.{index}.{parts[-1]}"
+        elif parts[0] == "controlnet_down_blocks":
+            name = f"zero_convs.{parts[1]}.0.{parts[2]}"
+        elif parts[0] == "controlnet_mid_block":
+            name = f"middle_block_out.0.{parts[1]}"
         else:
-            raise ValueError(f"no LDM name for UNet key {key}")
-        out[UNET_PREFIX + new] = value
+            name = _unet_name(key, per_block, [])
+        out[prefix + name] = value
     return out
 
 

@@ -51,6 +51,8 @@ class JobFiles:
     vaes: tuple[ModelFile, ...] = ()
     loras: tuple[ModelFile, ...] = ()
     embeddings: tuple[ModelFile, ...] = ()
+    controlnets: tuple[ModelFile, ...] = ()
+    upscalers: tuple[ModelFile, ...] = ()
 
 
 class Progress(Protocol):

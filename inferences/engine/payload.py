@@ -14,9 +14,13 @@ from typing import Any
 
 from PIL import Image
 
+from .controlnet_payload import ControlUnit, parse_controlnet
 from .errors import EngineError
+from .hires_payload import PIXEL_UPSCALERS, Hires, parse_hires
 from .images import decode_image
+from .model_names import model_title_name
 from .prompts import NetworkTag, extract_networks
+from .reader import Reader
 from .samplers import SAMPLERS, resolve_sampler
 
 TASKS = ("txt2img", "img2img", "rembg", "extra-single-image")
@@ -84,12 +88,32 @@ class Generation:
     mask_blur_y: int = 4
     inpainting_fill: int = 1
     invert_mask: bool = False
+    control_units: list[ControlUnit] = field(default_factory=list)  # alwayson_scripts.controlnet, enabled units
+    hires: Hires | None = None  # enable_hr (txt2img)
     ignored: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_images(self) -> int:
         return self.batch_size * self.n_iter
+
+    @property
+    def largest_size(self) -> tuple[int, int]:
+        """The largest picture the job denoises (the hires pass's, with hires fix): what memory is estimated for."""
+        if self.hires is None:
+            return self.width, self.height
+        return self.hires.upscale_width, self.hires.upscale_height
+
+    def named_models(self) -> list[tuple[str, str, str]]:
+        """(model type, name, the payload key naming it) for every model the payload names beyond the default
+        checkpoint: checked against the job's models at start, and looked up among them on the worker."""
+        named = [("ControlNet", unit.model, f"{unit.label}.model") for unit in self.control_units]
+        if self.hires is not None:
+            if self.hires.checkpoint_name:
+                named.append(("Stable-diffusion", self.hires.checkpoint_name, "hr_checkpoint_name"))
+            if not self.hires.latent and self.hires.upscaler not in PIXEL_UPSCALERS:
+                named.append(("Upscaler", self.hires.upscaler, "hr_upscaler"))
+        return named
 
 
 @dataclass
@@ -109,14 +133,24 @@ class Removal:
 
 @dataclass
 class Upscale:
-    """An extra-single-image request: resize with Lanczos or Nearest, no face restoration."""
+    """An extra-single-image request: Lanczos, Nearest or an uploaded upscaler model, optionally blended with a
+    second upscaler (`upscaler_2`, `extras_upscaler_2_visibility`); no face restoration."""
 
     image: Image.Image
     width: int
     height: int
-    resample: str
+    resample: str  # upscaler_1
+    scale: float  # what upscaler_1 is asked to scale by (A1111: the larger of the two side ratios)
+    second: str | None = None  # upscaler_2, blended in by second_visibility
+    second_visibility: float = 0.0
     ignored: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def named_models(self) -> list[tuple[str, str, str]]:
+        named = [("Upscaler", self.resample, "upscaler_1")] if self.resample not in PIXEL_UPSCALERS else []
+        if self.second is not None and self.second not in PIXEL_UPSCALERS:
+            named.append(("Upscaler", self.second, "upscaler_2"))
+        return named
 
 
 def load_payload(raw: bytes | str) -> dict[str, Any]:
@@ -242,46 +276,9 @@ SUPPORTED_OVERRIDES = {
 }
 
 
-class _Reader:
-    """Typed access to payload keys with messages that name the key and the accepted range."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-    def value(self, key: str, default: Any) -> Any:
-        value = self.data.get(key)
-        return default if value is None else value
-
-    def integer(self, key: str, default: int, low: int, high: int, hint: str = "") -> int:
-        value = self.value(key, default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise EngineError(f"{key} must be an integer from {low} to {high}{hint}, not {value!r}")
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.value(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise EngineError(f"{key} must be a number from {low:g} to {high:g}, not {value!r}")
-        return float(value)
-
-    def text(self, key: str, default: str, limit: int) -> str:
-        value = self.value(key, default)
-        if not isinstance(value, str):
-            raise EngineError(f"{key} must be a string, not {type(value).__name__}")
-        if len(value) > limit:
-            raise EngineError(f"{key} is {len(value)} characters long; at most {limit} are accepted")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.value(key, default)
-        if not isinstance(value, bool | int):
-            raise EngineError(f"{key} must be true or false, not {value!r}")
-        return bool(value)
-
-
-def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list[str]:
+def _ignored_keys(
+    data: dict[str, Any], handled: set[str], sampler: str, honoured_scripts: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
     ignored: list[str] = []
     for key, value in data.items():
         # hires-fix and variation-seed details are reported through their switch (enable_hr, subseed_strength)
@@ -297,7 +294,7 @@ def _ignored_keys(data: dict[str, Any], handled: set[str], sampler: str) -> list
     for name, spec in (
         (data.get("alwayson_scripts") or {}).items() if isinstance(data.get("alwayson_scripts"), dict) else []
     ):
-        if _script_enabled(spec):
+        if name not in honoured_scripts and _script_enabled(spec):
             ignored.append(f"alwayson_scripts.{name}")
     overrides = data.get("override_settings")
     if isinstance(overrides, dict):
@@ -327,18 +324,7 @@ def unhonoured_message(ignored: list[str]) -> str:
     )
 
 
-def model_title_name(title: str) -> str:
-    """A1111's checkpoint title ("sub/v1-5-pruned.safetensors [6ce0161689]") -> the file name it names."""
-    return title.split(" [", 1)[0].replace("\\", "/").rsplit("/", 1)[-1].strip()
-
-
-def names_model(name: str, file_name: str) -> bool:
-    """Whether an A1111 model name (with or without its extension) names this file."""
-    stem = file_name.rsplit(".", 1)[0] if "." in file_name else file_name
-    return name in (file_name, stem)
-
-
-def _side(read: _Reader, key: str, limits: Limits) -> int:
+def _side(read: Reader, key: str, limits: Limits) -> int:
     value = read.integer(key, 512, 64, limits.max_side, " and a multiple of 8")
     if value % 8:
         raise EngineError(f"{key} must be a multiple of 8 from 64 to {limits.max_side}, not {value}")
@@ -346,7 +332,7 @@ def _side(read: _Reader, key: str, limits: Limits) -> int:
 
 
 def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generation:
-    read = _Reader(data)
+    read = Reader(data)
     prompt = read.text("prompt", "", limits.max_prompt_chars)
     negative = read.text("negative_prompt", "", limits.max_prompt_chars)
     sampler_field = data.get("sampler_name") or data.get("sampler_index") or "Euler"
@@ -368,7 +354,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
     overrides = {} if overrides is None else overrides
     if not isinstance(overrides, dict):
         raise EngineError("override_settings must be an object")
-    clip_skip = _Reader(overrides).integer("CLIP_stop_at_last_layers", 1, 1, 12)
+    clip_skip = Reader(overrides).integer("CLIP_stop_at_last_layers", 1, 1, 12)
     vae = overrides.get("sd_vae")
     if vae is not None and not isinstance(vae, str):
         raise EngineError(f"override_settings.sd_vae must be a VAE's file name, not {vae!r}")
@@ -398,7 +384,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         seed=read.integer("seed", -1, -1, 2**32 - 1),
         sampler=sampler,
         schedule=schedule,
-        noise_seed_delta=_Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
+        noise_seed_delta=Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
         checkpoint_name=model_title_name(checkpoint_name) if checkpoint_name else None,
         subseed=read.integer("subseed", -1, -1, 2**32 - 1),
         subseed_strength=read.number("subseed_strength", 0.0, 0.0, 1.0),
@@ -415,10 +401,16 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         eta=read.number("eta", 0.0, 0.0, 1.0) if eta is not None else None,
     )
     handled = GENERATION_KEYS | {"override_settings", "scheduler"}
+    extra_ignored: list[str] = []
     if task == "img2img":
         _parse_img2img(request, read, limits)
         handled |= IMG2IMG_KEYS | {"denoising_strength", "mask_blur"}
-    request.ignored = _ignored_keys(data, handled, sampler)
+    elif read.flag("enable_hr", False):
+        request.hires, extra_ignored = parse_hires(read, width, height, networks, limits)
+        handled |= {"enable_hr", "denoising_strength"}
+    request.control_units, control_ignored = parse_controlnet(data, task, limits)
+    request.ignored = _ignored_keys(data, handled, sampler, honoured_scripts={"controlnet"})
+    request.ignored += extra_ignored + control_ignored
     if task == "img2img" and request.resize_mode == 3:
         # A1111's "Just resize (latent upscale)" resizes the latent; here the picture is resized as mode 0 does
         request.ignored.append("resize_mode 3 (latent upscale: the image is resized as resize_mode 0 instead)")
@@ -431,7 +423,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
     return request
 
 
-def _parse_img2img(request: Generation, read: _Reader, limits: Limits) -> None:
+def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
     images = read.data.get("init_images")
     if not isinstance(images, list) or not images:
         raise EngineError("init_images must be a list of one or more base64 images")
@@ -457,7 +449,7 @@ def _parse_img2img(request: Generation, read: _Reader, limits: Limits) -> None:
 
 
 def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
-    read = _Reader(data)
+    read = Reader(data)
     model = read.text("model", "u2net", 64)
     if model not in REMBG_MODELS:
         raise EngineError(f"model must be one of {', '.join(REMBG_MODELS)}, not {model!r}")
@@ -487,7 +479,7 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
 
 
 def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
-    read = _Reader(data)
+    read = Reader(data)
     image = decode_image(
         data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
     )
@@ -502,19 +494,22 @@ def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
         raise EngineError(
             f"the result would be {width}x{height} pixels; at most {limits.max_input_pixels} are accepted"
         )
-    upscaler = read.text("upscaler_1", "Lanczos", 64)
-    if upscaler not in ("Lanczos", "Nearest", "None"):
-        raise EngineError(f"upscaler_1 must be Lanczos, Nearest or None, not {upscaler!r}")
+    upscaler = read.text("upscaler_1", "Lanczos", 200) or "None"
+    second = data.get("upscaler_2")
+    second_visibility = read.number("extras_upscaler_2_visibility", 0, 0, 1)
+    if second is not None and not isinstance(second, str):
+        raise EngineError(f"upscaler_2 must be an upscaler's name, not {second!r}")
     ignored = []
     if read.number("gfpgan_visibility", 0, 0, 1) or read.number("codeformer_visibility", 0, 0, 1):
         ignored.append("face restoration (gfpgan/codeformer)")
-    if data.get("upscaler_2") not in (None, "None") and read.number("extras_upscaler_2_visibility", 0, 0, 1):
-        ignored.append("upscaler_2")
     return Upscale(
         image=image,
         width=width,
         height=height,
         resample=upscaler,
+        scale=max(width / image.width, height / image.height),
+        second=second if second not in (None, "", "None") and second_visibility > 0 else None,
+        second_visibility=second_visibility,
         ignored=ignored,
         parameters={key: value for key, value in data.items() if key != "image"},
     )

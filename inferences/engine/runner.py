@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from . import images
-from .cache import PipelineCache
+from .cache import Acquired, PipelineCache
 from .errors import EngineError, first_line
 from .infotext import VERSION
 from .memory import Estimate, ModelShape, check_fits, estimate
@@ -65,32 +66,70 @@ class Engine:
             return self._generate(request, files, progress)
         if isinstance(request, Removal):
             return self._remove(request, progress)
-        return self._upscale(request, progress)
+        return self._upscale(request, files, progress)
 
-    def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
-        from .device import release_memory
-        from .generate import generate, pick_checkpoint, pick_vae
+    def _acquire_model(self, checkpoint: ModelFile, vae: ModelFile | None) -> Acquired:
         from .loading import load_model
 
-        checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
-        if checkpoint is None:
-            raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
         key = (checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None)
 
         def load() -> tuple[Any, int]:
             model = load_model(checkpoint, vae, self.options)
             return model, model.size_bytes
 
+        return self.pipelines.acquire(key, load)
+
+    def controlnet(self, file: ModelFile, model: Any) -> Any:
+        """A ControlNet built to `model`'s UNet, kept in the pipeline cache beside the checkpoints (its budget)."""
+        from .controlnet import load_controlnet
+        from .device import module_bytes_of
+
+        def load() -> tuple[Any, int]:
+            controlnet = load_controlnet(file, model.base.unet, model.architecture.label)
+            return controlnet, module_bytes_of(controlnet)
+
+        key = ("controlnet", file.sha256 or str(file.path), model.checkpoint.sha256 or str(model.checkpoint.path))
+        return self.pipelines.acquire(key, load).entry.value
+
+    def upscaler(self, file: ModelFile) -> Any:
+        from .device import module_bytes_of, torch_device
+        from .upscalers import load_upscaler
+
+        def load() -> tuple[Any, int]:
+            descriptor = load_upscaler(file, torch_device(self.options))
+            return descriptor, module_bytes_of(descriptor.model)
+
+        return self.pipelines.acquire(("upscaler", file.sha256 or str(file.path)), load).entry.value
+
+    def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
+        from .device import release_memory
+        from .generate import generate, pick_checkpoint, pick_hires_checkpoint, pick_vae
+
+        checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
+        if checkpoint is None:
+            raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
+        hires_checkpoint = pick_hires_checkpoint(request, files, checkpoint)
         need = self._check_memory(request, checkpoint)
-        acquired = self.pipelines.acquire(key, load)
-        with acquired.entry.lock:
+        with ExitStack() as stack:
+            # A hires checkpoint is held (and locked) beside the first for the whole job; each is locked as soon as
+            # it is acquired (so loading the other cannot evict it), in the order of their paths, so two jobs using
+            # the same two models the other way round cannot deadlock.
+            wanted = [checkpoint] + ([hires_checkpoint] if hires_checkpoint is not None else [])
+            held: dict[str, Acquired] = {}
+            for file in sorted(wanted, key=lambda file: str(file.path)):
+                held[str(file.path)] = self._acquire_model(file, vae)
+                stack.enter_context(held[str(file.path)].entry.lock)
+            acquired = held[str(checkpoint.path)]
+            hires_model = held[str(hires_checkpoint.path)].entry.value if hires_checkpoint is not None else None
             try:
                 generated = generate(
                     acquired.entry.value,
                     request,
                     files,
                     progress,
+                    self,
                     refuse_unhonoured=self.options.unhonoured == "refuse",
+                    hires_model=hires_model,
                 )
             except MemoryError as exc:  # torch.OutOfMemoryError (CUDA) is one too
                 release_memory()
@@ -100,7 +139,7 @@ class Engine:
                 ) from exc
         pngs = [
             images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
-        ]
+        ] + [images.png_bytes(detected) for detected in generated.detected_maps]
         info = _generation_info(request, acquired.entry.value, generated)
         info["ignored_parameters"] = request.ignored
         return Result(
@@ -126,7 +165,7 @@ class Engine:
         if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
             shape = self.shapes[key] = ModelShape.of(checkpoint.name, header_entries(checkpoint.path))
         dtype_bytes = torch_dtype(self.options).itemsize
-        need = estimate(shape, request.width, request.height, request.batch_size, dtype_bytes)
+        need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
         return need
 
@@ -146,22 +185,47 @@ class Engine:
             timings={"inference_seconds": time.perf_counter() - started},
         )
 
-    def _upscale(self, request: Upscale, progress: Progress) -> Result:
+    def _upscale(self, request: Upscale, files: JobFiles, progress: Progress) -> Result:
         started = time.perf_counter()
         image = request.image.convert("RGBA" if request.image.mode in ("RGBA", "LA", "P") else "RGB")
-        if request.resample != "None":
-            method = Image.Resampling.LANCZOS if request.resample == "Lanczos" else Image.Resampling.NEAREST
-            image = image.resize((request.width, request.height), method)
+        upscaled = self._upscaled(image, request.resample, request, files, "upscaler_1")
+        if request.second is not None:
+            second = self._upscaled(image, request.second, request, files, "upscaler_2")
+            # A1111's extras: the second upscaler's picture blended over the first by its visibility
+            upscaled = Image.blend(upscaled, second.convert(upscaled.mode), request.second_visibility)
         progress.step(1, 1)
-        html = f"<p>Postprocess upscale to: {image.width}x{image.height}, upscaler: {request.resample}</p>"
+        names = request.resample + (f", {request.second}" if request.second else "")
+        html = f"<p>Postprocess upscale to: {upscaled.width}x{upscaled.height}, upscaler: {names}</p>"
         return Result(
             task="extra-single-image",
-            images=[images.png_bytes(image)],
+            images=[images.png_bytes(upscaled)],
             parameters=request.parameters,
             info={"html_info": html, "ignored_parameters": request.ignored},
             ignored=request.ignored,
             timings={"inference_seconds": time.perf_counter() - started},
         )
+
+    def _upscaled(self, image: Image.Image, name: str, request: Upscale, files: JobFiles, key: str) -> Image.Image:
+        """The picture at the asked size through one upscaler: Lanczos and Nearest resize to it directly, a model
+        runs as A1111 runs it (upscale, then Lanczos to the size), keeping an alpha channel beside it."""
+        if name == "None":
+            return image
+        if name in ("Lanczos", "Nearest"):
+            method = Image.Resampling.LANCZOS if name == "Lanczos" else Image.Resampling.NEAREST
+            return image.resize((request.width, request.height), method)
+        from functools import partial
+
+        from .upscalers import find_upscaler, resize_with, run_model
+
+        descriptor = self.upscaler(find_upscaler(name, files.upscalers, key))
+        model = partial(run_model, descriptor)
+        try:
+            result = resize_with(image.convert("RGB"), request.width, request.height, name, model)
+        except MemoryError as exc:
+            raise EngineError(f"the worker ran out of memory upscaling with {name}: {first_line(exc)}") from exc
+        if image.mode == "RGBA":  # the model sees colour only; the alpha channel is resized beside it
+            result.putalpha(image.getchannel("A").resize(result.size, Image.Resampling.LANCZOS))
+        return result
 
 
 def _generation_info(request: Generation, model: Any, generated: Generated) -> dict[str, Any]:

@@ -100,3 +100,43 @@ def write_tiny_u2net(out: Path) -> Path:
         dynamo=False,
     )
     return out
+
+
+def write_tiny_controlnet(out: Path, *, arch: str = "sd1", layout: str = "ldm", seed: int = 11) -> Path:
+    """A ControlNet for the tiny model's UNet, in the original layout (`control_model.*`, as lllyasviel's
+    releases) or the diffusers layout. Its zero convolutions get random weights too: a real ControlNet's are
+    trained away from zero, and zero ones would leave the picture unchanged."""
+    from diffusers import ControlNetModel
+
+    from .ldm import controlnet_to_ldm
+
+    unet = build_tiny_pipeline(0, arch).unet
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    with torch.no_grad():
+        for name, parameter in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                parameter.normal_(0.0, 0.5)
+    state = controlnet_to_ldm(controlnet) if layout == "ldm" else controlnet.state_dict()
+    return _save(state, out)
+
+
+def write_tiny_upscaler(out: Path, *, kind: str = "esrgan", scale: int = 2, seed: int = 13) -> Path:
+    """A random-weight upscaler in the layout its family ships: ESRGAN's RRDB net (old-arch `model.N` keys, as
+    ESRGAN releases and 4x-UltraSharp) or Real-ESRGAN's SRVGG "compact" net (`body.N`)."""
+    import importlib
+
+    from .upscalers import registry
+
+    registry()  # enters spandrel without its torchvision-importing __init__
+    torch.manual_seed(seed)
+    if kind == "compact":
+        compact = importlib.import_module("spandrel.architectures.Compact.__arch.SRVGG")
+        net = compact.SRVGGNetCompact(num_feat=8, num_conv=2, upscale=scale)
+    else:
+        rrdb = importlib.import_module("spandrel.architectures.ESRGAN.__arch.RRDB")
+        net = rrdb.RRDBNet(num_filters=8, num_blocks=1, scale=scale)
+    with torch.no_grad():  # kept small: the picture stays near the input's colours
+        for parameter in net.parameters():
+            parameter.mul_(0.2)
+    return _save(net.state_dict(), out)
