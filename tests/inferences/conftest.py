@@ -40,6 +40,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelFile]:
         "lora": testing.write_tiny_lora(folder / "watercolor.safetensors"),
         # "style" is an ordinary CLIP word: A1111 still activates an embedding of that name
         "embedding": testing.write_tiny_embedding(folder / "style.safetensors"),
+        "controlnet": testing.write_tiny_controlnet(folder / "control_tiny_canny.safetensors"),
+        "controlnet_diffusers": testing.write_tiny_controlnet(
+            folder / "tiny-depth-diffusers.safetensors", layout="diffusers", seed=12
+        ),
+        "esrgan": testing.write_tiny_upscaler(folder / "2x-TinyESRGAN.safetensors"),
+        "compact": testing.write_tiny_upscaler(folder / "2x-TinyCompact.safetensors", kind="compact"),
     }
     return {key: model_file(path) for key, path in paths.items()}
 

@@ -265,11 +265,11 @@ def test_a_failed_job_says_why(served):
 
 
 def test_ignored_parameters_are_reported(served):
-    job_id = served.submit(txt2img(enable_hr=True, restore_faces=True))
+    job_id = served.submit(txt2img(tiling=True, restore_faces=True))
     served.start(job_id)
     data = served.wait(job_id)
-    assert data["status"] == "succeed" and data["ignored_parameters"] == ["restore_faces", "enable_hr"]
-    assert result_document(data)["ignored_parameters"] == ["restore_faces", "enable_hr"]
+    assert data["status"] == "succeed" and data["ignored_parameters"] == ["restore_faces", "tiling"]
+    assert result_document(data)["ignored_parameters"] == ["restore_faces", "tiling"]
     assert isinstance(images_of(data)[0], Image.Image)
     assert time.time() > 0
 
@@ -317,7 +317,7 @@ def test_a_named_endpoint_is_used_or_refused(served):
 
 
 def test_unhonoured_parameters_can_be_refused_instead_of_reported(served, settings):
-    payload = json.dumps(txt2img(enable_hr=True, restore_faces=True)).encode()
+    payload = json.dumps(txt2img(tiling=True, restore_faces=True)).encode()
     reported = served.submit(payload)
     assert served.start(reported).status == 202  # report (the default): the job runs and lists them
     settings.ESD_UNHONOURED_PARAMETERS = "refuse"
@@ -325,6 +325,6 @@ def test_unhonoured_parameters_can_be_refused_instead_of_reported(served, settin
     answer = served.start(refused)
     assert answer.status == 400
     assert "ESD_UNHONOURED_PARAMETERS=refuse" in answer.body["message"]
-    assert "enable_hr" in answer.body["message"] and "restore_faces" in answer.body["message"]
+    assert "tiling" in answer.body["message"] and "restore_faces" in answer.body["message"]
     assert InferenceJob.objects.get(pk=refused).status == "created"
     assert served.start(served.submit(json.dumps(txt2img()).encode())).status == 202  # a clean payload still runs

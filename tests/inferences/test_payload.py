@@ -40,7 +40,7 @@ def test_infinity_in_the_json_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("overrides", "ignored"),
     [
-        ({"enable_hr": True}, ["enable_hr"]),
+        ({"enable_hr": True, "hr_additional_modules": ["Use same choices"]}, []),  # honoured
         ({"restore_faces": True}, ["restore_faces"]),
         ({"tiling": True}, ["tiling"]),
         ({"s_noise": 0.9}, ["s_noise"]),
@@ -52,15 +52,14 @@ def test_infinity_in_the_json_is_accepted() -> None:
             {"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337, "randn_source": "GPU"}},
             ["override_settings.randn_source (noise is always drawn on the CPU, as A1111's CPU source)"],
         ),
-        (
-            {"alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny"}]}}},
-            ["alwayson_scripts.controlnet"],
-        ),
+        # a unit without a model does nothing in the extension either
+        ({"alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny"}]}}}, []),
         ({"alwayson_scripts": {"refiner": {"args": [True, "sdxl_refiner", 0.8]}}}, ["alwayson_scripts.refiner"]),
         # older ControlNet clients send units without `enabled`, meaning on
         (
-            {"alwayson_scripts": {"controlnet": {"args": [{"module": "canny", "model": "cn"}]}}},
-            ["alwayson_scripts.controlnet"],
+            {"alwayson_scripts": {"controlnet": {"args": [{"module": "canny", "model": "cn", "image": png_b64(red_disc()),
+                                                            "advanced_weighting": [0.5] * 13}]}}},
+            ["alwayson_scripts.controlnet.args[0].advanced_weighting"],
         ),
         ({"alwayson_scripts": {"controlnet": {"args": [{"enabled": False, "module": "canny"}]}}}, []),
         ({"alwayson_scripts": {"adetailer": {"args": [False, False, {"ad_model": "face_yolov8n.pt"}]}}}, []),
@@ -132,7 +131,7 @@ def test_eta_noise_seed_delta_is_honoured() -> None:
         ("img2img", img2img(mask_blur=500), "mask_blur must be an integer from 0 to 64"),
         ("rembg", {"input_image": png_b64(red_disc()), "model": "../../etc/passwd"}, "model must be one of u2net"),
         ("rembg", {"model": "u2netp"}, "input_image must be a base64-encoded image"),
-        ("extra-single-image", {"image": png_b64(red_disc()), "upscaler_1": "R-ESRGAN 4x+"}, "upscaler_1 must be"),
+        ("extra-single-image", {"image": png_b64(red_disc()), "upscaler_1": 4}, "upscaler_1 must be a string"),
         (
             "extra-single-image",
             {"image": png_b64(red_disc()), "upscaling_resize": 8, "resize_mode": 0, "upscaling_resize_w": 1},

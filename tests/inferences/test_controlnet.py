@@ -1,0 +1,316 @@
+"""ControlNet through `alwayson_scripts.controlnet`, as sd-webui-controlnet reads it: units validated without torch,
+the weight-free preprocessors as the extension computes them, ControlNet files in both layouts built to the loaded
+checkpoint's UNet, and units on, off, at weight 0, outside their guidance range, two at once, and on SDXL."""
+
+import io
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from inferences.engine import ksampling, preprocessors, testing
+from inferences.engine.controlnet_payload import PREPROCESSORS, parse_controlnet
+from inferences.engine.errors import EngineError
+from inferences.engine.options import JobFiles
+from inferences.engine.payload import Limits, parse_request
+
+from .conftest import model_file, png_b64, red_disc, txt2img
+
+LIMITS = Limits()
+
+
+def drawing(size: tuple[int, int] = (96, 80)) -> Image.Image:
+    """Dark lines on white, as a sketch or line art comes."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((16, 12, 70, 60), outline="black", width=3)
+    draw.line((0, 70, 95, 40), fill="black", width=2)
+    return image
+
+
+def unit(**overrides: object) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "enabled": True, "module": "canny", "model": "control_tiny_canny [8a1b2c3d]", "weight": 1.0,
+        "image": png_b64(red_disc()), "resize_mode": "Crop and Resize", "processor_res": 64, "threshold_a": 100,
+        "threshold_b": 200, "guidance_start": 0.0, "guidance_end": 1.0, "control_mode": "Balanced",
+        "pixel_perfect": False, "low_vram": False, "is_ui": True, "input_mode": "simple", "save_detected_map": True,
+    }  # fmt: skip
+    spec.update(overrides)
+    return spec
+
+
+def with_units(*units: dict[str, object], **overrides: object) -> dict[str, object]:
+    return txt2img(alwayson_scripts={"controlnet": {"args": list(units)}}, **overrides)
+
+
+@pytest.fixture
+def cn_files(models) -> JobFiles:
+    return JobFiles(
+        checkpoint=models["checkpoint"],
+        checkpoints=(models["checkpoint"],),
+        controlnets=(models["controlnet"], models["controlnet_diffusers"]),
+    )
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+# --- the payload ---------------------------------------------------------------------------------------------------
+
+
+def test_a_unit_is_read_as_the_extension_reads_it() -> None:
+    request = parse_request("txt2img", with_units(unit(), unit(enabled=False), unit(model="None")), LIMITS)
+    assert request.ignored == []
+    [parsed] = request.control_units
+    assert (parsed.model, parsed.module, parsed.resize_mode, parsed.control_mode) == (
+        "control_tiny_canny",
+        "canny",
+        1,
+        0,
+    )
+    assert (parsed.threshold_a, parsed.threshold_b, parsed.processor_res) == (100.0, 200.0, 64)
+    assert request.named_models() == [("ControlNet", "control_tiny_canny", "alwayson_scripts.controlnet.args[0].model")]
+    # -1 is the extension's "unset": the preprocessor's own default
+    [default] = parse_request("txt2img", with_units(unit(threshold_a=-1, processor_res=-1)), LIMITS).control_units
+    assert (default.threshold_a, default.processor_res) == (100.0, 512)
+    # modes by index, aliases of the extension's long names
+    [indexed] = parse_controlnet(
+        with_units(unit(resize_mode=2, control_mode=2, module="invert (from white bg & black line)")), "txt2img", LIMITS
+    )[0]
+    assert (indexed.resize_mode, indexed.control_mode, indexed.module) == (2, 2, "invert")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (unit(module="depth_leres"), "runs an annotator model whose weights this server does not have"),
+        (unit(module="openpose_full"), "never downloads any"),
+        (unit(module="ip-adapter_face_id_plus"), "annotator model"),
+        (unit(module="my_magic"), "is not one this server runs; use one of none, canny"),
+        (unit(image=None), "args[0] has no image"),
+        (unit(weight=3), "args[0].weight must be a number from 0 to 2"),
+        (unit(guidance_start=0.8, guidance_end=0.2), "guidance_start (0.8) is after its guidance_end (0.2)"),
+        (unit(resize_mode="Stretch"), "resize_mode must be one of 'Just Resize', 'Crop and Resize'"),
+        (unit(image="not an image"), "args[0].image is not valid base64"),
+    ],
+)
+def test_a_unit_that_cannot_run_is_refused_with_its_key(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(EngineError, match=re.escape(message)):
+        parse_request("txt2img", with_units(spec), LIMITS)
+
+
+def test_an_img2img_unit_without_an_image_takes_the_init_image() -> None:
+    payload = with_units(unit(image=None), init_images=[png_b64(red_disc())], denoising_strength=0.5)
+    [parsed] = parse_request("img2img", payload, LIMITS).control_units
+    assert parsed.image is None
+
+
+# --- preprocessors (each as the extension computes it) --------------------------------------------------------------
+
+
+def detect(module: str, image: Image.Image, **overrides: object) -> np.ndarray:
+    """The module's map of `image` at the preprocessor's own thresholds unless `overrides` set them."""
+    spec = {**unit(module=module, image=png_b64(image), threshold_a=-1, threshold_b=-1), **overrides}
+    [parsed] = parse_controlnet(with_units(spec), "txt2img", LIMITS)[0]
+    return np.asarray(preprocessors.detect(parsed, parsed.image, 64, 64, seed=1234)).astype(int)
+
+
+def test_every_weight_free_preprocessor_has_a_test_here() -> None:
+    tested = {"none", "canny", "invert", "scribble_xdog", "threshold", "tile_resample", "blur_gaussian",
+              "lineart_standard", "shuffle"}  # fmt: skip
+    assert set(PREPROCESSORS) == tested
+
+
+def test_none_passes_the_image_through() -> None:
+    image = red_disc()
+    assert np.array_equal(detect("none", image), np.asarray(image))
+
+
+def test_canny_is_opencvs_at_the_processor_resolution() -> None:
+    image = red_disc((96, 80))
+    result = detect("canny", image, processor_res=80, threshold_a=50, threshold_b=150)
+    expected = cv2.Canny(np.asarray(image), 50, 150)  # 80 is already the short side: no resize, no padding
+    assert result.shape == (80, 96, 3) and np.array_equal(result[:, :, 0], expected)
+    assert result[40, 10].sum() == 0 and result.max() == 255  # flat blue: no edge; the disc's rim: edges
+
+
+def test_invert_turns_dark_lines_on_white_into_white_on_black() -> None:
+    image = drawing()
+    result = detect("invert", image, processor_res=80)
+    assert np.array_equal(result, 255 - np.asarray(image))
+
+
+def test_scribble_xdog_is_binary_with_lines_where_the_drawing_has_them() -> None:
+    result = detect("scribble_xdog", drawing(), processor_res=80)
+    assert set(np.unique(result)) == {0, 255}
+    assert result[12, 40].max() == 255 and result[35, 45].max() == 0  # on the rectangle's edge / inside it
+
+
+def test_threshold_whitens_exactly_the_pixels_brighter_than_it() -> None:
+    image = red_disc()
+    result = detect("threshold", image, processor_res=80, threshold_a=20)
+    expected = np.where(np.asarray(image).min(axis=2) > 20, 255, 0)
+    assert np.array_equal(result[:, :, 0], expected)
+
+
+def test_tile_resample_shrinks_by_its_factor_and_leaves_factor_one_alone() -> None:
+    image = red_disc((96, 80))
+    assert detect("tile_resample", image, threshold_a=2.0).shape == (40, 48, 3)
+    assert np.array_equal(detect("tile_resample", image, threshold_a=1.0), np.asarray(image))
+
+
+def test_blur_gaussian_smooths_by_its_sigma() -> None:
+    image = red_disc((96, 80))
+    soft, softer = (
+        detect("blur_gaussian", image, processor_res=80, threshold_a=2),
+        detect("blur_gaussian", image, processor_res=80, threshold_a=8),
+    )
+    sharpness = [
+        np.abs(np.diff(array[:, :, 0], axis=1)).max() for array in (np.asarray(image).astype(int), soft, softer)
+    ]
+    assert sharpness[0] > sharpness[1] > sharpness[2]
+
+
+def test_lineart_standard_marks_the_lines_of_a_drawing() -> None:
+    result = detect("lineart_standard", drawing(), processor_res=80)
+    assert result[12, 40].max() > 100 and result[35, 45].max() == 0 and result[2, 2].max() == 0
+
+
+def test_shuffle_rearranges_the_pictures_own_pixels_by_the_seed() -> None:
+    image = red_disc()
+    [parsed] = parse_controlnet(with_units(unit(module="shuffle", processor_res=80)), "txt2img", LIMITS)[0]
+    one, again, other = (np.asarray(preprocessors.detect(parsed, image, 64, 64, seed)) for seed in (1, 1, 2))
+    assert np.array_equal(one, again) and not np.array_equal(one, other)
+    assert not np.array_equal(one, np.asarray(image))
+    # remapped, not repainted: every pixel blends the picture's two colours, blue (30, 40, 200) and red (250, 0, 0),
+    # so it lies on the line between them, where R + 5.5 G = 250
+    line = one[:, :, 0].astype(float) + 5.5 * one[:, :, 1]
+    assert np.abs(line - 250).max() < 4
+
+
+def test_pixel_perfect_sizes_the_map_for_the_generation() -> None:
+    image = np.zeros((80, 96, 3), dtype=np.uint8)
+    assert preprocessors.pixel_perfect_resolution(image, 128, 128, resize_mode=1) == 128  # cover: max ratio
+    assert preprocessors.pixel_perfect_resolution(image, 128, 128, resize_mode=2) == 107  # fit: min ratio x 80
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_the_map_is_fitted_to_the_generation_size(mode: int) -> None:
+    fitted = preprocessors.fit(red_disc((96, 48)), 64, 64, mode)
+    assert fitted.size == (64, 64)
+    top = np.asarray(fitted)[0, 32]
+    if mode == 2:  # resized to fit and centred on the border's colour (the blue background)
+        assert tuple(top) == (30, 40, 200)
+
+
+# --- the engine ----------------------------------------------------------------------------------------------------
+
+
+def test_a_unit_changes_the_picture_and_weight_0_or_guidance_end_0_equals_none(engine, cn_files) -> None:
+    off = engine.run("txt2img", txt2img(steps=4), cn_files)
+    on = engine.run("txt2img", with_units(unit(), steps=4), cn_files)
+    assert on.ignored == []
+    assert np.abs(pixels(on.images[0]) - pixels(off.images[0])).max() > 10
+    assert len(on.images) == 2  # the picture, then the detected map (save_detected_map), as the extension returns it
+    assert Image.open(io.BytesIO(on.images[1])).size == (77, 64)  # the 96x80 input's map at processor_res 64
+    for spec in (unit(weight=0), unit(guidance_end=0.0), unit(guidance_start=1.0)):
+        quiet = engine.run("txt2img", with_units(spec, steps=4), cn_files)
+        assert np.array_equal(pixels(quiet.images[0]), pixels(off.images[0])), spec
+
+
+def test_guidance_start_and_end_bound_the_steps_a_unit_guides(engine, cn_files, monkeypatch) -> None:
+    guided: list[int] = []
+    original = ksampling.ControlPass.residuals
+
+    def spy(self, *args):
+        answer = original(self, *args)
+        if answer is not None:
+            guided.append(self.step)
+        return answer
+
+    monkeypatch.setattr(ksampling.ControlPass, "residuals", spy)
+    engine.run("txt2img", with_units(unit(guidance_start=0.25, guidance_end=0.75), steps=8), cn_files)
+    # diffusers' rule over 8 steps: on from step 2 (2/8 >= 0.25) while (i+1)/8 <= 0.75, so steps 2..5
+    assert sorted(set(guided)) == [2, 3, 4, 5]
+
+
+def test_both_layouts_load_and_two_units_combine(engine, cn_files, models) -> None:
+    one = engine.run("txt2img", with_units(unit(), steps=3), cn_files)
+    diffusers_layout = unit(model="tiny-depth-diffusers", module="none")
+    other = engine.run("txt2img", with_units(diffusers_layout, steps=3), cn_files)
+    both = engine.run("txt2img", with_units(unit(), diffusers_layout, steps=3), cn_files)
+    assert both.ignored == [] and len(both.images) == 3  # the picture and both maps
+    first, second, combined = (pixels(result.images[0]) for result in (one, other, both))
+    assert not np.array_equal(combined, first) and not np.array_equal(combined, second)
+    text = Image.open(io.BytesIO(both.images[0])).info["parameters"]
+    assert 'ControlNet 0: "Module: canny, Model: control_tiny_canny [' in text
+    assert (
+        f'ControlNet 1: "Module: none, Model: tiny-depth-diffusers [{models["controlnet_diffusers"].sha256[:8]}]'
+        in text
+    )
+
+
+def test_the_original_layout_converts_to_the_same_model_as_the_diffusers_one(engine, models, tmp_path: Path) -> None:
+    import torch
+
+    from inferences.engine.controlnet import load_controlnet
+    from inferences.engine.loading import load_model
+    from inferences.engine.options import EngineOptions
+
+    model = load_model(models["checkpoint"], None, EngineOptions())
+    original = model_file(testing.write_tiny_controlnet(tmp_path / "a.safetensors", layout="ldm", seed=21))
+    diffusers = model_file(testing.write_tiny_controlnet(tmp_path / "b.safetensors", layout="diffusers", seed=21))
+    left, right = (load_controlnet(file, model.base.unet, "tiny").state_dict() for file in (original, diffusers))
+    assert left.keys() == right.keys() and all(torch.equal(left[key], right[key]) for key in left)
+
+
+def test_control_modes_weigh_the_residuals_as_the_extension_does(engine, cn_files) -> None:
+    results = {
+        mode: pixels(engine.run("txt2img", with_units(unit(control_mode=mode), steps=3), cn_files).images[0])
+        for mode in ("Balanced", "My prompt is more important", "ControlNet is more important")
+    }
+    assert len({array.tobytes() for array in results.values()}) == 3
+
+
+def test_a_missing_model_or_a_foreign_controlnet_is_a_clear_failure(engine, cn_files, tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="names 'control_v11p_sd15_canny', but the job has no ControlNet model"):
+        engine.run("txt2img", with_units(unit(model="control_v11p_sd15_canny")), cn_files)
+    xl = model_file(testing.write_tiny_controlnet(tmp_path / "xl-canny.safetensors", arch="sdxl", layout="diffusers"))
+    files = JobFiles(checkpoint=cn_files.checkpoint, controlnets=(xl,))
+    with pytest.raises(EngineError, match=r"the ControlNet xl-canny\.safetensors does not fit this checkpoint"):
+        engine.run("txt2img", with_units(unit(model="xl-canny")), files)
+
+
+def test_an_img2img_unit_guides_from_the_init_image(engine, cn_files) -> None:
+    payload = with_units(unit(image=None), init_images=[png_b64(red_disc())], denoising_strength=0.6, steps=4)
+    plain = txt2img(init_images=[png_b64(red_disc())], denoising_strength=0.6, steps=4)
+    on, off = engine.run("img2img", payload, cn_files), engine.run("img2img", plain, cn_files)
+    assert not np.array_equal(pixels(on.images[0]), pixels(off.images[0]))
+
+
+def test_a_non_k_diffusion_sampler_reports_the_unit_unhonoured(engine, cn_files) -> None:
+    result = engine.run("txt2img", with_units(unit(), sampler_name="DDIM", steps=3), cn_files)
+    assert result.ignored == ["alwayson_scripts.controlnet (ControlNet runs with the k-diffusion samplers)"]
+    assert len(result.images) == 1
+
+
+def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) -> None:
+    from inferences.engine.tiny import write_tiny_checkpoint
+
+    checkpoint = model_file(write_tiny_checkpoint(tmp_path / "tiny-xl.safetensors", arch="sdxl"))
+    controlnet = model_file(
+        testing.write_tiny_controlnet(tmp_path / "xl-canny.safetensors", arch="sdxl", layout="diffusers")
+    )
+    files = JobFiles(checkpoint=checkpoint, controlnets=(controlnet,))
+    off = engine.run("txt2img", txt2img(steps=3), files)
+    on = engine.run("txt2img", with_units(unit(model="xl-canny"), steps=3), files)
+    assert on.ignored == [] and np.abs(pixels(on.images[0]) - pixels(off.images[0])).max() > 10
+    original = model_file(testing.write_tiny_controlnet(tmp_path / "xl-ldm.safetensors", arch="sdxl", layout="ldm"))
+    with pytest.raises(EngineError, match="SDXL ControlNet in the original layout"):
+        engine.run(
+            "txt2img", with_units(unit(model="xl-ldm")), JobFiles(checkpoint=checkpoint, controlnets=(original,))
+        )
