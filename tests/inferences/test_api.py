@@ -128,6 +128,41 @@ def test_starting_twice_or_before_the_upload(served):
             ).encode(),
             "sd_model_checkpoint names 'v1-5-pruned.safetensors', but the job's Stable-diffusion models are: tiny-sd1",
         ),
+        (
+            json.dumps(
+                txt2img(
+                    alwayson_scripts={
+                        "controlnet": {
+                            "args": [
+                                {
+                                    "module": "canny",
+                                    "model": "control_v11p_sd15_canny [d14c016b]",
+                                    "image": png_b64(red_disc()),
+                                }
+                            ]
+                        }
+                    }
+                )
+            ).encode(),
+            "alwayson_scripts.controlnet.args[0].model names 'control_v11p_sd15_canny', but the job's ControlNet "
+            "models are: none",
+        ),
+        (
+            json.dumps(
+                txt2img(
+                    alwayson_scripts={
+                        "controlnet": {
+                            "args": [{"module": "depth_leres", "model": "control_depth", "image": png_b64(red_disc())}]
+                        }
+                    }
+                )
+            ).encode(),
+            "the preprocessor 'depth_leres' runs an annotator model whose weights this server does not have",
+        ),
+        (
+            json.dumps(txt2img(enable_hr=True, hr_upscaler="4x-UltraSharp")).encode(),
+            "hr_upscaler names '4x-UltraSharp', but the job's Upscaler models are: none",
+        ),
     ],
 )
 def test_a_payload_that_cannot_run_is_refused_and_the_job_stays_created(served, payload, message):
@@ -328,3 +363,60 @@ def test_unhonoured_parameters_can_be_refused_instead_of_reported(served, settin
     assert "tiling" in answer.body["message"] and "restore_faces" in answer.body["message"]
     assert InferenceJob.objects.get(pk=refused).status == "created"
     assert served.start(served.submit(json.dumps(txt2img()).encode())).status == 202  # a clean payload still runs
+
+
+def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, admin_user, models):
+    """A job whose models include a ControlNet and an upscaler uploaded as checkpoints of those types: the worker
+    fetches them with the checkpoint, runs the unit and the hires fix, and returns the picture and the map."""
+    from checkpoints import services as checkpoint_services
+    from checkpoints.models import Checkpoint
+
+    uploaded = {}
+    for kind, key in (("ControlNet", "controlnet"), ("Upscaler", "compact")):
+        with models[key].path.open("rb") as handle:
+            checkpoint = checkpoint_services.checkpoint_create_from_upload(
+                actor=admin_user, type=kind, name=models[key].name, chunks=iter([handle.read()])
+            )
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["role-alice"])
+        uploaded[kind] = models[key].name
+    unit = {"enabled": True, "module": "canny", "model": "control_tiny_canny", "image": png_b64(red_disc()),
+            "processor_res": 64}  # fmt: skip
+    payload = txt2img(
+        steps=4, enable_hr=True, hr_scale=1.5, hr_upscaler="2x-TinyCompact", hr_second_pass_steps=2,
+        denoising_strength=0.5, alwayson_scripts={"controlnet": {"args": [unit]}},
+    )  # fmt: skip
+    job_id = served.submit(
+        payload,
+        **{"Stable-diffusion": [served.checkpoint.names[0]], "ControlNet": [uploaded["ControlNet"]],
+           "Upscaler": [uploaded["Upscaler"]]},
+    )  # fmt: skip
+    assert served.start(job_id).status == 202
+    data = served.wait(job_id)
+    assert data["status"] == "succeed", data
+    assert data["ignored_parameters"] == []
+    generated, detected = images_of(data)
+    assert generated.size == (96, 96) and detected.size == (77, 64)
+    text = generated.info["parameters"]
+    assert "Denoising strength: 0.5, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: 2x-TinyCompact" in text
+    assert 'ControlNet 0: "Module: canny, Model: control_tiny_canny [' in text
+
+
+def test_extra_single_image_with_an_uploaded_upscaler_through_the_api(served, admin_user, models):
+    from checkpoints import services as checkpoint_services
+    from checkpoints.models import Checkpoint
+
+    with models["esrgan"].path.open("rb") as handle:
+        checkpoint = checkpoint_services.checkpoint_create_from_upload(
+            actor=admin_user, type="Upscaler", name=models["esrgan"].name, chunks=iter([handle.read()])
+        )
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["role-alice"])
+    payload = {"image": png_b64(red_disc((40, 32))), "upscaler_1": "2x-TinyESRGAN", "upscaling_resize": 2}
+    # ESD clients send their current checkpoint with every task: it is not needed here, and not checked
+    job_id = served.submit(
+        payload, task="extra-single-image", **{"Upscaler": [models["esrgan"].name], "Stable-diffusion": ["gone.ckpt"]}
+    )
+    assert served.start(job_id).status == 202
+    data = served.wait(job_id)
+    assert data["status"] == "succeed", data
+    [upscaled] = images_of(data)
+    assert upscaled.size == (80, 64)
