@@ -12,6 +12,13 @@
 (c) The switch to k-diffusion: CPU time per step of Euler a through the engine (k-diffusion) against diffusers'
     own pipeline with its EulerAncestralDiscreteScheduler, same run, alternating; per step = the difference
     between --steps and 3 x --steps runs over the extra steps, so fixed costs cancel. Goal: <= 1.05.
+(d) One ControlNet unit (canny, the tiny random ControlNet): the engine's job (payload image decoding, the
+    extension's Canny preprocessing, k-diffusion with the residuals) against diffusers'
+    StableDiffusionControlNetPipeline over the same loaded modules and ControlNet, fed the same Canny map
+    (computed in the timed call, as a script would), Euler a, same steps and size. Goal: ratio <= 1.05.
+(e) Hires fix x2 (Latent upscaler, as many second-pass steps as first, denoising 0.5): the engine's job against
+    diffusers' two calls, txt2img to latents, torch's bilinear upscale, then img2img on the latents at strength 0.5
+    over twice the steps (the same number of second-pass steps as A1111's schedule runs). Goal: ratio <= 1.05.
 Not a test: the figures go in docs/benchmarks.md.
 """
 
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -151,6 +159,101 @@ def main() -> None:
     print(f"    diffusers EulerAncestralDiscreteScheduler  {d_step:7.2f} ms/step")
     print(
         f"    k-diffusion sample_euler_ancestral (engine) {k_step:6.2f} ms/step   ratio {k_step / d_step:.3f} (goal <= 1.05)"
+    )
+    extensions(engine, pipe, payload, folder, args)
+
+
+def _alternate(runs: int, first: Any, second: Any) -> tuple[float, float]:
+    first(), second()  # warm both (the ControlNet is loaded and cached on the first engine job)
+    a, b = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        first()
+        a.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        second()
+        b.append(time.perf_counter() - started)
+    return statistics.median(a) * 1000, statistics.median(b) * 1000
+
+
+def extensions(engine: Engine, pipe: Any, payload: dict[str, Any], folder: Path, args: argparse.Namespace) -> None:
+    """Rows (d) and (e): a ControlNet unit and the hires fix, engine against the plain diffusers calls."""
+    import base64
+
+    import cv2
+    import numpy as np
+    import torch
+    from diffusers import (
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionImg2ImgPipeline,
+    )
+    from PIL import Image, ImageDraw
+
+    from inferences.engine import testing
+
+    controlnet_path = testing.write_tiny_controlnet(folder / "canny.safetensors")
+    checkpoint = ModelFile(folder / "tiny.safetensors", "tiny.safetensors", "0" * 64)
+    files = JobFiles(checkpoint=checkpoint, controlnets=(ModelFile(controlnet_path, controlnet_path.name, "1" * 64),))
+    guide = Image.new("RGB", (args.size, args.size), "white")
+    ImageDraw.Draw(guide).ellipse(
+        (args.size // 5, args.size // 5, 4 * args.size // 5, 4 * args.size // 5), outline="black", width=3
+    )
+    buffer = io.BytesIO()
+    guide.save(buffer, format="PNG")
+    guide_b64 = base64.b64encode(buffer.getvalue()).decode()
+    unit = {"module": "canny", "model": "canny", "image": guide_b64, "processor_res": args.size, "resize_mode": 0}
+    controlled = {**payload, "alwayson_scripts": {"controlnet": {"args": [unit]}}}
+    engine.run("txt2img", controlled, files)
+    controlnet = engine.controlnet(
+        files.controlnets[0], engine.pipelines.acquire(("0" * 64, None), lambda: (None, 0)).entry.value
+    )
+    control_pipe = StableDiffusionControlNetPipeline.from_pipe(pipe, controlnet=controlnet)
+    control_pipe.set_progress_bar_config(disable=True)
+    config = dict(pipe.scheduler.config)
+
+    def plain_controlnet() -> None:
+        control_pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+        edges = cv2.Canny(np.asarray(Image.open(io.BytesIO(base64.b64decode(guide_b64))).convert("RGB")), 100, 200)
+        hint = Image.fromarray(np.stack([edges] * 3, axis=2))
+        control_pipe(
+            prompt=payload["prompt"], negative_prompt=payload["negative_prompt"], image=hint,
+            num_inference_steps=args.steps, guidance_scale=7.0, width=args.size, height=args.size,
+            generator=torch.Generator("cpu").manual_seed(1234),
+        ).images[0].save(io.BytesIO(), format="PNG")  # fmt: skip
+
+    engine_ms, plain_ms = _alternate(args.runs, lambda: engine.run("txt2img", controlled, files), plain_controlnet)
+    print(f"(d) one ControlNet unit (canny) {args.size}x{args.size}, {args.steps} steps, {args.runs} alternating runs")
+    print(f"    diffusers StableDiffusionControlNetPipeline median {plain_ms:7.1f} ms")
+    print(
+        f"    Engine.run                                 median {engine_ms:7.1f} ms   ratio {engine_ms / plain_ms:.3f} (goal <= 1.05)"
+    )
+
+    hires = {**payload, "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5}
+    img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+    img2img.set_progress_bar_config(disable=True)
+
+    def plain_hires() -> None:
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+        img2img.scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+        arguments = {"prompt": payload["prompt"], "negative_prompt": payload["negative_prompt"], "guidance_scale": 7.0}
+        latents = pipe(
+            **arguments, num_inference_steps=args.steps, width=args.size, height=args.size, output_type="latent",
+            generator=torch.Generator("cpu").manual_seed(1234),
+        ).images  # fmt: skip
+        upscaled = torch.nn.functional.interpolate(latents, scale_factor=2, mode="bilinear")
+        img2img(
+            **arguments, image=upscaled, strength=0.5, num_inference_steps=2 * args.steps,
+            generator=torch.Generator("cpu").manual_seed(1234),
+        ).images[0].save(io.BytesIO(), format="PNG")  # fmt: skip
+
+    engine_ms, plain_ms = _alternate(args.runs, lambda: engine.run("txt2img", hires, files), plain_hires)
+    print(
+        f"(e) hires fix x2 (Latent) {args.size}x{args.size} -> {2 * args.size}x{2 * args.size}, {args.steps} + {args.steps} steps, {args.runs} alternating runs"
+    )
+    print(f"    diffusers txt2img latents + img2img  median {plain_ms:7.1f} ms")
+    print(
+        f"    Engine.run                           median {engine_ms:7.1f} ms   ratio {engine_ms / plain_ms:.3f} (goal <= 1.05)"
     )
 
 

@@ -133,7 +133,8 @@ def submit_jobs(model: str, count: int, first_seed: int, steps: int) -> list[str
     payload = {"prompt": "a cat", "steps": steps, "width": 64, "height": 64, "sampler_name": "Euler"}
     return [
         str(services.inference_submit(
-            actor=admin, task_type="txt2img", checkpoint_name=model, payload={**payload, "seed": first_seed + index}
+            actor=admin, task_type="txt2img", models={"Stable-diffusion": [model]},
+            payload={**payload, "seed": first_seed + index},
         ).pk)
         for index in range(count)
     ]  # fmt: skip

@@ -143,9 +143,17 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         urls = image_urls(job)
         if not urls:
             return "-"
+        # pictures come first, one per infotext; ControlNet's detected maps follow them, as A1111 returns them
+        pictures = len(self._info(job).get("infotexts") or urls)
         return format_html_join(
-            " ", '<a href="{}"><img class="esd-image" src="{}" alt="{}" style="max-width:256px"></a>',
-            ((url, url, name) for url, name in zip(urls, job.image_names, strict=True)),
+            " ",
+            '<figure style="display:inline-block;margin:0 8px 8px 0"><a href="{}"><img class="{}" src="{}" alt="{}" '
+            'style="max-width:256px"></a><figcaption class="help">{}</figcaption></figure>',
+            (
+                (url, "esd-image" if index < pictures else "esd-detected-map", url, name,
+                 name if index < pictures else f"{name}: ControlNet detected map")
+                for index, (url, name) in enumerate(zip(urls, job.image_names, strict=True))
+            ),
         )  # fmt: skip
 
     # --- the job page: readable tables, not JSON ---------------------------------------------------------------
@@ -240,7 +248,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                 job = services.inference_submit(
                     actor=actor,
                     task_type=form.cleaned_data["task"],
-                    checkpoint_name=form.cleaned_data["checkpoint"],
+                    models=form.models(),
                     payload=form.payload(),
                 )
             except EsdError as exc:

@@ -9,6 +9,8 @@ from accounts.models import User
 from checkpoints.models import Checkpoint, CheckpointType
 
 from . import selectors
+from .engine.controlnet_payload import PREPROCESSORS
+from .engine.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
 from .engine.samplers import NAMES
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
@@ -48,7 +50,27 @@ class GenerateForm(forms.Form):
     seed = forms.IntegerField(min_value=-1, max_value=2**32 - 1, initial=-1, help_text="-1: random.")
     batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)
     init_image = forms.ImageField(required=False, help_text="Image to image: the starting picture.")
-    denoising_strength = forms.FloatField(min_value=0, max_value=1, initial=0.75, required=False)
+    denoising_strength = forms.FloatField(
+        min_value=0, max_value=1, initial=0.75, required=False, help_text="Image to image, and the hires fix's pass."
+    )
+    controlnet_model = forms.ChoiceField(
+        required=False, label="ControlNet model", help_text="Active ControlNet models you may use (none: off)."
+    )
+    controlnet_image = forms.ImageField(
+        required=False, label="ControlNet image", help_text="What guides the picture (image to image: the start)."
+    )
+    controlnet_module = forms.ChoiceField(
+        choices=[(name, name) for name in PREPROCESSORS], initial="canny", label="Preprocessor", required=False
+    )
+    controlnet_weight = forms.FloatField(
+        min_value=0, max_value=2, initial=1.0, label="ControlNet weight", required=False
+    )
+    enable_hr = forms.BooleanField(required=False, label="Hires fix", help_text="Text to image: upscale, then refine.")
+    hr_scale = forms.FloatField(min_value=1, max_value=4, initial=2.0, label="Hires upscale by", required=False)
+    hr_upscaler = forms.ChoiceField(label="Hires upscaler", required=False)
+    hr_second_pass_steps = forms.IntegerField(
+        min_value=0, max_value=150, initial=0, label="Hires steps", required=False, help_text="0: as many as Steps."
+    )
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,17 +79,51 @@ class GenerateForm(forms.Form):
         self.checkpoint_names = names
         self.fields["checkpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
         self.fields["checkpoint"].initial = default_checkpoint(user, usable, names)
+        self.fields["controlnet_model"].choices = [("", "none")] + [  # type: ignore[attr-defined]
+            (name, name) for name in _names(user, CheckpointType.CONTROLNET)
+        ]
+        upscalers = [*LATENT_UPSCALERS, *PIXEL_UPSCALERS, *_names(user, CheckpointType.UPSCALER)]
+        self.fields["hr_upscaler"].choices = [(name, name) for name in upscalers]  # type: ignore[attr-defined]
         endpoints = selectors.usable_endpoints(user=user, inference_type="Async")
         self.on_cpu = bool(endpoints) and all(selectors.runs_on_cpu(endpoint) for endpoint in endpoints)
         if self.on_cpu:
             for name, value in CPU_DEFAULTS.items():
                 self.fields[name].initial = value
 
+    SECTIONS = (
+        ("", None),
+        ("ControlNet", ("controlnet_model", "controlnet_image", "controlnet_module", "controlnet_weight")),
+        ("Hires fix", ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps")),
+    )
+
+    def sections(self) -> list[tuple[str, list[Any]]]:
+        """The fields in the page's fieldsets: the generation, then ControlNet, then the hires fix."""
+        grouped = {name for _, names in self.SECTIONS if names for name in names}
+        return [
+            (title, [self[name] for name in names] if names else [field for field in self if field.name not in grouped])
+            for title, names in self.SECTIONS
+        ]
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("task") == "img2img" and not data.get("init_image"):
             self.add_error("init_image", "Image to image needs a starting picture.")
+        if data.get("controlnet_model") and data.get("task") == "txt2img" and not data.get("controlnet_image"):
+            self.add_error("controlnet_image", "A ControlNet unit needs an image to follow.")
+        if data.get("enable_hr") and data.get("task") != "txt2img":
+            self.add_error("enable_hr", "The hires fix is for text to image (as in A1111).")
         return data
+
+    def models(self) -> dict[str, list[str]]:
+        """The job's models: the checkpoint, and the ControlNet and upscaler the form chose."""
+        data = self.cleaned_data
+        models = {CheckpointType.STABLE_DIFFUSION: [data["checkpoint"]]}
+        if data.get("controlnet_model"):
+            models[CheckpointType.CONTROLNET] = [data["controlnet_model"]]
+        upscaler = data.get("hr_upscaler")
+        if data.get("enable_hr") and upscaler and upscaler not in LATENT_UPSCALERS and upscaler not in PIXEL_UPSCALERS:
+            models[CheckpointType.UPSCALER] = [upscaler]
+        return models
 
     def payload(self) -> dict[str, Any]:
         """The A1111 body an ESD client would upload for the same choices."""
@@ -85,8 +141,37 @@ class GenerateForm(forms.Form):
             "n_iter": 1,
         }
         if data["task"] == "img2img":
-            image = data["init_image"]
-            image.seek(0)
-            payload["init_images"] = [base64.b64encode(image.read()).decode()]
+            payload["init_images"] = [_base64(data["init_image"])]
             payload["denoising_strength"] = data.get("denoising_strength") or 0.75
+        if data.get("controlnet_model"):
+            unit: dict[str, Any] = {
+                "enabled": True,
+                "model": data["controlnet_model"].rsplit(".", 1)[0],
+                "module": data.get("controlnet_module") or "none",
+                "weight": 1.0 if data.get("controlnet_weight") is None else data["controlnet_weight"],
+                "resize_mode": "Crop and Resize",
+                "pixel_perfect": True,
+            }
+            if data.get("controlnet_image"):
+                unit["image"] = _base64(data["controlnet_image"])
+            payload["alwayson_scripts"] = {"controlnet": {"args": [unit]}}
+        if data.get("enable_hr"):
+            payload.update(
+                enable_hr=True,
+                hr_scale=data.get("hr_scale") or 2.0,
+                hr_upscaler=data.get("hr_upscaler") or "Latent",
+                hr_second_pass_steps=data.get("hr_second_pass_steps") or 0,
+                denoising_strength=0.5 if data.get("denoising_strength") is None else data["denoising_strength"],
+            )
         return payload
+
+
+def _names(user: User, kind: str) -> list[str]:
+    return sorted(
+        {name for checkpoint in selectors.usable_checkpoints(user=user, type=kind) for name in checkpoint.names}
+    )
+
+
+def _base64(upload: Any) -> str:
+    upload.seek(0)
+    return base64.b64encode(upload.read()).decode()

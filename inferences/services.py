@@ -398,15 +398,12 @@ def inference_fail(*, job_id: str, reason: str, jobs: QuerySet[InferenceJob] | N
     return True
 
 
-def inference_submit(*, actor: User, task_type: str, checkpoint_name: str, payload: dict[str, Any]) -> InferenceJob:
+def inference_submit(
+    *, actor: User, task_type: str, models: dict[str, list[str]], payload: dict[str, Any]
+) -> InferenceJob:
     """The admin's Generate page: create an Async job, store its payload and start it, as an ESD client would."""
     import json
 
-    job = inference_create(
-        actor=actor,
-        task_type=task_type,
-        inference_type=InferenceType.ASYNC,
-        models={CheckpointType.STABLE_DIFFUSION: [checkpoint_name]},
-    )
+    job = inference_create(actor=actor, task_type=task_type, inference_type=InferenceType.ASYNC, models=models)
     get_storage().write_stream(job.payload_key, [json.dumps(payload).encode()])
     return inference_start(actor=actor, job=job)

@@ -143,3 +143,76 @@ def test_admin_end_to_end(page, site):
     page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
     assert page.locator("table.esd-table").count() >= 2  # timings and parameters as tables
     shot(page, "11-job-tables")
+
+
+def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admin_user, tmp_path):
+    """The Generate page's ControlNet unit (model, image, preprocessor) and hires-fix toggle: the job page shows
+    the picture and, beside it, the unit's detected map; the hires fix doubles the picture's size."""
+    from PIL import Image, ImageDraw
+
+    from checkpoints import services as checkpoint_services
+    from endpoints import services as endpoint_services
+    from inferences.engine import testing
+
+    base, checkpoint_file, workers = site
+    controlnet_file = testing.write_tiny_controlnet(tmp_path / "control_tiny_canny.safetensors")
+    for kind, path in (("Stable-diffusion", checkpoint_file), ("ControlNet", controlnet_file)):
+        checkpoint_services.checkpoint_create_from_upload(
+            actor=admin_user, type=kind, name=path.name, chunks=iter([path.read_bytes()])
+        )
+    endpoint = endpoint_services.endpoint_create(
+        actor=admin_user, suffix="browser", endpoint_type="Async", instance_type="cpu", count=1, autoscaling=False,
+        roles=["IT Operator"],
+    )  # fmt: skip
+    worker = EndpointWorker(endpoint, device="cpu")
+    worker.start()
+    workers.append(worker)
+    wait_for(lambda: Endpoint.objects.get(pk=endpoint.pk).workers.count() > 0, timeout=15)
+    guide = tmp_path / "guide.png"
+    picture = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(picture).ellipse((20, 20, 76, 76), outline="black", width=4)
+    picture.save(guide)
+    log_in(page, base)
+
+    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
+    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
+    page.fill("#id_prompt", "a ring")
+    page.select_option("#id_width", "64")
+    page.select_option("#id_height", "64")
+    page.fill("#id_steps", "4")
+    page.select_option("#id_controlnet_model", "control_tiny_canny.safetensors")
+    page.set_input_files("#id_controlnet_image", str(guide))
+    page.select_option("#id_controlnet_module", "canny")
+    shot(page, "10-generate-controlnet")
+    page.click("#generate-submit")
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    page.locator("img.esd-image").first.wait_for(state="visible", timeout=60_000)
+    assert page.locator("img.esd-image").count() == 1
+    detected = page.locator("img.esd-detected-map")
+    assert detected.count() == 1 and page.locator("figcaption", has_text="ControlNet detected map").count() == 1
+    assert page.locator("pre.esd-infotext", has_text='ControlNet 0: "Module: canny, Model: control_tiny_canny').count()
+    shot(page, "11-job-controlnet")
+
+    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
+    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
+    page.fill("#id_prompt", "a larger ring")
+    page.select_option("#id_width", "64")
+    page.select_option("#id_height", "64")
+    page.fill("#id_steps", "4")
+    page.check("#id_enable_hr")
+    page.fill("#id_hr_scale", "2")
+    page.select_option("#id_hr_upscaler", "Lanczos")
+    page.fill("#id_hr_second_pass_steps", "2")
+    page.fill("#id_denoising_strength", "0.5")
+    page.click("#generate-submit")
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    image = page.locator("img.esd-image").first
+    image.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("document.querySelector('img.esd-image').naturalWidth > 0")
+    assert page.evaluate(
+        "[document.querySelector('img.esd-image').naturalWidth, document.querySelector('img.esd-image').naturalHeight]"
+    ) == [128, 128]
+    assert page.locator(
+        "pre.esd-infotext", has_text="Hires upscale: 2.0, Hires steps: 2, Hires upscaler: Lanczos"
+    ).count()
+    shot(page, "12-job-hires")
