@@ -117,7 +117,7 @@ class GenerateForm(forms.Form):
     def models(self) -> dict[str, list[str]]:
         """The job's models: the checkpoint, and the ControlNet and upscaler the form chose."""
         data = self.cleaned_data
-        models = {CheckpointType.STABLE_DIFFUSION: [data["checkpoint"]]}
+        models: dict[str, list[str]] = {CheckpointType.STABLE_DIFFUSION: [data["checkpoint"]]}
         if data.get("controlnet_model"):
             models[CheckpointType.CONTROLNET] = [data["controlnet_model"]]
         upscaler = data.get("hr_upscaler")

@@ -9,6 +9,7 @@ architecture is refused with both named.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,7 @@ class PreparedUnit:
 def prepare_units(
     units: list[ControlUnit],
     files: tuple[ModelFile, ...],
-    load: Any,
+    load: Callable[[ModelFile], Any],
     init_images: list[Image.Image],
     width: int,
     height: int,

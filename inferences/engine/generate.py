@@ -382,6 +382,11 @@ def _k_diffusion_images(
         networks = stack.enter_context(extra_networks(first.pipe, request, files))
         second = first
         if hires_model is not None and hires_model is not model:
+            if hires_model.architecture.family != model.architecture.family:
+                raise EngineError(
+                    f"hr_checkpoint_name names {hires_model.checkpoint.name}, a {hires_model.architecture.label} "
+                    f"model; the first pass's is {model.architecture.label}, whose pictures it cannot refine"
+                )
             second = _Run.of(hires_model)
             stack.enter_context(extra_networks(second.pipe, request, files))
         stack.enter_context(torch.inference_mode())

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .controlnet_payload import ControlUnit
+from .controlnet_payload import PREPROCESSORS, ControlUnit
 
 Map = np.ndarray
 
@@ -139,22 +139,25 @@ def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, see
     resolution = (
         pixel_perfect_resolution(image, width, height, unit.resize_mode) if unit.pixel_perfect else unit.processor_res
     )
-    a, b = unit.threshold_a, unit.threshold_b
+    defaults = PREPROCESSORS[unit.module]
+    # parse_controlnet resolved -1 to these defaults already; an explicit 0 stays 0
+    a = float(unit.threshold_a if unit.threshold_a is not None else defaults.threshold_a or 0)
+    b = float(unit.threshold_b if unit.threshold_b is not None else defaults.threshold_b or 0)
     module = unit.module
     if module == "none":
         result = image
     elif module == "canny":
-        result = canny(image, resolution, float(a or 100), float(b or 200))
+        result = canny(image, resolution, a, b)
     elif module == "invert":
         result = invert(image, resolution)
     elif module == "scribble_xdog":
-        result = scribble_xdog(image, resolution, float(a or 32))
+        result = scribble_xdog(image, resolution, a)
     elif module == "threshold":
-        result = threshold(image, resolution, float(127 if a is None else a))
+        result = threshold(image, resolution, a)
     elif module == "tile_resample":
-        result = tile_resample(image, float(a or 1.0))
+        result = tile_resample(image, a)
     elif module == "blur_gaussian":
-        result = blur_gaussian(image, resolution, float(a or 9.0))
+        result = blur_gaussian(image, resolution, a)
     elif module == "lineart_standard":
         result = lineart_standard(image, resolution)
     elif module == "shuffle":

@@ -77,6 +77,8 @@ def test_a_unit_is_read_as_the_extension_reads_it() -> None:
     # -1 is the extension's "unset": the preprocessor's own default
     [default] = parse_request("txt2img", with_units(unit(threshold_a=-1, processor_res=-1)), LIMITS).control_units
     assert (default.threshold_a, default.processor_res) == (100.0, 512)
+    [zero] = parse_request("txt2img", with_units(unit(threshold_a=0)), LIMITS).control_units
+    assert zero.threshold_a == 0.0  # an explicit 0 is a threshold, not "unset"
     # modes by index, aliases of the extension's long names
     [indexed] = parse_controlnet(
         with_units(unit(resize_mode=2, control_mode=2, module="invert (from white bg & black line)")), "txt2img", LIMITS
