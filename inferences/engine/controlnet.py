@@ -22,22 +22,11 @@ from .controlnet_payload import ControlUnit
 from .errors import EngineError, first_line
 from .identify import read_header
 from .ksampling import ActiveControl
-from .model_names import names_model
+from .model_names import find_model
 from .options import ModelFile
 
 ORIGINAL_MARKS = ("control_model.", "input_hint_block.", "time_embed.")
 DIFFUSERS_MARK = "controlnet_cond_embedding.conv_in.weight"
-
-
-def find_controlnet(unit: ControlUnit, files: tuple[ModelFile, ...]) -> ModelFile:
-    """The unit's model among the job's ControlNet files, by file-name stem as the extension matches it."""
-    for candidate in files:
-        if names_model(unit.model, candidate.name):
-            return candidate
-    known = ", ".join(candidate.stem for candidate in files) or "none"
-    raise EngineError(
-        f"{unit.label}.model names {unit.model!r}, but the job has no ControlNet model of that name (it has: {known})"
-    )
 
 
 def load_controlnet(file: ModelFile, unet: Any, label: str) -> Any:
@@ -115,7 +104,7 @@ def prepare_units(
     job without an image of its own takes the first init image, as the extension does."""
     prepared = []
     for unit in units:
-        file = find_controlnet(unit, files)
+        file = find_model(files, unit.model, key=f"{unit.label}.model", kind="ControlNet")
         if unit.weight == 0:
             continue  # a unit at weight 0 adds nothing; skipping it keeps the picture bit-identical to none
         picture = unit.image if unit.image is not None else init_images[0]

@@ -22,13 +22,13 @@ from .hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
 from .infotext import infotext
 from .loading import LoadedModel
 from .memory import TILE_ABOVE_PIXELS
-from .model_names import names_model
+from .model_names import find_model, names_model
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation, unhonoured_message
 from .prompt_schedule import prompt_schedule
 from .prompts import mentions, replace_word
 from .samplers import SAMPLERS, make_scheduler
-from .upscalers import find_upscaler, resize_with, run_model
+from .upscalers import resize_with, run_model
 
 
 @dataclass
@@ -47,13 +47,8 @@ def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
     if request.checkpoint_name is None:
         return files.checkpoint
     candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
-    for checkpoint in candidates:
-        if names_model(request.checkpoint_name, checkpoint.name):
-            return checkpoint
-    known = ", ".join(checkpoint.name for checkpoint in candidates) or "none"
-    raise EngineError(
-        f"override_settings.sd_model_checkpoint names {request.checkpoint_name!r}, but the job's Stable-diffusion "
-        f"models are: {known}; add it to the job's models when creating it"
+    return find_model(
+        candidates, request.checkpoint_name, key="override_settings.sd_model_checkpoint", kind="Stable-diffusion"
     )
 
 
@@ -62,14 +57,7 @@ def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile
     name = request.hires.checkpoint_name if request.hires is not None else None
     if name is None or names_model(name, first.name):
         return None
-    for checkpoint in files.checkpoints:
-        if names_model(name, checkpoint.name):
-            return checkpoint
-    known = ", ".join(checkpoint.name for checkpoint in files.checkpoints) or "none"
-    raise EngineError(
-        f"hr_checkpoint_name names {name!r}, but the job's Stable-diffusion models are: {known}; add it to the "
-        "job's models when creating it"
-    )
+    return find_model(files.checkpoints, name, key="hr_checkpoint_name", kind="Stable-diffusion")
 
 
 def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
@@ -82,14 +70,6 @@ def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
         if request.vae in (vae.name, vae.stem):
             return vae
     raise EngineError(f"override_settings.sd_vae names {request.vae!r}, but the job has no VAE model of that name")
-
-
-def _find(files: tuple[ModelFile, ...], name: str, kind: str) -> ModelFile:
-    for candidate in files:
-        if name in (candidate.stem, candidate.name):
-            return candidate
-    known = ", ".join(f.stem for f in files) or "none"
-    raise EngineError(f"the prompt uses <lora:{name}>, but the job has no {kind} model named {name} (it has: {known})")
 
 
 @dataclass
@@ -112,7 +92,7 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
     for tag in request.networks:
         if tag.kind != "lora":
             continue
-        lora = _find(files.loras, tag.name, "Lora")
+        lora = find_model(files.loras, tag.name, key=f"the prompt's <lora:{tag.name}>", kind="Lora")
         adapter = f"lora_{lora.sha256[:16] or abs(hash(lora.path))}"
         weights[adapter] = weights.get(adapter, 0.0) + tag.weight
         lora_files[adapter] = lora
@@ -477,7 +457,7 @@ def _hires_pass(
     else:
         model = None
         if hires.upscaler not in PIXEL_UPSCALERS:
-            descriptor = tools.upscaler(find_upscaler(hires.upscaler, files.upscalers, "hr_upscaler"))
+            descriptor = tools.upscaler(find_model(files.upscalers, hires.upscaler, key="hr_upscaler", kind="Upscaler"))
             model = partial(run_model, descriptor)
         pictures = [
             resize_with(picture, *target, hires.upscaler, model)

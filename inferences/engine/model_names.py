@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .errors import EngineError
+
+if TYPE_CHECKING:
+    from .options import ModelFile
+
 
 def model_title_name(title: str) -> str:
     """A1111's checkpoint title ("sub/v1-5-pruned.safetensors [6ce0161689]") -> the file name it names."""
@@ -12,3 +20,13 @@ def names_model(name: str, file_name: str) -> bool:
     """Whether an A1111 model name (with or without its extension) names this file."""
     stem = file_name.rsplit(".", 1)[0] if "." in file_name else file_name
     return name in (file_name, stem)
+
+
+def find_model(files: Sequence[ModelFile], name: str, *, key: str, kind: str) -> ModelFile:
+    """The job's model of type `kind` that `name` names (with or without extension), for the payload's `key`; one
+    the job lacks fails naming the job's models of that type."""
+    for candidate in files:
+        if names_model(name, candidate.name):
+            return candidate
+    known = ", ".join(candidate.stem for candidate in files) or "none"
+    raise EngineError(f"{key} names {name!r}, but the job has no {kind} model of that name (it has: {known})")

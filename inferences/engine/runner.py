@@ -215,9 +215,10 @@ class Engine:
             return image.resize((request.width, request.height), method)
         from functools import partial
 
-        from .upscalers import find_upscaler, resize_with, run_model
+        from .model_names import find_model
+        from .upscalers import resize_with, run_model
 
-        descriptor = self.upscaler(find_upscaler(name, files.upscalers, key))
+        descriptor = self.upscaler(find_model(files.upscalers, name, key=key, kind="Upscaler"))
         model = partial(run_model, descriptor)
         try:
             result = resize_with(image.convert("RGB"), request.width, request.height, name, model)

@@ -21,7 +21,6 @@ import torch
 from PIL import Image
 
 from .errors import EngineError, first_line
-from .model_names import names_model
 from .options import ModelFile
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -57,17 +56,6 @@ def registry() -> Any:
                 built.add(helpers.ArchSupport.from_architecture(architecture))
             _registry = built
     return _registry
-
-
-def find_upscaler(name: str, files: tuple[ModelFile, ...], key: str) -> ModelFile:
-    for candidate in files:
-        if names_model(name, candidate.name):
-            return candidate
-    known = ", ".join(candidate.stem for candidate in files) or "none"
-    raise EngineError(
-        f"{key} names {name!r}, which is neither Lanczos, Nearest nor None, and the job has no Upscaler model of "
-        f"that name (it has: {known})"
-    )
 
 
 def load_upscaler(file: ModelFile, device: torch.device) -> Any:

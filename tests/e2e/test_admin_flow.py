@@ -34,6 +34,21 @@ def log_in(page, base: str, username: str = "admin", password: str = "admin-pw-1
     page.wait_for_url(f"{base}/admin/")
 
 
+def fill_generate(page, base: str, prompt: str, size: str, steps: str) -> None:
+    """Open the Generate page and fill in the generation with the tiny checkpoint."""
+    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
+    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
+    page.fill("#id_prompt", prompt)
+    page.select_option("#id_width", size)
+    page.select_option("#id_height", size)
+    page.fill("#id_steps", steps)
+
+
+def submit_generate(page) -> None:
+    page.click("#generate-submit")
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+
+
 def test_admin_end_to_end(page, site):
     base, checkpoint_file, workers = site
     log_in(page, base)
@@ -90,17 +105,11 @@ def test_admin_end_to_end(page, site):
     shot(page, "05-endpoints")
 
     # generate on the Generate page; the job page shows progress and then the images
-    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
-    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
-    page.fill("#id_prompt", "a photo of a cat")
-    page.select_option("#id_width", "128")
-    page.select_option("#id_height", "128")
-    page.fill("#id_steps", "6")
+    fill_generate(page, base, "a photo of a cat", "128", "6")
     page.fill("#id_batch_size", "2")
     page.fill("#id_seed", "1234")
     shot(page, "06-generate")
-    page.click("#generate-submit")
-    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    submit_generate(page)
     images = page.locator("img.esd-image")
     images.first.wait_for(state="visible", timeout=60_000)
     assert images.count() == 2
@@ -110,14 +119,8 @@ def test_admin_end_to_end(page, site):
     shot(page, "07-job-done")
 
     # a long job, cancelled from the list while it runs
-    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
-    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
-    page.fill("#id_prompt", "a very slow cat")
-    page.select_option("#id_width", "384")
-    page.select_option("#id_height", "384")
-    page.fill("#id_steps", "150")
-    page.click("#generate-submit")
-    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    fill_generate(page, base, "a very slow cat", "384", "150")
+    submit_generate(page)
     slow = InferenceJob.objects.get(prompt="a very slow cat")
     wait_for(lambda: InferenceJob.objects.get(pk=slow.pk).progress_step > 0, timeout=60)
     page.goto(f"{base}/admin/inferences/inferencejob/")
@@ -174,18 +177,12 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     picture.save(guide)
     log_in(page, base)
 
-    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
-    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
-    page.fill("#id_prompt", "a ring")
-    page.select_option("#id_width", "64")
-    page.select_option("#id_height", "64")
-    page.fill("#id_steps", "4")
+    fill_generate(page, base, "a ring", "64", "4")
     page.select_option("#id_controlnet_model", "control_tiny_canny.safetensors")
     page.set_input_files("#id_controlnet_image", str(guide))
     page.select_option("#id_controlnet_module", "canny")
     shot(page, "10-generate-controlnet")
-    page.click("#generate-submit")
-    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    submit_generate(page)
     page.locator("img.esd-image").first.wait_for(state="visible", timeout=60_000)
     assert page.locator("img.esd-image").count() == 1
     detected = page.locator("img.esd-detected-map")
@@ -193,19 +190,13 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     assert page.locator("pre.esd-infotext", has_text='ControlNet 0: "Module: canny, Model: control_tiny_canny').count()
     shot(page, "11-job-controlnet")
 
-    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
-    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
-    page.fill("#id_prompt", "a larger ring")
-    page.select_option("#id_width", "64")
-    page.select_option("#id_height", "64")
-    page.fill("#id_steps", "4")
+    fill_generate(page, base, "a larger ring", "64", "4")
     page.check("#id_enable_hr")
     page.fill("#id_hr_scale", "2")
     page.select_option("#id_hr_upscaler", "Lanczos")
     page.fill("#id_hr_second_pass_steps", "2")
     page.fill("#id_denoising_strength", "0.5")
-    page.click("#generate-submit")
-    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    submit_generate(page)
     image = page.locator("img.esd-image").first
     image.wait_for(state="visible", timeout=60_000)
     page.wait_for_function("document.querySelector('img.esd-image').naturalWidth > 0")

@@ -57,8 +57,20 @@ def test_infinity_in_the_json_is_accepted() -> None:
         ({"alwayson_scripts": {"refiner": {"args": [True, "sdxl_refiner", 0.8]}}}, ["alwayson_scripts.refiner"]),
         # older ControlNet clients send units without `enabled`, meaning on
         (
-            {"alwayson_scripts": {"controlnet": {"args": [{"module": "canny", "model": "cn", "image": png_b64(red_disc()),
-                                                            "advanced_weighting": [0.5] * 13}]}}},
+            {
+                "alwayson_scripts": {
+                    "controlnet": {
+                        "args": [
+                            {
+                                "module": "canny",
+                                "model": "cn",
+                                "image": png_b64(red_disc()),
+                                "advanced_weighting": [0.5] * 13,
+                            }
+                        ]
+                    }
+                }
+            },
             ["alwayson_scripts.controlnet.args[0].advanced_weighting"],
         ),
         ({"alwayson_scripts": {"controlnet": {"args": [{"enabled": False, "module": "canny"}]}}}, []),
