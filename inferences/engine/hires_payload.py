@@ -34,7 +34,7 @@ SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 @dataclass
 class Hires:
-    scale: float | int  # as sent (the infotext echoes it)
+    scale: float  # a float, as A1111's API model makes it (so the infotext says "Hires upscale: 2.0")
     resize: tuple[int, int] | None  # (hr_resize_x, hr_resize_y) when either is set
     upscaler: str
     upscale_width: int  # A1111's hr_upscale_to_x/y: the upscaled first pass
@@ -79,7 +79,6 @@ def parse_hires(
 ) -> tuple[Hires, list[str]]:
     """The hires pass of a txt2img payload with `enable_hr` true, and what of it is not honoured."""
     ignored: list[str] = []
-    scale_value = read.value("hr_scale", 2.0)
     scale = read.number("hr_scale", 2.0, 1.0, 8.0)
     resize_x = read.integer("hr_resize_x", 0, 0, limits.max_side)
     resize_y = read.integer("hr_resize_y", 0, 0, limits.max_side)
@@ -117,7 +116,7 @@ def parse_hires(
         sampler, schedule = resolve_sampler(str(base), schedule_field or fallback)
     checkpoint = _optional(read, "hr_checkpoint_name")
     hires = Hires(
-        scale=scale_value if isinstance(scale_value, int | float) else scale,
+        scale=scale,
         resize=(resize_x, resize_y) if resize_x or resize_y else None,
         upscaler=upscaler,
         upscale_width=to_x,

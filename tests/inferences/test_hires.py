@@ -94,7 +94,7 @@ def test_the_infotext_carries_a1111s_hires_fields(engine, hr_files) -> None:
     assert "Size: 64x64" in text  # the first pass's, as in A1111
     line = text.splitlines()[-1]
     assert (
-        "Denoising strength: 0.5, Hires upscale: 2, Hires steps: 3, Hires upscaler: Latent, Hires sampler: Euler, "
+        "Denoising strength: 0.5, Hires upscale: 2.0, Hires steps: 3, Hires upscaler: Latent, Hires sampler: Euler, "
         in line
     )
     assert "Hires prompt: a dog" in line
