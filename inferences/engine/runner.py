@@ -189,7 +189,8 @@ class Engine:
         started = time.perf_counter()
         image = request.image.convert("RGBA" if request.image.mode in ("RGBA", "LA", "P") else "RGB")
         upscaled = self._upscaled(image, request.resample, request, files, "upscaler_1")
-        if request.second is not None:
+        # as A1111's extras: with upscaler_1 "None" nothing is upscaled, upscaler_2 included
+        if request.second is not None and request.resample != "None":
             second = self._upscaled(image, request.second, request, files, "upscaler_2")
             # A1111's extras: the second upscaler's picture blended over the first by its visibility
             upscaled = Image.blend(upscaled, second.convert(upscaled.mode), request.second_visibility)

@@ -71,6 +71,13 @@ def test_a_second_upscaler_is_blended_in_by_its_visibility(engine, up_files) -> 
     )
     expected = Image.blend(first.convert("RGB"), second.convert("RGB"), 0.5)
     assert np.array_equal(np.asarray(picture(blended.images[0]).convert("RGB")), np.asarray(expected))
+    # upscaler_1 "None" upscales nothing, upscaler_2 included (A1111's extras return before either)
+    untouched = engine.run(
+        "extra-single-image",
+        {**base, "upscaler_1": "None", "upscaler_2": "Nearest", "extras_upscaler_2_visibility": 0.5},
+        up_files,
+    )
+    assert picture(untouched.images[0]).size == (48, 40)
 
 
 def test_an_rgba_picture_keeps_its_alpha_through_a_model(engine, up_files) -> None:
