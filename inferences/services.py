@@ -27,7 +27,7 @@ from esd.storage import StorageError, get_storage
 from . import completion, selectors, webhooks
 from .engine.errors import EngineError
 from .engine.identify import read_entries
-from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory
+from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory, parameter_count
 from .engine.model_names import names_model
 from .engine.payload import Generation, load_payload, parse_request, unhonoured_message
 from .engine_options import engine_limits
@@ -197,10 +197,21 @@ def _check_memory(job: InferenceJob, request: Any) -> None:
     if file is None:
         return  # no model: the worker says so
     storage = get_storage()
-    header = read_entries(file.name, lambda start, length: storage.read_range(file.key, start, length))
-    shape = ModelShape.of(file.name, header)
+
+    def header_of(stored: CheckpointFile) -> dict[str, dict[str, object]]:
+        return read_entries(stored.name, lambda start, length: storage.read_range(stored.key, start, length))
+
+    shape = ModelShape.of(file.name, header_of(file))
+    extra = 0  # the ControlNets and the hires checkpoint the job holds beside it
+    for model_type, name, _ in request.named_models():
+        if model_type == CheckpointType.UPSCALER:
+            continue  # runs in tiles between the passes, after the checkpoint's working set
+        entry = next((e for e in job.used_models.get(model_type, []) if names_model(name, e["model_name"])), None)
+        other = entry and CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
+        if other is not None and other.pk != file.pk:
+            extra += parameter_count(header_of(other))
     dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
-    need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes)
+    need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
     check_fits(need, budget, "a worker has")
 

@@ -64,6 +64,15 @@ class ModelShape:
         return cls(parameters, int(unet_shape[0]), int(vae_shape[1]), tile)  # type: ignore[index]
 
 
+def parameter_count(header: dict[str, dict[str, object]]) -> int:
+    """Every tensor's elements in a safetensors header (an extra model a job loads: a ControlNet, a hires checkpoint)."""
+    total = 0
+    for entry in header.values():
+        shape = entry.get("shape", []) if isinstance(entry, dict) else []
+        total += math.prod(int(side) for side in shape) if isinstance(shape, list) else 0
+    return total
+
+
 @dataclass(frozen=True)
 class Estimate:
     weights: int
@@ -87,13 +96,17 @@ def gib(value: int) -> str:
     return f"{value / GIB:.1f} GiB"
 
 
-def estimate(model: ModelShape, width: int, height: int, batch_size: int, dtype_bytes: int) -> Estimate:
+def estimate(
+    model: ModelShape, width: int, height: int, batch_size: int, dtype_bytes: int, extra_parameters: int = 0
+) -> Estimate:
+    """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (ControlNets, a hires
+    checkpoint), at the same dtype."""
     pixels = width * height
     tiled = pixels > TILE_ABOVE_PIXELS
     # a tile is decoded with its overlap (diffusers: a quarter of the tile each way)
     decoded = int((model.tile * 1.25) ** 2) if tiled else pixels
     return Estimate(
-        weights=model.parameters * dtype_bytes,
+        weights=(model.parameters + extra_parameters) * dtype_bytes,
         unet=UNET_FACTOR * 2 * batch_size * (pixels // 64) * model.unet_width * dtype_bytes,
         vae=VAE_FACTOR * decoded * model.vae_width * dtype_bytes,
         tiled=tiled,

@@ -140,7 +140,6 @@ class Upscale:
     width: int
     height: int
     resample: str  # upscaler_1
-    scale: float  # what upscaler_1 is asked to scale by (A1111: the larger of the two side ratios)
     second: str | None = None  # upscaler_2, blended in by second_visibility
     second_visibility: float = 0.0
     ignored: list[str] = field(default_factory=list)
@@ -507,7 +506,6 @@ def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
         width=width,
         height=height,
         resample=upscaler,
-        scale=max(width / image.width, height / image.height),
         second=second if second not in (None, "", "None") and second_visibility > 0 else None,
         second_visibility=second_visibility,
         ignored=ignored,

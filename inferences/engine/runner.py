@@ -56,6 +56,7 @@ class Engine:
         set_threads(self.options.threads)
         self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
         self.shapes: dict[tuple[str, str], ModelShape] = {}  # checkpoint -> what the memory estimate reads of it
+        self.parameters: dict[tuple[str, str], int] = {}  # ControlNets, hires checkpoints -> their weights' size
 
     def run(
         self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
@@ -109,7 +110,7 @@ class Engine:
         if checkpoint is None:
             raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
         hires_checkpoint = pick_hires_checkpoint(request, files, checkpoint)
-        need = self._check_memory(request, checkpoint)
+        need = self._check_memory(request, checkpoint, files, hires_checkpoint)
         with ExitStack() as stack:
             # A hires checkpoint is held (and locked) beside the first for the whole job; each is locked as soon as
             # it is acquired (so loading the other cannot evict it), in the order of their paths, so two jobs using
@@ -155,17 +156,31 @@ class Engine:
             },
         )
 
-    def _check_memory(self, request: Generation, checkpoint: ModelFile) -> Estimate:
-        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget."""
+    def _check_memory(
+        self, request: Generation, checkpoint: ModelFile, files: JobFiles, hires: ModelFile | None
+    ) -> Estimate:
+        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget (the ControlNets
+        and a hires checkpoint it holds beside the checkpoint included)."""
         from .device import memory_budget, torch_dtype
         from .identify import header_entries
+        from .memory import parameter_count
+        from .model_names import find_model
 
         key = (str(checkpoint.path), checkpoint.sha256)
         shape = self.shapes.get(key)
         if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
             shape = self.shapes[key] = ModelShape.of(checkpoint.name, header_entries(checkpoint.path))
+        others = [hires] if hires is not None else []
+        others += [
+            find_model(files.controlnets, unit.model, key=f"{unit.label}.model", kind="ControlNet")
+            for unit in request.control_units
+        ]
+        for other in others:  # each file's header is read once per process, as the checkpoint's
+            if (str(other.path), other.sha256) not in self.parameters:
+                self.parameters[str(other.path), other.sha256] = parameter_count(header_entries(other.path))
+        extra = sum(self.parameters[str(other.path), other.sha256] for other in others)
         dtype_bytes = torch_dtype(self.options).itemsize
-        need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes)
+        need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
         return need
 

@@ -316,3 +316,18 @@ def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) ->
         engine.run(
             "txt2img", with_units(unit(model="xl-ldm")), JobFiles(checkpoint=checkpoint, controlnets=(original,))
         )
+
+
+def test_the_memory_estimate_counts_the_units_controlnets(cn_files, models, u2net_home) -> None:
+    from inferences.engine.identify import header_entries
+    from inferences.engine.memory import ModelShape, estimate, parameter_count
+    from inferences.engine.options import EngineOptions
+    from inferences.engine.runner import Engine
+
+    shape = ModelShape.of("tiny", header_entries(models["checkpoint"].path))
+    alone = estimate(shape, 64, 64, 1, 4).total
+    controlnet_bytes = parameter_count(header_entries(models["controlnet"].path)) * 4
+    engine = Engine(EngineOptions(u2net_home=u2net_home, memory_bytes=alone + controlnet_bytes // 2))
+    assert engine.run("txt2img", txt2img(steps=2), cn_files).images
+    with pytest.raises(EngineError, match="this job needs about"):
+        engine.run("txt2img", with_units(unit(), steps=2), cn_files)
