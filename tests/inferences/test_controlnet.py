@@ -311,6 +311,13 @@ def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) ->
     off = engine.run("txt2img", txt2img(steps=3), files)
     on = engine.run("txt2img", with_units(unit(model="xl-canny"), steps=3), files)
     assert on.ignored == [] and np.abs(pixels(on.images[0]) - pixels(off.images[0])).max() > 10
+    # and the hires fix on SDXL, the unit guiding both passes
+    hires = engine.run(
+        "txt2img",
+        with_units(unit(model="xl-canny"), steps=3, enable_hr=True, hr_scale=2, denoising_strength=0.5),
+        files,
+    )
+    assert hires.ignored == [] and Image.open(io.BytesIO(hires.images[0])).size == (128, 128)
     original = model_file(testing.write_tiny_controlnet(tmp_path / "xl-ldm.safetensors", arch="sdxl", layout="ldm"))
     with pytest.raises(EngineError, match="SDXL ControlNet in the original layout"):
         engine.run(
