@@ -16,6 +16,7 @@ from dramatiq import Message
 
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
+from checkpoints.files import PICKLE_EXTENSIONS
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.queues import enqueue, pending_messages, queue_message
@@ -71,6 +72,12 @@ def _resolve_models(actor: User, models: dict[str, Any]) -> dict[str, list[dict[
                 used.setdefault(model_type, []).append({"id": "VAE", "model_name": name, "s3": "None", "type": "VAE"})
                 continue
             checkpoint = selectors.usable_checkpoint(user=actor, type=model_type, name=name)
+            if checkpoint is None and name.lower().endswith(PICKLE_EXTENSIONS):
+                # The WebUI names the file it has (control_v11p_sd15_canny.pth); this server holds only the
+                # .safetensors release of a model, so that is the one the name means.
+                safe = name.rsplit(".", 1)[0] + ".safetensors"
+                checkpoint = selectors.usable_checkpoint(user=actor, type=model_type, name=safe)
+                name = safe if checkpoint is not None else name
             if checkpoint is None:
                 missing.append(f"checkpoint with name {name}, type {model_type} is not found")
                 continue

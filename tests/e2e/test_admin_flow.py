@@ -181,14 +181,14 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     page.select_option("#id_controlnet_model", "control_tiny_canny.safetensors")
     page.set_input_files("#id_controlnet_image", str(guide))
     page.select_option("#id_controlnet_module", "canny")
-    shot(page, "10-generate-controlnet")
+    shot(page, "20-generate-controlnet")
     submit_generate(page)
     page.locator("img.esd-image").first.wait_for(state="visible", timeout=60_000)
     assert page.locator("img.esd-image").count() == 1
     detected = page.locator("img.esd-detected-map")
     assert detected.count() == 1 and page.locator("figcaption", has_text="ControlNet detected map").count() == 1
     assert page.locator("pre.esd-infotext", has_text='ControlNet 0: "Module: canny, Model: control_tiny_canny').count()
-    shot(page, "11-job-controlnet")
+    shot(page, "21-job-controlnet")
 
     fill_generate(page, base, "a larger ring", "64", "4")
     page.check("#id_enable_hr")
@@ -206,4 +206,4 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     assert page.locator(
         "pre.esd-infotext", has_text="Hires upscale: 2.0, Hires steps: 2, Hires upscaler: Lanczos"
     ).count()
-    shot(page, "12-job-hires")
+    shot(page, "22-job-hires")

@@ -385,11 +385,14 @@ def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, a
         steps=4, enable_hr=True, hr_scale=1.5, hr_upscaler="2x-TinyCompact", hr_second_pass_steps=2,
         denoising_strength=0.5, alwayson_scripts={"controlnet": {"args": [unit]}},
     )  # fmt: skip
+    # the WebUI names the ControlNet file it has, a .pth: the job takes the .safetensors release uploaded here
+    pth = uploaded["ControlNet"].replace(".safetensors", ".pth")
     job_id = served.submit(
         payload,
-        **{"Stable-diffusion": [served.checkpoint.names[0]], "ControlNet": [uploaded["ControlNet"]],
-           "Upscaler": [uploaded["Upscaler"]]},
+        **{"Stable-diffusion": [served.checkpoint.names[0]], "ControlNet": [pth], "Upscaler": [uploaded["Upscaler"]]},
     )  # fmt: skip
+    job = InferenceJob.objects.get(pk=job_id)
+    assert [entry["model_name"] for entry in job.used_models["ControlNet"]] == [uploaded["ControlNet"]]
     assert served.start(job_id).status == 202
     data = served.wait(job_id)
     assert data["status"] == "succeed", data
