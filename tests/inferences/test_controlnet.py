@@ -77,6 +77,13 @@ def test_a_unit_is_read_as_the_extension_reads_it() -> None:
     # -1 is the extension's "unset": the preprocessor's own default
     [default] = parse_request("txt2img", with_units(unit(threshold_a=-1, processor_res=-1)), LIMITS).control_units
     assert (default.threshold_a, default.processor_res) == (100.0, 512)
+    # older clients send the picture as input_image, the WebUI's editor as {"image": ..., "mask": ...}
+    [older] = parse_request(
+        "txt2img", with_units(unit(image=None, input_image=png_b64(red_disc()))), LIMITS
+    ).control_units
+    assert older.image is not None and older.image.size == (96, 80)
+    edited = parse_request("txt2img", with_units(unit(image={"image": png_b64(red_disc()), "mask": None})), LIMITS)
+    assert edited.control_units[0].image is not None and edited.ignored == []
     [zero] = parse_request("txt2img", with_units(unit(threshold_a=0)), LIMITS).control_units
     assert zero.threshold_a == 0.0  # an explicit 0 is a threshold, not "unset"
     # modes by index, aliases of the extension's long names
