@@ -296,7 +296,10 @@ def test_a_failed_job_says_why(served):
     job_id = served.submit(txt2img(prompt="a cat <lora:nothere:1>"))
     served.start(job_id)
     data = served.wait(job_id)
-    assert data["status"] == "failed" and "no Lora model named nothere" in data["sagemakerRaw"]
+    assert (
+        data["status"] == "failed"
+        and "<lora:nothere> names 'nothere', but the job has no Lora model" in data["sagemakerRaw"]
+    )
 
 
 def test_ignored_parameters_are_reported(served):
