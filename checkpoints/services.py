@@ -19,8 +19,8 @@ from django.utils import timezone
 from accounts import selectors as account_selectors
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
-from endpoints.queues import pending_messages
 from esd.exceptions import EsdError
+from esd.queues import pending_messages
 from esd.responses import esd_time
 from esd.storage import StorageError, get_storage
 
@@ -398,7 +398,7 @@ def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: boo
 def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
     """Send again the downloads nobody runs (no live lease) and no message will run: the broker lost it (a Redis
     restart without persistence) or it was never sent (the broker was down). Only where the broker can tell which
-    messages it holds (endpoints.queues.pending_messages); each checkpoint is taken with a conditional UPDATE, so
+    messages it holds (esd.queues.pending_messages); each checkpoint is taken with a conditional UPDATE, so
     several sweeping workers send one message."""
     from . import actors
 

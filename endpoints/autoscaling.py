@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from esd.queues import queue_depth
+
 from .models import Endpoint
-from .queues import queue_depth
 
 # Each source returns, for an endpoint, the number of jobs the database holds as queued or running for it.
 _backlog_sources: list[Callable[[Endpoint], int]] = []

@@ -19,10 +19,10 @@ from accounts.permissions import grant_object_permissions, holds
 from checkpoints.files import PICKLE_EXTENSIONS
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
-from endpoints.queues import enqueue, pending_messages, queue_message
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
 from esd.exceptions import EsdError
+from esd.queues import enqueue, pending_messages, queue_message
 from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, webhooks

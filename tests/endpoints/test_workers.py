@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from endpoints import services
 from endpoints.models import Endpoint, EndpointStatus, Worker
-from endpoints.queues import queue_depth, send_to_queue
 from endpoints.runtime import EndpointWorker
+from esd.queues import queue_depth, send_to_queue
 from tests.conftest import wait_for
 
 ran: list[str] = []

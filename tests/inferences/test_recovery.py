@@ -13,7 +13,7 @@ from django.test import Client
 from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Worker
-from endpoints.queues import enqueue, pending_messages, queue_message
+from esd.queues import enqueue, pending_messages, queue_message
 from inferences import services
 from inferences.actors import inference_run
 from inferences.execution import claim

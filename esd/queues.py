@@ -1,4 +1,7 @@
-"""The dramatiq side of endpoints: queue depth per broker, and sending a message to an endpoint's queue."""
+"""Queues on the configured dramatiq broker (Redis, RabbitMQ or in-process): a queue's depth, the messages it holds,
+and sending a message to a named queue (each endpoint has its own). Broker-generic, so the apps that queue work
+(checkpoint downloads, inference jobs, endpoint probes) share it without importing each other (esd/broker.py
+chooses the broker; this uses it)."""
 
 from typing import cast
 
