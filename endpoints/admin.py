@@ -13,7 +13,7 @@ from guardian.admin import GuardedModelAdmin
 from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
 
-from . import services
+from . import selectors, services
 from .autoscaling import scaling
 from .models import Endpoint, Worker
 from .selectors import with_live_counts
@@ -32,7 +32,7 @@ class WorkerInline(admin.TabularInline):
 
     @admin.display(boolean=True)
     def alive(self, worker: Worker) -> bool:
-        return worker.stopped_at is None and worker.last_heartbeat >= services.live_cutoff()
+        return worker.stopped_at is None and worker.last_heartbeat >= selectors.live_cutoff()
 
 
 class EndpointAddForm(forms.ModelForm):

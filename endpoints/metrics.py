@@ -12,10 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import services
 from .autoscaling import scaling
 from .models import Endpoint, EndpointStatus
-from .selectors import with_live_counts
+from .selectors import endpoint_current, with_live_counts
 
 LABELS = ["endpoint", "endpoint_type", "instance_type"]
 
@@ -34,7 +33,7 @@ class EndpointCollector(Collector):
             "up": GaugeMetricFamily("esd_endpoint_in_service", "1 when the endpoint is InService.", labels=LABELS),
         }  # fmt: skip
         for endpoint in with_live_counts(Endpoint.objects.exclude(status=EndpointStatus.DELETING)):
-            services.endpoint_refresh(endpoint)
+            endpoint_current(endpoint)
             labels = [endpoint.name, endpoint.endpoint_type, endpoint.instance_type]
             live, busy = getattr(endpoint, "live", 0), getattr(endpoint, "busy", 0)  # annotated by the queryset
             figures = scaling(endpoint, live, busy)

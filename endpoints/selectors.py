@@ -1,17 +1,70 @@
-"""Reads on endpoints, with ESD's visibility (esd-behaviour.md §8.7) and their live state."""
+"""Reads on endpoints, with ESD's visibility (esd-behaviour.md §8.7) and their live state. Reads compute the status
+the live workers make and never write it: heartbeats, registrations and exits store it (services.endpoint_refresh)."""
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import holds, visible
 from accounts.selectors import viewer_roles
+from esd.responses import esd_time
 
-from . import services
-from .models import Endpoint, EndpointStatus
+from .models import Endpoint, EndpointStatus, Worker
+
+
+def live_cutoff() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.ESD_WORKER_DEAD_AFTER_SECONDS)
+
+
+def live_workers(endpoint: Endpoint) -> QuerySet[Worker]:
+    return endpoint.workers.filter(stopped_at__isnull=True, last_heartbeat__gte=live_cutoff())
+
+
+def derived_status(endpoint: Endpoint, live: int) -> tuple[str, str]:
+    """The status (and error) that follows from the live workers.
+
+    InService while a worker is alive. With none: an autoscaled Async endpoint is scaled to zero (InService,
+    count 0, as in ESD: its jobs wait and the platform scales it up); one that never had a worker is Creating;
+    one whose last worker stopped cleanly is Stopped (an operator's choice, not a failure); any other is Failed,
+    saying what happened to its workers.
+    """
+    if endpoint.status == EndpointStatus.DELETING:
+        return EndpointStatus.DELETING, endpoint.error
+    if live:
+        return EndpointStatus.IN_SERVICE, ""
+    if endpoint.end_time is None:
+        return EndpointStatus.CREATING, ""
+    if endpoint.min_instance_count == 0:
+        return EndpointStatus.IN_SERVICE, ""
+    last = endpoint.workers.order_by("-last_heartbeat").first()
+    if last is None:
+        return EndpointStatus.FAILED, "no worker is serving this endpoint"
+    if last.stopped_at is not None:
+        return EndpointStatus.STOPPED, ""
+    return (
+        EndpointStatus.FAILED,
+        f"no live worker: the last heartbeat was at {esd_time(last.last_heartbeat)} "
+        f"(workers count as dead after {settings.ESD_WORKER_DEAD_AFTER_SECONDS:g} s without one)",
+    )
+
+
+def endpoint_current(endpoint: Endpoint) -> Endpoint:
+    """`endpoint` with the status, error and live-worker count its workers make now, set on the object only (coming
+    into service stamps `end_time`, as SageMaker's endpoint creation ends)."""
+    live = live_workers(endpoint).count()
+    status, error = derived_status(endpoint, live)
+    if status == EndpointStatus.IN_SERVICE and status != endpoint.status:
+        endpoint.end_time = timezone.now()
+    endpoint.status, endpoint.error = status, error
+    endpoint.live_count = live  # type: ignore[attr-defined]
+    return endpoint
 
 
 def with_live_counts(endpoints: QuerySet[Endpoint]) -> QuerySet[Endpoint]:
-    alive = Q(workers__stopped_at__isnull=True, workers__last_heartbeat__gte=services.live_cutoff())
+    alive = Q(workers__stopped_at__isnull=True, workers__last_heartbeat__gte=live_cutoff())
     return endpoints.annotate(
         live=Count("workers", filter=alive),
         busy=Count("workers", filter=alive & ~Q(workers__current_job="")),
@@ -24,7 +77,7 @@ def endpoint_list(*, viewer: User, subject: User, endpoint_id: str | None = None
     endpoints = Endpoint.objects.exclude(status=EndpointStatus.DELETING).select_related("created_by")
     if endpoint_id:
         endpoints = endpoints.filter(pk=endpoint_id) if _is_uuid(endpoint_id) else endpoints.none()
-    found = [services.endpoint_refresh(endpoint) for endpoint in endpoints]
+    found = [endpoint_current(endpoint) for endpoint in endpoints]
     if holds(viewer, "sagemaker_endpoint", "all"):
         return found
     if not holds(viewer, "sagemaker_endpoint", "list"):

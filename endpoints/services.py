@@ -7,28 +7,23 @@ import re
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import grant_object_permissions, holds
 from esd.exceptions import EsdError
-from esd.responses import esd_time
 
 from .models import Endpoint, EndpointStatus, EndpointType, Worker
+from .selectors import endpoint_current, live_workers
 
 logger = logging.getLogger(__name__)
 
 ESD_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-
-
-def live_cutoff() -> datetime:
-    return timezone.now() - timedelta(seconds=settings.ESD_WORKER_DEAD_AFTER_SECONDS)
 
 
 def check_instance_type(instance_type: str) -> None:
@@ -211,57 +206,21 @@ def worker_deregister(*, worker: Worker) -> None:
     endpoint_refresh(endpoint)
 
 
-def live_workers(endpoint: Endpoint) -> QuerySet[Worker]:
-    return endpoint.workers.filter(stopped_at__isnull=True, last_heartbeat__gte=live_cutoff())
-
-
-def derived_status(endpoint: Endpoint, live: int) -> tuple[str, str]:
-    """The status (and error) that follows from the live workers.
-
-    InService while a worker is alive. With none: an autoscaled Async endpoint is scaled to zero (InService,
-    count 0, as in ESD: its jobs wait and the platform scales it up); one that never had a worker is Creating;
-    one whose last worker stopped cleanly is Stopped (an operator's choice, not a failure); any other is Failed,
-    saying what happened to its workers.
-    """
-    if endpoint.status == EndpointStatus.DELETING:
-        return EndpointStatus.DELETING, endpoint.error
-    if live:
-        return EndpointStatus.IN_SERVICE, ""
-    if endpoint.end_time is None:
-        return EndpointStatus.CREATING, ""
-    if endpoint.min_instance_count == 0:
-        return EndpointStatus.IN_SERVICE, ""
-    last = endpoint.workers.order_by("-last_heartbeat").first()
-    if last is None:
-        return EndpointStatus.FAILED, "no worker is serving this endpoint"
-    if last.stopped_at is not None:
-        return EndpointStatus.STOPPED, ""
-    return (
-        EndpointStatus.FAILED,
-        f"no live worker: the last heartbeat was at {esd_time(last.last_heartbeat)} "
-        f"(workers count as dead after {settings.ESD_WORKER_DEAD_AFTER_SECONDS:g} s without one)",
-    )
-
-
 def endpoint_refresh(endpoint: Endpoint) -> Endpoint:
-    """Bring the stored status in line with the live workers (called on heartbeats and when endpoints are read)."""
-    live = live_workers(endpoint).count()
-    status, error = derived_status(endpoint, live)
-    changes: dict[str, object] = {}
-    if status != endpoint.status:
-        changes["status"] = status
-        if status == EndpointStatus.IN_SERVICE:
-            changes["end_time"] = timezone.now()
-    if error != endpoint.error:
-        changes["error"] = error
+    """Store the status the live workers make (on a worker's registration, heartbeat and exit, and when a job is
+    bound to the endpoint); reads compute the same without writing (selectors.endpoint_current)."""
+    stored = (endpoint.status, endpoint.error, endpoint.end_time)
+    current = endpoint_current(endpoint)
+    changes = {
+        field: getattr(current, field)
+        for field, before in zip(("status", "error", "end_time"), stored, strict=True)
+        if getattr(current, field) != before
+    }
     if changes:
         Endpoint.objects.filter(pk=endpoint.pk).update(**changes, updated_at=timezone.now())
-        for field, value in changes.items():
-            setattr(endpoint, field, value)
         if "status" in changes:
-            logger.info("Endpoint %s is now %s (%d live workers)", endpoint.name, status, live)
-    endpoint.live_count = live  # type: ignore[attr-defined]
-    return endpoint
+            logger.info("Endpoint %s is now %s (%d live workers)", endpoint.name, current.status, current.live_count)  # type: ignore[attr-defined]
+    return current
 
 
 # --- probes ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from accounts.selectors import viewer_roles
 from checkpoints.models import Checkpoint, CheckpointStatus
 from checkpoints.selectors import checkpoint_visible_to
 from endpoints import selectors as endpoint_selectors
-from endpoints import services as endpoint_services
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.exceptions import EsdError
 
@@ -143,7 +142,7 @@ def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
     endpoints = Endpoint.objects.filter(endpoint_type=endpoint_type_for(inference_type)).exclude(
         status=EndpointStatus.DELETING
     )
-    found = [endpoint_services.endpoint_refresh(endpoint) for endpoint in endpoints]
+    found = [endpoint_selectors.endpoint_current(endpoint) for endpoint in endpoints]
     return [
         endpoint
         for endpoint in found

@@ -330,7 +330,7 @@ def inference_delete_many(*, actor: User, jobs: list[InferenceJob]) -> int:
 
 def unclaimed_or_orphaned() -> Q:
     """Jobs no live worker holds: never claimed, or claimed by a worker that stopped or missed its heartbeats."""
-    from endpoints.services import live_cutoff
+    from endpoints.selectors import live_cutoff
 
     return (
         Q(claimed_at__isnull=True)

@@ -113,6 +113,25 @@ def test_missed_heartbeats_make_a_worker_dead_and_the_endpoint_failed(endpoint, 
     assert status_of(endpoint).status == "InService"
 
 
+def test_reads_compute_the_status_without_writing_it(endpoint, fast_heartbeats, admin_user):
+    """A dead worker shows as Failed to every read at once, but only heartbeats, registrations and exits store a
+    status: a GET never issues an UPDATE."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from endpoints import selectors
+
+    worker = services.worker_register(endpoint=endpoint, hostname="gpu-1", pid=4242, device="cuda:0")
+    Worker.objects.filter(pk=worker.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=30))
+    with CaptureQueriesContext(connection) as queries:
+        [listed] = selectors.endpoint_list(viewer=admin_user, subject=admin_user, endpoint_id=str(endpoint.pk))
+    assert (listed.status, listed.live_count) == ("Failed", 0)
+    assert not [query["sql"] for query in queries if not query["sql"].lstrip().upper().startswith("SELECT")]
+    assert Endpoint.objects.get(pk=endpoint.pk).status == "InService"  # as the last heartbeat left it
+    services.worker_heartbeat(worker=worker)
+    assert Endpoint.objects.get(pk=endpoint.pk).status == "InService"
+
+
 def test_an_autoscaled_async_endpoint_scales_to_zero_in_service(transactional_db, admin_user, start_worker):
     endpoint = services.endpoint_create(
         actor=admin_user, suffix="auto", endpoint_type="Async", instance_type="cpu", count=3, autoscaling=True,
