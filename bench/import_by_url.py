@@ -108,7 +108,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from accounts import services as account_services
-    from checkpoints import services
+    from checkpoints import execution, services
     from checkpoints.models import Checkpoint
     from esd.storage import get_storage
 
@@ -141,7 +141,7 @@ def main() -> None:
         [checkpoint] = services.checkpoint_create_from_urls(actor=admin, type="Lora", urls=[url], params={})
         memory = PeakRss()
         start = time.perf_counter()
-        services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
+        execution.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
         elapsed = time.perf_counter() - start
         grown = memory.growth()
         checkpoint.refresh_from_db()

@@ -1,4 +1,4 @@
-"""Background jobs of checkpoints: thin wrappers over services."""
+"""Background jobs of checkpoints: thin wrappers over execution (the download run)."""
 
 import dramatiq
 
@@ -7,9 +7,9 @@ DOWNLOAD_TIME_LIMIT_MS = 6 * 60 * 60 * 1000
 
 
 def _busy(retries: int, exception: Exception) -> bool:
-    """Retry only a message that found the download's lease held (services.DownloadBusy): after a lease's length
+    """Retry only a message that found the download's lease held (execution.DownloadBusy): after a lease's length
     the holder has either renewed it (alive: give up after a few tries) or not (dead: this message takes over)."""
-    from checkpoints.services import DownloadBusy
+    from checkpoints.execution import DownloadBusy
 
     return isinstance(exception, DownloadBusy) and retries < 3
 
@@ -23,6 +23,6 @@ def _busy(retries: int, exception: Exception) -> bool:
     time_limit=DOWNLOAD_TIME_LIMIT_MS,
 )
 def checkpoint_download(checkpoint_id: str) -> None:
-    from checkpoints import services  # services imports this module to enqueue
+    from checkpoints import execution  # services imports this module to enqueue
 
-    services.checkpoint_download_run(checkpoint_id=checkpoint_id)
+    execution.checkpoint_download_run(checkpoint_id=checkpoint_id)

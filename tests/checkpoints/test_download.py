@@ -109,11 +109,11 @@ def test_download_becomes_active_with_sha256_and_progress(esd, admin_token, allo
 def test_progress_written_late_never_changes_a_finished_row(transactional_db, admin_user, monkeypatch):
     """The race CI once saw: a checkpoint Active with bytes_done 0. The progress thread is a tick behind the run;
     its write must not land on a row the run has finished, and the finished row carries its final figures."""
-    from checkpoints import services
+    from checkpoints import execution
 
-    monkeypatch.setattr(services, "PROGRESS_INTERVAL", 0.01)
+    monkeypatch.setattr(execution, "PROGRESS_INTERVAL", 0.01)
     row = Checkpoint.objects.create(type=SD, status="Downloading", created_by=admin_user, source_url="https://x/m")
-    progress = services.Progress(row.pk)
+    progress = execution.Progress(row.pk)
     try:
         progress.done = 1234
         assert wait_for(lambda: Checkpoint.objects.get(pk=row.pk).bytes_done == 1234, timeout=5)
@@ -232,12 +232,12 @@ def test_a_redirect_to_a_private_address_is_refused(esd, admin_token, settings, 
 def test_a_redelivered_message_does_nothing_twice(
     esd, admin_token, allow_loopback, file_server, dramatiq_worker, store
 ):
-    from checkpoints import services
+    from checkpoints import execution
 
     file_server.serve_bytes("/once.safetensors", safetensors_bytes())
     request_urls(esd, admin_token, [file_server.url("/once.safetensors")])
     checkpoint = wait_for(finished("once.safetensors"))
-    services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
+    execution.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
     assert file_server.hits["/once.safetensors"] == 1
 
 
@@ -248,22 +248,22 @@ def test_a_running_download_holds_a_lease_a_second_run_cannot_take(
 
     from django.utils import timezone
 
-    from checkpoints import services
+    from checkpoints import execution
     from checkpoints.actors import _busy
 
     file_server.serve_bytes("/leased.safetensors", safetensors_bytes())
     request_urls(esd, admin_token, [file_server.url("/leased.safetensors")])  # no worker: stays Downloading
     checkpoint = Checkpoint.objects.get(source_url__endswith="leased.safetensors")
-    assert services.take_download(checkpoint.pk) is True
-    assert services.take_download(checkpoint.pk) is False  # a redelivered or re-sent message while it runs
-    with pytest.raises(services.DownloadBusy):  # the actor retries it after a lease's length
-        services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
+    assert execution.take_download(checkpoint.pk) is True
+    assert execution.take_download(checkpoint.pk) is False  # a redelivered or re-sent message while it runs
+    with pytest.raises(execution.DownloadBusy):  # the actor retries it after a lease's length
+        execution.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
     assert file_server.hits.get("/leased.safetensors") is None
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == "Downloading"
     past = timezone.now() - timedelta(seconds=1)
     Checkpoint.objects.filter(pk=checkpoint.pk).update(download_lease_until=past)  # its run died
-    assert services.take_download(checkpoint.pk) is True
-    busy = services.DownloadBusy("held")
+    assert execution.take_download(checkpoint.pk) is True
+    busy = execution.DownloadBusy("held")
     assert [_busy(retries, busy) for retries in range(4)] == [True, True, True, False]
     assert _busy(0, RuntimeError("anything else")) is False
 

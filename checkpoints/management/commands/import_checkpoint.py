@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from checkpoints import services
+from checkpoints import execution, services
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointType
 from esd.exceptions import EsdError
 from esd.storage import CHUNK
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                     actor=user, type=options["type"], urls=[source], params={}
                 )
                 # Run the download here rather than waiting for a worker.
-                services.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
+                execution.checkpoint_download_run(checkpoint_id=str(checkpoint.pk))
             else:
                 path = Path(source)
                 if not path.is_file():
