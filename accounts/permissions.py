@@ -5,7 +5,8 @@ In every check `all` satisfies `create` and `list`; `create` and `list` do not i
 machinery (a superuser holds all of them).
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from rest_framework import exceptions as drf
@@ -41,6 +42,14 @@ def holds_string(user: User, permission: str) -> bool:
     return holds(user, resource, action)
 
 
+Owned = TypeVar("Owned")
+
+
+def esd_mode() -> bool:
+    """esd-1.4 mode: ESD 1.4.0's clients, which send the deployment's API key and name users in bodies."""
+    return settings.ESD_AUTH_MODE == "esd-1.4"
+
+
 def active_user(username: str) -> User | None:
     return User.objects.filter(username=username, is_active=True).first()
 
@@ -48,13 +57,13 @@ def active_user(username: str) -> User | None:
 def key_only(request: Request) -> bool:
     """An esd-1.4 request that carries the deployment's API key and no user: ESD 1.4.0's clients call some routes
     this way (docs/api.md, "Authentication"). The gateway has checked the key before a handler runs."""
-    return settings.ESD_AUTH_MODE == "esd-1.4" and not (request.user.is_authenticated or request.auth is not None)
+    return esd_mode() and not (request.user.is_authenticated or request.auth is not None)
 
 
 def key_holder_admin_routes() -> bool:
     """Whether the key alone may act as the administrator (DELETE /roles, DELETE /checkpoints): only in esd-1.4
     mode and only when a key is set, since without one "the key holder" would be anybody."""
-    return settings.ESD_AUTH_MODE == "esd-1.4" and bool(settings.ESD_API_KEY)
+    return esd_mode() and bool(settings.ESD_API_KEY)
 
 
 def bootstrap_admin() -> User | None:
@@ -86,13 +95,35 @@ def request_caller(request: Request, *, unknown: str) -> User:
     raise drf.NotAuthenticated()
 
 
-def acting_user(request: Request, *, named: str | None, field: str, unknown: str) -> User:
+def owner_or_caller(
+    request: Request, *, find: Callable[[User | None], Owned | None], not_found: EsdError, unknown: str
+) -> tuple[User, Owned]:
+    """Who a request on one object acts as, and the object (`find(viewer)`, None when missing or not visible; a
+    viewer of None skips visibility). ESD's clients call an object's routes (a job's, a checkpoint's) with only the
+    API key: esd-1.4 mode then acts as the object's creator. Otherwise the caller acts, and must see the object."""
+    if key_only(request):
+        found = find(None)
+        creator = getattr(found, "created_by", None)
+        if found is None or creator is None:
+            raise not_found
+        return creator, found
+    caller = request_caller(request, unknown=unknown)
+    found = find(caller)
+    if found is None:
+        raise not_found
+    return caller, found
+
+
+def acting_user(request: Request, *, named: str | None, field: str, unknown: str, required: str | None = None) -> User:
     """The user a request acts as, on routes where ESD 1.4.0 took it from a body field (`creator`, ...).
 
-    esd-1.4 mode trusts the field, as ESD did. Token mode acts as the token's owner: the field must name the
-    caller, unless the caller holds `user:all` and so may act for anyone (architecture.md §4).
+    esd-1.4 mode trusts the field, as ESD did; a request with neither the field nor credentials is refused with
+    `required`, ESD's own message for it. Token mode acts as the token's owner: the field must name the caller,
+    unless the caller holds `user:all` and so may act for anyone (architecture.md §4).
     """
-    if settings.ESD_AUTH_MODE == "esd-1.4" and named:
+    if required is not None and esd_mode() and not named and not request.user.is_authenticated:
+        raise EsdError(400, required)
+    if esd_mode() and named:
         user = active_user(named)
         if user is None:
             raise EsdError(400, unknown.format(name=named))
@@ -138,7 +169,7 @@ def list_subject(request: Request, viewer: User, *, unknown: str) -> User:
     name = request.query_params.get("username")
     if not name or name == viewer.username:
         return viewer
-    if settings.ESD_AUTH_MODE != "esd-1.4" and not holds(viewer, "user", "all"):
+    if not esd_mode() and not holds(viewer, "user", "all"):
         raise EsdError(403, f'username "{name}" is not the caller: only a user holding user:all may list as another')
     subject = active_user(name)
     if subject is None:

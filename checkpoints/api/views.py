@@ -3,7 +3,6 @@
 import math
 from typing import Any, ClassVar
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,11 +10,12 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.permissions import (
     acting_user,
+    esd_mode,
     holds,
     key_holder_admin_routes,
     key_holder_or_caller,
-    key_only,
     list_subject,
+    owner_or_caller,
     request_caller,
 )
 from checkpoints import selectors, services
@@ -30,10 +30,6 @@ from .serializers import checkpoint_data, checkpoint_item
 
 UNKNOWN_USER = 'user: "{name}" not exist'
 MAX_PER_PAGE = 1000
-
-
-def esd_mode() -> bool:
-    return settings.ESD_AUTH_MODE == "esd-1.4"
 
 
 def _positive_int(request: Request, name: str, default: int, maximum: int) -> int:
@@ -115,9 +111,10 @@ class CheckpointsView(EsdAPIView):
     def post(self, request: Request) -> Response:
         body = self.body
         params = body["params"]
-        if esd_mode() and not params.get("creator") and not request.user.is_authenticated:
-            raise EsdError(400, "user has no permissions to create a model")
-        actor = acting_user(request, named=params.get("creator"), field="params.creator", unknown=UNKNOWN_USER)
+        actor = acting_user(
+            request, named=params.get("creator"), field="params.creator", unknown=UNKNOWN_USER,
+            required="user has no permissions to create a model",
+        )  # fmt: skip
         if body.get("urls"):
             services.checkpoint_create_from_urls(
                 actor=actor, type=body["checkpoint_type"], urls=body["urls"], params=params
@@ -159,17 +156,12 @@ class CheckpointView(EsdAPIView):
         return not esd_mode()
 
     def _actor(self, request: Request, checkpoint_id: str) -> tuple[User, Checkpoint]:
-        not_found = EsdError(404, f"checkpoint not found with id {checkpoint_id}")
-        if key_only(request):
-            checkpoint = selectors.checkpoint_get(viewer=None, checkpoint_id=checkpoint_id)
-            if checkpoint is None or checkpoint.created_by is None:
-                raise not_found
-            return checkpoint.created_by, checkpoint
-        actor = request_caller(request, unknown=UNKNOWN_USER)
-        checkpoint = selectors.checkpoint_get(viewer=actor, checkpoint_id=checkpoint_id)
-        if checkpoint is None:
-            raise not_found
-        return actor, checkpoint
+        return owner_or_caller(
+            request,
+            find=lambda viewer: selectors.checkpoint_get(viewer=viewer, checkpoint_id=checkpoint_id),
+            not_found=EsdError(404, f"checkpoint not found with id {checkpoint_id}"),
+            unknown=UNKNOWN_USER,
+        )
 
     @extend_schema(
         operation_id="checkpoints_update",

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.permissions import acting_user, holds, key_only, list_subject, request_caller
+from accounts.permissions import acting_user, esd_mode, holds, list_subject, owner_or_caller, request_caller
 from esd import openapi
 from esd.exceptions import EsdError
 from esd.responses import esd_response, gateway_response
@@ -26,22 +26,13 @@ UNKNOWN_USER = 'user: "{name}" not exist'
 MAX_LIMIT = 1000
 
 
-def esd_mode() -> bool:
-    return settings.ESD_AUTH_MODE == "esd-1.4"
-
-
 def job_for(request: Request, job_id: str) -> tuple[User, InferenceJob]:
-    # ESD's clients call the job routes with only the API key; esd-1.4 mode then acts as the job's creator.
-    if key_only(request):
-        job = selectors.inference_get(viewer=None, job_id=job_id)
-        if job is None or job.created_by is None:
-            raise services.not_found(job_id)
-        return job.created_by, job
-    viewer = request_caller(request, unknown=UNKNOWN_USER)
-    found = selectors.inference_get(viewer=viewer, job_id=job_id)
-    if found is None:
-        raise services.not_found(job_id)
-    return viewer, found
+    return owner_or_caller(
+        request,
+        find=lambda viewer: selectors.inference_get(viewer=viewer, job_id=job_id),
+        not_found=services.not_found(job_id),
+        unknown=UNKNOWN_USER,
+    )
 
 
 class InferencesView(EsdAPIView):
@@ -109,9 +100,10 @@ class InferencesView(EsdAPIView):
     )
     def post(self, request: Request) -> Response:
         body = self.body
-        if esd_mode() and not body.get("user_id") and not request.user.is_authenticated:
-            raise EsdError(400, "user_id or sagemaker_endpoint_name is required")
-        actor = acting_user(request, named=body.get("user_id"), field="user_id", unknown=UNKNOWN_USER)
+        actor = acting_user(
+            request, named=body.get("user_id"), field="user_id", unknown=UNKNOWN_USER,
+            required="user_id or sagemaker_endpoint_name is required",
+        )  # fmt: skip
         job = services.inference_create(
             actor=actor,
             task_type=body["task_type"],
