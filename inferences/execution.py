@@ -1,7 +1,8 @@
 """The worker side of a job: claim it, fetch its files, run the engine, write the outputs, finish it.
 
-Called by the `inference_run` actor on the endpoint's queue. A job is claimed with one conditional UPDATE, so a
-redelivered message (or a second worker) does nothing twice; a job whose worker died may be claimed again.
+Called by the `inference_run` actor on the endpoint's queue. Every change of the job's state is transitions.py's
+(a claim is one conditional UPDATE, so a redelivered message or a second worker does nothing twice; a job whose
+worker died may be claimed again); this module runs the engine and the storage around them.
 """
 
 import json
@@ -11,7 +12,7 @@ import time
 from typing import Any
 
 from django.db import DatabaseError, connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from checkpoints.cache import CacheError, cached_path
@@ -19,11 +20,11 @@ from checkpoints.models import CheckpointFile, CheckpointType
 from endpoints.models import Worker
 from esd.storage import StorageError, get_storage
 
-from . import completion, services, webhooks
+from . import transitions
 from .engine.errors import Cancelled, EngineError
 from .engine.options import JobFiles, ModelFile
 from .engine_options import engine_for
-from .models import InferenceJob, JobStatus, TaskType
+from .models import InferenceJob, TaskType
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +73,8 @@ def running_here() -> list[str]:
 def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
     """Take the job if it is queued, or if the worker that took it is dead, or if it is held by this very worker
     but no thread here runs it (a run that lost its database before it could let go). None: nothing to do."""
-    now = timezone.now()
-    holders = services.unclaimed_or_orphaned() | (Q(worker=worker) if worker is not None else Q(pk__in=[]))
-    taken = InferenceJob.objects.filter(
-        holders, pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
-    ).update(claimed_at=now, worker=worker, updated_at=now)
-    if not taken:
-        return None
-    job = InferenceJob.objects.get(pk=job_id)
-    InferenceJob.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
-    job.attempts += 1
-    return job
+    holders = transitions.unclaimed_or_orphaned() | (Q(worker=worker) if worker is not None else Q(pk__in=[]))
+    return transitions.claim(job_id, worker, holders)
 
 
 def _model_files(job: InferenceJob) -> JobFiles:
@@ -144,7 +136,7 @@ def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> Non
         # it again (claim) and whose periodic sweep queues it again (services.inference_requeue_lost).
         connection.close()
         try:
-            _release(job_id, worker.pk if worker else None)
+            transitions.release(job_id, worker.pk if worker else None)
         except DatabaseError:
             connection.close()
         raise TransientJobError(f"the database was unavailable: {exc}") from exc
@@ -181,21 +173,16 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
             "run_seconds": round(time.monotonic() - started, 4),
         }
     except Cancelled:
-        now = timezone.now()
-        InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).update(
-            status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
-        )
-        completion.notify(job_id)
-        _announce(job_id, "failed")
+        transitions.cancelled_at_a_step(job_id)
         return
     except EngineError as exc:
         _fail(job_id, worker_id, str(exc))
         return
     except (TransientJobError, StorageError, OSError) as exc:
-        if job.attempts >= services.MAX_ATTEMPTS:  # e.g. a store that stays full: say so, rather than loop
+        if job.attempts >= transitions.MAX_ATTEMPTS:  # e.g. a store that stays full: say so, rather than loop
             _fail(job_id, worker_id, f"{exc} (after {job.attempts} attempts)")
             return
-        _release(job_id, worker_id)
+        transitions.release(job_id, worker_id)
         raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
     except DatabaseError:
         raise
@@ -203,41 +190,12 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
         logger.exception("Job %s failed", job_id)
         _fail(job_id, worker_id, f"internal error: {type(exc).__name__}: {exc}")
         return
-    now = timezone.now()
-    finished = _mine(job_id, worker_id).update(
-        status=JobStatus.SUCCEED,
-        image_names=names,
-        timings=timings,
-        ignored_parameters=result.ignored,
-        progress_step=1,
-        progress_total=1,
-        complete_time=now,
-        updated_at=now,
-    )
-    if not finished:  # deleted or cancelled meanwhile: the outputs go with it
-        if not InferenceJob.objects.filter(pk=job_id).exists():
+    if not transitions.succeed(job_id, worker_id, names=names, timings=timings, ignored=result.ignored):
+        if not InferenceJob.objects.filter(pk=job_id).exists():  # deleted meanwhile: the outputs go with it
             get_storage().delete_prefix(job.result_folder)
         return
     logger.info("Job %s succeeded (%d image(s), %.2f s)", job_id, len(names), timings["run_seconds"])
-    completion.notify(job_id)
-    _announce(job_id, "succeed")
-
-
-def _mine(job_id: str, worker_id: Any) -> QuerySet[InferenceJob]:
-    """The job while this worker still holds it (not cancelled-while-queued, reclaimed or deleted)."""
-    jobs = InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS)
-    return jobs.filter(worker__isnull=True) if worker_id is None else jobs.filter(worker=worker_id)
 
 
 def _fail(job_id: str, worker_id: Any, reason: str) -> None:
-    services.inference_fail(job_id=job_id, reason=reason, jobs=_mine(job_id, worker_id))
-
-
-def _release(job_id: str, worker_id: Any) -> None:
-    _mine(job_id, worker_id).update(claimed_at=None, worker=None)
-
-
-def _announce(job_id: str, event: str) -> None:
-    job = InferenceJob.objects.filter(pk=job_id).first()
-    if job is not None:
-        webhooks.webhook_queue(job, event)
+    transitions.fail(job_id, reason, jobs=transitions.held_by(job_id, worker_id))

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 from dramatiq import Message
 
@@ -25,7 +25,7 @@ from esd.exceptions import EsdError
 from esd.queues import enqueue, pending_messages, queue_message
 from esd.storage import StorageError, get_storage
 
-from . import completion, selectors, webhooks
+from . import completion, selectors, transitions, webhooks
 from .engine.errors import EngineError
 from .engine.identify import read_entries
 from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory, parameter_count
@@ -41,7 +41,6 @@ TASK_LIST_MESSAGE = (
     "task type {t} should be in ['extra-single-image', 'extra-batch-images', 'rembg'] or ['txt2img', 'img2img']"
 )
 PSEUDO_VAES = ("Automatic", "None")
-MAX_ATTEMPTS = 3
 URL_LIFETIME = 3600
 
 
@@ -170,7 +169,7 @@ def _read_payload(job: InferenceJob) -> bytes:
 
 def _refuse(job: InferenceJob, message: str) -> EsdError:
     """A start that cannot go ahead: the job stays `created`, with the reason kept on it."""
-    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(error=message, updated_at=timezone.now())
+    transitions.refuse(job, message)
     return EsdError(400, message)
 
 
@@ -244,21 +243,10 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         raise _refuse(job, exc.message) from exc
     except StorageError as exc:
         raise EsdError(503, f"storage is unavailable: {exc}") from exc
-    prompt = getattr(request, "prompt", "")
-    now = timezone.now()
     message = _message(str(job.pk), endpoint.queue_name)
     with transaction.atomic():
-        started = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(
-            status=JobStatus.IN_PROGRESS,
-            endpoint=endpoint,
-            endpoint_name=endpoint.name,
-            instance_type=endpoint.instance_type,
-            start_time=now,
-            prompt=prompt[:2000],
-            ignored_parameters=getattr(request, "ignored", []),
-            error="",
-            message_id=message.message_id,
-            updated_at=now,
+        started = transitions.start(
+            job, endpoint, message, prompt=getattr(request, "prompt", ""), ignored=getattr(request, "ignored", [])
         )
         if not started:  # a concurrent start won
             raise EsdError(400, f"inference {job.id} has already been started")
@@ -281,7 +269,7 @@ def _send(job_id: str, message: Message) -> bool:
         enqueue(message)
     except Exception as exc:
         logger.warning("Could not queue job %s (broker unavailable: %s); it will be queued again", job_id, exc)
-        InferenceJob.objects.filter(pk=job_id, message_id=message.message_id).update(message_id="")
+        transitions.unsent(job_id, message)
         return False
     return True
 
@@ -296,19 +284,7 @@ def inference_cancel(*, actor: User, job: InferenceJob) -> InferenceJob:
         raise not_found(str(job.id))
     if job.finished:
         raise EsdError(400, f"inference {job.id} has already finished (status {job.status})")
-    now = timezone.now()
-    reason = f"cancelled by {actor.username}"
-    unclaimed = Q(status=JobStatus.CREATED) | Q(status=JobStatus.IN_PROGRESS, claimed_at__isnull=True)
-    if InferenceJob.objects.filter(unclaimed, pk=job.pk).update(
-        status=JobStatus.FAILED, cancelled=True, cancel_requested=True, error=reason, complete_time=now, updated_at=now
-    ):
-        completion.notify(str(job.pk))
-        job.refresh_from_db()
-        webhooks.webhook_queue(job, "failed")
-        return job
-    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS).update(
-        cancel_requested=True, error=reason, updated_at=now
-    )
+    transitions.cancel(job, f"cancelled by {actor.username}")
     job.refresh_from_db()
     return job
 
@@ -326,18 +302,6 @@ def inference_delete_many(*, actor: User, jobs: list[InferenceJob]) -> int:
         storage.delete_prefix(job.result_folder)
         deleted += InferenceJob.objects.filter(pk=job.pk).delete()[0] > 0
     return deleted
-
-
-def unclaimed_or_orphaned() -> Q:
-    """Jobs no live worker holds: never claimed, or claimed by a worker that stopped or missed its heartbeats."""
-    from endpoints.selectors import live_cutoff
-
-    return (
-        Q(claimed_at__isnull=True)
-        | Q(worker__isnull=True)
-        | Q(worker__stopped_at__isnull=False)
-        | Q(worker__last_heartbeat__lt=live_cutoff())
-    )
 
 
 def inference_recover(
@@ -367,7 +331,7 @@ def inference_requeue_lost(
     cutoff = timezone.now() - timedelta(seconds=older_than)
     held_idle = Q(worker=worker) & ~Q(pk__in=running_here()) if worker is not None else Q(pk__in=[])
     waiting = InferenceJob.objects.filter(
-        unclaimed_or_orphaned() | held_idle,
+        transitions.unclaimed_or_orphaned() | held_idle,
         status=JobStatus.IN_PROGRESS,
         endpoint__isnull=False,
         updated_at__lt=cutoff,
@@ -379,8 +343,8 @@ def inference_requeue_lost(
     for job in waiting:
         assert job.endpoint is not None
         queue_name = job.endpoint.queue_name
-        if job.attempts >= MAX_ATTEMPTS:
-            inference_fail(job_id=str(job.pk), reason=f"its worker stopped during each of {job.attempts} attempts")
+        if job.attempts >= transitions.MAX_ATTEMPTS:
+            transitions.fail(str(job.pk), f"its worker stopped during each of {job.attempts} attempts")
             continue
         held_here = worker is not None and job.worker_id == worker.pk
         if job.message_id and not held_here:
@@ -391,29 +355,11 @@ def inference_requeue_lost(
             if (known is None and not unknown_is_lost) or (known is not None and job.message_id in known):
                 continue
         message = _message(str(job.pk), queue_name)
-        mine = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS, updated_at=job.updated_at)
-        changes: dict[str, Any] = {"message_id": message.message_id, "updated_at": timezone.now()}
-        if held_here:
-            changes |= {"worker": None, "claimed_at": None}
-        if mine.update(**changes) and _send(str(job.pk), message):
+        if transitions.requeue(job, message, let_go=held_here) and _send(str(job.pk), message):
             count += 1
     if count:
         logger.info("Queued %d waiting inference job(s) again", count)
     return count
-
-
-def inference_fail(*, job_id: str, reason: str, jobs: QuerySet[InferenceJob] | None = None) -> bool:
-    """End a job as failed (from any unfinished state, or only while in `jobs`: a worker's hold), once."""
-    now = timezone.now()
-    if jobs is None:
-        jobs = InferenceJob.objects.filter(pk=job_id, status__in=[JobStatus.CREATED, JobStatus.IN_PROGRESS])
-    if not jobs.update(status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now):
-        return False
-    completion.notify(job_id)
-    job = InferenceJob.objects.filter(pk=job_id).first()
-    if job is not None:
-        webhooks.webhook_queue(job, "failed")
-    return True
 
 
 def inference_submit(
