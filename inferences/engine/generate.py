@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 import torch
@@ -28,7 +27,7 @@ from .payload import Generation, unhonoured_message
 from .prompt_schedule import prompt_schedule
 from .prompts import mentions, replace_word
 from .samplers import SAMPLERS, make_scheduler
-from .upscalers import resize_with, run_model
+from .upscalers import resize_with
 
 
 @dataclass
@@ -261,7 +260,7 @@ class Tools(Protocol):
 
     def controlnet(self, file: ModelFile, model: LoadedModel) -> Any: ...
 
-    def upscaler(self, file: ModelFile) -> Any: ...
+    def upscaler(self, file: ModelFile) -> Callable[[Image.Image], Image.Image]: ...
 
 
 @dataclass
@@ -353,10 +352,9 @@ def _k_diffusion_images(
     hires = request.hires
     second_steps = (hires.steps or request.steps) if hires is not None and hires.denoising_strength > 0 else 0
     full = ksampling.sigmas_for(first.denoiser, request.sampler, request.schedule, request.steps)
-    first_steps = (
-        request.steps if request.task == "txt2img" else int(min(request.denoising_strength, 0.999) * request.steps) + 1
-    )
-    per_batch = max(1, first_steps) + second_steps
+    # img2img runs the last denoising_strength x steps of the full schedule (A1111's t_enc), one step more
+    t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
+    per_batch = (request.steps if request.task == "txt2img" else t_enc + 1) + second_steps
     done = 0
     with ExitStack() as stack:
         networks = stack.enter_context(extra_networks(first.pipe, request, files))
@@ -390,7 +388,6 @@ def _k_diffusion_images(
                 if keep is not None:
                     init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds)
                     inpaint = ksampling.LatentMask(init, keep)
-                t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
             steps = max(1, len(sigmas) - 1)
@@ -457,8 +454,7 @@ def _hires_pass(
     else:
         model = None
         if hires.upscaler not in PIXEL_UPSCALERS:
-            descriptor = tools.upscaler(find_model(files.upscalers, hires.upscaler, key="hr_upscaler", kind="Upscaler"))
-            model = partial(run_model, descriptor)
+            model = tools.upscaler(find_model(files.upscalers, hires.upscaler, key="hr_upscaler", kind="Upscaler"))
         pictures = [
             resize_with(picture, *target, hires.upscaler, model)
             for picture in first.decode(latents, request.width, request.height)

@@ -160,14 +160,15 @@ class ControlPass:
                 added_cond_kwargs=added, return_dict=False,
             )  # fmt: skip
             outputs = [*down, mid]
-            scales = [unit.weight * 0.825 ** float(12 - i) for i in range(13)] if unit.soft else [unit.weight] * 13
+            # the extension's 13 soft scales, zipped onto the residuals (SDXL's 10 take the first 10, as there)
+            scales = (
+                [unit.weight * 0.825 ** float(12 - i) for i in range(13)] if unit.soft else [unit.weight] * len(outputs)
+            )
             rows = cond_rows.to(x.dtype)[:, None, None, None] if unit.cond_only else None
             scaled = [
                 output * scale * rows if rows is not None else output * scale
                 for output, scale in zip(outputs, scales, strict=False)
             ]
-            if len(scaled) < len(outputs):  # more residuals than the extension's 13 scales: never for SD 1.x/SDXL
-                scaled += outputs[len(scaled) :]
             if down_total is None or mid_total is None:
                 down_total, mid_total = scaled[:-1], scaled[-1]
             else:
@@ -381,18 +382,22 @@ class CFGDenoiser:
         cond = _in_force(self.conditioning.cond, self.step)
         uncond = _in_force(self.conditioning.uncond, self.step)
         batch = x.shape[0]
-        control: dict[str, Any] = {}
-        if self.control is not None and self.control.units:
-            control["control"] = self.control
+        control = self.control if self.control is not None and self.control.units else None
+
+        def controlled(cond_rows: torch.Tensor) -> dict[str, Any]:
+            """The ControlNet arguments of one UNet call: which rows are the conditional half of CFG."""
+            return {} if control is None else {"control": control, "cond_rows": cond_rows}
+
         if cond.tokens == uncond.tokens:
-            if control:
-                control["cond_rows"] = torch.arange(2 * batch, device=x.device) < batch
-            out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]), **control)
+            rows = torch.arange(2 * batch, device=x.device) < batch
+            out = self.inner(
+                torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]), **controlled(rows)
+            )
             cond_out, uncond_out = out.chunk(2)
         else:
             rows = torch.ones(batch, dtype=torch.bool, device=x.device)
-            cond_out = self.inner(x, sigma, cond=cond, **({**control, "cond_rows": rows} if control else {}))
-            uncond_out = self.inner(x, sigma, cond=uncond, **({**control, "cond_rows": ~rows} if control else {}))
+            cond_out = self.inner(x, sigma, cond=cond, **controlled(rows))
+            uncond_out = self.inner(x, sigma, cond=uncond, **controlled(~rows))
         self.step += 1
         denoised = uncond_out + (cond_out - uncond_out) * self.cfg_scale
         if self.inpaint is not None:

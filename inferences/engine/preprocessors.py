@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .controlnet_payload import PREPROCESSORS, ControlUnit
+from .controlnet_payload import ControlUnit
 
 Map = np.ndarray
 
@@ -139,10 +139,9 @@ def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, see
     resolution = (
         pixel_perfect_resolution(image, width, height, unit.resize_mode) if unit.pixel_perfect else unit.processor_res
     )
-    defaults = PREPROCESSORS[unit.module]
-    # parse_controlnet resolved -1 to these defaults already; an explicit 0 stays 0
-    a = float(unit.threshold_a if unit.threshold_a is not None else defaults.threshold_a or 0)
-    b = float(unit.threshold_b if unit.threshold_b is not None else defaults.threshold_b or 0)
+    # parse_controlnet resolved -1 to the preprocessor's defaults; None only where it takes no threshold
+    a = unit.threshold_a if unit.threshold_a is not None else 0.0
+    b = unit.threshold_b if unit.threshold_b is not None else 0.0
     module = unit.module
     if module == "none":
         result = image

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -92,15 +94,16 @@ class Engine:
         key = ("controlnet", file.sha256 or str(file.path), model.checkpoint.sha256 or str(model.checkpoint.path))
         return self.pipelines.acquire(key, load).entry.value
 
-    def upscaler(self, file: ModelFile) -> Any:
+    def upscaler(self, file: ModelFile) -> Callable[[Image.Image], Image.Image]:
+        """The upscaler model in `file` as one tiled pass over a picture, its model kept in the pipeline cache."""
         from .device import module_bytes_of, torch_device
-        from .upscalers import load_upscaler
+        from .upscalers import load_upscaler, run_model
 
         def load() -> tuple[Any, int]:
             descriptor = load_upscaler(file, torch_device(self.options))
             return descriptor, module_bytes_of(descriptor.model)
 
-        return self.pipelines.acquire(("upscaler", file.sha256 or str(file.path)), load).entry.value
+        return partial(run_model, self.pipelines.acquire(("upscaler", file.sha256 or str(file.path)), load).entry.value)
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
         from .device import release_memory
@@ -229,13 +232,10 @@ class Engine:
         if name in ("Lanczos", "Nearest"):
             method = Image.Resampling.LANCZOS if name == "Lanczos" else Image.Resampling.NEAREST
             return image.resize((request.width, request.height), method)
-        from functools import partial
-
         from .model_names import find_model
-        from .upscalers import resize_with, run_model
+        from .upscalers import resize_with
 
-        descriptor = self.upscaler(find_model(files.upscalers, name, key=key, kind="Upscaler"))
-        model = partial(run_model, descriptor)
+        model = self.upscaler(find_model(files.upscalers, name, key=key, kind="Upscaler"))
         try:
             result = resize_with(image.convert("RGB"), request.width, request.height, name, model)
         except MemoryError as exc:
