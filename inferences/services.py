@@ -177,12 +177,7 @@ def _check_named_models(job: InferenceJob, request: Any) -> None:
     """Every model the payload names (override_settings.sd_model_checkpoint, ControlNet units' models, the hires
     checkpoint and upscalers) must be one of the job's models of that type: refused at start rather than failing on
     the worker, since the models are fixed when the job is created."""
-    named = list(request.named_models()) if hasattr(request, "named_models") else []
-    if getattr(request, "checkpoint_name", None) is not None:
-        named.insert(
-            0, (CheckpointType.STABLE_DIFFUSION, request.checkpoint_name, "override_settings.sd_model_checkpoint")
-        )
-    for model_type, name, key in named:
+    for model_type, name, key in request.named_models():
         models = [entry["model_name"] for entry in job.used_models.get(model_type, [])]
         if not any(names_model(name, model) for model in models):
             raise EngineError(

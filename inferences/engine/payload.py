@@ -105,9 +105,12 @@ class Generation:
         return self.hires.upscale_width, self.hires.upscale_height
 
     def named_models(self) -> list[tuple[str, str, str]]:
-        """(model type, name, the payload key naming it) for every model the payload names beyond the default
-        checkpoint: checked against the job's models at start, and looked up among them on the worker."""
-        named = [("ControlNet", unit.model, f"{unit.label}.model") for unit in self.control_units]
+        """(model type, name, the payload key naming it) for every model the payload names: checked against the
+        job's models at start, and looked up among them on the worker."""
+        named = []
+        if self.checkpoint_name is not None:
+            named.append(("Stable-diffusion", self.checkpoint_name, "override_settings.sd_model_checkpoint"))
+        named += [("ControlNet", unit.model, f"{unit.label}.model") for unit in self.control_units]
         if self.hires is not None:
             if self.hires.checkpoint_name:
                 named.append(("Stable-diffusion", self.hires.checkpoint_name, "hr_checkpoint_name"))
@@ -129,6 +132,9 @@ class Removal:
     erode_size: int
     ignored: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def named_models(self) -> list[tuple[str, str, str]]:
+        return []  # background removal uses the deployment's rembg models, never the job's
 
 
 @dataclass
