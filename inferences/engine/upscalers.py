@@ -17,6 +17,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -105,19 +106,20 @@ def run_model(descriptor: Any, image: Image.Image, tile: int = TILE) -> Image.Im
     """One pass of the model over the picture, in `tile`-pixel tiles overlapping by 8 (A1111's defaults), feathered
     where they overlap, so memory stays that of one tile whatever the picture's size."""
     parameter = next(descriptor.model.parameters())
-    pixels = torch.from_numpy(_array(image)).permute(2, 0, 1)[None].float() / 255.0
+    # np.array copies: torch wants a writable array
+    pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255.0
     _, channels, height, width = pixels.shape
     scale = descriptor.scale
     out = torch.zeros(1, channels, height * scale, width * scale)
     weight = torch.zeros(1, 1, height * scale, width * scale)
     ys, xs = _starts(height, tile), _starts(width, tile)
+    feather = OVERLAP * scale
     with torch.inference_mode():
         for y in ys:
             for x in xs:
                 piece = pixels[:, :, y : y + tile, x : x + tile]
                 result = descriptor(piece.to(parameter.device, parameter.dtype)).float().cpu()
                 h, w = result.shape[2], result.shape[3]
-                feather = OVERLAP * scale
                 mask = _ramp(h, feather, y > 0, y + tile < height)[:, None] * _ramp(w, feather, x > 0, x + tile < width)
                 top, left = y * scale, x * scale
                 out[:, :, top : top + h, left : left + w] += result * mask
@@ -125,12 +127,6 @@ def run_model(descriptor: Any, image: Image.Image, tile: int = TILE) -> Image.Im
     upscaled = (out / weight).clamp(0, 1)
     array = (upscaled[0].permute(1, 2, 0).numpy() * 255.0).round().astype("uint8")
     return Image.fromarray(array)
-
-
-def _array(image: Image.Image) -> Any:
-    import numpy as np
-
-    return np.array(image.convert("RGB"))  # a copy: torch wants a writable array
 
 
 def upscale(
