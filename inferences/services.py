@@ -203,13 +203,15 @@ def _check_memory(job: InferenceJob, request: Any) -> None:
         return read_entries(stored.name, lambda start, length: storage.read_range(stored.key, start, length))
 
     shape = ModelShape.of(file.name, header_of(file))
+    held = {file.pk}  # each model once: two units of one ControlNet share its loaded weights
     extra = 0  # the ControlNets and the hires checkpoint the job holds beside it
     for model_type, name, _ in request.named_models():
         if model_type == CheckpointType.UPSCALER:
             continue  # runs in tiles between the passes, after the checkpoint's working set
         entry = next((e for e in job.used_models.get(model_type, []) if names_model(name, e["model_name"])), None)
         other = entry and CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
-        if other is not None and other.pk != file.pk:
+        if other is not None and other.pk not in held:
+            held.add(other.pk)
             extra += parameter_count(header_of(other))
     dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
     need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)

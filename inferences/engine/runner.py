@@ -173,15 +173,17 @@ class Engine:
         shape = self.shapes.get(key)
         if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
             shape = self.shapes[key] = ModelShape.of(checkpoint.name, header_entries(checkpoint.path))
-        others = [hires] if hires is not None else []
-        others += [
+        wanted = [hires] if hires is not None else []
+        wanted += [
             find_model(files.controlnets, unit.model, key=f"{unit.label}.model", kind="ControlNet")
             for unit in request.control_units
         ]
-        for other in others:  # each file's header is read once per process, as the checkpoint's
-            if (str(other.path), other.sha256) not in self.parameters:
-                self.parameters[str(other.path), other.sha256] = parameter_count(header_entries(other.path))
-        extra = sum(self.parameters[str(other.path), other.sha256] for other in others)
+        # each model once (two units of one ControlNet share its loaded weights); each header read once per process
+        others = {(str(other.path), other.sha256): other for other in wanted}
+        for other_key, other in others.items():
+            if other_key not in self.parameters:
+                self.parameters[other_key] = parameter_count(header_entries(other.path))
+        extra = sum(self.parameters[other_key] for other_key in others)
         dtype_bytes = torch_dtype(self.options).itemsize
         need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")

@@ -345,3 +345,7 @@ def test_the_memory_estimate_counts_the_units_controlnets(cn_files, models, u2ne
     assert engine.run("txt2img", txt2img(steps=2), cn_files).images
     with pytest.raises(EngineError, match="this job needs about"):
         engine.run("txt2img", with_units(unit(), steps=2), cn_files)
+    # two units of one ControlNet hold its weights once: a budget with room for one copy runs them
+    budget = alone + controlnet_bytes + controlnet_bytes // 2
+    roomy = Engine(EngineOptions(u2net_home=u2net_home, memory_bytes=budget))
+    assert roomy.run("txt2img", with_units(unit(), unit(weight=0.5), steps=2), cn_files).images
