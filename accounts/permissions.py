@@ -6,7 +6,7 @@ machinery (a superuser holds all of them).
 """
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 from rest_framework import exceptions as drf
@@ -141,26 +141,6 @@ def acting_user(request: Request, *, named: str | None, field: str, unknown: str
     if user is None:
         raise EsdError(400, unknown.format(name=named))
     return user
-
-
-def grant_object_permissions(obj: Any, *, owner: User | None, group_names: list[str]) -> None:
-    """Guardian grants that mirror an object's ESD visibility: its owner may view, change and delete it; the
-    roles (groups) named in its visibility list may view it. Used by the admin's object-permission pages."""
-    from django.contrib.auth.models import Group
-    from guardian.shortcuts import assign_perm
-
-    model = obj._meta.model_name
-    app_label = obj._meta.app_label
-    if owner is not None:
-        for action in ("view", "change", "delete"):
-            assign_perm(f"{app_label}.{action}_{model}", owner, obj)
-    for group in Group.objects.filter(name__in=group_names):
-        assign_perm(f"{app_label}.view_{model}", group, obj)
-
-
-def visible(names: list[str], *, username: str, role_names: set[str]) -> bool:
-    """ESD's one visibility rule (esd-behaviour.md §3.3): an empty list, `*`, the username or one of the roles."""
-    return not names or "*" in names or username in names or bool(role_names.intersection(names))
 
 
 def list_subject(request: Request, viewer: User, *, unknown: str) -> User:

@@ -76,10 +76,3 @@ def user_list(*, viewer: User, username: str | None = None) -> list[User]:
 
 def it_operator_user_ids() -> list[int]:
     return list(User.objects.filter(is_active=True, groups__name=IT_OPERATOR).values_list("pk", flat=True))
-
-
-def viewer_roles(viewer: User, subject: User) -> set[str]:
-    """The roles a list is computed for in ESD: the subject's, plus every role the viewer created."""
-    names = set(user_role_names([subject]).get(subject.pk, []))
-    names.update(Role.objects.filter(creator=viewer.username).values_list("group__name", flat=True))
-    return names

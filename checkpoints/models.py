@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from accounts.grants import visibility_names
 from esd.models import TimeStampedModel
 
 
@@ -33,15 +34,21 @@ class CheckpointStatus(models.TextChoices):
 class Checkpoint(TimeStampedModel):
     """One model "folder" in storage, `{type}/checkpoint/custom/{id}/`, holding one or more files.
 
-    `allowed_roles_or_users` is ESD's visibility list (role names, usernames or `*`); `params` is ESD's free
-    object (the client's `message` and `creator`, plus `created` and `multipart_upload`).
+    Who sees it and who owns it are guardian grants (accounts/grants.py); ESD's `allowed_roles_or_users` list is
+    read from them. `params` is ESD's free object (the client's `message` and `creator`, plus `created` and
+    `multipart_upload`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=32, choices=CheckpointType.choices)
     status = models.CharField(max_length=16, choices=CheckpointStatus.choices, db_index=True)
     params = models.JSONField(default=dict, blank=True)
-    allowed_roles_or_users = models.JSONField(default=list, blank=True)
+    everyone = models.BooleanField(
+        "visible to everyone",
+        default=False,
+        help_text="Every user may see and use it (ESD's `*` in allowed_roles_or_users). Otherwise the roles and users "
+        "given the view permission on its Object permissions page may.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints"
     )
@@ -73,6 +80,10 @@ class Checkpoint(TimeStampedModel):
 
     def key(self, name: str) -> str:
         return f"{self.folder}/{name}"
+
+    @property
+    def allowed_roles_or_users(self) -> list[str]:
+        return visibility_names(self)
 
 
 class CheckpointFile(models.Model):

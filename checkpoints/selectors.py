@@ -1,19 +1,21 @@
-"""Reads on checkpoints with ESD's visibility rule (esd-behaviour.md §7.8)."""
+"""Reads on checkpoints with ESD's visibility rule (esd-behaviour.md §7.8), read from guardian grants in SQL."""
 
 import uuid
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
+from accounts import grants
 from accounts.models import User
-from accounts.permissions import holds, visible
-from accounts.selectors import viewer_roles
+from accounts.permissions import holds
 
 from .models import Checkpoint, CheckpointFile
 
 
 def _with_files(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
-    return checkpoints.select_related("created_by").prefetch_related(
-        Prefetch("files", queryset=CheckpointFile.objects.order_by("position"))
+    return grants.with_visibility(
+        checkpoints.select_related("created_by").prefetch_related(
+            Prefetch("files", queryset=CheckpointFile.objects.order_by("position"))
+        )
     )
 
 
@@ -21,38 +23,20 @@ def sees_everything(viewer: User) -> bool:
     return holds(viewer, "user", "all") or holds(viewer, "checkpoint", "all")
 
 
-def checkpoint_list(
-    *,
-    viewer: User,
-    subject: User,
-    statuses: list[str] | None = None,
-    types: list[str] | None = None,
-    roles: list[str] | None = None,
-) -> list[Checkpoint]:
-    """Checkpoints `viewer` may see, as `subject` would see them, newest first.
+def visible_to(viewer: User, subject: User | None = None) -> Q:
+    """Checkpoints `viewer` may see as `subject` (default: itself) would: a view grant to the subject, one of its
+    roles or a role the viewer created, or open to everyone; those the viewer owns; all with user:all or
+    checkpoint:all."""
+    if sees_everything(viewer):
+        return Q()
+    subject = subject or viewer
+    return grants.seen_by(Checkpoint, subject, roles_created_by=viewer) | grants.owned_by(Checkpoint, viewer)
 
-    A checkpoint is visible when its `allowed_roles_or_users` names `*`, the subject or one of the roles, when the
-    viewer created it, or when the viewer holds user:all or checkpoint:all. The lists are JSON, so the rule is
-    applied here rather than in SQL (SQLite has no JSON containment).
-    """
-    checkpoints = _with_files(Checkpoint.objects.all())
-    if statuses:
-        checkpoints = checkpoints.filter(status__in=statuses)
-    if types:
-        checkpoints = checkpoints.filter(type__in=types)
-    everything = sees_everything(viewer)
-    role_names = viewer_roles(viewer, subject)
-    wanted = set(roles or [])
-    return [
-        checkpoint
-        for checkpoint in checkpoints
-        if (not wanted or wanted.intersection(checkpoint.allowed_roles_or_users))
-        and (
-            everything
-            or checkpoint.created_by_id == viewer.pk
-            or visible(checkpoint.allowed_roles_or_users, username=subject.username, role_names=role_names)
-        )
-    ]
+
+def checkpoint_list(*, viewer: User, subject: User) -> QuerySet[Checkpoint]:
+    """Checkpoints `viewer` may see, as `subject` would see them, newest first: one query (plus the prefetches of
+    a page), to be filtered and paginated in the database."""
+    return _with_files(Checkpoint.objects.filter(visible_to(viewer, subject))).order_by("-created_at", "-id")
 
 
 def checkpoint_get(*, viewer: User | None, checkpoint_id: str) -> Checkpoint | None:
@@ -63,16 +47,7 @@ def checkpoint_get(*, viewer: User | None, checkpoint_id: str) -> Checkpoint | N
         uuid.UUID(checkpoint_id)
     except ValueError:
         return None
-    checkpoint = _with_files(Checkpoint.objects.filter(pk=checkpoint_id)).first()
-    if checkpoint is None:
-        return None
-    return checkpoint if viewer is None or checkpoint_visible_to(viewer, checkpoint) else None
-
-
-def checkpoint_visible_to(viewer: User, checkpoint: Checkpoint, role_names: set[str] | None = None) -> bool:
-    """ESD's rule for one user: checkpoint:all or user:all, its creator, or its allowed list naming the user or
-    one of the user's roles (`role_names`, when the caller already has them)."""
-    if sees_everything(viewer) or checkpoint.created_by_id == viewer.pk:
-        return True
-    roles = viewer_roles(viewer, viewer) if role_names is None else role_names
-    return visible(checkpoint.allowed_roles_or_users, username=viewer.username, role_names=roles)
+    checkpoints = Checkpoint.objects.filter(pk=checkpoint_id)
+    if viewer is not None:
+        checkpoints = checkpoints.filter(visible_to(viewer))
+    return _with_files(checkpoints).first()

@@ -14,9 +14,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import grants
 from accounts import selectors as account_selectors
 from accounts.models import User
-from accounts.permissions import grant_object_permissions, holds
+from accounts.permissions import holds
 from esd.exceptions import EsdError
 from esd.queues import pending_messages
 from esd.responses import esd_time
@@ -40,10 +41,11 @@ def check_may_create(actor: User) -> None:
 
 
 def may_change(actor: User, checkpoint: Checkpoint) -> bool:
-    """Changing or deleting a checkpoint takes checkpoint:all, or checkpoint:create and being its creator."""
+    """Changing or deleting a checkpoint takes checkpoint:all, or checkpoint:create and owning it (its creator, or
+    whoever the admin's object-permission page gave its change permission)."""
     if holds(actor, "checkpoint", "all"):
         return True
-    return holds(actor, "checkpoint", "create") and checkpoint.created_by_id == actor.pk
+    return holds(actor, "checkpoint", "create") and grants.owns(actor, checkpoint)
 
 
 def _check_names(names: list[str]) -> None:
@@ -66,7 +68,6 @@ def _new_checkpoint(*, actor: User, type: str, status: str, params: dict[str, An
         type=type,
         status=status,
         params=dict(params),
-        allowed_roles_or_users=role_names or [actor.username],
         created_by=actor,
     )
     checkpoint.params["creator"] = actor.username
@@ -80,7 +81,7 @@ def _new_checkpoint(*, actor: User, type: str, status: str, params: dict[str, An
             )
     except IntegrityError as exc:  # another request took a name between the check and now
         raise already_exists(", ".join(names)) from exc
-    grant_object_permissions(checkpoint, owner=actor, group_names=role_names)
+    grants.grant_new(checkpoint, owner=actor, visible_to=role_names or [actor.username])  # ESD: the creator's roles
     return checkpoint
 
 

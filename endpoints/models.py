@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from accounts.grants import visibility_names
 from esd.models import TimeStampedModel
 
 
@@ -39,7 +40,6 @@ class Endpoint(TimeStampedModel):
     instance_type = models.CharField(max_length=64)
     autoscaling = models.BooleanField(default=False)
     initial_instance_count = models.PositiveIntegerField(default=1)
-    owner_group_or_role = models.JSONField(default=list, blank=True)
     custom_docker_image_uri = models.CharField(max_length=512, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="endpoints"
@@ -55,6 +55,11 @@ class Endpoint(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def owner_group_or_role(self) -> list[str]:
+        """ESD's list of the roles whose users' jobs it runs: the roles (and users) holding its view grant."""
+        return visibility_names(self)
 
     @property
     def queue_name(self) -> str:

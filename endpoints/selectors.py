@@ -7,9 +7,9 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from accounts import grants
 from accounts.models import User
-from accounts.permissions import holds, visible
-from accounts.selectors import viewer_roles
+from accounts.permissions import holds
 from esd.responses import esd_time
 
 from .models import Endpoint, EndpointStatus, Worker
@@ -72,31 +72,28 @@ def with_live_counts(endpoints: QuerySet[Endpoint]) -> QuerySet[Endpoint]:
 
 
 def endpoint_list(*, viewer: User, subject: User, endpoint_id: str | None = None) -> list[Endpoint]:
-    """Endpoints `viewer` may see: all with sagemaker_endpoint:all; with :list those whose roles the subject (or a
-    role the viewer created) shares. Endpoints being deleted are not listed (ESD removed them at once)."""
+    """Endpoints `viewer` may see: all with sagemaker_endpoint:all; with :list those the viewer owns and those
+    granted to the subject or its roles (or a role the viewer created). Endpoints being deleted are not listed
+    (ESD removed them at once)."""
     endpoints = Endpoint.objects.exclude(status=EndpointStatus.DELETING).select_related("created_by")
     if endpoint_id:
         endpoints = endpoints.filter(pk=endpoint_id) if _is_uuid(endpoint_id) else endpoints.none()
-    found = [endpoint_current(endpoint) for endpoint in endpoints]
-    if holds(viewer, "sagemaker_endpoint", "all"):
-        return found
-    if not holds(viewer, "sagemaker_endpoint", "list"):
-        return []
-    roles = viewer_roles(viewer, subject)
-    return [
-        endpoint
-        for endpoint in found
-        if endpoint.created_by_id == viewer.pk
-        or (
-            endpoint.owner_group_or_role
-            and visible(endpoint.owner_group_or_role, username=subject.username, role_names=roles)
+    if not holds(viewer, "sagemaker_endpoint", "all"):
+        if not holds(viewer, "sagemaker_endpoint", "list"):
+            return []
+        endpoints = endpoints.filter(
+            grants.owned_by(Endpoint, viewer) | grants.seen_by(Endpoint, subject, roles_created_by=viewer)
         )
-    ]
+    return [endpoint_current(endpoint) for endpoint in grants.with_visibility(endpoints)]
+
+
+def usable_by(user: User) -> Q:
+    """Endpoints whose roles list names `user` or one of its roles: where its jobs may run."""
+    return grants.seen_by(Endpoint, user)
 
 
 def endpoint_usable_by(user: User, endpoint: Endpoint) -> bool:
-    """Whether `user`'s jobs may run on `endpoint` (its roles list names the user or one of the user's roles)."""
-    return visible(endpoint.owner_group_or_role, username=user.username, role_names=viewer_roles(user, user))
+    return Endpoint.objects.filter(usable_by(user), pk=endpoint.pk).exists()
 
 
 def _is_uuid(value: str) -> bool:

@@ -14,8 +14,9 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts import grants
 from accounts.models import User
-from accounts.permissions import grant_object_permissions, holds
+from accounts.permissions import holds
 from esd.exceptions import EsdError
 
 from .models import Endpoint, EndpointStatus, EndpointType, Worker
@@ -66,10 +67,9 @@ def endpoint_create_check(
         raise EsdError(400, f'role "{missing[0]}" not exist')
     # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go). One being
     # deleted no longer counts: ESD dropped it at once, and its draining workers take no new jobs.
-    for other in Endpoint.objects.exclude(status=EndpointStatus.DELETING):
-        taken = [role for role in roles if role in other.owner_group_or_role]
-        if taken:
-            raise EsdError(400, f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
+    taken = grants.granted_roles(Endpoint.objects.exclude(status=EndpointStatus.DELETING), roles)
+    if taken:
+        raise EsdError(400, f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
     name = f"esd-{endpoint_type.lower()}-{suffix}" if suffix else ""
     clash = Endpoint.objects.filter(name=name).first() if name else None
     if clash is not None:
@@ -129,19 +129,18 @@ def endpoint_create(
         instance_type=instance_type,
         autoscaling=autoscaling,
         initial_instance_count=count,
-        owner_group_or_role=roles,
         custom_docker_image_uri=image,
         created_by=actor,
     )
     endpoint.name = name or f"esd-{endpoint_type.lower()}-{str(endpoint.id)[:7]}"
     endpoint.save()
-    grant_object_permissions(endpoint, owner=actor, group_names=roles)
+    grants.grant_new(endpoint, owner=actor, visible_to=roles)
     return endpoint
 
 
 def may_delete(actor: User, endpoint: Endpoint) -> bool:
     return holds(actor, "sagemaker_endpoint", "all") or (
-        holds(actor, "sagemaker_endpoint", "create") and endpoint.created_by_id == actor.pk
+        holds(actor, "sagemaker_endpoint", "create") and grants.owns(actor, endpoint)
     )
 
 

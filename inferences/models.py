@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from accounts.grants import visibility_names
 from esd.models import TimeStampedModel
 
 
@@ -44,7 +45,6 @@ class InferenceJob(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="inference_jobs"
     )
-    owner_group_or_role = models.JSONField(default=list, blank=True)
     # The endpoint named at creation (ESD's sagemaker_endpoint_name), then the one it was started on.
     endpoint = models.ForeignKey(
         "endpoints.Endpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
@@ -81,6 +81,11 @@ class InferenceJob(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.task_type} {self.id}"
+
+    @property
+    def owner_group_or_role(self) -> list[str]:
+        """ESD's owner list, `[creator]` for every job made here: who holds its view grant."""
+        return visibility_names(self)
 
     @property
     def payload_key(self) -> str:

@@ -9,14 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
+from accounts import grants
 from accounts.models import User
 from accounts.permissions import holds
-from accounts.selectors import viewer_roles
+from checkpoints import selectors as checkpoint_selectors
 from checkpoints.models import Checkpoint, CheckpointStatus
-from checkpoints.selectors import checkpoint_visible_to
 from endpoints import selectors as endpoint_selectors
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.exceptions import EsdError
@@ -29,10 +29,11 @@ def sees_every_job(viewer: User) -> bool:
 
 
 def _visible_to(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[InferenceJob]:
-    """The caller's own jobs, plus jobs whose owner list is empty (ESD's rule, with the list as [username])."""
+    """The jobs `viewer` owns or holds a view grant on (itself or through a role); all with inference:all or
+    user:all."""
     if sees_every_job(viewer):
         return jobs
-    return jobs.filter(Q(created_by=viewer) | Q(owner_group_or_role=[]))
+    return jobs.filter(grants.owned_by(InferenceJob, viewer) | grants.seen_by(InferenceJob, viewer))
 
 
 def inference_get(*, viewer: User | None, job_id: str) -> InferenceJob | None:
@@ -108,15 +109,12 @@ def inference_list(
 
 def usable_checkpoints(*, user: User, type: str, name: str | None = None) -> list[Checkpoint]:
     """Active checkpoints of `type` (with file `name`, if given) that `user` may use, oldest first."""
-    candidates = Checkpoint.objects.filter(type=type, status=CheckpointStatus.ACTIVE).prefetch_related("files")
+    candidates = Checkpoint.objects.filter(
+        checkpoint_selectors.visible_to(user), type=type, status=CheckpointStatus.ACTIVE
+    ).prefetch_related("files")
     if name is not None:
-        candidates = candidates.filter(files__name=name).distinct()
-    roles = viewer_roles(user, user)
-    return [
-        checkpoint
-        for checkpoint in candidates.order_by("created_at")
-        if checkpoint_visible_to(user, checkpoint, role_names=roles)
-    ]
+        candidates = candidates.filter(files__name=name)
+    return list(candidates.order_by("created_at", "id"))
 
 
 def usable_checkpoint(*, user: User, type: str, name: str) -> Checkpoint | None:
@@ -139,15 +137,11 @@ def runs_on_cpu(endpoint: Endpoint) -> bool:
 
 def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
     """InService endpoints of the job's type that the user's roles may use (an Async one scaled to zero counts)."""
-    endpoints = Endpoint.objects.filter(endpoint_type=endpoint_type_for(inference_type)).exclude(
-        status=EndpointStatus.DELETING
-    )
+    endpoints = Endpoint.objects.filter(
+        endpoint_selectors.usable_by(user), endpoint_type=endpoint_type_for(inference_type)
+    ).exclude(status=EndpointStatus.DELETING)
     found = [endpoint_selectors.endpoint_current(endpoint) for endpoint in endpoints]
-    return [
-        endpoint
-        for endpoint in found
-        if endpoint.status == EndpointStatus.IN_SERVICE and endpoint_selectors.endpoint_usable_by(user, endpoint)
-    ]
+    return [endpoint for endpoint in found if endpoint.status == EndpointStatus.IN_SERVICE]
 
 
 @dataclass

@@ -14,8 +14,9 @@ from django.db.models import Q
 from django.utils import timezone
 from dramatiq import Message
 
+from accounts import grants
 from accounts.models import User
-from accounts.permissions import grant_object_permissions, holds
+from accounts.permissions import holds
 from checkpoints.files import PICKLE_EXTENSIONS
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
@@ -54,7 +55,7 @@ def check_may_create(actor: User) -> None:
 
 
 def may_change(actor: User, job: InferenceJob) -> bool:
-    return holds(actor, "inference", "all") or (holds(actor, "inference", "create") and job.created_by_id == actor.pk)
+    return holds(actor, "inference", "all") or (holds(actor, "inference", "create") and grants.owns(actor, job))
 
 
 def _resolve_models(actor: User, models: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -129,14 +130,13 @@ def inference_create(
         task_type=task_type,
         inference_type=inference_type,
         created_by=actor,
-        owner_group_or_role=[actor.username],
         used_models=used,
         endpoint=endpoint if endpoint_name else None,
         endpoint_name=endpoint.name if endpoint_name else "",
     )
     job.payload_url = get_storage().presign_put(job.payload_key, expires=URL_LIFETIME)
     job.save()
-    grant_object_permissions(job, owner=actor, group_names=[])
+    grants.grant_new(job, owner=actor, visible_to=[actor.username])  # ESD's owner list, [user_id]
     return job
 
 

@@ -22,10 +22,12 @@ from checkpoints import selectors, services
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from esd import openapi
 from esd.exceptions import EsdError
+from esd.filters import filtered
 from esd.responses import esd_response
 from esd.views import EsdAPIView
 
 from . import schemas
+from .filters import CheckpointFilter
 from .serializers import checkpoint_data, checkpoint_item
 
 UNKNOWN_USER = 'user: "{name}" not exist'
@@ -75,25 +77,18 @@ class CheckpointsView(EsdAPIView):
         subject = list_subject(request, viewer, unknown=UNKNOWN_USER)
         page = _positive_int(request, "page", 1, 1_000_000)
         per_page = _positive_int(request, "per_page", 10, MAX_PER_PAGE)
-        statuses = request.query_params.getlist("status")
-        types = request.query_params.getlist("types")
-        for value in statuses:
-            if value not in CheckpointStatus.values:
-                raise EsdError(400, f"unknown status {value!r}: use one of {', '.join(CheckpointStatus.values)}")
-        for value in types:
-            if value not in CheckpointType.values:
-                raise EsdError(400, f"unknown type {value!r}: use one of {', '.join(CheckpointType.values)}")
-        checkpoints = selectors.checkpoint_list(
-            viewer=viewer, subject=subject, statuses=statuses, types=types, roles=request.query_params.getlist("roles")
+        checkpoints = filtered(
+            CheckpointFilter, request.query_params, selectors.checkpoint_list(viewer=viewer, subject=subject)
         )
-        total = len(checkpoints)
-        shown = checkpoints[(page - 1) * per_page : page * per_page]
+        total = checkpoints.count()
         data = {
             "page": page,
             "per_page": per_page,
             "pages": math.ceil(total / per_page),
             "total": total,
-            "checkpoints": [checkpoint_item(checkpoint) for checkpoint in shown],
+            "checkpoints": [
+                checkpoint_item(checkpoint) for checkpoint in checkpoints[(page - 1) * per_page : page * per_page]
+            ],
         }
         return Response({"statusCode": 200, "message": "OK", "data": data})
 

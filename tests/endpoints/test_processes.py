@@ -170,9 +170,11 @@ def test_esd_serve_serves_workers_and_recovers_after_a_restart(embedded_env, fil
     # A download the database says is unfinished, as if the server had died in the middle of it.
     created = run(
         "shell", "-c",
-        "from accounts.models import User; from checkpoints.models import Checkpoint, CheckpointFile; "
+        "from accounts import grants; from accounts.models import User; "
+        "from checkpoints.models import Checkpoint, CheckpointFile; "
         "c = Checkpoint.objects.create(type='Lora', status='Downloading', created_by=User.objects.get(), "
-        f"source_url='{file_server.url('/files/recovered.safetensors')}', allowed_roles_or_users=['IT Operator']); "
+        f"source_url='{file_server.url('/files/recovered.safetensors')}'); "
+        "grants.grant_new(c, owner=c.created_by, visible_to=['IT Operator']); "
         "CheckpointFile.objects.create(checkpoint=c, name='recovered.safetensors')",
         env=env,
     )  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 from PIL import Image
 
+from accounts import grants
 from checkpoints import services as checkpoint_services
 from checkpoints.models import Checkpoint
 from endpoints import services as endpoint_services
@@ -85,7 +86,7 @@ def deploy(esd: Any, admin: Any, make_role: Any, make_user: Any, token_for: Any,
         checkpoint = checkpoint_services.checkpoint_create_from_upload(
             actor=admin, type="Stable-diffusion", name="tiny-sd1.safetensors", chunks=iter([handle.read()])
         )
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["role-alice"])
+    grants.set_visibility(checkpoint, ["role-alice"])
     checkpoint.refresh_from_db()
     endpoints = {
         kind: endpoint_services.endpoint_create(

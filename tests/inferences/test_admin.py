@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from accounts import grants
 from esd.storage import get_storage
 from inferences.models import InferenceJob
 
@@ -34,9 +35,7 @@ FORM = {
 
 
 def test_generate_without_an_endpoint_shows_the_reason(site, browser):
-    from checkpoints.models import Checkpoint
-
-    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
+    grants.set_visibility(site.checkpoint, ["*"])
     answer = browser.post("/admin/inferences/inferencejob/generate/", FORM)
     assert answer.status_code == 200
     assert "no available Async endpoints for user &quot;admin&quot;" in answer.content.decode()
@@ -46,12 +45,9 @@ def test_generate_without_an_endpoint_shows_the_reason(site, browser):
 
 
 def test_generate_then_progress_then_delete(site, browser, admin_user):
-    from checkpoints.models import Checkpoint
+    grants.set_visibility(site.checkpoint, ["*"])
 
-    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
-    from endpoints.models import Endpoint
-
-    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(owner_group_or_role=["IT Operator"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
     serve(site, "Async")
     answer = browser.post("/admin/inferences/inferencejob/generate/", FORM)
     assert answer.status_code == 302
@@ -87,12 +83,10 @@ def test_another_users_job_is_not_in_their_admin(site, make_user):
 
 
 def test_the_index_guides_and_the_job_page_reads_as_tables(site, browser, admin_user):
-    from checkpoints.models import Checkpoint
-    from endpoints.models import Endpoint
     from tests.conftest import wait_for
 
-    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
-    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(owner_group_or_role=["IT Operator"])
+    grants.set_visibility(site.checkpoint, ["*"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
     serve(site, "Async")
     index = browser.get("/admin/").content.decode()
     assert "Generate an image" in index and "/admin/inferences/inferencejob/generate/" in index
@@ -114,13 +108,11 @@ def test_the_index_guides_and_the_job_page_reads_as_tables(site, browser, admin_
 
 def test_generate_defaults_to_the_demo_model_and_small_sizes_on_cpu(site, browser, admin_user, models):
     from checkpoints import services as checkpoint_services
-    from checkpoints.models import Checkpoint
-    from endpoints.models import Endpoint
     from inferences.forms import DEMO_CHECKPOINT, GenerateForm
 
     assert site.checkpoint.names == [DEMO_CHECKPOINT]
-    Checkpoint.objects.filter(pk=site.checkpoint.pk).update(allowed_roles_or_users=["*"])
-    Endpoint.objects.filter(pk=site.endpoints["Async"].pk).update(owner_group_or_role=["IT Operator"])
+    grants.set_visibility(site.checkpoint, ["*"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
     serve(site, "Async")
     form = GenerateForm(user=admin_user)
     assert form.fields["checkpoint"].initial == DEMO_CHECKPOINT  # nothing of their own yet
@@ -130,7 +122,7 @@ def test_generate_defaults_to_the_demo_model_and_small_sizes_on_cpu(site, browse
         actor=admin_user, type="Stable-diffusion", name="mine.safetensors",
         chunks=iter([models["checkpoint"].path.read_bytes()]),
     )  # fmt: skip
-    Checkpoint.objects.filter(pk=mine.pk).update(allowed_roles_or_users=["*"])
+    grants.set_visibility(mine, ["*"])
     assert (
         GenerateForm(user=admin_user).fields["checkpoint"].initial == "mine.safetensors"
     )  # their own, once they have it

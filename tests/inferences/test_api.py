@@ -7,6 +7,7 @@ import time
 import pytest
 from PIL import Image
 
+from accounts import grants
 from esd.storage import get_storage
 from inferences.models import InferenceJob
 from tests.conftest import wait_for
@@ -372,7 +373,6 @@ def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, a
     """A job whose models include a ControlNet and an upscaler uploaded as checkpoints of those types: the worker
     fetches them with the checkpoint, runs the unit and the hires fix, and returns the picture and the map."""
     from checkpoints import services as checkpoint_services
-    from checkpoints.models import Checkpoint
 
     uploaded = {}
     for kind, key in (("ControlNet", "controlnet"), ("Upscaler", "compact")):
@@ -380,7 +380,7 @@ def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, a
             checkpoint = checkpoint_services.checkpoint_create_from_upload(
                 actor=admin_user, type=kind, name=models[key].name, chunks=iter([handle.read()])
             )
-        Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["role-alice"])
+        grants.set_visibility(checkpoint, ["role-alice"])
         uploaded[kind] = models[key].name
     unit = {"enabled": True, "module": "canny", "model": "control_tiny_canny", "image": png_b64(red_disc()),
             "processor_res": 64}  # fmt: skip
@@ -409,13 +409,12 @@ def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, a
 
 def test_extra_single_image_with_an_uploaded_upscaler_through_the_api(served, admin_user, models):
     from checkpoints import services as checkpoint_services
-    from checkpoints.models import Checkpoint
 
     with models["esrgan"].path.open("rb") as handle:
         checkpoint = checkpoint_services.checkpoint_create_from_upload(
             actor=admin_user, type="Upscaler", name=models["esrgan"].name, chunks=iter([handle.read()])
         )
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["role-alice"])
+    grants.set_visibility(checkpoint, ["role-alice"])
     payload = {"image": png_b64(red_disc((40, 32))), "upscaler_1": "2x-TinyESRGAN", "upscaling_resize": 2}
     # ESD clients send their current checkpoint with every task: it is not needed here, and not checked
     job_id = served.submit(

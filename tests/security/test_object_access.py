@@ -8,6 +8,7 @@ that nothing changed unless the principal may change it, and that lists and coun
 
 import pytest
 
+from accounts import grants
 from accounts import services as account_services
 from accounts.models import ApiToken
 from accounts.roles import IT_OPERATOR
@@ -34,15 +35,14 @@ def world(db, esd, admin_user, make_role, make_user, token_for, settings, tmp_pa
     checkpoint = checkpoint_services.checkpoint_create_from_upload(
         actor=olive, type="Stable-diffusion", name="olive.safetensors", chunks=iter([safetensors_bytes()])
     )
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["team"])
+    grants.set_visibility(checkpoint, ["team"])
     endpoint = endpoint_services.endpoint_create(
         actor=admin_user, suffix="team", endpoint_type="Async", instance_type="cpu", count=1, autoscaling=False,
         roles=["team"],
     )  # fmt: skip
     Endpoint.objects.filter(pk=endpoint.pk).update(status="InService")
-    job = InferenceJob.objects.create(
-        task_type="txt2img", inference_type="Async", created_by=olive, owner_group_or_role=["olive"]
-    )
+    job = InferenceJob.objects.create(task_type="txt2img", inference_type="Async", created_by=olive)
+    grants.grant_new(job, owner=olive, visible_to=["olive"])
     revoked_token = token_for(olive)
     account_services.api_token_revoke(token=ApiToken.objects.get(user=olive))
     tokens = {

@@ -10,10 +10,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts import grants
 from accounts.models import User
 from accounts.roles import IT_OPERATOR
 from checkpoints import services as checkpoint_services
-from checkpoints.models import Checkpoint, CheckpointFile
+from checkpoints.models import CheckpointFile
 from endpoints import services as endpoint_services
 from endpoints.models import Endpoint
 from esd.exceptions import EsdError
@@ -38,7 +39,7 @@ class Command(BaseCommand):
                         actor=admin, type="Stable-diffusion", name=path.name,
                         chunks=iter(lambda: handle.read(CHUNK), b""),
                     )  # fmt: skip
-                Checkpoint.objects.filter(pk=checkpoint.pk).update(allowed_roles_or_users=["*"])
+                grants.set_visibility(checkpoint, ["*"])
                 self.stdout.write(f"Imported {path.name} (a tiny random-weight model: its images are noise).")
             if not Endpoint.objects.exists():
                 endpoint = endpoint_services.endpoint_create(

@@ -1,0 +1,200 @@
+"""Who may see and who owns an object: django-guardian's object permissions are the one record of both.
+
+An object's ESD visibility list (a checkpoint's `allowed_roles_or_users`, an endpoint's or a job's
+`owner_group_or_role`) is a view of its `view_<model>` grants: the roles (groups) holding one, in the order they
+were granted, then the users holding one, and `*` first for a checkpoint open to everyone (its `everyone` field).
+Its owners hold `change_<model>` and `delete_<model>`: its creator from creation, anyone else the admin's
+object-permission page gives them to. The grant tables have a direct foreign key to their object, group and user,
+so deleting a role deletes its grants (nothing dangles) and every read below is one SQL query with `EXISTS`
+subqueries, whatever the number of objects.
+
+These helpers take any model with guardian's direct-FK grant tables (`guardian.utils.get_*_obj_perms_model`).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
+from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
+
+from .models import User
+
+EVERYONE = "*"
+VIEW = "view"
+OWNER_ACTIONS = ("change", "delete")
+
+
+def codename(model: type[Model], action: str) -> str:
+    return f"{action}_{model._meta.model_name}"
+
+
+def _tables(model: type[Model]) -> tuple[Any, Any]:
+    # guardian accepts a model class as well as an instance (its stubs say instance only)
+    return get_user_obj_perms_model(model), get_group_obj_perms_model(model)  # type: ignore[arg-type]
+
+
+def _accessor(table: Any) -> str:
+    return table._meta.get_field("content_object").remote_field.get_accessor_name()
+
+
+def _opens_to_everyone(model: type[Model]) -> bool:
+    return any(field.name == "everyone" for field in model._meta.get_fields())
+
+
+def _permissions(model: type[Model]) -> dict[str, Permission]:
+    """The model's view/change/delete permissions by action, in one query."""
+    content_type = ContentType.objects.get_for_model(model)
+    permissions = Permission.objects.filter(content_type=content_type)
+    return {permission.codename.split("_", 1)[0]: permission for permission in permissions}
+
+
+# Writes
+
+
+def grant_new(obj: Model, *, owner: User, visible_to: Iterable[str]) -> list[str]:
+    """The grants of an object just created: `owner` owns it (may change and delete it, given the ESD permission
+    string for that, and always sees it) and `visible_to` is its ESD visibility list (see `set_visibility`)."""
+    permissions = _permissions(type(obj))
+    user_table, _ = _tables(type(obj))
+    user_table.objects.bulk_create(
+        user_table(user=owner, permission=permissions[action], content_object=obj) for action in OWNER_ACTIONS
+    )
+    return _grant_views(obj, list(dict.fromkeys(visible_to)), permissions[VIEW])
+
+
+def set_visibility(obj: Model, names: Iterable[str]) -> list[str]:
+    """Replace `obj`'s view grants with those an ESD list makes: a role name grants its group, a username its user
+    (a name that is both is the role), and `*` opens a checkpoint to everyone. Returns the names that matched
+    nothing, which grant nothing."""
+    view = _permissions(type(obj))[VIEW]
+    user_table, group_table = _tables(type(obj))
+    user_table.objects.filter(content_object=obj, permission=view).delete()
+    group_table.objects.filter(content_object=obj, permission=view).delete()
+    return _grant_views(obj, list(dict.fromkeys(names)), view)
+
+
+def _grant_views(obj: Model, names: list[str], view: Permission) -> list[str]:
+    user_table, group_table = _tables(type(obj))
+    groups = {group.name: group for group in Group.objects.filter(name__in=names)}
+    users = {user.username: user for user in User.objects.filter(username__in=set(names) - set(groups))}
+    group_table.objects.bulk_create(
+        group_table(group=groups[name], permission=view, content_object=obj) for name in names if name in groups
+    )
+    user_table.objects.bulk_create(
+        user_table(user=users[name], permission=view, content_object=obj) for name in names if name in users
+    )
+    if _opens_to_everyone(type(obj)):
+        everyone = EVERYONE in names
+        if obj.everyone != everyone:  # type: ignore[attr-defined]
+            obj.everyone = everyone  # type: ignore[attr-defined]
+            obj.save(update_fields=["everyone"])
+    return [name for name in names if name not in groups and name not in users and name != EVERYONE]
+
+
+# Reads
+
+
+def with_visibility(objects: QuerySet[Any]) -> QuerySet[Any]:
+    """`objects` with their view grants prefetched, so `visibility_names` reads them without a query per object."""
+    model = objects.model
+    user_table, group_table = _tables(model)
+    view = codename(model, VIEW)
+    return objects.prefetch_related(
+        Prefetch(
+            _accessor(group_table),
+            queryset=group_table.objects.filter(permission__codename=view).select_related("group").order_by("pk"),
+            to_attr="view_group_grants",
+        ),
+        Prefetch(
+            _accessor(user_table),
+            queryset=user_table.objects.filter(permission__codename=view).select_related("user").order_by("pk"),
+            to_attr="view_user_grants",
+        ),
+    )
+
+
+def visibility_names(obj: Model) -> list[str]:
+    """The object's ESD visibility list, read from its grants (prefetched by `with_visibility`, or queried)."""
+    model = type(obj)
+    user_table, group_table = _tables(model)
+    view = codename(model, VIEW)
+    groups = getattr(obj, "view_group_grants", None)
+    if groups is None:
+        groups = group_table.objects.filter(content_object=obj, permission__codename=view).select_related("group")
+        groups = list(groups.order_by("pk"))
+    users = getattr(obj, "view_user_grants", None)
+    if users is None:
+        users = user_table.objects.filter(content_object=obj, permission__codename=view).select_related("user")
+        users = list(users.order_by("pk"))
+    everyone = [EVERYONE] if getattr(obj, "everyone", False) else []
+    return everyone + [grant.group.name for grant in groups] + [grant.user.username for grant in users]
+
+
+def seen_by(model: type[Model], subject: User, *, roles_created_by: User | None = None) -> Q:
+    """ESD's visibility rule as a filter on `model`: a view grant to `subject` or to one of its roles (plus every
+    role `roles_created_by` created, as ESD's list routes extend it), or a checkpoint open to everyone."""
+    user_table, group_table = _tables(model)
+    view = codename(model, VIEW)
+    roles = Q(user=subject)
+    if roles_created_by is not None:
+        roles |= Q(role__creator=roles_created_by.username)
+    groups = Group.objects.filter(roles).values("pk")
+    granted = Q(
+        Exists(user_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, user=subject))
+    ) | Q(
+        Exists(group_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, group__in=groups))
+    )
+    return granted | Q(everyone=True) if _opens_to_everyone(model) else granted
+
+
+def owned_by(model: type[Model], user: User) -> Q:
+    """Objects `user` owns: a change grant to the user or to one of its roles."""
+    user_table, group_table = _tables(model)
+    change = codename(model, "change")
+    return Q(
+        Exists(user_table.objects.filter(content_object=OuterRef("pk"), permission__codename=change, user=user))
+    ) | Q(
+        Exists(
+            group_table.objects.filter(
+                content_object=OuterRef("pk"), permission__codename=change, group__in=user.groups.values("pk")
+            )
+        )
+    )
+
+
+def owns(user: User, obj: Model) -> bool:
+    model = type(obj)
+    return model._default_manager.filter(owned_by(model, user), pk=obj.pk).exists()  # type: ignore[attr-defined]
+
+
+def shares_a_name(model: type[Model], names: Iterable[str]) -> Q:
+    """Objects whose visibility list names one of `names` (the `roles` filter of `GET /checkpoints`)."""
+    names = list(names)
+    user_table, group_table = _tables(model)
+    view = codename(model, VIEW)
+    shared = Q(
+        Exists(
+            user_table.objects.filter(
+                content_object=OuterRef("pk"), permission__codename=view, user__username__in=names
+            )
+        )
+    ) | Q(
+        Exists(
+            group_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, group__name__in=names)
+        )
+    )
+    return shared | Q(everyone=True) if EVERYONE in names and _opens_to_everyone(model) else shared
+
+
+def granted_roles(objects: QuerySet[Any], names: Iterable[str]) -> list[str]:
+    """Which of the role `names` hold a view grant on one of `objects`, in `names`' order."""
+    _, group_table = _tables(objects.model)
+    names = list(names)
+    taken = set(
+        group_table.objects.filter(
+            content_object__in=objects, permission__codename=codename(objects.model, VIEW), group__name__in=names
+        ).values_list("group__name", flat=True)
+    )
+    return [name for name in names if name in taken]
