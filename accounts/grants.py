@@ -5,7 +5,7 @@ An object's ESD visibility list (a checkpoint's `allowed_roles_or_users`, an end
 were granted, then the users holding one, and `*` first for a checkpoint open to everyone (its `everyone` field).
 Its owners hold `change_<model>` and `delete_<model>`: its creator from creation, anyone else the admin's
 object-permission page gives them to. The grant tables have a direct foreign key to their object, group and user,
-so deleting a role deletes its grants (nothing dangles) and every read below is one SQL query with `EXISTS`
+so deleting a role deletes its grants (nothing dangles), and every read below is one SQL query with the grants as
 subqueries, whatever the number of objects.
 
 These helpers take any model with guardian's direct-FK grant tables (`guardian.utils.get_*_obj_perms_model`).
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from .models import User
@@ -132,6 +132,13 @@ def visibility_names(obj: Model) -> list[str]:
     return everyone + [grant.group.name for grant in groups] + [grant.user.username for grant in users]
 
 
+def _granted(table: Any, codename: str, **holder: Any) -> Q:
+    """Objects with a grant of `codename` in `table` to the holder: `pk IN (SELECT content_object_id ...)`, a
+    subquery that does not depend on the row, so PostgreSQL hashes it once per query instead of probing the grant
+    table for every row it scans (a correlated EXISTS made a 100,000-row count ten times slower)."""
+    return Q(pk__in=table.objects.filter(permission__codename=codename, **holder).values("content_object_id"))
+
+
 def seen_by(model: type[Model], subject: User, *, roles_created_by: User | None = None) -> Q:
     """ESD's visibility rule as a filter on `model`: a view grant to `subject` or to one of its roles (plus every
     role `roles_created_by` created, as ESD's list routes extend it), or a checkpoint open to everyone."""
@@ -140,11 +147,8 @@ def seen_by(model: type[Model], subject: User, *, roles_created_by: User | None 
     roles = Q(user=subject)
     if roles_created_by is not None:
         roles |= Q(role__creator=roles_created_by.username)
-    groups = Group.objects.filter(roles).values("pk")
-    granted = Q(
-        Exists(user_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, user=subject))
-    ) | Q(
-        Exists(group_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, group__in=groups))
+    granted = _granted(user_table, view, user=subject) | _granted(
+        group_table, view, group__in=Group.objects.filter(roles).values("pk")
     )
     return granted | Q(everyone=True) if _opens_to_everyone(model) else granted
 
@@ -153,15 +157,7 @@ def owned_by(model: type[Model], user: User) -> Q:
     """Objects `user` owns: a change grant to the user or to one of its roles."""
     user_table, group_table = _tables(model)
     change = codename(model, "change")
-    return Q(
-        Exists(user_table.objects.filter(content_object=OuterRef("pk"), permission__codename=change, user=user))
-    ) | Q(
-        Exists(
-            group_table.objects.filter(
-                content_object=OuterRef("pk"), permission__codename=change, group__in=user.groups.values("pk")
-            )
-        )
-    )
+    return _granted(user_table, change, user=user) | _granted(group_table, change, group__in=user.groups.values("pk"))
 
 
 def owns(user: User, obj: Model) -> bool:
@@ -174,17 +170,7 @@ def shares_a_name(model: type[Model], names: Iterable[str]) -> Q:
     names = list(names)
     user_table, group_table = _tables(model)
     view = codename(model, VIEW)
-    shared = Q(
-        Exists(
-            user_table.objects.filter(
-                content_object=OuterRef("pk"), permission__codename=view, user__username__in=names
-            )
-        )
-    ) | Q(
-        Exists(
-            group_table.objects.filter(content_object=OuterRef("pk"), permission__codename=view, group__name__in=names)
-        )
-    )
+    shared = _granted(user_table, view, user__username__in=names) | _granted(group_table, view, group__name__in=names)
     return shared | Q(everyone=True) if EVERYONE in names and _opens_to_everyone(model) else shared
 
 

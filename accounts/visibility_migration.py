@@ -17,7 +17,9 @@ def _permissions(apps: Any, app_label: str, model_name: str) -> dict[str, Any]:
         config.models_module = True
         create_permissions(config, apps=apps, verbosity=0)
         config.models_module = None
-    content_type = apps.get_model("contenttypes", "ContentType").objects.get(app_label=app_label, model=model_name)
+    content_type = apps.get_model("contenttypes", "ContentType").objects.get(
+        app_label=app_label, model=model_name.lower()
+    )
     permissions = apps.get_model("auth", "Permission").objects.filter(content_type=content_type)
     return {permission.codename.split("_", 1)[0]: permission for permission in permissions}
 

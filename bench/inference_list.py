@@ -45,13 +45,27 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, capture: type) -> None:
+    from django.contrib.auth.models import Permission
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
 
     from accounts import services
     from accounts.models import User
-    from inferences.models import InferenceJob
+    from inferences.models import InferenceJob, InferenceJobUserObjectPermission
+
+    def insert(jobs: list[InferenceJob]) -> None:
+        """The jobs and the grants the create service gives each: its owner may view, change and delete it."""
+        InferenceJob.objects.bulk_create(jobs)
+        permissions = Permission.objects.filter(
+            content_type__app_label="inferences", content_type__model="inferencejob"
+        )
+        InferenceJobUserObjectPermission.objects.bulk_create(
+            InferenceJobUserObjectPermission(user=job.created_by, permission=permission, content_object=job)
+            for job in jobs
+            for permission in permissions
+            if permission.codename.split("_")[0] in ("view", "change", "delete")
+        )
 
     services.roles_ensure_builtin()
     admin = services.admin_ensure(username="admin", password="bench-pw-1")
@@ -66,16 +80,16 @@ def run(args: argparse.Namespace, capture: type) -> None:
         batch.append(
             InferenceJob(
                 id=uuid.uuid4(), task_type="txt2img", inference_type="Async", status="succeed", created_by=owner,
-                owner_group_or_role=[owner.username], image_names=["image_0.png"], prompt=f"prompt {index}",
+                image_names=["image_0.png"], prompt=f"prompt {index}",
                 used_models={"Stable-diffusion": [{"id": "x", "model_name": "v1-5.safetensors", "s3": "s3://b/x",
                                                    "type": "Stable-diffusion"}]},
                 endpoint_name="esd-async-bench", start_time=now, complete_time=now,
             )
         )  # fmt: skip
         if len(batch) == 5000:
-            InferenceJob.objects.bulk_create(batch)
+            insert(batch)
             batch = []
-    InferenceJob.objects.bulk_create(batch)
+    insert(batch)
     # spread creation times like a real history (one job every 2 s), so keyset pages are meaningful
     with connection.cursor() as cursor:
         cursor.execute(
@@ -85,6 +99,7 @@ def run(args: argparse.Namespace, capture: type) -> None:
             [now],
         )
         cursor.execute("ANALYZE inferences_inferencejob")
+        cursor.execute("ANALYZE inferences_inferencejobuserobjectpermission")
     print(f"{args.jobs} jobs of {len(owners)} users inserted in {time.perf_counter() - started:.1f} s")
     role = services.role_upsert(actor=admin, name="viewers", permissions=["inference:list"])
     services.user_set_roles(user=others[0], roles=[role])

@@ -75,8 +75,8 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     readonly_fields = (
-        "id", "type", "status", "error", "progress", "stored_at", "source_url", "created_by", "allowed_roles_or_users",
-        "params", "created_at", "updated_at",
+        "id", "type", "status", "error", "progress", "stored_at", "source_url", "created_by", "everyone",
+        "allowed_roles_or_users", "params", "created_at", "updated_at",
     )  # fmt: skip
     inlines = (CheckpointFileInline,)
     actions = ["enable", "disable", "delete_checkpoints"]

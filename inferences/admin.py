@@ -80,13 +80,14 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InferenceJob]:
         jobs = super().get_queryset(request)
-        return jobs if selectors.sees_every_job(actor_of(request)) else jobs.filter(created_by=actor_of(request))
+        return selectors.visible_jobs(actor_of(request), jobs)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs come from the API or the Generate page
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # A job's page is read-only; the model-level answer opens its Object permissions page (guardian asks it)
+        return obj is None and super().has_change_permission(request, obj)
 
     def get_urls(self) -> list[Any]:
         own = [

@@ -77,7 +77,8 @@ class InferenceJob(TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["created_by", "-created_at", "-id"], name="job_owner_keyset")]
+        # A page of the list is a backward range scan from its key, checking each job's grants as it goes
+        indexes = [models.Index(fields=["-created_at", "-id"], name="job_keyset")]
 
     def __str__(self) -> str:
         return f"{self.task_type} {self.id}"

@@ -28,7 +28,7 @@ def sees_every_job(viewer: User) -> bool:
     return holds(viewer, "inference", "all") or holds(viewer, "user", "all")
 
 
-def _visible_to(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[InferenceJob]:
+def visible_jobs(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[InferenceJob]:
     """The jobs `viewer` owns or holds a view grant on (itself or through a role); all with inference:all or
     user:all."""
     if sees_every_job(viewer):
@@ -44,8 +44,8 @@ def inference_get(*, viewer: User | None, job_id: str) -> InferenceJob | None:
         uuid.UUID(job_id)
     except ValueError:
         return None
-    jobs = InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint")
-    return (jobs if viewer is None else _visible_to(viewer, jobs)).first()
+    jobs = grants.with_visibility(InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint"))
+    return (jobs if viewer is None else visible_jobs(viewer, jobs)).first()
 
 
 def encode_key(job: InferenceJob) -> str:
@@ -65,29 +65,25 @@ def decode_key(value: str) -> tuple[datetime, str]:
     return created, job_id
 
 
-def inference_list(
-    *, viewer: User, subject: User, filters: dict[str, Any], limit: int | None, start_key: str | None
-) -> tuple[list[InferenceJob], str | None]:
-    """Jobs newest first, keyset-paginated: each page is one index range scan, whatever its depth.
-
-    Without `limit` every visible job is returned (ESD 1.4.0 had no pagination); `last_evaluated_key` is then None.
-    """
-    jobs = InferenceJob.objects.select_related("created_by", "endpoint")
+def inference_list(*, viewer: User, subject: User) -> QuerySet[InferenceJob]:
+    """The jobs `viewer` may list as `subject`: those the subject owns or holds a view grant on (every job made
+    here grants its creator, ESD's owner list `[user_id]`); every job for a viewer with inference:all or user:all
+    listing as itself; none when listing as another without them."""
+    jobs = grants.with_visibility(InferenceJob.objects.select_related("created_by", "endpoint"))
     if subject != viewer and not sees_every_job(viewer):
-        jobs = jobs.none()
-    elif subject != viewer or not sees_every_job(viewer):
-        # Every job this server creates is owned by its creator (owner list [username]), so "visible to the
-        # subject" is "created by the subject": one index range scan (created_by, -created_at, -id) per page.
-        jobs = jobs.filter(created_by=subject)
-    for field, column in (("status", "status"), ("task_type", "task_type"), ("endpoint", "endpoint_name")):
-        if filters.get(field):
-            jobs = jobs.filter(**{column: filters[field]})
-    if filters.get("checkpoint"):
-        jobs = jobs.filter(used_models__icontains=filters["checkpoint"])
-    if filters.get("start_time"):
-        jobs = jobs.filter(created_at__gte=filters["start_time"])
-    if filters.get("end_time"):
-        jobs = jobs.filter(created_at__lte=filters["end_time"])
+        return jobs.none()
+    if subject != viewer or not sees_every_job(viewer):
+        jobs = jobs.filter(grants.owned_by(InferenceJob, subject) | grants.seen_by(InferenceJob, subject))
+    return jobs
+
+
+def keyset_page(
+    jobs: QuerySet[InferenceJob], *, limit: int | None, start_key: str | None
+) -> tuple[list[InferenceJob], str | None]:
+    """Jobs newest first, keyset-paginated: each page is one index range scan from its key, whatever its depth.
+
+    Without `limit` every job is returned (ESD 1.4.0 had no pagination); `last_evaluated_key` is then None.
+    """
     if start_key:
         created, job_id = decode_key(start_key)
         # A row-value comparison, which both PostgreSQL and SQLite turn into one index range (an OR would not)
@@ -162,7 +158,7 @@ def dashboard(*, viewer: User, recent: int = 8) -> Dashboard:
         live = getattr(endpoint, "live_count", 0)
         state = scaling(endpoint, live, 0)
         rows.append((endpoint, live, state.queue_depth, state.backlog))
-    jobs = _visible_to(viewer, InferenceJob.objects.all())
+    jobs = visible_jobs(viewer, InferenceJob.objects.all())
     unfinished = jobs.filter(status=JobStatus.IN_PROGRESS)
     return Dashboard(
         endpoints=rows,

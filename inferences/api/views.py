@@ -4,7 +4,6 @@ Thin: validate, call a service or selector, render."""
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +12,7 @@ from accounts.models import User
 from accounts.permissions import acting_user, esd_mode, holds, list_subject, owner_or_caller, request_caller
 from esd import openapi
 from esd.exceptions import EsdError
+from esd.filters import filtered
 from esd.responses import esd_response, gateway_response
 from esd.storage import get_storage
 from esd.views import EsdAPIView
@@ -20,6 +20,7 @@ from inferences import selectors, services
 from inferences.models import InferenceJob, InferenceType
 
 from . import schemas
+from .filters import InferenceFilter
 from .serializers import job_detail, job_record
 
 UNKNOWN_USER = 'user: "{name}" not exist'
@@ -67,23 +68,15 @@ class InferencesView(EsdAPIView):
         if not (holds(viewer, "inference", "list") or holds(viewer, "inference", "create")):
             raise EsdError(403, "user has no permissions to list inferences (inference:list)")
         query = request.query_params
-        filters: dict[str, Any] = {key: query.get(key) for key in ("status", "task_type", "endpoint", "checkpoint")}
-        for key in ("start_time", "end_time"):
-            if query.get(key):
-                moment = parse_datetime(query[key])
-                if moment is None:
-                    raise EsdError(400, f"{key} must be an ISO 8601 date and time")
-                filters[key] = moment
         limit: int | None = None
         raw_limit = query.get("limit")
         if raw_limit and raw_limit != "-1":
             if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
                 raise EsdError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, or -1")
             limit = int(raw_limit)
-        jobs, last_key = selectors.inference_list(
-            viewer=viewer, subject=subject, filters=filters, limit=limit, start_key=query.get("exclusive_start_key")
-        )
-        data: dict[str, Any] = {"inferences": [job_record(job) for job in jobs]}
+        jobs = filtered(InferenceFilter, query, selectors.inference_list(viewer=viewer, subject=subject))
+        jobs_page, last_key = selectors.keyset_page(jobs, limit=limit, start_key=query.get("exclusive_start_key"))
+        data: dict[str, Any] = {"inferences": [job_record(job) for job in jobs_page]}
         if limit is not None:
             data["last_evaluated_key"] = last_key
         return esd_response(200, data=data)
