@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django_dramatiq.models import Task as DramatiqTask
 
 from esd.admin_helpers import refusal_as_form_error, report
-from esd.exceptions import EsdError
+from esd.errors import Refused
 
 from . import esd_permissions, selectors, services
 from .api.schemas import ROLE_NAME
@@ -39,14 +39,14 @@ class CheckedDeletionMixin:
     deletion (the page then offers no "Yes"), instead of failing when the person confirms."""
 
     def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
-        """Raise EsdError if the person may not delete `objs`."""
+        """Refuse (esd.errors) if the person may not delete `objs`."""
         raise NotImplementedError
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
         try:
             self.delete_check(request, list(objs))
-        except EsdError as exc:
+        except Refused as exc:
             protected = [*protected, exc.message]
         return deleted, model_count, perms_needed, protected
 
@@ -256,7 +256,7 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
         if target is not None:
             try:
                 services.user_act_as_check(actor=actor_of(request), target=target)
-            except EsdError as exc:
+            except Refused as exc:
                 raise PermissionDenied(exc.message) from exc
         return super().user_change_password(request, id, form_url)
 
@@ -301,7 +301,7 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
                 _, token = services.api_token_create(
                     user=user, name=f"admin ({request.user.username})", actor=actor_of(request)
                 )
-            except EsdError as exc:
+            except Refused as exc:
                 self.message_user(request, f"No token for {user.username}: {exc.message}", messages.ERROR)
                 continue
             self.message_user(

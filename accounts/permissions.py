@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework import exceptions as drf
 from rest_framework.request import Request
 
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Invalid
 
 from . import esd_permissions
 from .models import User
@@ -79,7 +79,7 @@ def key_holder_or_caller(request: Request, *, unknown: str) -> User:
         return request_caller(request, unknown=unknown)
     admin = bootstrap_admin()
     if admin is None:
-        raise EsdError(400, "no administrator exists yet: run `python manage.py esd_bootstrap --first-run` first")
+        raise Invalid("no administrator exists yet: run `python manage.py esd_bootstrap --first-run` first")
     return admin
 
 
@@ -91,12 +91,12 @@ def request_caller(request: Request, *, unknown: str) -> User:
         return user
     claimed = getattr(user, "claimed_username", None)
     if claimed is not None:
-        raise EsdError(400, unknown.format(name=claimed))
+        raise Invalid(unknown.format(name=claimed))
     raise drf.NotAuthenticated()
 
 
 def owner_or_caller(
-    request: Request, *, find: Callable[[User | None], Owned | None], not_found: EsdError, unknown: str
+    request: Request, *, find: Callable[[User | None], Owned | None], not_found: Exception, unknown: str
 ) -> tuple[User, Owned]:
     """Who a request on one object acts as, and the object (`find(viewer)`, None when missing or not visible; a
     viewer of None skips visibility). ESD's clients call an object's routes (a job's, a checkpoint's) with only the
@@ -122,24 +122,23 @@ def acting_user(request: Request, *, named: str | None, field: str, unknown: str
     unless the caller holds `user:all` and so may act for anyone (architecture.md §4).
     """
     if required is not None and esd_mode() and not named and not request.user.is_authenticated:
-        raise EsdError(400, required)
+        raise Invalid(required)
     if esd_mode() and named:
         user = active_user(named)
         if user is None:
-            raise EsdError(400, unknown.format(name=named))
+            raise Invalid(unknown.format(name=named))
         return user
     caller = request_caller(request, unknown=unknown)
     if not named or named == caller.username:
         return caller
     if not holds(caller, "user", "all"):
-        raise EsdError(
-            403,
+        raise Forbidden(
             f'{field} "{named}" is not the caller "{caller.username}": only a user holding user:all may act for '
             "another user",
         )
     user = active_user(named)
     if user is None:
-        raise EsdError(400, unknown.format(name=named))
+        raise Invalid(unknown.format(name=named))
     return user
 
 
@@ -150,8 +149,8 @@ def list_subject(request: Request, viewer: User, *, unknown: str) -> User:
     if not name or name == viewer.username:
         return viewer
     if not esd_mode() and not holds(viewer, "user", "all"):
-        raise EsdError(403, f'username "{name}" is not the caller: only a user holding user:all may list as another')
+        raise Forbidden(f'username "{name}" is not the caller: only a user holding user:all may list as another')
     subject = active_user(name)
     if subject is None:
-        raise EsdError(400, unknown.format(name=name))
+        raise Invalid(unknown.format(name=name))
     return subject

@@ -14,7 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Invalid
 
 from . import esd_permissions, selectors
 from .models import ApiToken, Role, User, token_digest
@@ -59,22 +59,21 @@ def roles_ensure_builtin() -> Role:
 
 
 def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role | None:
-    """Raise EsdError if `actor` may not create or overwrite role `name` with these permissions.
+    """Refuse (esd.errors) if `actor` may not create or overwrite role `name` with these permissions.
 
     Returns the existing role, if any."""
     if not holds(actor, "role", "create"):
-        raise EsdError(400, f"creator {actor.username} not have permission to create role")
+        raise Invalid(f"creator {actor.username} not have permission to create role")
     role = Role.objects.select_related("group").filter(group__name=name).first()
     if role is not None and role.builtin:
-        raise EsdError(400, f"cannot update default role {name}: built-in roles are fixed")
+        raise Invalid(f"cannot update default role {name}: built-in roles are fixed")
     if role is not None and role.creator != actor.username and not holds(actor, "role", "all"):
-        raise EsdError(400, f"creator {actor.username} not have permission to update role {name}")
+        raise Invalid(f"creator {actor.username} not have permission to update role {name}")
     # role:all lets one edit any role, not hand out what one lacks: a role's members gain every permission in it
     # (on a rewrite, at once), so the actor must hold each one itself, as when giving roles to users.
     for permission in permissions:
         if not holds_string(actor, permission):
-            raise EsdError(
-                400,
+            raise Invalid(
                 f"creator {actor.username} have not permission to create role with permission: [{permission}]",
             )
     return role
@@ -95,18 +94,17 @@ def role_upsert(*, actor: User, name: str, permissions: list[str]) -> Role:
 
 
 def role_delete_check(*, actor: User, roles: list[Role], names: Iterable[str] = ()) -> None:
-    """Raise EsdError if `actor` may not delete these roles (`names` may add names that match no role)."""
+    """Refuse (esd.errors) if `actor` may not delete these roles (`names` may add names that match no role)."""
     names = list(names) or [role.name for role in roles]
     if any(role.builtin for role in roles) or IT_OPERATOR in names:
-        raise EsdError(400, "cannot delete default role")
+        raise Invalid("cannot delete default role")
     if holds(actor, "role", "all"):
         return
     may_delete_own = holds(actor, "role", "create")
     creators = {role.name: role.creator for role in roles}
     for name in names:
         if not may_delete_own or creators.get(name, actor.username) != actor.username:
-            raise EsdError(
-                403,
+            raise Forbidden(
                 f"user {actor.username} does not have permission to delete role {name}: it needs role:all, "
                 "or role:create and to be the role's creator",
             )
@@ -132,21 +130,20 @@ def user_set_roles(*, user: User, roles: list[Role]) -> None:
 def _check_may_manage(actor: User, target: User | None) -> None:
     """Rules 2-3 of esd-behaviour.md §3.6, plus: only a superuser may change or delete a superuser."""
     if not holds(actor, "user", "create"):
-        raise EsdError(403, f"creator {actor.username} does not have permission to manage the user")
+        raise Forbidden(f"creator {actor.username} does not have permission to manage the user")
     if target is None:
         return
     if target.creator != actor.username and not holds(actor, "user", "all"):
-        raise EsdError(
-            400,
+        raise Invalid(
             f"username {target.username} has already exists, creator {actor.username} does not have permissions "
             "to change it",
         )
     if target.is_superuser and not actor.is_superuser:
-        raise EsdError(403, f"only a superuser may change or delete the superuser {target.username}")
+        raise Forbidden(f"only a superuser may change or delete the superuser {target.username}")
 
 
 def user_act_as_check(*, actor: User, target: User) -> None:
-    """Raise EsdError if `actor` may not take `target`'s identity: mint a token for it or set its password.
+    """Refuse (esd.errors) if `actor` may not take `target`'s identity: mint a token for it or set its password.
 
     Whoever holds a user's token or password acts with every permission that user holds, so this is granting those
     permissions: the actor must be allowed to manage the target and hold each of its permission strings itself
@@ -156,8 +153,7 @@ def user_act_as_check(*, actor: User, target: User) -> None:
     _check_may_manage(actor, target)
     for permission in sorted(permission_strings(target), key=esd_permissions.sort_key):
         if not holds_string(actor, permission):
-            raise EsdError(
-                403,
+            raise Forbidden(
                 f"{actor.username} may not act as {target.username}: {target.username} holds [{permission}], "
                 f"which {actor.username} does not",
             )
@@ -171,23 +167,23 @@ def username_taken_check(username: str, *, exclude: User | None = None) -> None:
         others = others.exclude(pk=exclude.pk)
     clash = others.values_list("username", flat=True).first()
     if clash is not None:
-        raise EsdError(400, f"username {username} is taken: {clash} already exists (usernames ignore case)")
+        raise Invalid(f"username {username} is taken: {clash} already exists (usernames ignore case)")
 
 
 def _check_it_operator_left(*, losing: set[int]) -> None:
     """Refuse a change after which no active user holds the IT Operator role (nobody could administer)."""
     operators = set(selectors.it_operator_user_ids())
     if operators and not operators - losing:
-        raise EsdError(400, "refused: no active IT Operator user would be left; give the role to another user first")
+        raise Invalid("refused: no active IT Operator user would be left; give the role to another user first")
 
 
 def user_roles_check(*, actor: User, user: User | None, roles: list[Role]) -> None:
-    """Raise EsdError if `actor` may not give `user` (None: a new user) exactly these roles: the actor must hold
+    """Refuse (esd.errors) if `actor` may not give `user` (None: a new user) exactly these roles: the actor must hold
     every permission it hands out, and some active user must keep IT Operator."""
     for role in roles:
         for permission in selectors.role_permission_strings(role):
             if not holds_string(actor, permission):
-                raise EsdError(403, f"creator has no permission to assign permission [{permission}] to others")
+                raise Forbidden(f"creator has no permission to assign permission [{permission}] to others")
     if user is not None and user.pk is not None and IT_OPERATOR not in {role.name for role in roles}:
         _check_it_operator_left(losing={user.pk})
 
@@ -203,7 +199,7 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     user_roles_check(actor=actor, user=target, roles=[found[name] for name in role_names if name in found])
     missing = [name for name in role_names if name not in found]
     if missing:
-        raise EsdError(400, f'user roles "{missing[0]}" not exist')
+        raise Invalid(f'user roles "{missing[0]}" not exist')
     user = target or User(username=username)
     user.set_password(password)
     user.creator = actor.username
@@ -224,8 +220,7 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
     # Lock the built-in role's row so two first-run requests cannot both find the table empty.
     Group.objects.select_for_update().get(pk=role.pk)
     if User.objects.exists():
-        raise EsdError(
-            403,
+        raise Forbidden(
             "initial user already exists: ask an administrator (user:all) to create your account, "
             "or use `python manage.py esd_bootstrap`",
         )
@@ -257,12 +252,12 @@ def user_delete_many(*, actor: User, usernames: list[str]) -> int:
 
 
 def user_delete_check(*, actor: User, targets: list[User]) -> None:
-    """Raise EsdError if `actor` may not delete every one of `targets`."""
+    """Refuse (esd.errors) if `actor` may not delete every one of `targets`."""
     if not holds(actor, "user", "create"):
-        raise EsdError(403, f"creator {actor.username} does not have permission to manage the user")
+        raise Forbidden(f"creator {actor.username} does not have permission to manage the user")
     for target in targets:
         if target.pk == actor.pk:
-            raise EsdError(400, f"cannot delete yourself ({actor.username}); ask another administrator")
+            raise Invalid(f"cannot delete yourself ({actor.username}); ask another administrator")
         _check_may_manage(actor, target)
     _check_it_operator_left(losing={user.pk for user in targets})
 
@@ -287,7 +282,7 @@ def auth_token_issue(*, username: str, password: str) -> tuple[ApiToken, str]:
     """`POST auth/token`: exchange a username and password for a new API token."""
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
-        raise EsdError(400, "username or password is incorrect")
+        raise Invalid("username or password is incorrect")
     return api_token_create(user=user, name="auth/token")
 
 

@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoints", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of one user page's queries")
     args = parser.parse_args()
 
     import django
@@ -138,11 +139,21 @@ def run(args: argparse.Namespace, capture: type) -> None:
             assert response.status_code == 200 and len(data["checkpoints"]) == 10, response.content[:300]
             with capture(connection) as queries:
                 client.get("/prod/checkpoints", query)
+            if args.explain and page == PAGES[0]:
+                explain(connection, [query["sql"] for query in queries.captured_queries])
             times.sort()
             print(
                 f"  page {page:<5} of {data['pages']:<6} p50 {statistics.median(times):7.1f} ms  "
                 f"p99 {times[int(len(times) * 0.99) - 1]:7.1f} ms  queries {len(queries)}"
             )
+
+
+def explain(connection, statements: list[str]) -> None:
+    with connection.cursor() as cursor:
+        for sql in statements:
+            if "checkpoints_checkpoint" in sql and sql.lstrip().upper().startswith("SELECT"):
+                cursor.execute(f"EXPLAIN ANALYZE {sql}")
+                print("\n".join(row[0] for row in cursor.fetchall()))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
 from esd.admin_helpers import refusal_as_form_error, report
-from esd.exceptions import EsdError
+from esd.errors import Refused
 from esd.storage import get_storage
 
 from . import services
@@ -148,7 +148,7 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
                     actor=actor_of(request), checkpoint=checkpoint, status=status, tags=None
                 )
                 changed += 1
-            except EsdError as exc:
+            except Refused as exc:
                 self.message_user(request, f"{checkpoint}: {exc.message}", messages.ERROR)
         if changed:
             self.message_user(request, f"{changed} checkpoint(s) now {status}.", messages.SUCCESS)

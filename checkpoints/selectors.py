@@ -29,8 +29,7 @@ def visible_to(viewer: User, subject: User | None = None) -> Q:
     checkpoint:all."""
     if sees_everything(viewer):
         return Q()
-    subject = subject or viewer
-    return grants.seen_by(Checkpoint, subject, roles_created_by=viewer) | grants.owned_by(Checkpoint, viewer)
+    return grants.access(Checkpoint, sees=subject or viewer, owns=viewer, roles_created_by=viewer)
 
 
 def checkpoint_list(*, viewer: User, subject: User) -> QuerySet[Checkpoint]:

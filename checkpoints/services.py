@@ -18,7 +18,7 @@ from accounts import grants
 from accounts import selectors as account_selectors
 from accounts.models import User
 from accounts.permissions import holds
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Invalid, Refused
 from esd.queues import pending_messages
 from esd.responses import esd_time
 from esd.storage import StorageError, get_storage
@@ -31,13 +31,13 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_LEASE_SECONDS = 15.0  # a download whose run stopped renewing its lease this long ago has no run
 
 
-def already_exists(name: str) -> EsdError:
-    return EsdError(400, f"{name} already exists, please use another or rename/delete exists")
+def already_exists(name: str) -> Refused:
+    return Invalid(f"{name} already exists, please use another or rename/delete exists")
 
 
 def check_may_create(actor: User) -> None:
     if not holds(actor, "checkpoint", "create"):
-        raise EsdError(400, "user has no permissions to create a model")
+        raise Invalid("user has no permissions to create a model")
 
 
 def may_change(actor: User, checkpoint: Checkpoint) -> bool:
@@ -53,10 +53,10 @@ def _check_names(names: list[str]) -> None:
         try:
             files.check_filename(name)
         except files.FileRejected as exc:
-            raise EsdError(400, str(exc)) from exc
+            raise Invalid(str(exc)) from exc
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
-        raise EsdError(400, f"{sorted(duplicates)[0]} is named twice in this request")
+        raise Invalid(f"{sorted(duplicates)[0]} is named twice in this request")
     taken = CheckpointFile.objects.filter(name__in=names).values_list("name", flat=True).first()
     if taken:
         raise already_exists(taken)
@@ -133,7 +133,7 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
             download.resolve_checked(url)
             names.append(download.resolve_filename(url))
         except (download.DownloadRefused, download.TransientDownloadError) as exc:
-            raise EsdError(400, f"{url}: {exc}") from exc
+            raise Invalid(f"{url}: {exc}") from exc
     _check_names(names)
     created = []
     for url, name in zip(urls, names, strict=True):
@@ -228,7 +228,7 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
             storage.delete_prefix(checkpoint.folder + "/")
         except Exception:  # the store itself failed: the transaction still rolls the checkpoint back
             logger.exception("Could not clean the store after a refused upload to checkpoint %s", checkpoint.pk)
-        raise EsdError(400, str(exc)) from exc
+        raise Invalid(str(exc)) from exc
     checkpoint.status = CheckpointStatus.ACTIVE
     checkpoint.save(update_fields=["status", "updated_at"])
     return checkpoint
@@ -297,25 +297,23 @@ def checkpoint_update_status(
     """`PUT /checkpoints/{id} {status[, multi_parts_tags]}`: complete the pending uploads (then check the files),
     or move a finished checkpoint between Active and Disabled."""
     if not may_change(actor, checkpoint):
-        raise EsdError(403, f"user {actor.username} may not change checkpoint {checkpoint.pk}")
+        raise Forbidden(f"user {actor.username} may not change checkpoint {checkpoint.pk}")
     pending = list(checkpoint.files.exclude(upload_id=""))
     if checkpoint.status == CheckpointStatus.INITIAL:
         if not tags:
-            raise EsdError(400, "multi parts tags is empty")
+            raise Invalid("multi parts tags is empty")
         missing = [file.name for file in pending if not tags.get(file.name)]
         if missing:
-            raise EsdError(400, f"multi_parts_tags has no ETags for {', '.join(missing)}: every file must be completed")
+            raise Invalid(f"multi_parts_tags has no ETags for {', '.join(missing)}: every file must be completed")
         if status == CheckpointStatus.INITIAL:
-            raise EsdError(400, "completing an upload needs status Active or Disabled")
+            raise Invalid("completing an upload needs status Active or Disabled")
         _complete(checkpoint, pending, tags)
         Checkpoint.objects.filter(pk=checkpoint.pk).update(status=status, error="", updated_at=timezone.now())
         return
     if tags:
-        raise EsdError(
-            400, f"checkpoint {checkpoint.pk} has no upload waiting to be completed (it is {checkpoint.status})"
-        )
+        raise Invalid(f"checkpoint {checkpoint.pk} has no upload waiting to be completed (it is {checkpoint.status})")
     if checkpoint.status not in (CheckpointStatus.ACTIVE, CheckpointStatus.DISABLED) or status == "Initial":
-        raise EsdError(400, f"a {checkpoint.status} checkpoint cannot become {status}")
+        raise Invalid(f"a {checkpoint.status} checkpoint cannot become {status}")
     Checkpoint.objects.filter(pk=checkpoint.pk).update(status=status, updated_at=timezone.now())
 
 
@@ -327,7 +325,7 @@ def _complete(checkpoint: Checkpoint, pending: list[CheckpointFile], tags: dict[
             storage.multipart_complete(file.key, file.upload_id, parts)
         except StorageError as exc:
             # The upload stays open: the client may send the right ETags (or re-upload parts) and try again.
-            raise EsdError(400, f"{file.name}: {exc}") from exc
+            raise Invalid(f"{file.name}: {exc}") from exc
         CheckpointFile.objects.filter(pk=file.pk).update(upload_id="")
     stored_all = []
     try:
@@ -341,7 +339,7 @@ def _complete(checkpoint: Checkpoint, pending: list[CheckpointFile], tags: dict[
                 checkpoint_record_files(checkpoint, stored, replaced=name)
     except files.FileRejected as exc:
         checkpoint_fail(checkpoint, str(exc))
-        raise EsdError(400, f"the uploaded file was refused: {exc}") from exc
+        raise Invalid(f"the uploaded file was refused: {exc}") from exc
 
 
 @transaction.atomic
@@ -350,12 +348,12 @@ def checkpoint_rename(*, actor: User, checkpoint: Checkpoint, name: str) -> bool
     is already the current one. The schema allows no dots, so the extension goes too, as in ESD; the file's
     format is kept on its row."""
     if not may_change(actor, checkpoint):
-        raise EsdError(403, f"user {actor.username} may not change checkpoint {checkpoint.pk}")
+        raise Forbidden(f"user {actor.username} may not change checkpoint {checkpoint.pk}")
     if checkpoint.status != CheckpointStatus.ACTIVE:
-        raise EsdError(400, "only active can update name")
+        raise Invalid("only active can update name")
     first = checkpoint.files.order_by("position").first()
     if first is None:
-        raise EsdError(400, "the checkpoint has no file to rename")
+        raise Invalid("the checkpoint has no file to rename")
     if first.name == name:
         return False
     if CheckpointFile.objects.filter(name=name).exists():
@@ -373,10 +371,10 @@ def checkpoint_rename(*, actor: User, checkpoint: Checkpoint, name: str) -> bool
 
 
 def checkpoint_delete_check(*, actor: User, checkpoints: list[Checkpoint]) -> None:
-    """Raise EsdError if `actor` may not delete every one of these checkpoints."""
+    """Refuse (esd.errors) if `actor` may not delete every one of these checkpoints."""
     for checkpoint in checkpoints:
         if not may_change(actor, checkpoint):
-            raise EsdError(403, f"user {actor.username} may not delete checkpoint {checkpoint.pk}")
+            raise Forbidden(f"user {actor.username} may not delete checkpoint {checkpoint.pk}")
 
 
 @transaction.atomic

@@ -81,15 +81,13 @@ def endpoint_list(*, viewer: User, subject: User, endpoint_id: str | None = None
     if not holds(viewer, "sagemaker_endpoint", "all"):
         if not holds(viewer, "sagemaker_endpoint", "list"):
             return []
-        endpoints = endpoints.filter(
-            grants.owned_by(Endpoint, viewer) | grants.seen_by(Endpoint, subject, roles_created_by=viewer)
-        )
+        endpoints = endpoints.filter(grants.access(Endpoint, sees=subject, owns=viewer, roles_created_by=viewer))
     return [endpoint_current(endpoint) for endpoint in grants.with_visibility(endpoints)]
 
 
 def usable_by(user: User) -> Q:
     """Endpoints whose roles list names `user` or one of its roles: where its jobs may run."""
-    return grants.seen_by(Endpoint, user)
+    return grants.access(Endpoint, sees=user)
 
 
 def endpoint_usable_by(user: User, endpoint: Endpoint) -> bool:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts import grants
 from accounts.models import User
 from accounts.permissions import holds
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Invalid
 
 from .models import Endpoint, EndpointStatus, EndpointType, Worker
 from .selectors import endpoint_current, live_workers
@@ -29,8 +29,7 @@ ESD_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 def check_instance_type(instance_type: str) -> None:
     if not (ESD_INSTANCE_TYPE.match(instance_type) or instance_type in settings.ESD_INSTANCE_TYPES):
-        raise EsdError(
-            400,
+        raise Invalid(
             f"unknown instance_type {instance_type!r}: use an ESD name such as ml.g5.2xlarge, or one of "
             f"{', '.join(settings.ESD_INSTANCE_TYPES)} (ESD_INSTANCE_TYPES)",
         )
@@ -46,30 +45,30 @@ def endpoint_create_check(
     autoscaling: bool,
     roles: list[str],
 ) -> str:
-    """Raise EsdError if this endpoint may not be created; returns its full name."""
+    """Refuse (esd.errors) if this endpoint may not be created; returns its full name."""
     if endpoint_type == "Serverless":
-        raise EsdError(400, "Serverless endpoint is not supported yet")
+        raise Invalid("Serverless endpoint is not supported yet")
     if endpoint_type not in EndpointType.values:
-        raise EsdError(400, f"endpoint_type must be Async or Real-time, not {endpoint_type!r}")
+        raise Invalid(f"endpoint_type must be Async or Real-time, not {endpoint_type!r}")
     if endpoint_type == EndpointType.REAL_TIME and autoscaling:
-        raise EsdError(400, "Autoscaling is not supported for real-time endpoint")
+        raise Invalid("Autoscaling is not supported for real-time endpoint")
     if not holds(actor, "sagemaker_endpoint", "create"):
-        raise EsdError(403, f"Creator {actor.username} has no permission to create Sagemaker")
+        raise Forbidden(f"Creator {actor.username} has no permission to create Sagemaker")
     check_instance_type(instance_type)
     if count < 1:
-        raise EsdError(400, "initial_instance_count must be at least 1")
+        raise Invalid("initial_instance_count must be at least 1")
     check_capacity(instance_type, count)
     if not roles:
-        raise EsdError(400, "assign_to_roles must name at least one role")
+        raise Invalid("assign_to_roles must name at least one role")
     existing_roles = set(Group.objects.filter(name__in=roles).values_list("name", flat=True))
     missing = [role for role in roles if role not in existing_roles]
     if missing:
-        raise EsdError(400, f'role "{missing[0]}" not exist')
+        raise Invalid(f'role "{missing[0]}" not exist')
     # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go). One being
     # deleted no longer counts: ESD dropped it at once, and its draining workers take no new jobs.
     taken = grants.granted_roles(Endpoint.objects.exclude(status=EndpointStatus.DELETING), roles)
     if taken:
-        raise EsdError(400, f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
+        raise Invalid(f"role [{taken[0]}] has a valid endpoint already, not allow to have another one")
     name = f"esd-{endpoint_type.lower()}-{suffix}" if suffix else ""
     clash = Endpoint.objects.filter(name=name).first() if name else None
     if clash is not None:
@@ -79,7 +78,7 @@ def endpoint_create_check(
             if clash.status == EndpointStatus.DELETING
             else ""
         )
-        raise EsdError(400, f"Cannot create already existing model: {name}{draining}")
+        raise Invalid(f"Cannot create already existing model: {name}{draining}")
     return name
 
 
@@ -87,8 +86,7 @@ def check_capacity(instance_type: str, count: int) -> None:
     """Refuse instances the deployment cannot have, in the words of SageMaker's quota error, which ESD passed
     through and its clients look for (`ResourceLimitExceeded`). Endpoints being deleted no longer count."""
     if count > settings.ESD_MAX_INSTANCES:
-        raise EsdError(
-            400,
+        raise Invalid(
             f"ResourceLimitExceeded: initial_instance_count must be from 1 to {settings.ESD_MAX_INSTANCES} "
             f"(ESD_MAX_INSTANCES, the limit of {instance_type} instances per endpoint); this request asks for {count}",
         )
@@ -97,8 +95,7 @@ def check_capacity(instance_type: str, count: int) -> None:
         or 0
     )
     if in_use + count > settings.ESD_MAX_TOTAL_INSTANCES:
-        raise EsdError(
-            400,
+        raise Invalid(
             f"ResourceLimitExceeded: the deployment allows {settings.ESD_MAX_TOTAL_INSTANCES} instances over all "
             f"endpoints (ESD_MAX_TOTAL_INSTANCES), with current utilization of {in_use} and a request delta of "
             f"{count}; delete an endpoint or raise the limit",
@@ -145,13 +142,12 @@ def may_delete(actor: User, endpoint: Endpoint) -> bool:
 
 
 def endpoint_delete_check(*, actor: User, endpoints: list[Endpoint]) -> None:
-    """Raise EsdError if `actor` may not delete every one of these endpoints."""
+    """Refuse (esd.errors) if `actor` may not delete every one of these endpoints."""
     if not holds(actor, "sagemaker_endpoint", "create"):
-        raise EsdError(403, f"User {actor.username} has no permission to delete a Sagemaker endpoint")
+        raise Forbidden(f"User {actor.username} has no permission to delete a Sagemaker endpoint")
     for endpoint in endpoints:
         if not may_delete(actor, endpoint):
-            raise EsdError(
-                403,
+            raise Forbidden(
                 f"User {actor.username} may not delete {endpoint.name}: it needs sagemaker_endpoint:all, or "
                 "sagemaker_endpoint:create and to be its creator",
             )

@@ -1,4 +1,4 @@
-"""How the admin shows a service's refusal (EsdError): on the form, or as a message after an action."""
+"""How the admin shows a service's refusal (esd.errors): on the form, or as a message after an action."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from .exceptions import EsdError
+from .errors import Refused
 
 
 @contextmanager
@@ -15,7 +15,7 @@ def refusal_as_form_error() -> Iterator[None]:
     """In a form's clean(): a service's refusal becomes a form error a person sees next to their input."""
     try:
         yield
-    except EsdError as exc:
+    except Refused as exc:
         raise forms.ValidationError(exc.message) from exc
 
 
@@ -24,7 +24,7 @@ def report(model_admin: admin.ModelAdmin, request: HttpRequest, run: Callable[[]
     (`done` is formatted with `count`)."""
     try:
         count = run()
-    except EsdError as exc:
+    except Refused as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
         return
     model_admin.message_user(request, done.format(count=count), messages.SUCCESS)

@@ -1,8 +1,9 @@
 """Errors of the ESD routes and the handler that turns every one of them into ESD's wire shapes.
 
 Two layers answer errors in ESD (esd-behaviour.md §1.4): the gateway (`{"message": ...}` only) and the handlers
-(the `{statusCode, message}` envelope). Services raise Django's ValidationError / PermissionDenied or EsdError;
-this module maps them, so no DRF `{"detail": ...}` body ever reaches an ESD client.
+(the `{statusCode, message}` envelope). Services raise the project's domain errors (esd/errors.py) or Django's
+ValidationError / PermissionDenied, views and the request layer raise EsdError with ESD's status; this module maps
+them all, so no DRF `{"detail": ...}` body ever reaches an ESD client.
 """
 
 import logging
@@ -16,9 +17,20 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from . import errors
 from .responses import envelope, gateway_response
 
 logger = logging.getLogger(__name__)
+
+# ESD's status for each kind of refusal (esd-behaviour.md §1.4: ESD answers a bad request, a taken name and a wrong
+# state alike with 400).
+STATUS_OF_REFUSAL: dict[type[errors.Refused], int] = {
+    errors.Invalid: 400,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.TooLarge: 413,
+    errors.Unavailable: 503,
+}
 
 
 class EsdError(Exception):
@@ -77,6 +89,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(envelope(503, DATABASE_UNAVAILABLE), status=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(exc, EsdError):
         return Response(envelope(exc.status, exc.message, exc.data), status=exc.status)
+    if isinstance(exc, errors.Refused):
+        status = next(code for kind, code in STATUS_OF_REFUSAL.items() if isinstance(exc, kind))
+        return Response(envelope(status, exc.message, exc.data), status=status)
     if isinstance(exc, drf.AuthenticationFailed) and exc.detail != drf.AuthenticationFailed.default_detail:
         return gateway_response(401, str(exc.detail))  # credentials were sent and are wrong: say which
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):

@@ -16,7 +16,7 @@ from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import CheckedDeletionMixin, actor_of
 from esd.admin_helpers import report
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Refused
 from esd.storage import get_storage
 
 from . import selectors, services
@@ -234,7 +234,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
         actor = actor_of(request)
         if any(not services.may_change(actor, job) for job in objs):
-            raise EsdError(403, "you may delete only your own jobs (or hold inference:all)")
+            raise Forbidden("you may delete only your own jobs (or hold inference:all)")
 
     def delete_model(self, request: HttpRequest, obj: InferenceJob) -> None:
         services.inference_delete_many(actor=actor_of(request), jobs=[obj])
@@ -252,7 +252,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                     models=form.models(),
                     payload=form.payload(),
                 )
-            except EsdError as exc:
+            except Refused as exc:
                 form.add_error(None, exc.message)
             else:
                 self.message_user(request, f"Job {job.id} started on {job.endpoint_name}.", messages.SUCCESS)

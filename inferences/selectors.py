@@ -19,7 +19,7 @@ from checkpoints import selectors as checkpoint_selectors
 from checkpoints.models import Checkpoint, CheckpointStatus
 from endpoints import selectors as endpoint_selectors
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
-from esd.exceptions import EsdError
+from esd.errors import Invalid
 
 from .models import InferenceJob, InferenceType, JobStatus
 
@@ -33,7 +33,7 @@ def visible_jobs(viewer: User, jobs: QuerySet[InferenceJob]) -> QuerySet[Inferen
     user:all."""
     if sees_every_job(viewer):
         return jobs
-    return jobs.filter(grants.owned_by(InferenceJob, viewer) | grants.seen_by(InferenceJob, viewer))
+    return jobs.filter(grants.access(InferenceJob, sees=viewer, owns=viewer))
 
 
 def inference_get(*, viewer: User | None, job_id: str) -> InferenceJob | None:
@@ -59,9 +59,9 @@ def decode_key(value: str) -> tuple[datetime, str]:
         created = parse_datetime(data["created"])
         job_id = str(uuid.UUID(data["id"]))
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise EsdError(400, "exclusive_start_key is not a key this server returned") from exc
+        raise Invalid("exclusive_start_key is not a key this server returned") from exc
     if created is None:
-        raise EsdError(400, "exclusive_start_key is not a key this server returned")
+        raise Invalid("exclusive_start_key is not a key this server returned")
     return created, job_id
 
 
@@ -73,7 +73,7 @@ def inference_list(*, viewer: User, subject: User) -> QuerySet[InferenceJob]:
     if subject != viewer and not sees_every_job(viewer):
         return jobs.none()
     if subject != viewer or not sees_every_job(viewer):
-        jobs = jobs.filter(grants.owned_by(InferenceJob, subject) | grants.seen_by(InferenceJob, subject))
+        jobs = jobs.filter(grants.access(InferenceJob, sees=subject, owns=subject))
     return jobs
 
 

@@ -22,7 +22,7 @@ from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, Che
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
-from esd.exceptions import EsdError
+from esd.errors import Forbidden, Invalid, NotFound, Refused, Unavailable
 from esd.queues import enqueue, pending_messages, queue_message
 from esd.storage import StorageError, get_storage
 
@@ -45,13 +45,13 @@ PSEUDO_VAES = ("Automatic", "None")
 URL_LIFETIME = 3600
 
 
-def not_found(job_id: str) -> EsdError:
-    return EsdError(404, f"inference with id {job_id} not found")
+def not_found(job_id: str) -> Refused:
+    return NotFound(f"inference with id {job_id} not found")
 
 
 def check_may_create(actor: User) -> None:
     if not holds(actor, "inference", "create"):
-        raise EsdError(403, "user has no permissions to create an inference (inference:create)")
+        raise Forbidden("user has no permissions to create an inference (inference:create)")
 
 
 def may_change(actor: User, job: InferenceJob) -> bool:
@@ -90,7 +90,7 @@ def _resolve_models(actor: User, models: dict[str, Any]) -> dict[str, list[dict[
                 }
             )
     if missing:
-        raise EsdError(400, " ".join(missing))
+        raise Invalid(" ".join(missing))
     return used
 
 
@@ -98,14 +98,14 @@ def _pick_endpoint(actor: User, inference_type: str, name: str | None) -> Endpoi
     if name:
         endpoint = Endpoint.objects.filter(name=name).first()
         if endpoint is None or not endpoint_usable_by(actor, endpoint):
-            raise EsdError(400, f"sagemaker endpoint with name {name} is not found")
+            raise Invalid(f"sagemaker endpoint with name {name} is not found")
         endpoint = endpoint_refresh(endpoint)
         if endpoint.status != EndpointStatus.IN_SERVICE:
-            raise EsdError(400, f"sagemaker endpoint is not ready with status: {endpoint.status}")
+            raise Invalid(f"sagemaker endpoint is not ready with status: {endpoint.status}")
         return endpoint
     candidates = selectors.usable_endpoints(user=actor, inference_type=inference_type)
     if not candidates:
-        raise EsdError(400, f'no available {inference_type} endpoints for user "{actor.username}"')
+        raise Invalid(f'no available {inference_type} endpoints for user "{actor.username}"')
     # The least busy first (ESD picked at random): queued jobs per live worker.
     return min(candidates, key=lambda endpoint: InferenceJob.objects.filter(
         endpoint=endpoint, status=JobStatus.IN_PROGRESS).count())  # fmt: skip
@@ -117,7 +117,7 @@ def inference_create(
 ) -> InferenceJob:
     check_may_create(actor)
     if task_type not in TaskType.values:
-        raise EsdError(400, TASK_LIST_MESSAGE.format(t=task_type))
+        raise Invalid(TASK_LIST_MESSAGE.format(t=task_type))
     endpoint = _pick_endpoint(actor, inference_type, endpoint_name)  # ESD answers "no available ..." here already
     # Generations use every model type; extra-single-image only its upscalers (ESD clients send their current
     # checkpoint with every task, and a background removal or Lanczos upscale must not depend on it).
@@ -125,7 +125,7 @@ def inference_create(
         models = {CheckpointType.UPSCALER: models[CheckpointType.UPSCALER]} if CheckpointType.UPSCALER in models else {}
     used = _resolve_models(actor, models)
     if task_type in GENERATION_TASKS and not used.get(CheckpointType.STABLE_DIFFUSION):
-        raise EsdError(400, f"a {task_type} inference needs a Stable-diffusion model in models")
+        raise Invalid(f"a {task_type} inference needs a Stable-diffusion model in models")
     job = InferenceJob(
         task_type=task_type,
         inference_type=inference_type,
@@ -150,27 +150,26 @@ def _check_models_still_usable(actor: User, job: InferenceJob) -> None:
                 checkpoint is None
                 or selectors.usable_checkpoint(user=actor, type=model_type, name=entry["model_name"]) != checkpoint
             ):
-                raise EsdError(400, f"checkpoint with name {entry['model_name']}, type {model_type} is not found")
+                raise Invalid(f"checkpoint with name {entry['model_name']}, type {model_type} is not found")
 
 
 def _read_payload(job: InferenceJob) -> bytes:
     storage = get_storage()
     size = storage.size(job.payload_key)
     if size is None:
-        raise EsdError(
-            400,
+        raise Invalid(
             f"the payload of inference {job.id} has not been uploaded: PUT api_param.json to api_params_s3_upload_url",
         )
     if size > settings.ESD_MAX_PAYLOAD_BYTES:
-        raise EsdError(400, f"the payload is {size} bytes; at most {settings.ESD_MAX_PAYLOAD_BYTES} are accepted")
+        raise Invalid(f"the payload is {size} bytes; at most {settings.ESD_MAX_PAYLOAD_BYTES} are accepted")
     with storage.open(job.payload_key) as stream:
         return stream.read()
 
 
-def _refuse(job: InferenceJob, message: str) -> EsdError:
+def _refuse(job: InferenceJob, message: str) -> Refused:
     """A start that cannot go ahead: the job stays `created`, with the reason kept on it."""
     transitions.refuse(job, message)
-    return EsdError(400, message)
+    return Invalid(message)
 
 
 def _check_named_models(job: InferenceJob, request: Any) -> None:
@@ -224,7 +223,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     if not may_change(actor, job):
         raise not_found(str(job.id))
     if job.status != JobStatus.CREATED:
-        raise EsdError(400, f"inference {job.id} has already been started (status {job.status})")
+        raise Invalid(f"inference {job.id} has already been started (status {job.status})")
     try:
         _check_models_still_usable(actor, job)
         raw = _read_payload(job)
@@ -236,17 +235,17 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc
-    except EsdError as exc:
+    except Refused as exc:
         raise _refuse(job, exc.message) from exc
     except StorageError as exc:
-        raise EsdError(503, f"storage is unavailable: {exc}") from exc
+        raise Unavailable(f"storage is unavailable: {exc}") from exc
     message = _message(str(job.pk), endpoint.queue_name)
     with transaction.atomic():
         started = transitions.start(
             job, endpoint, message, prompt=getattr(request, "prompt", ""), ignored=getattr(request, "ignored", [])
         )
         if not started:  # a concurrent start won
-            raise EsdError(400, f"inference {job.id} has already been started")
+            raise Invalid(f"inference {job.id} has already been started")
         transaction.on_commit(lambda: _send(str(job.pk), message))
     job.refresh_from_db()
     webhooks.webhook_queue(job, "started")
@@ -280,7 +279,7 @@ def inference_cancel(*, actor: User, job: InferenceJob) -> InferenceJob:
     if not may_change(actor, job):
         raise not_found(str(job.id))
     if job.finished:
-        raise EsdError(400, f"inference {job.id} has already finished (status {job.status})")
+        raise Invalid(f"inference {job.id} has already finished (status {job.status})")
     transitions.cancel(job, f"cancelled by {actor.username}")
     job.refresh_from_db()
     return job

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.permissions import acting_user, esd_mode, holds, list_subject, owner_or_caller, request_caller
 from esd import openapi
+from esd.errors import Refused
 from esd.exceptions import EsdError
 from esd.filters import filtered
 from esd.responses import esd_response, gateway_response
@@ -130,7 +131,7 @@ class InferencesView(EsdAPIView):
         for job_id in ids:
             try:
                 jobs.append(job_for(request, job_id))
-            except EsdError:
+            except Refused:
                 continue  # unknown or invisible ids are skipped, as ESD did
         for actor, job in jobs:
             services.inference_delete_many(actor=actor, jobs=[job])

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from checkpoints import execution, services
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointType
-from esd.exceptions import EsdError
+from esd.errors import Refused
 from esd.storage import CHUNK
 
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                     checkpoint = services.checkpoint_create_from_upload(
                         actor=user, type=options["type"], name=path.name, chunks=iter(lambda: handle.read(CHUNK), b"")
                     )
-        except EsdError as exc:
+        except Refused as exc:
             raise CommandError(exc.message) from exc
         checkpoint = Checkpoint.objects.get(pk=checkpoint.pk)
         if checkpoint.status != "Active":

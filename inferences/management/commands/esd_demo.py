@@ -17,7 +17,7 @@ from checkpoints import services as checkpoint_services
 from checkpoints.models import CheckpointFile
 from endpoints import services as endpoint_services
 from endpoints.models import Endpoint
-from esd.exceptions import EsdError
+from esd.errors import Refused
 from esd.storage import CHUNK
 
 
@@ -47,5 +47,5 @@ class Command(BaseCommand):
                     autoscaling=False, roles=[IT_OPERATOR],
                 )  # fmt: skip
                 self.stdout.write(f"Created endpoint {endpoint.name} for the {IT_OPERATOR} role.")
-        except (EsdError, OSError) as exc:
+        except (Refused, OSError) as exc:
             raise CommandError(str(getattr(exc, "message", exc))) from exc
