@@ -8,12 +8,12 @@ docs/configuration.md lists every variable read here.
 
 import secrets
 from pathlib import Path
-from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from esd.broker import dramatiq_broker_setting
+from esd.storage_backends import backend_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -254,16 +254,18 @@ AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
 ESD_S3_PUBLIC_ENDPOINT_URL = env.str("ESD_S3_PUBLIC_ENDPOINT_URL", default="") or AWS_S3_ENDPOINT_URL
-_default_storage: dict[str, Any]
-if ESD_STORAGE == "s3":
-    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
-elif ESD_STORAGE == "local":
-    _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": ESD_STORAGE_ROOT},
-    }
-else:
-    raise ImproperlyConfigured(f"ESD_STORAGE must be 'local' or 's3', not {ESD_STORAGE!r}")
+try:
+    _default_storage = backend_config(
+        ESD_STORAGE,
+        root=ESD_STORAGE_ROOT,
+        bucket=AWS_STORAGE_BUCKET_NAME,
+        endpoint_url=AWS_S3_ENDPOINT_URL,
+        region=AWS_S3_REGION_NAME,
+        access_key=AWS_ACCESS_KEY_ID,
+        secret_key=AWS_SECRET_ACCESS_KEY,
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": STORAGES_STATICFILES},

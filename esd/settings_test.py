@@ -12,7 +12,7 @@ from .settings import *  # noqa: F403
 ESD_DATA_DIR = Path(tempfile.mkdtemp(prefix="esd-test-"))
 ESD_STORAGE_ROOT = ESD_DATA_DIR / "storage"
 if ESD_STORAGE == "local":  # noqa: F405
-    STORAGES["default"]["OPTIONS"]["location"] = ESD_STORAGE_ROOT  # type: ignore[index]  # noqa: F405
+    STORAGES["default"]["OPTIONS"]["location"] = str(ESD_STORAGE_ROOT)  # type: ignore[index]  # noqa: F405
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105

@@ -1,11 +1,15 @@
-"""Object storage: one interface, two implementations (S3-compatible through boto3, and a local folder).
+"""Object storage: what the apps need from the store, as a thin layer over its Django storage backend.
 
-Everything that touches the object store goes through `get_storage()`: presigned PUT/GET URLs, multipart
-uploads (start, presigned part URLs, complete, abort), streaming writes and reads, and prefix deletion.
+The backends are django-storages' `S3Storage` (any S3-compatible store) and Django's `FileSystemStorage` (a local
+folder), configured once in esd/storage_backends.py. They do the plain object work (size, open, delete); this
+layer adds what ESD's clients need and Django's Storage API has no word for: presigned PUT/GET URLs and presigned
+multipart uploads (boto3's own presigning and multipart calls, on the backend's client), streaming writes in
+constant memory (boto3's transfer manager; on the local store a file renamed into place, so readers never see
+half an object), ranged reads, and prefix deletion. Everything goes through `get_storage()`.
 
-The local store keeps objects under ESD_DATA_DIR/storage; its "presigned" URLs are signed, expiring,
-single-purpose URLs of esd.storage_views, which stream request bodies to disk and answer S3-style ETags, so
-clients use both stores the same way. Keys are checked so that nothing is ever written outside the root.
+The local store's "presigned" URLs are signed, expiring, single-purpose URLs of esd.storage_views, which stream
+request bodies to disk and answer S3-style ETags, so clients use both stores the same way. Keys are checked so that
+nothing is ever written outside the root.
 """
 
 import contextlib
@@ -20,11 +24,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import SuspiciousFileOperation
 from django.urls import reverse
+
+from .storage_backends import backend_config
+
+if TYPE_CHECKING:
+    from django.core.files.storage import FileSystemStorage
+    from storages.backends.s3 import S3Storage as S3Backend
 
 CHUNK = 1024 * 1024
 URL_LIFETIME = 3600  # seconds; ESD's presigned URLs lived one hour
@@ -183,8 +194,9 @@ def _md5_etag(digest: "hashlib._Hash") -> str:
 class LocalStorage(ObjectStorage):
     """Objects as files under `root`. Multipart parts wait in `root/.multipart/<upload id>/` until completed."""
 
-    def __init__(self, root: Path, bucket: str, public_url: str) -> None:
-        self.root = Path(root).resolve()
+    def __init__(self, backend: "FileSystemStorage", bucket: str, public_url: str) -> None:
+        self.backend = backend
+        self.root = Path(backend.location).resolve()
         self.bucket = bucket
         self.public_url = public_url.rstrip("/")
         self.uploads = self.root / ".multipart"
@@ -195,8 +207,12 @@ class LocalStorage(ObjectStorage):
         return str(self.root / key)
 
     def path(self, key: str) -> Path:
-        path = (self.root / check_key(key)).resolve()
-        if not path.is_relative_to(self.root):
+        """The key's file: FileSystemStorage's own path (which refuses to leave the root), after the key rules."""
+        try:
+            path = Path(self.backend.path(check_key(key))).resolve()
+        except SuspiciousFileOperation as exc:
+            raise StorageError(f"invalid storage key {key!r}") from exc
+        if not path.is_relative_to(self.root):  # a link inside the root that points out of it
             raise StorageError(f"invalid storage key {key!r}")
         return path
 
@@ -321,8 +337,9 @@ class LocalStorage(ObjectStorage):
         return written
 
     def open(self, key: str) -> BinaryIO:
+        self.path(key)  # the key rules first
         try:
-            return self.path(key).open("rb")
+            return self.backend.open(key, "rb")  # type: ignore[return-value]
         except FileNotFoundError as exc:
             raise StorageError(f"no object {key}") from exc
 
@@ -332,15 +349,15 @@ class LocalStorage(ObjectStorage):
             return handle.read(length)
 
     def size(self, key: str) -> int | None:
-        path = self.path(key)
-        return path.stat().st_size if path.is_file() else None
+        return self.backend.size(key) if self.path(key).is_file() else None
 
     def copy(self, source: str, target: str) -> None:
         with self.open(source) as handle:
             self.write_stream(target, iter(lambda: handle.read(CHUNK), b""))
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        self.path(key)
+        self.backend.delete(key)
 
     def delete_prefix(self, prefix: str) -> int:
         if not prefix.endswith("/"):
@@ -371,31 +388,22 @@ class LocalStorage(ObjectStorage):
 
 
 class S3Storage(ObjectStorage):
-    """Any S3-compatible store. Presigned URLs are made with a second client whose endpoint is the one clients
-    outside the server's network use (ESD_S3_PUBLIC_ENDPOINT_URL)."""
+    """Any S3-compatible store, through django-storages' S3Storage. Presigned URLs are made by a second backend whose
+    endpoint is the one clients outside the server's network use (ESD_S3_PUBLIC_ENDPOINT_URL)."""
 
-    def __init__(
-        self,
-        bucket: str,
-        endpoint_url: str | None,
-        public_endpoint_url: str | None,
-        region: str | None,
-        access_key: str | None,
-        secret_key: str | None,
-    ) -> None:
-        import boto3
-        from botocore.config import Config
+    def __init__(self, backend: "S3Backend", presigning: "S3Backend") -> None:
+        self.backend = backend
+        self.presigning = presigning
+        self.bucket = backend.bucket_name
 
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"mode": "standard"})
-        common = {
-            "region_name": region or "us-east-1",
-            "aws_access_key_id": access_key,
-            "aws_secret_access_key": secret_key,
-            "config": config,
-        }
-        self.bucket = bucket
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, **common)
-        self.presigner = boto3.client("s3", endpoint_url=public_endpoint_url or endpoint_url, **common)
+    @property
+    def client(self) -> Any:
+        """The backend's boto3 client (django-storages keeps one per thread)."""
+        return self.backend.connection.meta.client
+
+    @property
+    def presigner(self) -> Any:
+        return self.presigning.connection.meta.client
 
     def _error(self, exc: Exception) -> StorageError:
         from botocore.exceptions import ClientError, HTTPClientError
@@ -499,15 +507,15 @@ class S3Storage(ObjectStorage):
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-        except ClientError:
+            return self.backend.size(key)
+        except (FileNotFoundError, ClientError):  # django-storages says 404 as FileNotFoundError
             return None
 
     def copy(self, source: str, target: str) -> None:
         self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, check_key(target))
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        self.backend.delete(key)
 
     def delete_prefix(self, prefix: str) -> int:
         if not prefix.endswith("/"):
@@ -529,22 +537,32 @@ class S3Storage(ObjectStorage):
 
 
 @lru_cache(maxsize=4)
-def _build(kind: str, *args: Any) -> ObjectStorage:
-    if kind == "s3":
-        return S3Storage(*args)
-    return LocalStorage(*args)
+def _build(config: str, presigning: str | None, bucket: str, public_url: str) -> ObjectStorage:
+    from django.core.files.storage import storages
+
+    backend = storages.create_storage(json.loads(config))
+    if presigning is not None:
+        return S3Storage(backend, storages.create_storage(json.loads(presigning)))  # type: ignore[arg-type]
+    return LocalStorage(backend, bucket, public_url)  # type: ignore[arg-type]  # FileSystemStorage, by its config
+
+
+def _backend(endpoint_url: str | None = None) -> dict[str, Any]:
+    return backend_config(
+        settings.ESD_STORAGE,
+        root=Path(settings.ESD_STORAGE_ROOT),
+        bucket=settings.AWS_STORAGE_BUCKET_NAME,
+        endpoint_url=endpoint_url or settings.AWS_S3_ENDPOINT_URL,
+        region=settings.AWS_S3_REGION_NAME,
+        access_key=settings.AWS_ACCESS_KEY_ID,
+        secret_key=settings.AWS_SECRET_ACCESS_KEY,
+    )
 
 
 def get_storage() -> ObjectStorage:
-    """The configured store (built once per distinct configuration, so tests may switch settings)."""
+    """The configured store, over the backend STORAGES["default"] describes (built from the current settings, once
+    per distinct configuration, so tests may switch stores)."""
+    presigning = None
     if settings.ESD_STORAGE == "s3":
-        return _build(
-            "s3",
-            settings.AWS_STORAGE_BUCKET_NAME,
-            settings.AWS_S3_ENDPOINT_URL,
-            settings.ESD_S3_PUBLIC_ENDPOINT_URL,
-            settings.AWS_S3_REGION_NAME,
-            settings.AWS_ACCESS_KEY_ID,
-            settings.AWS_SECRET_ACCESS_KEY,
-        )
-    return _build("local", Path(settings.ESD_STORAGE_ROOT), settings.AWS_STORAGE_BUCKET_NAME, settings.ESD_PUBLIC_URL)
+        presigning = json.dumps(_backend(settings.ESD_S3_PUBLIC_ENDPOINT_URL), sort_keys=True)
+    config = json.dumps(_backend(), sort_keys=True)
+    return _build(config, presigning, settings.AWS_STORAGE_BUCKET_NAME, settings.ESD_PUBLIC_URL)

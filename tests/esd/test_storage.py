@@ -181,3 +181,30 @@ def test_oversized_put_is_refused(local, settings):
 def test_signed_urls_expire_in_an_hour_by_default(local):
     claims = local.verify(local.presign_put("a/file.bin").rsplit("/", 1)[-1])
     assert 3590 <= claims["exp"] - time.time() <= 3600
+
+
+def test_the_store_is_a_layer_over_its_django_storage_backend(store, settings):
+    """django-storages' S3Storage or Django's FileSystemStorage holds the objects: what one writes the other reads."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import FileSystemStorage
+    from storages.backends.s3 import S3Storage as S3Backend
+
+    expected = S3Backend if settings.ESD_STORAGE == "s3" else FileSystemStorage
+    assert isinstance(store.backend, expected)
+    store.write_stream("layer/written.bin", iter([b"by the layer"]))
+    assert store.backend.open("layer/written.bin", "rb").read() == b"by the layer"
+    store.backend.save("layer/saved.bin", ContentFile(b"by the backend"))
+    assert store.read_range("layer/saved.bin", 3, 7) == b"the bac"
+    assert store.size("layer/saved.bin") == len(b"by the backend")
+    store.delete("layer/saved.bin")
+    assert not store.backend.exists("layer/saved.bin") and store.size("layer/saved.bin") is None
+
+
+def test_settings_storages_default_is_the_backend_the_layer_uses(settings):
+    """One description of the backend: Django's STORAGES["default"] and get_storage() agree."""
+    from django.core.files.storage import storages
+
+    from esd.storage import get_storage
+
+    assert settings.ESD_STORAGE == "local"
+    assert storages.create_storage(settings.STORAGES["default"]).location == get_storage().backend.location
