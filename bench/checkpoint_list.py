@@ -11,7 +11,6 @@ the same at every page. Not a test: the figures go in docs/benchmarks.md.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -19,7 +18,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "esd.settings_test")
+from bench.scratch import in_scratch_test_database
 
 ROLES = 10
 PAGES = (1, 10, 100, 1000)
@@ -32,21 +31,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of one user page's queries")
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext, setup_test_environment
-
-    setup_test_environment()  # the test client's host name is allowed
-
-    if connection.vendor != "postgresql":
-        sys.exit("set DATABASE_URL to a PostgreSQL server")
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        run(args, CaptureQueriesContext)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+    in_scratch_test_database(lambda: run(args))
 
 
 def fill(count: int, owners: list, groups: list) -> None:
@@ -88,9 +73,10 @@ def fill(count: int, owners: list, groups: list) -> None:
         )  # fmt: skip
 
 
-def run(args: argparse.Namespace, capture: type) -> None:
+def run(args: argparse.Namespace) -> None:
     from django.db import connection
     from django.test import Client
+    from django.test.utils import CaptureQueriesContext as capture
     from django.utils import timezone
 
     from accounts import services

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -144,3 +145,24 @@ class Client:
                 pass
             time.sleep(0.3)
         return False
+
+
+def in_scratch_test_database(run: Callable[[], None]) -> None:
+    """Run `run` in this process with Django set up on a scratch PostgreSQL database (Django's test-database
+    machinery on DATABASE_URL's server, dropped afterwards), the test client's host allowed: for the list
+    benchmarks, which fill it and time requests through Django's full request path."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "esd.settings_test")
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    if connection.vendor != "postgresql":
+        sys.exit("set DATABASE_URL to a PostgreSQL server")
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        run()
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
