@@ -79,7 +79,7 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
         "allowed_roles_or_users", "params", "created_at", "updated_at",
     )  # fmt: skip
     inlines = (CheckpointFileInline,)
-    actions = ["enable", "disable", "delete_checkpoints"]
+    actions = ["enable", "disable", "open_to_everyone", "limit_to_grants", "delete_checkpoints"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
         return super().get_queryset(request).prefetch_related("files")
@@ -160,6 +160,23 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
     @admin.action(description="Disable", permissions=["view"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
         self._set_status(request, queryset, CheckpointStatus.DISABLED)
+
+    def _set_everyone(self, request: HttpRequest, queryset: QuerySet[Checkpoint], everyone: bool) -> None:
+        chosen = list(queryset)
+        done = "visible to everyone" if everyone else "visible to the roles and users of their Object permissions"
+        report(
+            self, request,
+            lambda: services.checkpoint_set_everyone(actor=actor_of(request), checkpoints=chosen, everyone=everyone),
+            f"{{count}} checkpoint(s) now {done}.",
+        )  # fmt: skip
+
+    @admin.action(description="Make visible to everyone", permissions=["view"])
+    def open_to_everyone(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
+        self._set_everyone(request, queryset, True)
+
+    @admin.action(description="Limit to its Object permissions", permissions=["view"])
+    def limit_to_grants(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
+        self._set_everyone(request, queryset, False)
 
     @admin.action(description="Delete selected checkpoints and their files", permissions=["delete"])
     def delete_checkpoints(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:

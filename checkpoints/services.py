@@ -317,6 +317,17 @@ def checkpoint_update_status(
     Checkpoint.objects.filter(pk=checkpoint.pk).update(status=status, updated_at=timezone.now())
 
 
+def checkpoint_set_everyone(*, actor: User, checkpoints: list[Checkpoint], everyone: bool) -> int:
+    """Open checkpoints to every user (ESD's `*` in their lists), or limit them again to the roles and users holding
+    their view permission: all of them, or (when the actor may not change one) none."""
+    for checkpoint in checkpoints:
+        if not may_change(actor, checkpoint):
+            raise Forbidden(f"user {actor.username} may not change checkpoint {checkpoint.pk}")
+    return Checkpoint.objects.filter(pk__in=[checkpoint.pk for checkpoint in checkpoints]).update(
+        everyone=everyone, updated_at=timezone.now()
+    )
+
+
 def _complete(checkpoint: Checkpoint, pending: list[CheckpointFile], tags: dict[str, list[dict[str, Any]]]) -> None:
     storage = get_storage()
     for file in pending:

@@ -130,3 +130,20 @@ def test_everyone_opens_a_checkpoint_to_every_user(world):
     assert grants.set_visibility(world["checkpoint"], ["team", "nobody-by-this-name"]) == ["nobody-by-this-name"]
     assert oscar_sees(world)["checkpoint"] is False
     assert Checkpoint.objects.get(pk=world["checkpoint"].pk).allowed_roles_or_users == ["team"]
+
+
+def test_the_admins_everyone_actions_open_and_close_a_checkpoint(world):
+    checkpoint = world["checkpoint"]
+    changelist = reverse("admin:checkpoints_checkpoint_changelist")
+    world["admin"].post(changelist, {"action": "open_to_everyone", "_selected_action": [checkpoint.pk]})
+    assert oscar_sees(world)["checkpoint"] is True
+    assert Checkpoint.objects.get(pk=checkpoint.pk).allowed_roles_or_users == ["*", "team"]
+    world["admin"].post(changelist, {"action": "limit_to_grants", "_selected_action": [checkpoint.pk]})
+    assert oscar_sees(world)["checkpoint"] is False
+    # Someone who may not change one of them changes none
+    from checkpoints import services as checkpoint_services
+    from esd.errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        checkpoint_services.checkpoint_set_everyone(actor=world["oscar"], checkpoints=[checkpoint], everyone=True)
+    assert Checkpoint.objects.get(pk=checkpoint.pk).everyone is False
