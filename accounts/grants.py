@@ -11,12 +11,13 @@ subqueries, whatever the number of objects.
 These helpers take any model with guardian's direct-FK grant tables (`guardian.utils.get_*_obj_perms_model`).
 """
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Model, Prefetch, Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from .models import User
@@ -24,6 +25,7 @@ from .models import User
 EVERYONE = "*"
 VIEW = "view"
 OWNER_ACTIONS = ("change", "delete")
+ATTACH_BATCH = 1000  # ids per IN list: a list of every job (ESD's limit -1) stays under SQLite's variable limit
 
 
 def codename(model: type[Model], action: str) -> str:
@@ -33,10 +35,6 @@ def codename(model: type[Model], action: str) -> str:
 def _tables(model: type[Model]) -> tuple[Any, Any]:
     # guardian accepts a model class as well as an instance (its stubs say instance only)
     return get_user_obj_perms_model(model), get_group_obj_perms_model(model)  # type: ignore[arg-type]
-
-
-def _accessor(table: Any) -> str:
-    return table._meta.get_field("content_object").remote_field.get_accessor_name()
 
 
 def _opens_to_everyone(model: type[Model]) -> bool:
@@ -76,6 +74,7 @@ def set_visibility(obj: Model, names: Iterable[str]) -> list[str]:
 
 
 def _grant_views(obj: Model, names: list[str], view: Permission) -> list[str]:
+    obj.__dict__.pop("_visibility_names", None)  # read again on next use
     user_table, group_table = _tables(type(obj))
     groups = {group.name: group for group in Group.objects.filter(name__in=names)}
     users = {user.username: user for user in User.objects.filter(username__in=set(names) - set(groups))}
@@ -96,40 +95,34 @@ def _grant_views(obj: Model, names: list[str], view: Permission) -> list[str]:
 # Reads
 
 
-def with_visibility(objects: QuerySet[Any]) -> QuerySet[Any]:
-    """`objects` with their view grants prefetched, so `visibility_names` reads them without a query per object."""
-    model = objects.model
+def attach_visibility(objects: Sequence[Model]) -> None:
+    """Read the visibility lists of a page of objects in one query per grant table (names only: a user row is wide,
+    and a page of jobs has three grants each), so `visibility_names` needs no query per object."""
+    if not objects:
+        return
+    model = type(objects[0])
     user_table, group_table = _tables(model)
     view = codename(model, VIEW)
-    return objects.prefetch_related(
-        Prefetch(
-            _accessor(group_table),
-            queryset=group_table.objects.filter(permission__codename=view).select_related("group").order_by("pk"),
-            to_attr="view_group_grants",
-        ),
-        Prefetch(
-            _accessor(user_table),
-            queryset=user_table.objects.filter(permission__codename=view).select_related("user").order_by("pk"),
-            to_attr="view_user_grants",
-        ),
-    )
+    keys = [obj.pk for obj in objects]
+    names: dict[Any, list[str]] = defaultdict(list)
+    for table, holder in ((group_table, "group__name"), (user_table, "user__username")):
+        for start in range(0, len(keys), ATTACH_BATCH):
+            rows = table.objects.filter(
+                content_object_id__in=keys[start : start + ATTACH_BATCH], permission__codename=view
+            ).order_by("pk")
+            for key, name in rows.values_list("content_object_id", holder):
+                names[key].append(name)
+    for obj in objects:
+        obj._visibility_names = names[obj.pk]  # type: ignore[attr-defined]
 
 
 def visibility_names(obj: Model) -> list[str]:
-    """The object's ESD visibility list, read from its grants (prefetched by `with_visibility`, or queried)."""
-    model = type(obj)
-    user_table, group_table = _tables(model)
-    view = codename(model, VIEW)
-    groups = getattr(obj, "view_group_grants", None)
-    if groups is None:
-        groups = group_table.objects.filter(content_object=obj, permission__codename=view).select_related("group")
-        groups = list(groups.order_by("pk"))
-    users = getattr(obj, "view_user_grants", None)
-    if users is None:
-        users = user_table.objects.filter(content_object=obj, permission__codename=view).select_related("user")
-        users = list(users.order_by("pk"))
+    """The object's ESD visibility list, read from its grants (as `attach_visibility` left it, or queried): the
+    roles, then the users, holding its view permission, in the order granted; `*` first when open to everyone."""
+    if not hasattr(obj, "_visibility_names"):
+        attach_visibility([obj])
     everyone = [EVERYONE] if getattr(obj, "everyone", False) else []
-    return everyone + [grant.group.name for grant in groups] + [grant.user.username for grant in users]
+    return everyone + obj._visibility_names  # type: ignore[attr-defined]
 
 
 def _permission_ids(model: type[Model]) -> dict[str, int]:
@@ -141,8 +134,9 @@ def _permission_ids(model: type[Model]) -> dict[str, int]:
 def _granted(table: Any, which: Q) -> Q:
     """Objects with a grant in `table` matching `which`: `pk IN (SELECT content_object_id ...)`, a subquery that
     does not depend on the row, so PostgreSQL hashes it once per query instead of probing the grant table for every
-    row it scans (a correlated EXISTS made a count over 100,000 checkpoints eight times slower). Permissions and
-    groups are given as ids, looked up first, so it is an index scan of the holders' grants, not a join over all."""
+    row it scans (a correlated EXISTS made a count over 100,000 checkpoints eight times slower; PostgreSQL turns an
+    EXISTS under OR into this form anyway). Permissions and groups are given as ids, looked up first, so it is an
+    index scan of the holders' grants, not a join over all of them."""
     return Q(pk__in=table.objects.filter(which).values("content_object_id"))
 
 

@@ -12,10 +12,8 @@ from .models import Checkpoint, CheckpointFile
 
 
 def _with_files(checkpoints: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
-    return grants.with_visibility(
-        checkpoints.select_related("created_by").prefetch_related(
-            Prefetch("files", queryset=CheckpointFile.objects.order_by("position"))
-        )
+    return checkpoints.select_related("created_by").prefetch_related(
+        Prefetch("files", queryset=CheckpointFile.objects.order_by("position"))
     )
 
 

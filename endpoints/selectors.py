@@ -82,7 +82,9 @@ def endpoint_list(*, viewer: User, subject: User, endpoint_id: str | None = None
         if not holds(viewer, "sagemaker_endpoint", "list"):
             return []
         endpoints = endpoints.filter(grants.access(Endpoint, sees=subject, owns=viewer, roles_created_by=viewer))
-    return [endpoint_current(endpoint) for endpoint in grants.with_visibility(endpoints)]
+    found = [endpoint_current(endpoint) for endpoint in endpoints]
+    grants.attach_visibility(found)
+    return found
 
 
 def usable_by(user: User) -> Q:

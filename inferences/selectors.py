@@ -44,7 +44,7 @@ def inference_get(*, viewer: User | None, job_id: str) -> InferenceJob | None:
         uuid.UUID(job_id)
     except ValueError:
         return None
-    jobs = grants.with_visibility(InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint"))
+    jobs = InferenceJob.objects.filter(pk=job_id).select_related("created_by", "endpoint")
     return (jobs if viewer is None else visible_jobs(viewer, jobs)).first()
 
 
@@ -66,14 +66,15 @@ def decode_key(value: str) -> tuple[datetime, str]:
 
 
 def inference_list(*, viewer: User, subject: User) -> QuerySet[InferenceJob]:
-    """The jobs `viewer` may list as `subject`: those the subject owns or holds a view grant on (every job made
-    here grants its creator, ESD's owner list `[user_id]`); every job for a viewer with inference:all or user:all
-    listing as itself; none when listing as another without them."""
-    jobs = grants.with_visibility(InferenceJob.objects.select_related("created_by", "endpoint"))
+    """The jobs `viewer` may list as `subject`, by ESD's rule: those whose owner list names the subject or one of
+    its roles, i.e. that the subject holds a view grant on (every job made here grants its creator, ESD's list
+    `[user_id]`); every job for a viewer with inference:all or user:all listing as itself; none when listing as
+    another without them."""
+    jobs = InferenceJob.objects.select_related("created_by", "endpoint")
     if subject != viewer and not sees_every_job(viewer):
         return jobs.none()
     if subject != viewer or not sees_every_job(viewer):
-        jobs = jobs.filter(grants.access(InferenceJob, sees=subject, owns=subject))
+        jobs = jobs.filter(grants.access(InferenceJob, sees=subject))
     return jobs
 
 
@@ -96,8 +97,11 @@ def keyset_page(
         jobs = jobs.extra(where=[where], params=params)  # noqa: S610
     jobs = jobs.order_by("-created_at", "-id")
     if limit is None:
-        return list(jobs), None
+        everything = list(jobs)
+        grants.attach_visibility(everything)
+        return everything, None
     page = list(jobs[: limit + 1])
+    grants.attach_visibility(page[:limit])
     if len(page) > limit:
         return page[:limit], encode_key(page[limit - 1])
     return page, None

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import grants
 from accounts.models import User
 from accounts.permissions import (
     acting_user,
@@ -81,14 +82,14 @@ class CheckpointsView(EsdAPIView):
             CheckpointFilter, request.query_params, selectors.checkpoint_list(viewer=viewer, subject=subject)
         )
         total = checkpoints.count()
+        shown = list(checkpoints[(page - 1) * per_page : page * per_page])
+        grants.attach_visibility(shown)
         data = {
             "page": page,
             "per_page": per_page,
             "pages": math.ceil(total / per_page),
             "total": total,
-            "checkpoints": [
-                checkpoint_item(checkpoint) for checkpoint in checkpoints[(page - 1) * per_page : page * per_page]
-            ],
+            "checkpoints": [checkpoint_item(checkpoint) for checkpoint in shown],
         }
         return Response({"statusCode": 200, "message": "OK", "data": data})
 
