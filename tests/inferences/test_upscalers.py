@@ -104,9 +104,11 @@ def test_a_missing_or_foreign_upscaler_is_a_clear_failure(engine, up_files, mode
 
 @pytest.fixture
 def store(tmp_path: Path):
+    from django.core.files.storage import FileSystemStorage
+
     from esd.storage import LocalStorage
 
-    return LocalStorage(tmp_path / "store", "bucket", "http://127.0.0.1")
+    return LocalStorage(FileSystemStorage(location=tmp_path / "store"), "bucket", "http://127.0.0.1")
 
 
 def stored(store, path: Path, kind: str) -> list[files.StoredFile]:
