@@ -41,11 +41,11 @@ def _opens_to_everyone(model: type[Model]) -> bool:
     return any(field.name == "everyone" for field in model._meta.get_fields())
 
 
-def _permissions(model: type[Model]) -> dict[str, Permission]:
-    """The model's view/change/delete permissions by action, in one query."""
+def _permission_ids(model: type[Model]) -> dict[str, int]:
+    """The ids of the model's add/change/delete/view permissions by action, in one query."""
     content_type = ContentType.objects.get_for_model(model)
-    permissions = Permission.objects.filter(content_type=content_type)
-    return {permission.codename.split("_", 1)[0]: permission for permission in permissions}
+    rows = Permission.objects.filter(content_type=content_type).values_list("codename", "pk")
+    return {codename.split("_", 1)[0]: pk for codename, pk in rows}
 
 
 # Writes
@@ -54,35 +54,35 @@ def _permissions(model: type[Model]) -> dict[str, Permission]:
 def grant_new(obj: Model, *, owner: User, visible_to: Iterable[str]) -> list[str]:
     """The grants of an object just created: `owner` owns it (may change and delete it, given the ESD permission
     string for that, and always sees it) and `visible_to` is its ESD visibility list (see `set_visibility`)."""
-    permissions = _permissions(type(obj))
+    ids = _permission_ids(type(obj))
     user_table, _ = _tables(type(obj))
     user_table.objects.bulk_create(
-        user_table(user=owner, permission=permissions[action], content_object=obj) for action in OWNER_ACTIONS
+        user_table(user=owner, permission_id=ids[action], content_object=obj) for action in OWNER_ACTIONS
     )
-    return _grant_views(obj, list(dict.fromkeys(visible_to)), permissions[VIEW])
+    return _grant_views(obj, list(dict.fromkeys(visible_to)), ids[VIEW])
 
 
 def set_visibility(obj: Model, names: Iterable[str]) -> list[str]:
     """Replace `obj`'s view grants with those an ESD list makes: a role name grants its group, a username its user
     (a name that is both is the role), and `*` opens a checkpoint to everyone. Returns the names that matched
     nothing, which grant nothing."""
-    view = _permissions(type(obj))[VIEW]
+    view = _permission_ids(type(obj))[VIEW]
     user_table, group_table = _tables(type(obj))
-    user_table.objects.filter(content_object=obj, permission=view).delete()
-    group_table.objects.filter(content_object=obj, permission=view).delete()
+    user_table.objects.filter(content_object=obj, permission_id=view).delete()
+    group_table.objects.filter(content_object=obj, permission_id=view).delete()
     return _grant_views(obj, list(dict.fromkeys(names)), view)
 
 
-def _grant_views(obj: Model, names: list[str], view: Permission) -> list[str]:
+def _grant_views(obj: Model, names: list[str], view: int) -> list[str]:
     obj.__dict__.pop("_visibility_names", None)  # read again on next use
     user_table, group_table = _tables(type(obj))
     groups = {group.name: group for group in Group.objects.filter(name__in=names)}
     users = {user.username: user for user in User.objects.filter(username__in=set(names) - set(groups))}
     group_table.objects.bulk_create(
-        group_table(group=groups[name], permission=view, content_object=obj) for name in names if name in groups
+        group_table(group=groups[name], permission_id=view, content_object=obj) for name in names if name in groups
     )
     user_table.objects.bulk_create(
-        user_table(user=users[name], permission=view, content_object=obj) for name in names if name in users
+        user_table(user=users[name], permission_id=view, content_object=obj) for name in names if name in users
     )
     if _opens_to_everyone(type(obj)):
         everyone = EVERYONE in names
@@ -123,12 +123,6 @@ def visibility_names(obj: Model) -> list[str]:
         attach_visibility([obj])
     everyone = [EVERYONE] if getattr(obj, "everyone", False) else []
     return everyone + obj._visibility_names  # type: ignore[attr-defined]
-
-
-def _permission_ids(model: type[Model]) -> dict[str, int]:
-    content_type = ContentType.objects.get_for_model(model)
-    rows = Permission.objects.filter(content_type=content_type).values_list("codename", "pk")
-    return {codename.split("_", 1)[0]: pk for codename, pk in rows}
 
 
 def _granted(table: Any, which: Q) -> Q:

@@ -536,13 +536,29 @@ class S3Storage(ObjectStorage):
         return keys
 
 
+def _with_retries(config: dict[str, Any]) -> dict[str, Any]:
+    """The S3 backend's botocore config, with botocore's "standard" retries (backoff on throttling and 5xx) as the
+    store always had. A Config object cannot be in settings' JSON-like description, so it is added here; the same
+    addressing style and signature version as the description's."""
+    from botocore.config import Config
+
+    options = config["OPTIONS"]
+    options["client_config"] = Config(
+        signature_version=options["signature_version"],
+        s3={"addressing_style": options["addressing_style"]},
+        retries={"mode": "standard"},
+    )
+    return config
+
+
 @lru_cache(maxsize=4)
 def _build(config: str, presigning: str | None, bucket: str, public_url: str) -> ObjectStorage:
     from django.core.files.storage import storages
 
-    backend = storages.create_storage(json.loads(config))
     if presigning is not None:
-        return S3Storage(backend, storages.create_storage(json.loads(presigning)))  # type: ignore[arg-type]
+        backend, presigner = (storages.create_storage(_with_retries(json.loads(one))) for one in (config, presigning))
+        return S3Storage(backend, presigner)  # type: ignore[arg-type]
+    backend = storages.create_storage(json.loads(config))
     return LocalStorage(backend, bucket, public_url)  # type: ignore[arg-type]  # FileSystemStorage, by its config
 
 

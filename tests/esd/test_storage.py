@@ -208,3 +208,15 @@ def test_settings_storages_default_is_the_backend_the_layer_uses(settings):
 
     assert settings.ESD_STORAGE == "local"
     assert storages.create_storage(settings.STORAGES["default"]).location == get_storage().backend.location
+
+
+def test_the_s3_client_retries_in_standard_mode(settings, moto_server):
+    """botocore's "standard" retries (backoff on throttling and 5xx), which the store had before django-storages."""
+    from tests.conftest import use_s3
+
+    use_s3(settings, moto_server)
+    from esd.storage import get_storage
+
+    store = get_storage()
+    assert store.client.meta.config.retries["mode"] == "standard"
+    assert store.presigner.meta.config.s3["addressing_style"] == "path"
