@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .errors import EngineError
+from .invariance import make_batch_invariant
 from .options import EngineOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -44,6 +45,7 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.vae.enable_slicing()  # one image at a time through the VAE: a batch's decode peaks at one image's
+    make_batch_invariant(pipe.unet, device)
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)

@@ -85,24 +85,29 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
     Unfused LoRA adapters and textual-inversion tokens are removed exactly (the base model's output comes back
     bit-identical), so the base model never has to be reloaded.
     """
-    notes: list[str] = []
-    weights: dict[str, float] = {}
-    lora_files: dict[str, ModelFile] = {}
+    with loras(pipe, request, files) as lora_hashes, embeddings(pipe, request, files) as (text, negative_text):
+        yield Networks(lora_hashes, text, negative_text)
+
+
+def lora_adapters(request: Generation, files: JobFiles) -> dict[str, tuple[ModelFile, float]]:
+    """The prompt's `<lora:name:weight>` tags as adapters: name -> (file, summed weight), in prompt order."""
+    adapters: dict[str, tuple[ModelFile, float]] = {}
     for tag in request.networks:
         if tag.kind != "lora":
             continue
         lora = find_model(files.loras, tag.name, key=f"the prompt's <lora:{tag.name}>", kind="Lora")
         adapter = f"lora_{lora.sha256[:16] or abs(hash(lora.path))}"
-        weights[adapter] = weights.get(adapter, 0.0) + tag.weight
-        lora_files[adapter] = lora
-    embeddings = [
-        embedding
-        for embedding in files.embeddings
-        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
-    ]
-    text, negative_text = request.text, request.negative_text
+        adapters[adapter] = (lora, adapters.get(adapter, (lora, 0.0))[1] + tag.weight)
+    return adapters
+
+
+@contextmanager
+def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]]:
+    """The prompt's LoRAs loaded as weighted adapters; yields the infotext's `Lora hashes` entries."""
+    adapters = lora_adapters(request, files)
+    notes: list[str] = []
     try:
-        for adapter, lora in lora_files.items():
+        for adapter, (lora, _) in adapters.items():
             try:
                 # SD 1.x's loader needs the UNet's layout for kohya's SGM block names; SDXL's passes it itself
                 layout = {} if hasattr(pipe, "text_encoder_2") else {"unet_config": pipe.unet.config}
@@ -110,9 +115,25 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
             except Exception as exc:
                 raise EngineError(f"the LoRA {lora.name} does not fit this checkpoint: {first_line(exc)}") from exc
             notes.append(f"{lora.stem}: {lora.short_hash}")
-        if weights:
-            pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
-        for number, embedding in enumerate(embeddings):
+        if adapters:
+            pipe.set_adapters(list(adapters), adapter_weights=[weight for _, weight in adapters.values()])
+        yield notes
+    finally:
+        if adapters:
+            pipe.unload_lora_weights()
+
+
+@contextmanager
+def embeddings(pipe: Any, request: Generation, files: JobFiles) -> Iterator[tuple[str, str]]:
+    """The embeddings the prompts mention, loaded as tokens of their own; yields both prompts using them."""
+    mentioned = [
+        embedding
+        for embedding in files.embeddings
+        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
+    ]
+    text, negative_text = request.text, request.negative_text
+    try:
+        for number, embedding in enumerate(mentioned):
             # A1111 matches an embedding by its file name even when that is an ordinary word ("style"); diffusers
             # refuses tokens already in the vocabulary, so the name is swapped for a token of its own.
             token = f"<ti{number}-{embedding.sha256[:8]}>"
@@ -124,11 +145,9 @@ def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[
                 ) from exc
             text = replace_word(text, embedding.stem, token)
             negative_text = replace_word(negative_text, embedding.stem, token)
-        yield Networks(notes, text, negative_text)
+        yield text, negative_text
     finally:
-        if lora_files:
-            pipe.unload_lora_weights()
-        if embeddings:
+        if mentioned:
             pipe.unload_textual_inversion()
 
 
@@ -264,7 +283,7 @@ class Tools(Protocol):
 
 
 @dataclass
-class _Run:
+class ModelRun:
     """One loaded model ready for k-diffusion: its pipeline, its denoiser, and its prompts encoded once each."""
 
     model: LoadedModel
@@ -275,7 +294,7 @@ class _Run:
     encoded: dict[tuple[str, bool, int, int], ksampling.TextCond] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: LoadedModel) -> _Run:
+    def of(cls, model: LoadedModel) -> ModelRun:
         pipe = model.pipeline("txt2img")
         return cls(
             model, pipe, ksampling.denoiser(pipe.unet, model.base.scheduler.config),
@@ -320,7 +339,7 @@ class _Run:
         return self.pipe.image_processor.postprocess(decoded.float(), output_type="pil")
 
 
-def _control(units: list[PreparedUnit], run: _Run, size: tuple[int, int], steps: int, second: bool) -> Any:
+def _control(units: list[PreparedUnit], run: ModelRun, size: tuple[int, int], steps: int, second: bool) -> Any:
     dtype = ksampling.parameter_dtype(run.pipe.unet)
     active = [unit.active(*size, run.device, dtype) for unit in units if unit.runs_in(second)]
     return ksampling.ControlPass(active, steps) if active else None
@@ -340,7 +359,7 @@ def _k_diffusion_images(
     UNet, A1111's noise, conditioning and img2img schedule (the last denoising_strength x steps of the full one),
     a regular model's inpainting by latent blending, ControlNet residuals, and the hires fix's second pass; the
     pictures are decoded by the model's VAE. Returns the LoRA hashes the infotext names."""
-    first = _Run.of(model)
+    first = ModelRun.of(model)
     size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
     originals, sources, mask = _img2img_inputs(request, seed, latent_fill=True)
@@ -365,7 +384,7 @@ def _k_diffusion_images(
                     f"hr_checkpoint_name names {hires_model.checkpoint.name}, a {hires_model.architecture.label} "
                     f"model; the first pass's is {model.architecture.label}, whose pictures it cannot refine"
                 )
-            second = _Run.of(hires_model)
+            second = ModelRun.of(hires_model)
             stack.enter_context(extra_networks(second.pipe, request, files))
         stack.enter_context(torch.inference_mode())
         texts = (networks.text, networks.negative_text)
@@ -429,8 +448,8 @@ def _on_step(progress: Progress, base: int, per_batch: int, request: Generation)
 
 
 def _hires_pass(
-    first: _Run,
-    second: _Run,
+    first: ModelRun,
+    second: ModelRun,
     latents: torch.Tensor,
     request: Generation,
     hires: Hires,

@@ -337,6 +337,33 @@ class Conditioning:
     cond: Schedule
     uncond: Schedule
 
+    def at(self, step: int) -> tuple[TextCond, TextCond]:
+        return _in_force(self.cond, step), _in_force(self.uncond, step)
+
+
+@dataclass
+class SharedConditioning:
+    """Several jobs' conditioning in one batch (dynamic batching): each job's own prompts and prompt editing, its
+    rows in job order; a job that has left the batch (cancelled) has its rows skipped, the others go on."""
+
+    parts: list[Conditioning]
+    counts: list[int]  # the rows (images) of each job
+    active: list[bool]
+
+    def at(self, step: int) -> tuple[TextCond, TextCond]:
+        live = [part for part, active in zip(self.parts, self.active, strict=True) if active]
+        return (
+            TextCond.cat([_in_force(part.cond, step) for part in live]),
+            TextCond.cat([_in_force(part.uncond, step) for part in live]),
+        )
+
+    def rows(self, device: torch.device) -> torch.Tensor | None:
+        """Which rows of the batch still run, or None when all do."""
+        if all(self.active):
+            return None
+        flags = [active for active, count in zip(self.active, self.counts, strict=True) for _ in range(count)]
+        return torch.tensor(flags, dtype=torch.bool, device=device)
+
 
 def _in_force(schedule: Schedule, step: int) -> TextCond:
     """A1111's reconstruct_cond_batch: the first entry whose end is at or after `step`, else the first."""
@@ -366,8 +393,8 @@ class CFGDenoiser:
     def __init__(
         self,
         inner: Any,
-        conditioning: Conditioning,
-        cfg_scale: float,
+        conditioning: Conditioning | SharedConditioning,
+        cfg_scale: float | torch.Tensor,
         inpaint: LatentMask | None = None,
         control: ControlPass | None = None,
     ) -> None:
@@ -379,8 +406,18 @@ class CFGDenoiser:
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
-        cond = _in_force(self.conditioning.cond, self.step)
-        uncond = _in_force(self.conditioning.uncond, self.step)
+        rows = self.conditioning.rows(x.device) if isinstance(self.conditioning, SharedConditioning) else None
+        if rows is None:
+            return self._guided(x, sigma, self.cfg_scale)
+        # Jobs that left the batch keep their rows (the sampler's state is one tensor) but cost no UNet call: their
+        # denoised is x itself, so their rows stand still until the batch ends and they are dropped.
+        denoised = x.clone()
+        scale = self.cfg_scale[rows] if isinstance(self.cfg_scale, torch.Tensor) else self.cfg_scale
+        denoised[rows] = self._guided(x[rows], sigma[rows], scale)
+        return denoised
+
+    def _guided(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
+        cond, uncond = self.conditioning.at(self.step)
         batch = x.shape[0]
         control = self.control if self.control is not None and self.control.units else None
 
@@ -399,7 +436,7 @@ class CFGDenoiser:
             cond_out = self.inner(x, sigma, cond=cond, **controlled(rows))
             uncond_out = self.inner(x, sigma, cond=uncond, **controlled(~rows))
         self.step += 1
-        denoised = uncond_out + (cond_out - uncond_out) * self.cfg_scale
+        denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
         if self.inpaint is not None:
             denoised = self.inpaint.blend(denoised)
         return denoised
@@ -458,8 +495,8 @@ def sample(
     sigmas: torch.Tensor,
     x: torch.Tensor,
     noise: ImageNoise,
-    conditioning: Conditioning,
-    cfg_scale: float,
+    conditioning: Conditioning | SharedConditioning,
+    cfg_scale: float | torch.Tensor,
     seeds: list[int],
     callback: Callable[[int], None],
     eta: float | None = None,

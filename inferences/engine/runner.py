@@ -48,6 +48,16 @@ class Result:
         return {"image": encoded[0]}
 
 
+@dataclass(frozen=True)
+class Job:
+    """One job of `Engine.run_batch`: what `Engine.run` takes."""
+
+    task: str
+    payload: bytes | str | dict[str, Any]
+    files: JobFiles
+    progress: Progress = field(default_factory=NoProgress)
+
+
 class Engine:
     """One per worker process: it owns the pipeline cache, so consecutive jobs on a model skip the load."""
 
@@ -141,23 +151,95 @@ class Engine:
                     f"the worker ran out of memory running this job (estimated {need.describe()}): "
                     f"{first_line(exc)}; lower width/height or batch_size"
                 ) from exc
-        pngs = [
-            images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
-        ] + [images.png_bytes(detected) for detected in generated.detected_maps]
-        info = _generation_info(request, acquired.entry.value, generated)
-        info["ignored_parameters"] = request.ignored
-        return Result(
-            task=request.task,
-            images=pngs,
-            parameters=request.parameters,
-            info=info,
-            ignored=request.ignored,
-            timings={
-                "model_seconds": acquired.seconds,
-                "model_cache_hit": float(acquired.hit),
-                "inference_seconds": generated.seconds,
-            },
-        )
+        return _generation_result(request, acquired, generated)
+
+    def run_batch(self, jobs: list[Job]) -> list[Result | Exception]:
+        """Several jobs at once (dynamic batching): those that can share a denoising loop run through one
+        (batched.py), the others one by one. One outcome per job, in order: its Result, or the exception that
+        failed or cancelled it; one job's failure is never its neighbours'."""
+        outcomes: list[Result | Exception | None] = [None] * len(jobs)
+        groups: dict[tuple[Any, ...], list[tuple[int, Generation]]] = {}
+        for index, job in enumerate(jobs):
+            try:
+                request = parse_request(job.task, job.payload, self.options.limits)
+                key = self._batch_group(request, job.files) if isinstance(request, Generation) else None
+            except EngineError as exc:
+                outcomes[index] = exc
+                continue
+            if key is not None and isinstance(request, Generation):
+                groups.setdefault(key, []).append((index, request))
+        for group in groups.values():
+            if len(group) > 1:
+                for index, outcome in self._generate_together(jobs, group).items():
+                    outcomes[index] = outcome
+        for index, job in enumerate(jobs):
+            if outcomes[index] is None:
+                try:
+                    outcomes[index] = self.run(job.task, job.payload, job.files, job.progress)
+                except Exception as exc:  # the worker tells the kinds apart, as for a job run alone
+                    outcomes[index] = exc
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _batch_group(self, request: Generation, files: JobFiles) -> tuple[Any, ...] | None:
+        """What a job must share with others to join their loop (the payload's batch key and the very model,
+        VAE and LoRA files); None: it runs alone."""
+        from .batch_key import ALONE, batch_key
+        from .generate import lora_adapters, pick_checkpoint, pick_vae
+
+        key = batch_key(request)
+        checkpoint = pick_checkpoint(request, files)
+        if key == ALONE or checkpoint is None:
+            return None
+        vae = pick_vae(request, files)
+        adapters = tuple((name, weight) for name, (_, weight) in lora_adapters(request, files).items())
+        return (key, checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None, adapters)
+
+    def _generate_together(self, jobs: list[Job], group: list[tuple[int, Generation]]) -> dict[int, Result | Exception]:
+        """The group's shared loop; members it could not take are left out of the answer (they run alone)."""
+        from dataclasses import replace
+
+        from .batched import ALONE, Member, generate_together
+        from .device import release_memory
+        from .generate import Generated, pick_checkpoint, pick_vae
+
+        first_index, leader = group[0]
+        files = jobs[first_index].files
+        checkpoint, vae = pick_checkpoint(leader, files), pick_vae(leader, files)
+        assert checkpoint is not None  # _batch_group grouped only jobs that have one
+        images = sum(request.batch_size for _, request in group)
+        try:
+            self._check_memory(replace(leader, batch_size=images), checkpoint, files, None)
+        except EngineError:
+            return {}  # together they would not fit: one at a time, each checked on its own
+        members = [Member(request, jobs[index].files, jobs[index].progress) for index, request in group]
+        acquired = self._acquire_model(checkpoint, vae)
+        started = time.perf_counter()
+        with acquired.entry.lock:
+            try:
+                generated = generate_together(
+                    acquired.entry.value, members, refuse_unhonoured=self.options.unhonoured == "refuse"
+                )
+            except MemoryError:
+                release_memory()
+                return {}
+        seconds = time.perf_counter() - started
+        together = [outcome for outcome in generated if isinstance(outcome, Generated)]
+        shared_images = sum(len(outcome.images) for outcome in together)
+        answers: dict[int, Result | Exception] = {}
+        for (index, request), outcome in zip(group, generated, strict=True):
+            if outcome is ALONE:
+                continue
+            if not isinstance(outcome, Generated):
+                answers[index] = outcome
+                continue
+            result = _generation_result(request, acquired, outcome)
+            result.timings |= {
+                "batch_jobs": float(len(together)),
+                "batch_images": float(shared_images),
+                "unet_seconds_per_image": seconds / max(shared_images, 1),
+            }
+            answers[index] = result
+        return answers
 
     def _check_memory(
         self, request: Generation, checkpoint: ModelFile, files: JobFiles, hires: ModelFile | None
@@ -245,6 +327,26 @@ class Engine:
         if image.mode == "RGBA":  # the model sees colour only; the alpha channel is resized beside it
             result.putalpha(image.getchannel("A").resize(result.size, Image.Resampling.LANCZOS))
         return result
+
+
+def _generation_result(request: Generation, acquired: Acquired, generated: Generated) -> Result:
+    pngs = [
+        images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
+    ] + [images.png_bytes(detected) for detected in generated.detected_maps]
+    info = _generation_info(request, acquired.entry.value, generated)
+    info["ignored_parameters"] = request.ignored
+    return Result(
+        task=request.task,
+        images=pngs,
+        parameters=request.parameters,
+        info=info,
+        ignored=request.ignored,
+        timings={
+            "model_seconds": acquired.seconds,
+            "model_cache_hit": float(acquired.hit),
+            "inference_seconds": generated.seconds,
+        },
+    )
 
 
 def _generation_info(request: Generation, model: Any, generated: Generated) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""Which txt2img jobs may share one denoising loop (dynamic batching), read from the request alone (no torch).
+
+Jobs share a loop when everything that is one value per UNet call agrees: the sampler and its schedule, steps and
+size, clip skip, VAE and checkpoint choice, the LoRA set and weights, and the noise options A1111 applies to the
+whole batch. What each image has of its own stays per job: prompts, negative prompts, embeddings, seeds and CFG
+scale. A job that runs more than the loop (n_iter > 1, ControlNet, the hires fix) or whose sampler adapts its
+steps to the batch it is in (DPM adaptive) runs alone: its key is "".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .payload import Generation
+from .samplers import SAMPLERS, effective_schedule
+
+ALONE = ""
+
+
+def batch_key(request: Generation) -> str:
+    sampler = SAMPLERS[request.sampler]
+    if (
+        request.task != "txt2img"
+        or request.n_iter != 1
+        or request.control_units
+        or request.hires is not None
+        or not sampler.k_diffusion
+        or sampler.function == "sample_dpm_adaptive"  # its step sizes follow the whole batch's error
+    ):
+        return ALONE
+    loras: dict[str, float] = {}
+    for tag in request.networks:
+        if tag.kind == "lora":
+            loras[tag.name] = loras.get(tag.name, 0.0) + tag.weight
+    shared = [
+        request.task,
+        request.sampler,
+        effective_schedule(request.sampler, request.schedule),
+        request.steps,
+        request.width,
+        request.height,
+        request.clip_skip,
+        request.clip_l_skip,
+        request.vae,
+        request.checkpoint_name,
+        request.eta,
+        request.noise_seed_delta,
+        request.subseed_strength,
+        request.seed_resize_from,
+        sorted(loras.items()),
+    ]
+    return hashlib.sha256(json.dumps(shared, default=str).encode()).hexdigest()[:40]

@@ -1,0 +1,166 @@
+"""Dynamic batching: several txt2img jobs of one model through one k-diffusion loop, each getting the pictures it
+would get alone.
+
+The loop is the one `generate` runs (ksampling.sample); what changes is that its batch holds the images of several
+jobs, in job order. Every image keeps what is its own: its noise (ImageNoise draws each image from its own seeded
+generator, so a batch of concatenated seeds draws exactly what each job draws alone; the SDE samplers' Brownian
+trees are per image too), its job's prompts, prompt editing and embeddings (SharedConditioning picks each job's
+text in force at each step), its CFG scale (one per row), its progress and its cancellation: a job whose cancel
+flag is seen at a step leaves the batch there (its rows cost no more UNet time) and the others go on. Each job's
+latents are decoded apart, by the same VAE call as alone. The UNet is batch invariant on CPU (invariance.py), so
+the images are identical to the last bit there.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import ksampling
+from .errors import Cancelled, EngineError
+from .generate import Generated, ModelRun, embeddings, loras
+from .infotext import infotext
+from .loading import LoadedModel
+from .options import JobFiles, Progress
+from .payload import Generation, unhonoured_message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Member:
+    """One job of a batch."""
+
+    request: Generation
+    files: JobFiles
+    progress: Progress
+
+
+ALONE = None  # the outcome of a member that must run by itself after all (see `generate_together`)
+
+
+def generate_together(
+    model: LoadedModel, members: list[Member], *, refuse_unhonoured: bool = False
+) -> list[Generated | Exception | None]:
+    """One outcome per member: its pictures, its own failure (an embedding that does not fit, Cancelled), or ALONE
+    for a member this loop cannot take (its CFG call would split, or its token count differs from the batch's);
+    the caller runs those by themselves. A failure of the shared loop itself makes every member ALONE, so that only
+    the job at fault fails when they run one by one."""
+    outcomes: list[Generated | Exception | None] = [ALONE] * len(members)
+    leader = members[0].request
+    run = ModelRun.of(model)
+    size = (leader.width, leader.height)
+    seated: list[tuple[int, ksampling.Conditioning, list[int], list[int]]] = []
+    # LoRAs and embeddings are loaded outside inference mode: unloading them edits the modules' weights
+    with loras(run.pipe, leader, members[0].files) as lora_hashes:
+        for index, member in enumerate(members):
+            request = member.request
+            try:
+                if refuse_unhonoured and request.ignored:
+                    raise EngineError(unhonoured_message(request.ignored))
+                with embeddings(run.pipe, request, member.files) as texts, torch.inference_mode():
+                    conditioning = run.conditioning(
+                        request, texts, request.sampler, request.steps, size, request.batch_size
+                    )
+            except EngineError as exc:
+                outcomes[index] = exc
+                continue
+            seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
+            subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
+            count = request.batch_size
+            seated.append((index, conditioning, [seed + k for k in range(count)], [subseed + k for k in range(count)]))
+        groups: dict[int, list[tuple[int, ksampling.Conditioning, list[int], list[int]]]] = {}
+        for entry in seated:
+            tokens = _one_call_tokens(entry[1])
+            if tokens is not None:
+                groups.setdefault(tokens, []).append(entry)
+        for group in groups.values():
+            if len(group) < 2:
+                continue  # alone after all: a batch of one is the ordinary path
+            started = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    latents, cancelled = _denoise(run, leader, members, group)
+            except Cancelled:
+                for index, *_ in group:
+                    outcomes[index] = Cancelled()
+                continue
+            except Exception:  # the shared loop failed: each job runs alone, so only the one at fault fails
+                logger.warning("A batch of %d jobs failed together; they run one by one", len(group), exc_info=True)
+                continue
+            offset = 0
+            for (index, _, seeds, subseeds), gone in zip(group, cancelled, strict=True):
+                request = members[index].request
+                rows = latents[offset : offset + len(seeds)]
+                offset += len(seeds)
+                if gone:
+                    outcomes[index] = Cancelled()
+                    continue
+                with torch.inference_mode():
+                    images = run.decode(rows, request.width, request.height)
+                outcomes[index] = Generated(
+                    images=images,
+                    seeds=seeds,
+                    subseeds=subseeds,
+                    infotexts=[
+                        infotext(request, model, model.vae, seed, k, lora_hashes, subseed=subseeds[k], control_notes=[])
+                        for k, seed in enumerate(seeds)
+                    ],
+                    seconds=time.perf_counter() - started,
+                )
+    return outcomes
+
+
+def _one_call_tokens(conditioning: ksampling.Conditioning) -> int | None:
+    """The token count of every text the job's CFG calls use, when [cond, uncond] go through the UNet together at
+    every step (one count throughout); None when some call would split (a batch of one row takes other kernels)."""
+    counts = {entry.tokens for _, entry in conditioning.cond} | {entry.tokens for _, entry in conditioning.uncond}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _denoise(
+    run: ModelRun,
+    leader: Generation,
+    members: list[Member],
+    group: list[tuple[int, ksampling.Conditioning, list[int], list[int]]],
+) -> tuple[torch.Tensor, list[bool]]:
+    """The shared loop: the group's images in one batch. Returns the latents and which members left (cancelled)."""
+    seeds = [seed for _, _, job_seeds, _ in group for seed in job_seeds]
+    subseeds = [subseed for _, _, _, job_subseeds in group for subseed in job_subseeds]
+    shape = (4, leader.height // 8, leader.width // 8)
+    noise = ksampling.ImageNoise(
+        shape, seeds, run.device, leader.noise_seed_delta, subseeds=subseeds,
+        subseed_strength=leader.subseed_strength, resize_from=leader.seed_resize_from,
+    )  # fmt: skip
+    sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps).to(run.device)
+    x = noise.next() * sigmas[0]
+    counts = [len(job_seeds) for _, _, job_seeds, _ in group]
+    shared = ksampling.SharedConditioning([entry[1] for entry in group], counts, [True] * len(group))
+    scales = [members[index].request.cfg_scale for index, *_ in group]
+    cfg: float | torch.Tensor = scales[0]
+    if len(set(scales)) > 1:  # per-row CFG: the same float32 product as a job's own scalar scale
+        per_row = [scale for scale, count in zip(scales, counts, strict=True) for _ in range(count)]
+        cfg = torch.tensor(per_row, dtype=torch.float32, device=run.device)[:, None, None, None]
+    progresses = [members[index].progress for index, *_ in group]
+    total = leader.steps
+
+    def on_step(step: int) -> None:
+        for position, progress in enumerate(progresses):
+            if not shared.active[position]:
+                continue
+            if progress.cancelled():
+                shared.active[position] = False
+            else:
+                progress.step(min(step + 1, total), total)
+        if not any(shared.active):
+            raise Cancelled()
+
+    latents = ksampling.sample(
+        model_denoiser=run.denoiser, name=leader.sampler, sigmas=sigmas, x=x, noise=noise, conditioning=shared,
+        cfg_scale=cfg, seeds=seeds, callback=on_step, eta=leader.eta,
+    )  # fmt: skip
+    return latents, [not active for active in shared.active]

@@ -1,0 +1,163 @@
+"""Dynamic batching in the engine: jobs that share one denoising loop get exactly the pictures they get alone."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inferences.engine.batch_key import ALONE, batch_key
+from inferences.engine.errors import Cancelled, EngineError
+from inferences.engine.options import JobFiles, NoProgress
+from inferences.engine.payload import Limits, parse_request
+from inferences.engine.runner import Job
+
+from .conftest import txt2img
+from .test_ksampling import png_pixels
+
+SHARED = {"steps": 8, "sampler_name": "Euler a", "width": 64, "height": 64}
+
+
+def neighbours() -> list[dict[str, object]]:
+    """Four jobs of one loop that differ in all that is per job: prompts, negative prompts, seeds, CFG scale,
+    batch size, prompt editing and an embedding."""
+    return [
+        txt2img(**SHARED, prompt="a red fox in snow", negative_prompt="blurry", seed=11, cfg_scale=7.0),
+        txt2img(**SHARED, prompt="a lighthouse at dusk", negative_prompt="", seed=12, cfg_scale=4.5, batch_size=2),
+        txt2img(**SHARED, prompt="a [cat:dog:0.5] on a sofa", negative_prompt="ugly", seed=13, cfg_scale=9.0),
+        txt2img(**SHARED, prompt="a style portrait", negative_prompt="blurry", seed=-1, cfg_scale=7.0),
+    ]
+
+
+def without_timestamp(info: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in info.items() if key != "job_timestamp"}
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE Karras", "DPM++ 2M"])
+def test_jobs_batched_together_give_the_images_they_give_alone(engine, models, sampler):
+    files = JobFiles(checkpoint=models["checkpoint"], embeddings=(models["embedding"],))
+    payloads = [{**payload, "sampler_name": sampler} for payload in neighbours()]
+    together = engine.run_batch([Job("txt2img", payload, files) for payload in payloads])
+    assert [result.timings["batch_jobs"] for result in together] == [4.0] * 4  # one loop ran them all
+    assert [result.timings["batch_images"] for result in together] == [5.0] * 4
+    for payload, batched in zip(payloads, together, strict=True):
+        seed = json.loads(batched.document()["info"])["seed"]  # the random one (-1) as drawn, to run it again
+        alone = engine.run("txt2img", {**payload, "seed": seed}, files)
+        assert "batch_jobs" not in alone.timings
+        assert len(batched.images) == len(alone.images) == payload["batch_size"]
+        for mine, theirs in zip(batched.images, alone.images, strict=True):
+            assert np.array_equal(png_pixels(mine), png_pixels(theirs))  # tolerance 0
+            assert mine == theirs  # the same PNG bytes: the infotext too
+        assert without_timestamp(json.loads(batched.document()["info"])) == without_timestamp(
+            json.loads(alone.document()["info"])
+        )
+
+
+def test_image_k_of_a_batch_is_exactly_the_image_of_seed_plus_k(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    batch = engine.run("txt2img", txt2img(steps=5, seed=500, batch_size=3), files).images
+    alone = engine.run("txt2img", txt2img(steps=5, seed=502), files).images[0]
+    assert np.array_equal(png_pixels(batch[2]), png_pixels(alone))
+
+
+class CancelAfter:
+    """A job's progress whose cancel flag is seen from step `step` on."""
+
+    def __init__(self, step: int) -> None:
+        self.step_seen = 0
+        self.after = step
+
+    def step(self, done: int, total: int) -> None:
+        self.step_seen = done
+
+    def cancelled(self) -> bool:
+        return self.step_seen >= self.after
+
+
+def test_a_cancelled_job_leaves_the_batch_and_the_others_go_on(engine, models, monkeypatch):
+    from inferences.engine import ksampling
+
+    files = JobFiles(checkpoint=models["checkpoint"])
+    payloads = neighbours()[:3]
+    rows_seen: list[int] = []
+    original = ksampling.CFGDenoiser._guided
+
+    def spy(self, x, sigma, scale):
+        rows_seen.append(x.shape[0])
+        return original(self, x, sigma, scale)
+
+    monkeypatch.setattr(ksampling.CFGDenoiser, "_guided", spy)
+    quitter = CancelAfter(3)
+    jobs = [Job("txt2img", payloads[0], files), Job("txt2img", payloads[1], files, quitter)]
+    jobs.append(Job("txt2img", payloads[2], files))
+    together = engine.run_batch(jobs)
+    monkeypatch.undo()
+    assert isinstance(together[1], Cancelled)
+    assert quitter.step_seen == 3  # three steps reported; its flag seen at the fourth's end, and it left there
+    assert rows_seen == [4] * 4 + [2] * 4  # its two images cost no UNet time after that
+    for payload, batched in zip([payloads[0], payloads[2]], [together[0], together[2]], strict=True):
+        alone = engine.run("txt2img", payload, files)
+        assert batched.images == alone.images
+        assert batched.timings["batch_jobs"] == 2.0  # two jobs finished from the loop
+
+
+def test_one_jobs_bad_input_fails_it_alone(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    good = txt2img(**SHARED, prompt="a boat", seed=5)
+    jobs = [
+        Job("txt2img", good, files),
+        Job("txt2img", txt2img(**SHARED, prompt="a <lora:missing:1> boat", seed=6), files),
+        Job("txt2img", {**good, "steps": "many"}, files),
+        Job("txt2img", txt2img(**SHARED, prompt="a cart", seed=7), files),
+    ]
+    outcomes = engine.run_batch(jobs)
+    assert isinstance(outcomes[1], EngineError) and "missing" in str(outcomes[1])
+    assert isinstance(outcomes[2], EngineError) and "steps" in str(outcomes[2])
+    assert outcomes[0].timings["batch_jobs"] == 2.0 and outcomes[3].timings["batch_jobs"] == 2.0
+    assert outcomes[0].images == engine.run("txt2img", good, files).images
+
+
+def test_jobs_that_cannot_share_a_loop_run_one_by_one(engine, models):
+    files = JobFiles(checkpoint=models["checkpoint"])
+    jobs = [
+        Job("txt2img", txt2img(**SHARED, seed=1), files),
+        Job("txt2img", txt2img(**{**SHARED, "steps": 6}, seed=2), files),  # another schedule
+        Job("txt2img", txt2img(**SHARED, seed=3, prompt="word " * 80), files),  # 154 tokens against 77: CFG splits
+    ]
+    outcomes = engine.run_batch(jobs)
+    assert all("batch_jobs" not in outcome.timings for outcome in outcomes)
+
+
+LIMITS = Limits()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"steps": 9},
+        {"width": 128},
+        {"sampler_name": "DPM++ 2M"},
+        {"scheduler": "Karras"},
+        {"prompt": "a cat <lora:watercolor:0.5>"},
+        {"override_settings": {"CLIP_stop_at_last_layers": 2}},
+        {"eta": 0.5},
+    ],
+)
+def test_the_batch_key_tells_loops_apart(change):
+    base = batch_key(parse_request("txt2img", txt2img(**SHARED), LIMITS))
+    assert base != ALONE
+    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **change}), LIMITS)) != base
+
+
+def test_the_batch_key_ignores_what_is_per_job():
+    base = batch_key(parse_request("txt2img", txt2img(**SHARED), LIMITS))
+    per_job = {"prompt": "other", "negative_prompt": "x", "seed": 9, "cfg_scale": 3.0, "batch_size": 2}
+    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **per_job}), LIMITS)) == base
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n_iter": 2}, {"enable_hr": True}, {"sampler_name": "DPM adaptive"}, {"sampler_name": "DDIM"}],
+)
+def test_jobs_that_run_more_than_one_loop_run_alone(change):
+    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **change}), LIMITS)) == ALONE
+    assert NoProgress().cancelled() is False
