@@ -305,6 +305,10 @@ ESD_SERVE_CHANNEL_TIMEOUT = env.int("ESD_SERVE_CHANNEL_TIMEOUT", default=30)  # 
 ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process
 ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
 ESD_ENGINE_COMPILE = env.bool("ESD_ENGINE_COMPILE", default=False)  # torch.compile the UNet (CUDA)
+# Dynamic batching: a worker that takes a txt2img job waits up to this long for queued jobs of its endpoint that can
+# share its denoising loop; unset (-1): 25 ms on CUDA workers, 0 (off) on CPU ones. At most ESD_MAX_BATCH_IMAGES.
+ESD_BATCH_WINDOW_MS = env.int("ESD_BATCH_WINDOW_MS", default=-1)
+ESD_MAX_BATCH_IMAGES = env.int("ESD_MAX_BATCH_IMAGES", default=16)
 ESD_TORCH_THREADS = env.int("ESD_TORCH_THREADS", default=0)  # CPU threads per worker process; 0: all cores
 ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # decode large images in tiles
 # The most one job may need on a worker (inferences/engine/memory.py's estimate), checked at start and by the

@@ -9,6 +9,8 @@ import json
 import logging
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, connection
@@ -21,8 +23,10 @@ from endpoints.models import Worker
 from esd.storage import StorageError, get_storage
 
 from . import transitions
+from .batching import take_companions
 from .engine.errors import Cancelled, EngineError
 from .engine.options import JobFiles, ModelFile
+from .engine.runner import Job
 from .engine_options import engine_for
 from .models import InferenceJob, TaskType
 
@@ -150,27 +154,90 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
     if job is None:
         logger.info("Job %s is not waiting (finished, cancelled, deleted or taken); message dropped", job_id)
         return
+    companions = take_companions(job, worker, device)
+    with _running_lock:
+        _running.update(str(companion.pk) for companion in companions)
+    try:
+        _run([job, *companions], worker, device)
+    finally:
+        with _running_lock:
+            _running.difference_update(str(companion.pk) for companion in companions)
+
+
+@dataclass
+class _Run:
+    """One job on this worker: what it read before the engine ran, and when."""
+
+    job: InferenceJob
+    started: float
+    queued: float
+    payload: bytes = b""
+    files: JobFiles | None = None
+    fetch_seconds: float = 0.0
+    failure: Exception | None = None  # reading its payload or files failed: it does not reach the engine
+
+
+def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
+    """Run the jobs (the claimed one first, then any batched with it) and settle each on its own: one job's bad
+    input or lost file fails or retries that job only."""
     worker_id = worker.pk if worker else None
-    started = time.monotonic()
-    queued = (timezone.now() - job.start_time).total_seconds() if job.start_time else 0.0
+    runs = [_prepared(job) for job in jobs]
+    ready = [run for run in runs if run.failure is None]
+    engine = engine_for(device)
+    engine_started = time.monotonic()
+    outcomes: list[Any]
+    if len(ready) == 1:
+        run = ready[0]
+        try:
+            outcomes = [engine.run(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk)))]
+        except Exception as exc:  # settled below, with the failures of the other kinds
+            outcomes = [exc]
+    else:
+        outcomes = engine.run_batch(
+            [Job(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk))) for run in ready]  # type: ignore[arg-type]
+        )
+    engine_seconds = time.monotonic() - engine_started
+    results = dict(zip((id(run) for run in ready), outcomes, strict=True))
+    batch_id = uuid.uuid4()
+    for index, run in enumerate(runs):
+        outcome = run.failure or results[id(run)]
+        _settle(run, worker_id, outcome, engine_seconds, batch_id, retry_message=index == 0)
+
+
+def _prepared(job: InferenceJob) -> _Run:
+    run = _Run(job, time.monotonic(), (timezone.now() - job.start_time).total_seconds() if job.start_time else 0.0)
     try:
         with get_storage().open(job.payload_key) as stream:
-            payload = stream.read()
+            run.payload = stream.read()
         fetch_started = time.monotonic()
-        files = _model_files(job)
-        fetch_seconds = time.monotonic() - fetch_started
-        engine_started = time.monotonic()
-        result = engine_for(device).run(job.task_type, payload, files, JobProgress(job_id))
-        engine_seconds = time.monotonic() - engine_started
+        run.files = _model_files(job)
+        run.fetch_seconds = time.monotonic() - fetch_started
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        run.failure = exc
+    return run
+
+
+def _settle(
+    run: _Run, worker_id: Any, outcome: Any, engine_seconds: float, batch_id: uuid.UUID, *, retry_message: bool
+) -> None:
+    """Finish one job from its engine outcome: succeed with its outputs, or fail, cancel or release it.
+    `retry_message`: the job whose message is running here; its transient failure retries that message, while
+    a job batched with it is released to its own message or the sweep."""
+    job_id, job = str(run.job.pk), run.job
+    try:
+        if isinstance(outcome, Exception):
+            raise outcome
         upload_started = time.monotonic()
-        names = _write_outputs(job, result)
+        names = _write_outputs(job, outcome)
         timings = {
-            "queued_seconds": round(queued, 4),
-            "fetch_seconds": round(fetch_seconds, 4),
-            **{key: round(value, 4) for key, value in result.timings.items()},
+            "queued_seconds": round(run.queued, 4),
+            "fetch_seconds": round(run.fetch_seconds, 4),
+            **{key: round(value, 4) for key, value in outcome.timings.items()},
             "engine_seconds": round(engine_seconds, 4),
             "upload_seconds": round(time.monotonic() - upload_started, 4),
-            "run_seconds": round(time.monotonic() - started, 4),
+            "run_seconds": round(time.monotonic() - run.started, 4),
         }
     except Cancelled:
         transitions.cancelled_at_a_step(job_id)
@@ -183,14 +250,18 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
             _fail(job_id, worker_id, f"{exc} (after {job.attempts} attempts)")
             return
         transitions.release(job_id, worker_id)
-        raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
+        if retry_message:
+            raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
+        logger.warning("Job %s (batched) released after %s: %s", job_id, type(exc).__name__, exc)
+        return
     except DatabaseError:
         raise
     except Exception as exc:
         logger.exception("Job %s failed", job_id)
         _fail(job_id, worker_id, f"internal error: {type(exc).__name__}: {exc}")
         return
-    if not transitions.succeed(job_id, worker_id, names=names, timings=timings, ignored=result.ignored):
+    batch = (batch_id, int(outcome.timings["batch_images"])) if "batch_images" in outcome.timings else None
+    if not transitions.succeed(job_id, worker_id, names=names, timings=timings, ignored=outcome.ignored, batch=batch):
         if not InferenceJob.objects.filter(pk=job_id).exists():  # deleted meanwhile: the outputs go with it
             get_storage().delete_prefix(job.result_folder)
         return

@@ -74,11 +74,27 @@ class InferenceJob(TimeStampedModel):
     progress_total = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
     ignored_parameters = models.JSONField(default=list, blank=True)
+    # Dynamic batching (inferences/batching.py): queued jobs of one endpoint with the same key may share one
+    # denoising loop; "" for a job that always runs alone.
+    batch_key = models.CharField(max_length=40, blank=True, editable=False)
+    image_count = models.PositiveSmallIntegerField(default=0, help_text="Images the payload asks for.")
+    batch_id = models.UUIDField(
+        null=True, blank=True, db_index=True, help_text="The denoising loop it ran in, shared with its batch."
+    )
+    batch_images = models.PositiveSmallIntegerField(default=0, help_text="Images in that loop (0: it ran alone).")
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        # A page of the list is a backward range scan from its key, checking each job's grants as it goes
-        indexes = [models.Index(fields=["-created_at", "-id"], name="job_keyset")]
+        indexes = [
+            # A page of the list is a backward range scan from its key, checking each job's grants as it goes
+            models.Index(fields=["-created_at", "-id"], name="job_keyset"),
+            # A worker's search for jobs to batch with the one it took: the queued ones of its endpoint and key
+            models.Index(
+                fields=["endpoint", "batch_key", "start_time"],
+                name="job_batch_queue",
+                condition=models.Q(status="inprogress", claimed_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_type} {self.id}"
@@ -103,6 +119,11 @@ class InferenceJob(TimeStampedModel):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def batch_share(self) -> float:
+        """The part of its loop's images that were this job's (1.0 alone)."""
+        return min(1.0, self.image_count / self.batch_images) if self.batch_images and self.image_count else 1.0
 
     @property
     def progress(self) -> float:

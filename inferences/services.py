@@ -27,6 +27,7 @@ from esd.queues import enqueue, pending_messages, queue_message
 from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, transitions, webhooks
+from .batching import job_batch_key
 from .engine.errors import EngineError
 from .engine.identify import read_entries
 from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory, parameter_count
@@ -242,7 +243,13 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     message = _message(str(job.pk), endpoint.queue_name)
     with transaction.atomic():
         started = transitions.start(
-            job, endpoint, message, prompt=getattr(request, "prompt", ""), ignored=getattr(request, "ignored", [])
+            job,
+            endpoint,
+            message,
+            prompt=getattr(request, "prompt", ""),
+            ignored=getattr(request, "ignored", []),
+            batch_key=job_batch_key(request, job.used_models),
+            image_count=getattr(request, "total_images", 1),
         )
         if not started:  # a concurrent start won
             raise Invalid(f"inference {job.id} has already been started")

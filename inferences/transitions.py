@@ -38,7 +38,16 @@ def unclaimed_or_orphaned() -> Q:
     )
 
 
-def start(job: InferenceJob, endpoint: Endpoint, message: Message, *, prompt: str, ignored: list[str]) -> bool:
+def start(
+    job: InferenceJob,
+    endpoint: Endpoint,
+    message: Message,
+    *,
+    prompt: str,
+    ignored: list[str],
+    batch_key: str = "",
+    image_count: int = 0,
+) -> bool:
     """created → inProgress, bound to `endpoint`, with the message that will run it. False: it had started."""
     now = timezone.now()
     return bool(
@@ -52,6 +61,8 @@ def start(job: InferenceJob, endpoint: Endpoint, message: Message, *, prompt: st
             ignored_parameters=ignored,
             error="",
             message_id=message.message_id,
+            batch_key=batch_key,
+            image_count=image_count,
             updated_at=now,
         )
     )
@@ -140,10 +151,22 @@ def fail(job_id: str, reason: str, jobs: QuerySet[InferenceJob] | None = None) -
     return True
 
 
-def succeed(job_id: str, worker_id: Any, *, names: list[str], timings: dict[str, float], ignored: list[str]) -> bool:
-    """Held by this worker → succeed, with its outputs' names. False: deleted or cancelled meanwhile."""
+def succeed(
+    job_id: str,
+    worker_id: Any,
+    *,
+    names: list[str],
+    timings: dict[str, float],
+    ignored: list[str],
+    batch: tuple[Any, int] | None = None,
+) -> bool:
+    """Held by this worker → succeed, with its outputs' names (and the batch it ran in: id, images). False:
+    deleted or cancelled meanwhile."""
     now = timezone.now()
+    batch_id, batch_images = batch if batch is not None else (None, 0)
     finished = held_by(job_id, worker_id).update(
+        batch_id=batch_id,
+        batch_images=batch_images,
         status=JobStatus.SUCCEED,
         image_names=names,
         timings=timings,

@@ -1,0 +1,82 @@
+"""Dynamic batching on the worker: the job it took, and the queued jobs of its endpoint that can share its
+denoising loop.
+
+At start a job gets its batch key (engine/batch_key.py, with the job's own model files: same checkpoint, VAE and
+LoRAs) and its image count. A worker that claims a job with a key looks, for at most the batch window, for queued
+jobs of the same endpoint and key, and claims each with the same conditional UPDATE as any claim: a job another
+worker took first is simply not in the batch, and a worker killed mid-batch leaves every job of it held by a dead
+worker, recovered as any other (the sweep or their own messages). The messages of the companions stay in the
+broker; when they come, their jobs are running here or finished, and they are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+
+from checkpoints.models import CheckpointType
+from endpoints.models import Worker
+
+from . import transitions
+from .engine.batch_key import ALONE, batch_key
+from .engine.payload import Generation
+from .models import InferenceJob, JobStatus
+
+POLL_SECONDS = 0.005
+
+
+def job_batch_key(request: Any, used_models: dict[str, Any]) -> str:
+    """The job's key: the payload's, with the model files every image of a loop shares (not its embeddings)."""
+    key = batch_key(request) if isinstance(request, Generation) else ALONE
+    if key == ALONE:
+        return ALONE
+    shared = {kind: entries for kind, entries in sorted(used_models.items()) if kind != CheckpointType.EMBEDDINGS}
+    return hashlib.sha256(f"{key}:{json.dumps(shared, sort_keys=True)}".encode()).hexdigest()[:40]
+
+
+def batch_window(device: str) -> float:
+    """Seconds a worker on `device` waits for companions; 0: batching is off."""
+    window = settings.ESD_BATCH_WINDOW_MS
+    if window < 0:  # unset: on where one UNet call at batch 1 leaves the device idle
+        window = 25 if device.startswith("cuda") else 0
+    return window / 1000
+
+
+def take_companions(job: InferenceJob, worker: Worker | None, device: str) -> list[InferenceJob]:
+    """Queued jobs that join `job`'s loop, claimed for `worker`, oldest first, within ESD_MAX_BATCH_IMAGES."""
+    window = batch_window(device)
+    if window <= 0 or not job.batch_key or job.endpoint_id is None:
+        return []
+    room = settings.ESD_MAX_BATCH_IMAGES - max(job.image_count, 1)
+    deadline = time.monotonic() + window
+    taken: list[InferenceJob] = []
+    while room > 0:
+        queued = (
+            InferenceJob.objects.filter(
+                endpoint_id=job.endpoint_id,
+                batch_key=job.batch_key,
+                status=JobStatus.IN_PROGRESS,
+                claimed_at__isnull=True,
+                cancel_requested=False,
+                image_count__lte=room,
+            )
+            .exclude(pk__in=[job.pk, *(companion.pk for companion in taken)])
+            .order_by("start_time")
+            .values_list("pk", "image_count")[: settings.ESD_MAX_BATCH_IMAGES]
+        )
+        for pk, count in queued:
+            if count > room:
+                continue
+            companion = transitions.claim(str(pk), worker, Q(claimed_at__isnull=True))
+            if companion is not None:
+                taken.append(companion)
+                room -= max(count, 1)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+    return taken
