@@ -71,7 +71,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     readonly_fields = (
         "id", "task_type", "inference_type", "status_label", "progress_bar", "images", "prompt", "checkpoint_name",
         "endpoint_name", "instance_type", "created_by", "created_at", "start_time", "complete_time", "duration",
-        "timings_table", "parameters_table", "infotext", "error", "ignored_list", "attempts", "models_table",
+        "batch", "timings_table", "parameters_table", "infotext", "error", "ignored_list", "attempts", "models_table",
     )  # fmt: skip
     fields = readonly_fields
     actions = ["cancel_jobs", "delete_jobs"]
@@ -156,6 +156,21 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                 for index, (url, name) in enumerate(zip(urls, job.image_names, strict=True))
             ),
         )  # fmt: skip
+
+    @admin.display(description="batch")
+    def batch(self, job: InferenceJob) -> str:
+        """Which denoising loop it ran in (dynamic batching) and its share of that loop's images."""
+        if job.batch_id is None:
+            return "ran alone" if job.finished else "-"
+        others = InferenceJob.objects.filter(batch_id=job.batch_id).exclude(pk=job.pk).count()
+        url = reverse("admin:inferences_inferencejob_changelist") + f"?batch_id={job.batch_id}"
+        return format_html(
+            '<a href="{}">{}</a>: {} of its {} images ({}%), with {} other job(s)',
+            url, str(job.batch_id)[:8], job.image_count, job.batch_images, round(job.batch_share * 100), others,
+        )  # fmt: skip
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup == "batch_id" or super().lookup_allowed(lookup, value, request)
 
     # --- the job page: readable tables, not JSON ---------------------------------------------------------------
 

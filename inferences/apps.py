@@ -16,3 +16,8 @@ class InferencesConfig(AppConfig):
         from inferences.services import inference_recover
 
         recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")
+
+        from endpoints.metrics import registry
+        from inferences.metrics import BatchingCollector
+
+        registry.register(BatchingCollector())  # /metrics is the endpoints app's; batching figures are ours

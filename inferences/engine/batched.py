@@ -85,6 +85,7 @@ def generate_together(
             try:
                 with torch.inference_mode():
                     latents, cancelled = _denoise(run, leader, members, group)
+                loop_seconds = time.perf_counter() - started
             except Cancelled:
                 for index, *_ in group:
                     outcomes[index] = Cancelled()
@@ -111,6 +112,8 @@ def generate_together(
                         for k, seed in enumerate(seeds)
                     ],
                     seconds=time.perf_counter() - started,
+                    unet_seconds=loop_seconds,
+                    unet_images=len(latents),
                 )
     return outcomes
 

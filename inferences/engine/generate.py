@@ -39,6 +39,8 @@ class Generated:
     detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet's, returned after the pictures
     control_notes: list[str] = field(default_factory=list)  # the units' infotext entries
     seconds: float = 0.0
+    unet_seconds: float = 0.0  # in the k-diffusion loops (the first pass: the UNet's time, mostly)
+    unet_images: int = 0  # the images those loops denoised: with dynamic batching, other jobs' too
 
 
 def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
@@ -410,12 +412,15 @@ def _k_diffusion_images(
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
             steps = max(1, len(sigmas) - 1)
+            loop_started = time.perf_counter()
             latents = ksampling.sample(
                 model_denoiser=first.denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
                 conditioning=first.conditioning(request, texts, request.sampler, request.steps, size, count),
                 cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request),
                 eta=request.eta, inpaint=inpaint, control=_control(units, first, size, steps, second=False),
             )  # fmt: skip
+            result.unet_seconds += time.perf_counter() - loop_started
+            result.unet_images += count
             if hires is None:
                 batch_images = first.decode(latents, request.width, request.height)
             else:

@@ -213,7 +213,6 @@ class Engine:
             return {}  # together they would not fit: one at a time, each checked on its own
         members = [Member(request, jobs[index].files, jobs[index].progress) for index, request in group]
         acquired = self._acquire_model(checkpoint, vae)
-        started = time.perf_counter()
         with acquired.entry.lock:
             try:
                 generated = generate_together(
@@ -222,7 +221,6 @@ class Engine:
             except MemoryError:
                 release_memory()
                 return {}
-        seconds = time.perf_counter() - started
         together = [outcome for outcome in generated if isinstance(outcome, Generated)]
         shared_images = sum(len(outcome.images) for outcome in together)
         answers: dict[int, Result | Exception] = {}
@@ -233,11 +231,7 @@ class Engine:
                 answers[index] = outcome
                 continue
             result = _generation_result(request, acquired, outcome)
-            result.timings |= {
-                "batch_jobs": float(len(together)),
-                "batch_images": float(shared_images),
-                "unet_seconds_per_image": seconds / max(shared_images, 1),
-            }
+            result.timings |= {"batch_jobs": float(len(together)), "batch_images": float(shared_images)}
             answers[index] = result
         return answers
 
@@ -345,7 +339,8 @@ def _generation_result(request: Generation, acquired: Acquired, generated: Gener
             "model_seconds": acquired.seconds,
             "model_cache_hit": float(acquired.hit),
             "inference_seconds": generated.seconds,
-        },
+        }
+        | ({"unet_seconds_per_image": generated.unet_seconds / generated.unet_images} if generated.unet_images else {}),
     )
 
 

@@ -88,3 +88,24 @@ def test_the_window_is_on_for_cuda_and_off_for_cpu_unless_set(settings):
     assert batch_window("cuda:0") == 0.025 and batch_window("cpu") == 0
     settings.ESD_BATCH_WINDOW_MS = 10
     assert batch_window("cpu") == 0.01
+
+
+def test_the_job_page_and_metrics_show_the_batch(site, settings, admin_client):
+    settings.ESD_BATCH_WINDOW_MS = 50
+    ids = queue_jobs(site, [*PAYLOADS, txt2img(steps=4, seed=7, batch_size=2)])
+    for worker in site.workers:
+        worker.stop()
+    serve(site, "Async")
+    for job_id in ids:
+        assert site.wait(job_id)["status"] == "succeed"
+    job = InferenceJob.objects.get(pk=ids[3])
+    page = admin_client.get(f"/admin/inferences/inferencejob/{job.pk}/change/").content.decode()
+    assert f"?batch_id={job.batch_id}" in page and "2 of its 5 images (40%), with 3 other job(s)" in page
+    listed = admin_client.get(f"/admin/inferences/inferencejob/?batch_id={job.batch_id}")
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 4
+    metrics = admin_client.get("/metrics").content.decode()
+    endpoint = site.endpoints["Async"].name
+    assert f'esd_endpoint_batch_images{{endpoint="{endpoint}"}} 5.0' in metrics
+    assert f'esd_endpoint_batch_images_max{{endpoint="{endpoint}"}} 5.0' in metrics
+    seconds = next(line for line in metrics.splitlines() if line.startswith("esd_endpoint_unet_seconds_per_image{"))
+    assert float(seconds.split()[-1]) > 0
