@@ -88,7 +88,9 @@ def main() -> None:
     print(f"txt2img {args.size}x{args.size}, {args.steps} steps, DPM++ 2M Karras, CFG 7 (medians of {args.repeats})")
     for config in args.configs.split(","):
         dtype, _, extra = config.partition("+")
-        engine = Engine(EngineOptions(device=args.device, dtype=dtype, compile=extra == "compile"))
+        engine = Engine(
+            EngineOptions(device=args.device, dtype=dtype, compile="max-autotune" if extra == "compile" else "off")
+        )
         first = engine.run("txt2img", job(1), files)
         line = f"  {config:<14} load {first.timings['model_seconds']:5.1f} s, first job {first.timings['inference_seconds']:6.1f} s"
         single = [engine.run("txt2img", job(1), files).timings["inference_seconds"] for _ in range(args.repeats)]

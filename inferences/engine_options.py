@@ -27,6 +27,7 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         device=device,
         dtype=settings.ESD_ENGINE_DTYPE,
         compile=settings.ESD_ENGINE_COMPILE,
+        fuse_qkv=settings.ESD_ENGINE_FUSE_QKV,
         vae_tiling=settings.ESD_ENGINE_VAE_TILING,
         cache_bytes=settings.ESD_PIPELINE_CACHE_BYTES,
         threads=settings.ESD_TORCH_THREADS,

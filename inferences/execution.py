@@ -193,9 +193,13 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
         except Exception as exc:  # settled below, with the failures of the other kinds
             outcomes = [exc]
     else:
-        outcomes = engine.run_batch(
-            [Job(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk))) for run in ready]  # type: ignore[arg-type]
-        )
+        batch = [
+            Job(run.job.task_type, run.payload, run.files or JobFiles(), JobProgress(str(run.job.pk))) for run in ready
+        ]
+        try:
+            outcomes = engine.run_batch(batch)
+        except Exception as exc:  # a fault of the batching itself, not of one job: each job says so
+            outcomes = [exc] * len(ready)
     engine_seconds = time.monotonic() - engine_started
     results = dict(zip((id(run) for run in ready), outcomes, strict=True))
     batch_id = uuid.uuid4()

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from .compiling import compile_pipeline
 from .errors import EngineError
 from .invariance import make_batch_invariant
 from .options import EngineOptions
@@ -43,6 +44,10 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
     """
     device = torch_device(options)
     pipe.to(device)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            # Nothing here trains; and a LoRA's unload leaves its base weights so, which a compiled graph guards on
+            component.requires_grad_(False)
     pipe.set_progress_bar_config(disable=True)
     pipe.vae.enable_slicing()  # one image at a time through the VAE: a batch's decode peaks at one image's
     make_batch_invariant(pipe.unet, device)
@@ -51,8 +56,9 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
         pipe.vae.to(memory_format=torch.channels_last)
     if options.vae_tiling:
         pipe.vae.enable_tiling()
-    if options.compile:
-        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+    if device.type == "cuda" and options.fuse_qkv:
+        pipe.fuse_qkv_projections()  # one projection GEMM instead of three per attention (loras() unfuses)
+    compile_pipeline(pipe, options.compile, options.compile_backend)
     return pipe
 
 

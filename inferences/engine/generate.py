@@ -108,6 +108,10 @@ def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]
     """The prompt's LoRAs loaded as weighted adapters; yields the infotext's `Lora hashes` entries."""
     adapters = lora_adapters(request, files)
     notes: list[str] = []
+    # Fused QKV projections (CUDA) hold copies of to_q/to_k/to_v that a LoRA would not reach: unfused meanwhile
+    fused = bool(adapters) and getattr(pipe.unet, "original_attn_processors", None) is not None
+    if fused:
+        pipe.unfuse_qkv_projections()
     try:
         for adapter, (lora, _) in adapters.items():
             try:
@@ -123,6 +127,8 @@ def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]
     finally:
         if adapters:
             pipe.unload_lora_weights()
+        if fused:
+            pipe.fuse_qkv_projections()
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .compiling import bucket, is_compiled, padded
 from .errors import EngineError
 from .samplers import SAMPLERS, effective_schedule
 
@@ -186,6 +187,7 @@ class _UNetEps(torch.nn.Module):
         self.unet = unet
         # diffusers' ModelMixin.dtype walks every module (12 ms a job on the tiny model): read it once
         self.dtype = parameter_dtype(unet)
+        self.compiled = is_compiled(unet)
 
     def forward(
         self,
@@ -205,8 +207,21 @@ class _UNetEps(torch.nn.Module):
             residuals = control.residuals(sample, timestep, hidden, added, cond_rows)
             if residuals is not None:
                 extra = {"down_block_additional_residuals": residuals[0], "mid_block_additional_residual": residuals[1]}
+        rows = sample.shape[0]
+        if self.compiled and bucket(rows) != rows:  # one graph per bucket, not per batch size
+            size = bucket(rows)
+            sample, timestep, hidden = padded(sample, size), padded(timestep, size), padded(hidden, size)  # type: ignore[assignment]
+            if added is not None:
+                added = {key: padded(value, size) for key, value in added.items()}
+            if extra:
+                extra = {
+                    "down_block_additional_residuals": [
+                        padded(r, size) for r in extra["down_block_additional_residuals"]
+                    ],
+                    "mid_block_additional_residual": padded(extra["mid_block_additional_residual"], size),
+                }
         eps = self.unet(sample, timestep, encoder_hidden_states=hidden, added_cond_kwargs=added, **extra)
-        return eps.sample.to(x.dtype)
+        return eps.sample[:rows].to(x.dtype)
 
 
 def denoiser(unet: Any, scheduler_config: Any) -> Any:

@@ -13,7 +13,9 @@ from .payload import Limits
 class EngineOptions:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (the worker's --device)
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32
-    compile: bool = False  # torch.compile the UNet (CUDA; the first job pays the compilation)
+    compile: str = "off"  # torch.compile of the UNet and VAE decoder: off, default or max-autotune (compiling.py)
+    compile_backend: str = "inductor"  # tests count compilations with "eager"
+    fuse_qkv: bool = True  # CUDA: fused attention QKV projections
     vae_tiling: bool = False  # decode large images in tiles to bound memory
     cache_bytes: int = 8 * 1024**3  # pipeline cache budget per worker process
     threads: int = 0  # CPU threads for torch in this process; 0: torch's default (all cores)

@@ -1,0 +1,60 @@
+"""torch.compile of the UNet and the VAE decoder (ESD_ENGINE_COMPILE), with batch-size buckets.
+
+`default` and `max-autotune` are torch.compile's modes (max-autotune adds CUDA graphs and autotuned kernels on
+CUDA); both compile whole graphs (`fullgraph=True`, so a graph break is an error here, not a silent slowdown) for
+fixed shapes. A new shape is a new compilation, so the UNet's batch is padded to the next bucket (2, 4, 8, ...):
+batch sizes 1 to 32 cost six graphs per picture size, not 32. Padding repeats the last row, and since the UNet is
+batch invariant (invariance.py) the real rows are unchanged by it. The VAE decodes one image at a time (slicing),
+so it needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation
+of its own; unloading it brings the first graph back from the cache (tests/inferences/test_compile.py counts them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .errors import EngineError
+
+MODES = ("off", "default", "max-autotune")
+BUCKETS = (2, 4, 8, 16, 32, 64, 128)
+GRAPHS_PER_MODULE = 64  # dynamo's cache per compiled frame: buckets x picture sizes x LoRA sets kept compiled
+
+
+def compile_pipeline(pipe: Any, mode: str, backend: str = "inductor") -> None:
+    """Compile the UNet and the VAE decoder in place (the modules keep their names: LoRA loading still maps)."""
+    if mode not in MODES:
+        raise EngineError(f"ESD_ENGINE_COMPILE must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "off":
+        return
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, GRAPHS_PER_MODULE)
+    options: dict[str, Any] = {"fullgraph": True, "dynamic": False, "backend": backend}
+    if backend == "inductor":
+        options["mode"] = mode
+    pipe.unet.compile(**options)
+    pipe.vae.decoder.compile(**options)
+
+
+def is_compiled(module: Any) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def bucket(rows: int) -> int:
+    """The batch size a compiled UNet runs `rows` rows at."""
+    return next((size for size in BUCKETS if size >= rows), rows)
+
+
+def padded(tensor: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """`tensor` with its last row repeated up to `rows` rows."""
+    if tensor is None or tensor.shape[0] >= rows:
+        return tensor
+    extra = tensor[-1:].expand(rows - tensor.shape[0], *tensor.shape[1:])
+    return torch.cat([tensor, extra])
+
+
+def graph_count() -> int:
+    """Graphs dynamo has compiled in this process (what a recompilation adds to)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])

@@ -1,0 +1,53 @@
+"""The compiled GPU path, checked on CPU with dynamo's `eager` backend: whole graphs, bounded recompilation."""
+
+import numpy as np
+import pytest
+import torch
+
+from inferences.engine.compiling import BUCKETS, bucket, graph_count, padded
+from inferences.engine.errors import EngineError
+from inferences.engine.options import EngineOptions, JobFiles
+from inferences.engine.runner import Engine
+
+from .conftest import txt2img
+from .test_ksampling import png_pixels
+
+
+def test_batches_are_padded_to_buckets():
+    assert [bucket(rows) for rows in (1, 2, 3, 4, 5, 9, 32, 33)] == [2, 2, 4, 4, 8, 16, 32, 64]
+    assert bucket(BUCKETS[-1] + 1) == BUCKETS[-1] + 1  # beyond the last bucket: its own size
+    rows = padded(torch.arange(6.0).reshape(3, 2), 4)
+    assert rows.tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
+
+
+def test_an_unknown_compile_mode_is_refused(models):
+    engine = Engine(EngineOptions(compile="fastest"))
+    with pytest.raises(EngineError, match="off, default, max-autotune"):
+        engine.run("txt2img", txt2img(), JobFiles(checkpoint=models["checkpoint"]))
+
+
+def test_batch_sizes_and_a_lora_compile_a_bounded_number_of_graphs(models, engine):
+    compiled = Engine(EngineOptions(compile="default", compile_backend="eager", cache_bytes=1024**3))
+    files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
+    counts = []
+
+    def run(**payload):
+        result = compiled.run("txt2img", txt2img(**{"steps": 3, "seed": 21, **payload}), files)
+        counts.append(graph_count())
+        return result
+
+    first = run()  # the UNet at 2 rows ([cond, uncond]) and the VAE decoder: two graphs
+    run(seed=22)  # the same shapes: none
+    run(batch_size=2)  # 4 rows: the 4-row bucket
+    run(batch_size=3)  # 6 rows, padded to 8: the 8-row bucket
+    run(batch_size=4)  # 8 rows: the 8-row bucket again
+    run(prompt="a cat <lora:watercolor:0.8>")  # the LoRA's modules: the UNet once more
+    run(seed=23)  # LoRA unloaded: the first graph again
+    run(batch_size=3)  # and the 8-row one
+    run(prompt="a dog <lora:watercolor:0.5>")  # another weight: dynamo guards on peft's scale, one graph more
+    run(seed=24)  # and back: none
+    start = counts[0] - 2
+    assert [count - start for count in counts] == [2, 2, 3, 4, 4, 5, 5, 5, 6, 6]
+    # the compiled UNet gives the eager one's picture (the eager backend runs the same operations)
+    plain = engine.run("txt2img", txt2img(steps=3, seed=21), JobFiles(checkpoint=models["checkpoint"]))
+    assert np.array_equal(png_pixels(first.images[0]), png_pixels(plain.images[0]))
