@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inferences.engine.compiling import graph_count
 from inferences.engine.options import EngineOptions, JobFiles, ModelFile
-from inferences.engine.runner import Engine
+from inferences.engine.runner import Engine, Job
 
 
 def build_checkpoint(arch: str, device: str, out: Path) -> Path:
@@ -58,7 +59,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batches", default="8,16")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--configs", default="fp16,bf16,fp16+compile,bf16+compile")
+    parser.add_argument("--configs", default="fp16,bf16,fp16+default,fp16+max-autotune")
+    parser.add_argument("--concurrent", type=int, default=16, help="batch-1 jobs for the dynamic-batching row")
     args = parser.parse_args()
 
     import torch
@@ -88,9 +90,9 @@ def main() -> None:
     print(f"txt2img {args.size}x{args.size}, {args.steps} steps, DPM++ 2M Karras, CFG 7 (medians of {args.repeats})")
     for config in args.configs.split(","):
         dtype, _, extra = config.partition("+")
-        engine = Engine(
-            EngineOptions(device=args.device, dtype=dtype, compile="max-autotune" if extra == "compile" else "off")
-        )
+        mode = {"": "off", "compile": "max-autotune"}.get(extra, extra)
+        engine = Engine(EngineOptions(device=args.device, dtype=dtype, compile=mode))
+        graphs = graph_count()
         first = engine.run("txt2img", job(1), files)
         line = f"  {config:<14} load {first.timings['model_seconds']:5.1f} s, first job {first.timings['inference_seconds']:6.1f} s"
         single = [engine.run("txt2img", job(1), files).timings["inference_seconds"] for _ in range(args.repeats)]
@@ -100,6 +102,19 @@ def main() -> None:
             engine.run("txt2img", job(batch), files)  # warm-up for this shape (compile traces per batch size)
             runs = [engine.run("txt2img", job(batch), files).timings["inference_seconds"] for _ in range(args.repeats)]
             line += f" | batch {batch}: {batch / statistics.median(runs):6.2f} images/s"
+        # dynamic batching: N batch-1 jobs of different prompts and seeds through one loop, beside one at a time
+        jobs = [Job("txt2img", {**job(1), "seed": 100 + k, "prompt": f"{job(1)['prompt']}, {k}"}, files)
+                for k in range(args.concurrent)]  # fmt: skip
+        engine.run_batch(jobs)  # warm-up (its bucket compiles)
+        began = time.perf_counter()
+        engine.run_batch(jobs)
+        together = args.concurrent / (time.perf_counter() - began)
+        began = time.perf_counter()
+        for one in jobs:
+            engine.run(one.task, one.payload, files)
+        alone = args.concurrent / (time.perf_counter() - began)
+        line += f" | {args.concurrent} concurrent: {together:6.2f} images/s batched, {alone:6.2f} one at a time"
+        line += f" | graphs compiled: {graph_count() - graphs}"
         print(line, flush=True)
         del engine
         if args.device.startswith("cuda"):

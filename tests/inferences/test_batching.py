@@ -52,13 +52,6 @@ def test_jobs_batched_together_give_the_images_they_give_alone(engine, models, s
         )
 
 
-def test_image_k_of_a_batch_is_exactly_the_image_of_seed_plus_k(engine, models):
-    files = JobFiles(checkpoint=models["checkpoint"])
-    batch = engine.run("txt2img", txt2img(steps=5, seed=500, batch_size=3), files).images
-    alone = engine.run("txt2img", txt2img(steps=5, seed=502), files).images[0]
-    assert np.array_equal(png_pixels(batch[2]), png_pixels(alone))
-
-
 class CancelAfter:
     """A job's progress whose cancel flag is seen from step `step` on."""
 
