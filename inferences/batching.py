@@ -65,8 +65,7 @@ def take_companions(job: InferenceJob, worker: Worker | None, device: str) -> li
                 cancel_requested=False,
                 image_count__lte=room,
             )
-            .exclude(pk__in=[job.pk, *(companion.pk for companion in taken)])
-            .order_by("start_time")
+            .order_by("start_time")  # the job and the companions taken so far are claimed: not among these
             .values_list("pk", "image_count")[: settings.ESD_MAX_BATCH_IMAGES]
         )
         for pk, count in queued:

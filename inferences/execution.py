@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, connection
@@ -172,7 +172,7 @@ class _Run:
     started: float
     queued: float
     payload: bytes = b""
-    files: JobFiles | None = None
+    files: JobFiles = field(default_factory=JobFiles)
     fetch_seconds: float = 0.0
     failure: Exception | None = None  # reading its payload or files failed: it does not reach the engine
 
@@ -183,28 +183,18 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
     worker_id = worker.pk if worker else None
     runs = [_prepared(job) for job in jobs]
     ready = [run for run in runs if run.failure is None]
-    engine = engine_for(device)
     engine_started = time.monotonic()
+    batch = [Job(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk))) for run in ready]
     outcomes: list[Any]
-    if len(ready) == 1:
-        run = ready[0]
-        try:
-            outcomes = [engine.run(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk)))]
-        except Exception as exc:  # settled below, with the failures of the other kinds
-            outcomes = [exc]
-    else:
-        batch = [
-            Job(run.job.task_type, run.payload, run.files or JobFiles(), JobProgress(str(run.job.pk))) for run in ready
-        ]
-        try:
-            outcomes = engine.run_batch(batch)
-        except Exception as exc:  # a fault of the batching itself, not of one job: each job says so
-            outcomes = [exc] * len(ready)
+    try:
+        outcomes = engine_for(device).run_batch(batch)  # a lone job too: it runs as Engine.run runs it
+    except Exception as exc:  # a fault of the batching itself, not of one job: each job says so
+        outcomes = [exc] * len(ready)
     engine_seconds = time.monotonic() - engine_started
-    results = dict(zip((id(run) for run in ready), outcomes, strict=True))
+    ran = iter(outcomes)
     batch_id = uuid.uuid4()
     for index, run in enumerate(runs):
-        outcome = run.failure or results[id(run)]
+        outcome = run.failure or next(ran)
         _settle(run, worker_id, outcome, engine_seconds, batch_id, retry_message=index == 0)
 
 

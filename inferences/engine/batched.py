@@ -14,7 +14,6 @@ the images are identical to the last bit there.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import torch
 
 from . import ksampling
 from .errors import Cancelled, EngineError
-from .generate import Generated, ModelRun, embeddings, loras
+from .generate import Generated, ModelRun, draw_seeds, embeddings, loras
 from .infotext import infotext
 from .loading import LoadedModel
 from .options import JobFiles, Progress
@@ -40,6 +39,16 @@ class Member:
     progress: Progress
 
 
+@dataclass
+class _Seat:
+    """A member taken into the loop: its conditioning and its images' seeds."""
+
+    index: int  # in `members`
+    conditioning: ksampling.Conditioning
+    seeds: list[int]
+    subseeds: list[int]
+
+
 ALONE = None  # the outcome of a member that must run by itself after all (see `generate_together`)
 
 
@@ -54,7 +63,7 @@ def generate_together(
     leader = members[0].request
     run = ModelRun.of(model)
     size = (leader.width, leader.height)
-    seated: list[tuple[int, ksampling.Conditioning, list[int], list[int]]] = []
+    seated: list[_Seat] = []
     # LoRAs and embeddings are loaded outside inference mode: unloading them edits the modules' weights
     with loras(run.pipe, leader, members[0].files) as lora_hashes:
         for index, member in enumerate(members):
@@ -69,15 +78,12 @@ def generate_together(
             except EngineError as exc:
                 outcomes[index] = exc
                 continue
-            seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
-            subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
-            count = request.batch_size
-            seated.append((index, conditioning, [seed + k for k in range(count)], [subseed + k for k in range(count)]))
-        groups: dict[int, list[tuple[int, ksampling.Conditioning, list[int], list[int]]]] = {}
-        for entry in seated:
-            tokens = _one_call_tokens(entry[1])
+            seated.append(_Seat(index, conditioning, *draw_seeds(request)))  # n_iter is 1: batch_size images
+        groups: dict[int, list[_Seat]] = {}
+        for seat in seated:
+            tokens = _one_call_tokens(seat.conditioning)
             if tokens is not None:
-                groups.setdefault(tokens, []).append(entry)
+                groups.setdefault(tokens, []).append(seat)
         for group in groups.values():
             if len(group) < 2:
                 continue  # alone after all: a batch of one is the ordinary path
@@ -87,14 +93,15 @@ def generate_together(
                     latents, cancelled = _denoise(run, leader, members, group)
                 loop_seconds = time.perf_counter() - started
             except Cancelled:
-                for index, *_ in group:
-                    outcomes[index] = Cancelled()
+                for seat in group:
+                    outcomes[seat.index] = Cancelled()
                 continue
             except Exception:  # the shared loop failed: each job runs alone, so only the one at fault fails
                 logger.warning("A batch of %d jobs failed together; they run one by one", len(group), exc_info=True)
                 continue
             offset = 0
-            for (index, _, seeds, subseeds), gone in zip(group, cancelled, strict=True):
+            for seat, gone in zip(group, cancelled, strict=True):
+                index, seeds, subseeds = seat.index, seat.seeds, seat.subseeds
                 request = members[index].request
                 rows = latents[offset : offset + len(seeds)]
                 offset += len(seeds)
@@ -129,11 +136,11 @@ def _denoise(
     run: ModelRun,
     leader: Generation,
     members: list[Member],
-    group: list[tuple[int, ksampling.Conditioning, list[int], list[int]]],
+    group: list[_Seat],
 ) -> tuple[torch.Tensor, list[bool]]:
     """The shared loop: the group's images in one batch. Returns the latents and which members left (cancelled)."""
-    seeds = [seed for _, _, job_seeds, _ in group for seed in job_seeds]
-    subseeds = [subseed for _, _, _, job_subseeds in group for subseed in job_subseeds]
+    seeds = [seed for seat in group for seed in seat.seeds]
+    subseeds = [subseed for seat in group for subseed in seat.subseeds]
     shape = (4, leader.height // 8, leader.width // 8)
     noise = ksampling.ImageNoise(
         shape, seeds, run.device, leader.noise_seed_delta, subseeds=subseeds,
@@ -141,14 +148,14 @@ def _denoise(
     )  # fmt: skip
     sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps).to(run.device)
     x = noise.next() * sigmas[0]
-    counts = [len(job_seeds) for _, _, job_seeds, _ in group]
-    shared = ksampling.SharedConditioning([entry[1] for entry in group], counts, [True] * len(group))
-    scales = [members[index].request.cfg_scale for index, *_ in group]
+    counts = [len(seat.seeds) for seat in group]
+    shared = ksampling.SharedConditioning([seat.conditioning for seat in group], counts, [True] * len(group))
+    scales = [members[seat.index].request.cfg_scale for seat in group]
     cfg: float | torch.Tensor = scales[0]
     if len(set(scales)) > 1:  # per-row CFG: the same float32 product as a job's own scalar scale
         per_row = [scale for scale, count in zip(scales, counts, strict=True) for _ in range(count)]
         cfg = torch.tensor(per_row, dtype=torch.float32, device=run.device)[:, None, None, None]
-    progresses = [members[index].progress for index, *_ in group]
+    progresses = [members[seat.index].progress for seat in group]
     total = leader.steps
 
     def on_step(step: int) -> None:

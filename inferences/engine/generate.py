@@ -43,6 +43,14 @@ class Generated:
     unet_images: int = 0  # the images those loops denoised: with dynamic batching, other jobs' too
 
 
+def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
+    """Each image's seed and variation seed, as A1111 numbers them: the job's (or a random one, for -1) plus k."""
+    seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
+    subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
+    count = request.total_images
+    return [seed + k for k in range(count)], [subseed + k for k in range(count)]
+
+
 def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
     """The job's first Stable-diffusion model, or the one `override_settings.sd_model_checkpoint` names."""
     if request.checkpoint_name is None:
@@ -198,12 +206,9 @@ def generate(
         request.control_units, request.hires = [], None
     if refuse_unhonoured and request.ignored:
         raise EngineError(unhonoured_message(request.ignored))
-    seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
-    subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
-    result = Generated(
-        seeds=[seed + index for index in range(request.total_images)],
-        subseeds=[subseed + index for index in range(request.total_images)],
-    )
+    seeds, subseeds = draw_seeds(request)
+    seed = seeds[0]
+    result = Generated(seeds=seeds, subseeds=subseeds)
     is_sd1 = model.architecture.family == "sd1"
     step_base = 0
     if use_k_diffusion:

@@ -73,8 +73,9 @@ class Engine:
     def run(
         self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
     ) -> Result:
-        request = parse_request(task, payload, self.options.limits)
-        progress = progress or NoProgress()
+        return self._run_request(parse_request(task, payload, self.options.limits), files, progress or NoProgress())
+
+    def _run_request(self, request: Generation | Removal | Upscale, files: JobFiles, progress: Progress) -> Result:
         if isinstance(request, Generation):
             return self._generate(request, files, progress)
         if isinstance(request, Removal):
@@ -158,40 +159,46 @@ class Engine:
         (batched.py), the others one by one. One outcome per job, in order: its Result, or the exception that
         failed or cancelled it; one job's failure is never its neighbours'."""
         outcomes: list[Result | Exception | None] = [None] * len(jobs)
+        requests: dict[int, Generation | Removal | Upscale] = {}
         groups: dict[tuple[Any, ...], list[tuple[int, Generation]]] = {}
         for index, job in enumerate(jobs):
             try:
-                request = parse_request(job.task, job.payload, self.options.limits)
-                key = self._batch_group(request, job.files) if isinstance(request, Generation) else None
+                requests[index] = request = parse_request(job.task, job.payload, self.options.limits)
             except EngineError as exc:
                 outcomes[index] = exc
                 continue
+            key = self._batch_group(request, job.files) if isinstance(request, Generation) else None
             if key is not None and isinstance(request, Generation):
                 groups.setdefault(key, []).append((index, request))
         for group in groups.values():
             if len(group) > 1:
                 for index, outcome in self._generate_together(jobs, group).items():
                     outcomes[index] = outcome
-        for index, job in enumerate(jobs):
+        for index, request in requests.items():
             if outcomes[index] is None:
+                job = jobs[index]
                 try:
-                    outcomes[index] = self.run(job.task, job.payload, job.files, job.progress)
+                    outcomes[index] = self._run_request(request, job.files, job.progress)
                 except Exception as exc:  # the worker tells the kinds apart, as for a job run alone
                     outcomes[index] = exc
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _batch_group(self, request: Generation, files: JobFiles) -> tuple[Any, ...] | None:
         """What a job must share with others to join their loop (the payload's batch key and the very model,
-        VAE and LoRA files); None: it runs alone."""
+        VAE and LoRA files); None: it runs alone, where a model it names but lacks fails it as it always does."""
         from .batch_key import ALONE, batch_key
         from .generate import lora_adapters, pick_checkpoint, pick_vae
 
         key = batch_key(request)
-        checkpoint = pick_checkpoint(request, files)
-        if key == ALONE or checkpoint is None:
+        if key == ALONE:
             return None
-        vae = pick_vae(request, files)
-        adapters = tuple((name, weight) for name, (_, weight) in lora_adapters(request, files).items())
+        try:
+            checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
+            adapters = tuple((name, weight) for name, (_, weight) in lora_adapters(request, files).items())
+        except EngineError:
+            return None
+        if checkpoint is None:
+            return None
         return (key, checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None, adapters)
 
     def _generate_together(self, jobs: list[Job], group: list[tuple[int, Generation]]) -> dict[int, Result | Exception]:
