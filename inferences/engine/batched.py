@@ -7,8 +7,8 @@ generator, so a batch of concatenated seeds draws exactly what each job draws al
 trees are per image too), its job's prompts, prompt editing and embeddings (SharedConditioning picks each job's
 text in force at each step), its CFG scale (one per row), its progress and its cancellation: a job whose cancel
 flag is seen at a step leaves the batch there (its rows cost no more UNet time) and the others go on. Each job's
-latents are decoded apart, by the same VAE call as alone. The UNet is batch invariant on CPU (invariance.py), so
-the images are identical to the last bit there.
+latents are decoded apart, by the same VAE call as alone. On CPU each UNet call holds one image's rows, the call it
+makes alone (invariance.py), so the images are identical to the last bit there, on any CPU.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 `default` and `max-autotune` are torch.compile's modes (max-autotune adds CUDA graphs and autotuned kernels on
 CUDA); both compile whole graphs (`fullgraph=True`, so a graph break is an error here, not a silent slowdown) for
 fixed shapes. A new shape is a new compilation, so the UNet's batch is padded to the next bucket (2, 4, 8, ...):
-batch sizes 1 to 32 cost six graphs per picture size, not 32. Padding repeats the last row, and since the UNet is
-batch invariant (invariance.py) the real rows are unchanged by it. The VAE decodes one image at a time (slicing),
+batch sizes 1 to 32 cost six graphs per picture size, not 32. Padding repeats the last row, and the padded rows are
+dropped. On CPU every call holds one image's rows (invariance.py), so a lone job and a batch pad alike. The VAE decodes one image at a time (slicing),
 so it needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation
 of its own; unloading it brings the first graph back from the cache (tests/inferences/test_compile.py counts them).
 """

@@ -8,7 +8,7 @@ import torch
 
 from .compiling import compile_pipeline
 from .errors import EngineError
-from .invariance import make_batch_invariant
+from .invariance import share_time_embedding
 from .options import EngineOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -50,7 +50,7 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
             component.requires_grad_(False)
     pipe.set_progress_bar_config(disable=True)
     pipe.vae.enable_slicing()  # one image at a time through the VAE: a batch's decode peaks at one image's
-    make_batch_invariant(pipe.unet, device)
+    share_time_embedding(pipe.unet)
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)

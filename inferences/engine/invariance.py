@@ -1,51 +1,48 @@
-"""Batch invariance: an image's numbers must not depend on which other images share its UNet call.
+"""Batch invariance: an image's numbers must not depend on which other images share its sampling loop.
 
-Dynamic batching runs several users' jobs through one UNet call, and promises each the picture it gets alone. On
-CPU in fp32 every UNet operation gives each row the same result at any batch size of 2 or more (measured on the
-tiny SD 1.x and SDXL models, 2 to 32 rows), except matrix products of 2-D inputs, whose kernels change their
-summation order with the row count: the time embedding and the per-ResNet time projections. So:
+Dynamic batching runs several users' jobs through one loop, and a job of `batch_size` n promises image k the
+picture of seed + k alone. On CPU both hold to the last bit, on any CPU, by construction rather than by measurement:
+every UNet (and ControlNet) call holds the rows of one image only, its conditional and unconditional halves, which
+is exactly the call that image makes in a lone job of one image. Same shapes and same values give the same kernels
+and the same summation order, whatever instruction set torch, oneDNN and MKL pick on the machine. The rest of the
+loop is per image already (each image's noise from its own generator or Brownian tree, the VAE decoding one image at
+a time) or element-wise.
 
-- the time embedding runs on one row: every UNet call this engine makes has one timestep for the whole batch
-  (k-diffusion's `sigma * s_in`, diffusers' scalar `t`), so its rows are equal, and the ResNets broadcast the
-  single row; one row is also less work, on any device;
-- where the rows differ (SDXL adds each prompt's pooled text and size to it), the time projections run row by row
-  on CPU. CUDA's kernels make no such promise at any size (cuBLAS chooses per shape), so there batching keeps the
-  images equal to the last bits only, as A1111's own batch_size does, and these loops are not added.
+Why not whole batches made invariant op by op: which operations change their results with the row count depends on
+the CPU. On an AMD Zen 5 (AVX-512) only the time embedding's and SDXL's time projections' 2-D matrix products did,
+and hooks for those passed every test there; on an Intel Xeon with AVX-512 the pictures still differed (by a grey
+level on one or two values in 12,288), from convolution and GEMM kernels that oneDNN and MKL choose by the CPU
+itself, which no environment variable reproduces elsewhere. `bench/batch_invariance.py` lists the operations that
+differ on the machine it runs on, for each ATEN_CPU_CAPABILITY the CPU supports.
 
-A batch of one image (a CFG call split in two, when the prompt's and the negative prompt's token counts differ)
-takes other convolution kernels; dynamic batching therefore never puts such a job with others.
+The cost is the batched GEMMs' efficiency on CPU, where batching is off by default (ESD_BATCH_WINDOW_MS) and a
+model's own per-image work already fills the cores (docs/benchmarks.md measures it). On CUDA the whole batch goes
+through one call: cuBLAS and cuDNN choose kernels per shape and promise no invariance at any size, so there a
+batched picture may differ from its lone one in the last bits, as an A1111 batch does, and nothing claims more.
+
+The time embedding always runs on one row: every UNet call this engine makes has one timestep for its whole batch
+(k-diffusion's `sigma * s_in`, diffusers' scalar `t`), so its rows are equal and the ResNets broadcast the one row.
 """
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
+
+
+def calls_per_image(device: torch.device) -> bool:
+    """Whether the UNet runs one image's rows per call on `device` (see the module's docstring)."""
+    return device.type == "cpu"
 
 
 def _first_row(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return (args[0][:1], *args[1:])
 
 
-def _row_by_row(module: torch.nn.Module) -> None:
-    forward = module.forward
-
-    def each_row(self: torch.nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if x.ndim != 2 or x.shape[0] == 1:
-            return forward(x, *args, **kwargs)
-        return torch.cat([forward(x[row : row + 1], *args, **kwargs) for row in range(x.shape[0])])
-
-    # the instance's own forward: the module keeps its name and weights, so LoRA loading maps onto it unchanged
-    module.forward = types.MethodType(each_row, module)  # type: ignore[method-assign]
-
-
-def make_batch_invariant(unet: Any, device: torch.device) -> None:
-    if getattr(unet, "_esd_batch_invariant", False):
+def share_time_embedding(unet: Any) -> None:
+    """Compute the UNet's time embedding on one row (all rows share the timestep)."""
+    if getattr(unet, "_esd_time_embedding_shared", False):
         return
     unet.time_embedding.register_forward_pre_hook(_first_row)
-    if device.type == "cpu" and getattr(unet, "add_embedding", None) is not None:
-        for name, module in unet.named_modules():
-            if name.endswith("time_emb_proj") or name.startswith("add_embedding.linear_"):
-                _row_by_row(module)
-    unet._esd_batch_invariant = True
+    unet._esd_time_embedding_shared = True

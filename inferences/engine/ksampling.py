@@ -26,6 +26,7 @@ import torch
 
 from .compiling import bucket, is_compiled, padded
 from .errors import EngineError
+from .invariance import calls_per_image
 from .samplers import SAMPLERS, effective_schedule
 
 _import_lock = threading.Lock()
@@ -109,6 +110,17 @@ class TextCond:
             self.hidden.repeat(count, 1, 1),
             None if self.pooled is None else self.pooled.repeat(count, 1),
             None if self.time_ids is None else self.time_ids.repeat(count, 1),
+        )
+
+    def row(self, index: int) -> TextCond:
+        """Image `index`'s conditioning (a text of one row serves every image)."""
+        if self.hidden.shape[0] == 1:
+            return self
+        pick = slice(index, index + 1)
+        return TextCond(
+            self.hidden[pick],
+            None if self.pooled is None else self.pooled[pick],
+            None if self.time_ids is None else self.time_ids[pick],
         )
 
     @staticmethod
@@ -433,7 +445,22 @@ class CFGDenoiser:
 
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
         cond, uncond = self.conditioning.at(self.step)
+        cond_out, uncond_out = self._predict(x, sigma, cond, uncond)
+        self.step += 1
+        denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
+        if self.inpaint is not None:
+            denoised = self.inpaint.blend(denoised)
+        return denoised
+
+    def _predict(
+        self, x: torch.Tensor, sigma: torch.Tensor, cond: TextCond, uncond: TextCond
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs for the conditional and the unconditional rows of `x`. On CPU one image per call, the
+        call a lone image makes, so that no image's numbers depend on its batch (invariance.py)."""
         batch = x.shape[0]
+        if batch > 1 and calls_per_image(x.device):
+            parts = [self._predict(x[k : k + 1], sigma[k : k + 1], cond.row(k), uncond.row(k)) for k in range(batch)]
+            return torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
         control = self.control if self.control is not None and self.control.units else None
 
         def controlled(cond_rows: torch.Tensor) -> dict[str, Any]:
@@ -446,15 +473,11 @@ class CFGDenoiser:
                 torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]), **controlled(rows)
             )
             cond_out, uncond_out = out.chunk(2)
-        else:
-            rows = torch.ones(batch, dtype=torch.bool, device=x.device)
-            cond_out = self.inner(x, sigma, cond=cond, **controlled(rows))
-            uncond_out = self.inner(x, sigma, cond=uncond, **controlled(~rows))
-        self.step += 1
-        denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
-        if self.inpaint is not None:
-            denoised = self.inpaint.blend(denoised)
-        return denoised
+            return cond_out, uncond_out
+        rows = torch.ones(batch, dtype=torch.bool, device=x.device)
+        return self.inner(x, sigma, cond=cond, **controlled(rows)), self.inner(
+            x, sigma, cond=uncond, **controlled(~rows)
+        )
 
 
 def sample_restart(

@@ -26,7 +26,9 @@ def test_an_unknown_compile_mode_is_refused(models):
         engine.run("txt2img", txt2img(), JobFiles(checkpoint=models["checkpoint"]))
 
 
-def test_batch_sizes_and_a_lora_compile_a_bounded_number_of_graphs(models, engine):
+def test_batch_sizes_and_a_lora_compile_a_bounded_number_of_graphs(models, engine, monkeypatch):
+    # whole batches per UNet call, as on CUDA (on CPU each call holds one image: the next test)
+    monkeypatch.setattr("inferences.engine.ksampling.calls_per_image", lambda device: False)
     compiled = Engine(EngineOptions(compile="default", compile_backend="eager", cache_bytes=1024**3))
     files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
     counts = []
@@ -51,3 +53,14 @@ def test_batch_sizes_and_a_lora_compile_a_bounded_number_of_graphs(models, engin
     # the compiled UNet gives the eager one's picture (the eager backend runs the same operations)
     plain = engine.run("txt2img", txt2img(steps=3, seed=21), JobFiles(checkpoint=models["checkpoint"]))
     assert np.array_equal(png_pixels(first.images[0]), png_pixels(plain.images[0]))
+
+
+def test_on_cpu_every_batch_size_runs_the_one_image_graph(models):
+    compiled = Engine(EngineOptions(compile="default", compile_backend="eager", cache_bytes=1024**3))
+    files = JobFiles(checkpoint=models["checkpoint"])
+    torch._dynamo.reset()  # graphs another test compiled for the same shapes would be reused: count from none
+    before, counts = graph_count(), []
+    for batch_size in (1, 2, 3, 4):
+        compiled.run("txt2img", txt2img(steps=3, seed=21, batch_size=batch_size), files)
+        counts.append(graph_count() - before)
+    assert counts == [2, 2, 2, 2]  # the UNet at [cond, uncond] of one image and the VAE decoder, whatever the batch

@@ -105,7 +105,8 @@ def test_a_job_whose_worker_died_is_claimed_again_and_not_run_twice(site):
     serve(site, "Async", queues={"endpoint.elsewhere"})
     job_id = site.submit(txt2img())
     site.start(job_id)
-    live = Worker.objects.get(stopped_at__isnull=True)
+    # a worker row without a heartbeat thread, so that its death below is not undone by a beat
+    live = another_live_worker(site.workers[-1].record)
     other = another_live_worker(live)
     assert claim(job_id, live) is not None
     assert claim(job_id, other) is None  # a redelivered message finds it taken by a live worker
