@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from inferences.engine.batch_key import ALONE, batch_key
 from inferences.engine.errors import Cancelled, EngineError
@@ -50,6 +51,50 @@ def test_jobs_batched_together_give_the_images_they_give_alone(engine, models, s
         assert without_timestamp(json.loads(batched.document()["info"])) == without_timestamp(
             json.loads(alone.document()["info"])
         )
+
+
+class UNetCalls:
+    """Records the inputs of every UNet call (through the engine's k-diffusion wrapper): latents, timesteps, text."""
+
+    def __init__(self, monkeypatch) -> None:
+        from inferences.engine import ksampling
+
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        original = ksampling._UNetEps.forward
+
+        def spy(inner, x, t, cond, *args, **kwargs):
+            self.calls.append((x.clone(), t.clone(), cond.hidden.clone()))
+            return original(inner, x, t, cond, *args, **kwargs)
+
+        monkeypatch.setattr(ksampling._UNetEps, "forward", spy)
+
+    def take(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def test_on_cpu_each_unet_call_of_a_batch_is_the_call_its_image_makes_alone(engine, models, monkeypatch):
+    """The construction the pictures' equality rests on, checked call by call: it holds on any CPU's kernels,
+    because a batch's call for an image has the same shape and the same numbers as that image's call alone."""
+    files = JobFiles(checkpoint=models["checkpoint"], embeddings=(models["embedding"],))
+    payloads = [{**payload, "seed": 40 + k} for k, payload in enumerate(neighbours())]
+    spy = UNetCalls(monkeypatch)
+    engine.run_batch([Job("txt2img", payload, files) for payload in payloads])
+    together = spy.take()
+    images = sum(payload["batch_size"] for payload in payloads)
+    assert len(together) == SHARED["steps"] * images  # Euler a: one model evaluation per step and image
+    assert all(x.shape[0] == t.shape[0] == hidden.shape[0] == 2 for x, t, hidden in together)  # [cond, uncond]
+    first = 0  # the batch's first image of the job
+    for payload in payloads:
+        engine.run("txt2img", payload, files)
+        alone = spy.take()
+        assert len(alone) == SHARED["steps"] * payload["batch_size"]
+        for step in range(SHARED["steps"]):
+            for k in range(payload["batch_size"]):
+                mine = together[step * images + first + k]
+                theirs = alone[step * payload["batch_size"] + k]
+                assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True)), (payload["prompt"], step)
+        first += payload["batch_size"]
 
 
 class CancelAfter:
