@@ -1,6 +1,6 @@
 """Which UNet operations give a row another result when it shares its call with other rows, on this CPU.
 
-    .venv/bin/python bench/batch_invariance.py [--rows 2 3 4 8] [--threads 2]
+    .venv/bin/python bench/batch_invariance.py [--rows 4 8] [--threads 2] [--cost 256]
 
 For the tiny SD 1.x and SDXL UNets (random weights) and for single layers at SD 1.5's real sizes, each module is
 run on a batch of N rows and again on the batch's first image alone (its [cond, uncond] pair, 2 rows, as the engine
@@ -11,6 +11,9 @@ products, a norm's reduction). This runs once per ATEN_CPU_CAPABILITY the CPU su
 in a fresh process (both are read when torch loads), and prints one line per setting: the modules that differ, by
 type, and how far. Not a test: it documents what the engine does not rely on (inferences/engine/invariance.py): the
 engine calls the UNet one image at a time on CPU, so these differences never reach a picture.
+
+`--cost SIZE` prices that rule at a real model's size: an SD 1.5-sized UNet (860 M random weights, fp32) at SIZE
+pixels, one call of 8 rows (4 images) against 4 calls of 2 rows, alternating, medians of 3.
 """
 
 import argparse
@@ -206,12 +209,51 @@ def summary(differs: dict[str, list[Any]]) -> str:
     return ", ".join(parts) + f"; max {max(gap for _, gap in differs.values()):.1e}"
 
 
+def cost(size: int, threads: int, runs: int = 3) -> None:
+    import statistics
+    import time
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8).eval()  # SD 1.5's layout
+    latent = size // 8
+
+    def call(rows: int) -> None:
+        with torch.inference_mode():
+            unet(
+                torch.randn(rows, 4, latent, latent),
+                torch.tensor(500.0),
+                encoder_hidden_states=torch.randn(rows, 77, 768),
+            )
+
+    call(2)
+    whole, per_image = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call(8)
+        whole.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(4):
+            call(2)
+        per_image.append(time.perf_counter() - started)
+    a, b = statistics.median(whole), statistics.median(per_image)
+    print(f"SD 1.5-sized UNet, {size}x{size}, {threads} threads: 4 images in one call of 8 rows {a:.2f} s, ")
+    print(f"  one call of 2 rows per image {b:.2f} s: ratio {b / a:.3f} (the price of exactness per UNet step)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cost", type=int, default=0, metavar="SIZE", help="price the one-image-per-call rule")
     args = parser.parse_args()
+    if args.cost:
+        cost(args.cost, args.threads)
+        return
     if args.child:
         print(json.dumps(probe(args.rows, args.threads)))
         return

@@ -19,7 +19,10 @@
 (e) Hires fix x2 (Latent upscaler, as many second-pass steps as first, denoising 0.5): the engine's job against
     diffusers' two calls, txt2img to latents, torch's bilinear upscale, then img2img on the latents at strength 0.5
     over twice the steps (the same number of second-pass steps as A1111's schedule runs). Goal: ratio <= 1.05.
-Not a test: the figures go in docs/benchmarks.md.
+(f) Batching on CPU: four batched jobs (5 images) through `Engine.run_batch`, and one job of batch_size 4, with the
+    engine's CPU rule (one UNet call per image: the pictures equal their lone ones on any CPU, invariance.py)
+    against whole-batch UNet calls (the CUDA path), alternating. Reports the price of exactness on this CPU.
+Not a test: the figures go in docs/benchmarks.md. `--only f` runs one section.
 """
 
 import argparse
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="abcdef", help="the sections to run, e.g. 'f'")
     args = parser.parse_args()
 
     import torch
@@ -68,6 +72,10 @@ def main() -> None:
 
     engine = Engine(EngineOptions())
     engine.run("txt2img", payload, files)  # load, warm up
+    if "f" in args.only:
+        batching(engine, payload, files, args)
+    if not set("abcde") & set(args.only):
+        return
     pipe = engine.pipelines.acquire(("0" * 64, None), lambda: (None, 0)).entry.value.base
     config = dict(pipe.scheduler.config)
 
@@ -174,6 +182,45 @@ def _alternate(runs: int, first: Any, second: Any) -> tuple[float, float]:
         second()
         b.append(time.perf_counter() - started)
     return statistics.median(a) * 1000, statistics.median(b) * 1000
+
+
+def batching(engine: Engine, payload: dict[str, Any], files: JobFiles, args: argparse.Namespace) -> None:
+    """Row (f): the cost of one UNet call per image on CPU, batching on."""
+    from inferences.engine import ksampling
+    from inferences.engine.runner import Job
+
+    prompts = ["a red fox in snow", "a lighthouse at dusk", "a cat on a sofa", "a boat on a lake"]
+    jobs = [
+        Job("txt2img", {**payload, "prompt": prompt, "seed": 10 + k, "batch_size": 2 if k == 1 else 1}, files)
+        for k, prompt in enumerate(prompts)
+    ]
+    four = {**payload, "batch_size": 4}
+    per_image = ksampling.calls_per_image
+
+    def whole_batch(run: Any) -> Any:
+        def call() -> None:
+            ksampling.calls_per_image = lambda device: False  # type: ignore[assignment]
+            try:
+                run()
+            finally:
+                ksampling.calls_per_image = per_image
+
+        return call
+
+    def run_batch() -> None:
+        outcomes = engine.run_batch(jobs)
+        assert all(outcome.timings.get("batch_jobs") == 4.0 for outcome in outcomes)  # one loop ran them
+
+    def run_four() -> None:
+        engine.run("txt2img", four, files)
+
+    print(f"(f) batching on CPU, {args.size}x{args.size}, {args.steps} steps, Euler a, {args.runs} alternating runs")
+    for label, run in (("4 jobs batched (5 images)", run_batch), ("1 job, batch_size 4", run_four)):
+        exact_ms, whole_ms = _alternate(args.runs, run, whole_batch(run))
+        print(f"    {label:26} whole-batch UNet calls median {whole_ms:7.1f} ms")
+        print(
+            f"    {'':26} one call per image     median {exact_ms:7.1f} ms   ratio {exact_ms / whole_ms:.3f} (the price of exactness)"
+        )
 
 
 def extensions(engine: Engine, pipe: Any, payload: dict[str, Any], folder: Path, args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,30 @@ from accounts.models import Role, User
 from accounts.roles import IT_OPERATOR
 
 PREFIX = "/" + settings.ESD_API_PREFIX
+
+
+# Modules that start real processes, HTTP servers or compilations: most of the suite's minutes. `make test-fast`
+# leaves them (and the browser tests, marked e2e) out; `make test` and CI run everything.
+SLOW_MODULES = {
+    "checkpoints/test_download.py",
+    "checkpoints/test_store_failures.py",
+    "endpoints/test_processes.py",
+    "esd/test_walkthrough.py",
+    "inferences/test_api.py",
+    "inferences/test_compile.py",
+    "inferences/test_recovery.py",
+    "security/test_fuzz.py",
+}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.relative_to(TESTS).as_posix()
+        if module.startswith("e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        elif module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def esd_hex(username: str) -> str:
