@@ -182,8 +182,11 @@ class UserRolesFormMixin(forms.Form):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        instance = getattr(self, "instance", None)
+        if data.get("username") and (instance is None or instance.pk is None):
+            with refusal_as_form_error():
+                services.user_name_free_check(data["username"])
         if "roles" in data:
-            instance = getattr(self, "instance", None)
             with refusal_as_form_error():
                 services.user_roles_check(actor=self.actor, user=instance, roles=list(data["roles"]))
         return data

@@ -51,13 +51,16 @@ def _permission_ids(model: type[Model]) -> dict[str, int]:
 # Writes
 
 
-def grant_new(obj: Model, *, owner: User, visible_to: Iterable[str]) -> list[str]:
+def grant_new(obj: Model, *, owner: User, visible_to: Iterable[str] = (), owner_views: bool = False) -> list[str]:
     """The grants of an object just created: `owner` owns it (may change and delete it, given the ESD permission
-    string for that, and always sees it) and `visible_to` is its ESD visibility list (see `set_visibility`)."""
+    string for that, and always sees it), `visible_to` is its ESD visibility list of role and user names (see
+    `set_visibility`), and `owner_views` adds the owner's own view grant, to the account itself: never through
+    its name, which a role might share (see accounts.services' namespace rule)."""
     ids = _permission_ids(type(obj))
     user_table, _ = _tables(type(obj))
+    actions = (*OWNER_ACTIONS, VIEW) if owner_views else OWNER_ACTIONS
     user_table.objects.bulk_create(
-        user_table(user=owner, permission_id=ids[action], content_object=obj) for action in OWNER_ACTIONS
+        user_table(user=owner, permission_id=ids[action], content_object=obj) for action in actions
     )
     return _grant_views(obj, list(dict.fromkeys(visible_to)), ids[VIEW])
 

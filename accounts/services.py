@@ -65,6 +65,8 @@ def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role
     if not holds(actor, "role", "create"):
         raise Invalid(f"creator {actor.username} not have permission to create role")
     role = Role.objects.select_related("group").filter(group__name=name).first()
+    if role is None:
+        role_name_free_check(name)
     if role is not None and role.builtin:
         raise Invalid(f"cannot update default role {name}: built-in roles are fixed")
     if role is not None and role.creator != actor.username and not holds(actor, "role", "all"):
@@ -170,6 +172,31 @@ def username_taken_check(username: str, *, exclude: User | None = None) -> None:
         raise Invalid(f"username {username} is taken: {clash} already exists (usernames ignore case)")
 
 
+# Roles and users share one namespace. ESD's visibility lists (a checkpoint's roles-or-users, an endpoint's roles)
+# name either, so a role named like a user would receive what was shared with that user by name, and a user named
+# like a role what was shared with the role. New names that would clash are refused, whatever their case; a list
+# name that still matches both (data from before this rule) means the role. Grants of a job to its creator never go
+# through a name (grants.grant_new's owner).
+
+
+def role_name_free_check(name: str) -> None:
+    clash = User.objects.filter(username__iexact=name).values_list("username", flat=True).first()
+    if clash is not None:
+        raise Invalid(
+            f"role name {name} is taken by the user {clash}: roles and users share one namespace, "
+            "since visibility lists name either; choose another name"
+        )
+
+
+def user_name_free_check(username: str) -> None:
+    clash = Group.objects.filter(name__iexact=username).values_list("name", flat=True).first()
+    if clash is not None:
+        raise Invalid(
+            f"username {username} is taken by the role {clash}: roles and users share one namespace, "
+            "since visibility lists name either; choose another name"
+        )
+
+
 def _check_it_operator_left(*, losing: set[int]) -> None:
     """Refuse a change after which no active user holds the IT Operator role (nobody could administer)."""
     operators = set(selectors.it_operator_user_ids())
@@ -194,6 +221,8 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     target = User.objects.filter(username=username).first()
     _check_may_manage(actor, target)
     username_taken_check(username, exclude=target)
+    if target is None:
+        user_name_free_check(username)
     role_names = list(dict.fromkeys(role_names))
     found = {role.name: role for role in selectors.roles_with_permissions(names=role_names)}
     user_roles_check(actor=actor, user=target, roles=[found[name] for name in role_names if name in found])
@@ -224,6 +253,7 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
             "initial user already exists: ask an administrator (user:all) to create your account, "
             "or use `python manage.py esd_bootstrap`",
         )
+    user_name_free_check(username)
     user = User(username=username, creator=creator or username, is_staff=True, is_superuser=True)
     user.set_password(password)
     user.full_clean(exclude=["password"])
@@ -292,6 +322,8 @@ def admin_ensure(*, username: str, password: str) -> User:
     role = roles_ensure_builtin()
     user = User.objects.filter(username=username).first() or User(username=username, creator=username)
     username_taken_check(username, exclude=user)
+    if user.pk is None:
+        user_name_free_check(username)
     user.is_staff = user.is_superuser = user.is_active = True
     user.set_password(password)
     user.full_clean(exclude=["password"])

@@ -81,7 +81,8 @@ def _new_checkpoint(*, actor: User, type: str, status: str, params: dict[str, An
             )
     except IntegrityError as exc:  # another request took a name between the check and now
         raise already_exists(", ".join(names)) from exc
-    grants.grant_new(checkpoint, owner=actor, visible_to=role_names or [actor.username])  # ESD: the creator's roles
+    # ESD: the creator's roles, else the creator (the account itself, not a name a role might share)
+    grants.grant_new(checkpoint, owner=actor, visible_to=role_names, owner_views=not role_names)
     return checkpoint
 
 

@@ -137,7 +137,7 @@ def inference_create(
     )
     job.payload_url = get_storage().presign_put(job.payload_key, expires=URL_LIFETIME)
     job.save()
-    grants.grant_new(job, owner=actor, visible_to=[actor.username])  # ESD's owner list, [user_id]
+    grants.grant_new(job, owner=actor, owner_views=True)  # ESD's owner list, [user_id]: the account, not its name
     return job
 
 

@@ -86,6 +86,22 @@ def test_add_a_user_with_roles(admin_client, make_role):
     assert dana.check_password("Long-enough-pw-42")
 
 
+def test_the_admin_refuses_a_user_named_like_a_role_and_a_role_named_like_a_user(admin_client, make_role):
+    designers = make_role("designers", ["checkpoint:list"])
+    passwords = {"password1": "Long-enough-pw-42", "password2": "Long-enough-pw-42"}
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {"username": "Designers", **passwords, "roles": [designers.pk], **NO_INLINE_TOKENS},
+    )
+    assert response.status_code == 200
+    assert "username Designers is taken by the role designers" in response.content.decode()
+    assert not User.objects.filter(username="Designers").exists()
+    response = admin_client.post("/admin/accounts/role/add/", {"name": "ADMIN", "permissions": ["train:list"]})
+    assert response.status_code == 200
+    assert "role name ADMIN is taken by the user admin" in response.content.decode()
+    assert not Role.objects.filter(group__name="ADMIN").exists()
+
+
 def test_create_token_action_shows_the_token_once(admin_client, admin_user, esd):
     response = admin_client.post(
         "/admin/accounts/user/", {"action": "create_api_token", "_selected_action": [admin_user.pk]}, follow=True
