@@ -17,7 +17,7 @@ import dramatiq
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, TimeLimit
 
 from esd.signals import recover_waiting_work
 
@@ -73,6 +73,21 @@ def load_actors() -> None:
     autodiscover_modules("actors")
 
 
+_watchdogs_started: set[int] = set()
+_watchdogs_lock = threading.Lock()
+
+
+def start_time_limits(broker: dramatiq.Broker) -> None:
+    """Start dramatiq's TimeLimit watchdog, once per process and broker. It starts on `after_process_boot`, which
+    only dramatiq's own CLI emits: without this, workers started here (esd_serve, serve_endpoint) never stopped an
+    actor that overran its time limit."""
+    with _watchdogs_lock:
+        for middleware in broker.middleware:
+            if isinstance(middleware, TimeLimit) and id(middleware) not in _watchdogs_started:
+                middleware.after_process_boot(broker)
+                _watchdogs_started.add(id(middleware))
+
+
 _serving: dict[str, "EndpointWorker"] = {}
 
 
@@ -114,6 +129,7 @@ class EndpointWorker:
             self.broker, queues=self.queues, worker_threads=self.threads, worker_timeout=settings.ESD_WORKER_POLL_MS
         )
         worker.queue_prefetch = self.threads  # one message per thread: nothing hoarded
+        start_time_limits(self.broker)
         worker.start()
         self._dramatiq = worker
         self.record = services.worker_register(

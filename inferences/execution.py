@@ -13,9 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
+from dramatiq.middleware import TimeLimitExceeded
 
 from checkpoints.cache import CacheError, cached_path
 from checkpoints.models import CheckpointFile, CheckpointType
@@ -159,6 +161,15 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
         _running.update(str(companion.pk) for companion in companions)
     try:
         _run([job, *companions], worker, device)
+    except TimeLimitExceeded:
+        # dramatiq's watchdog interrupted the run (the job's message carries ESD_INFERENCE_TIME_LIMIT): the jobs
+        # still held here fail with the reason, and the message ends here, so the worker goes on serving.
+        limit = settings.ESD_INFERENCE_TIME_LIMIT
+        reason = f"stopped: the job ran past the time limit of {limit} s (ESD_INFERENCE_TIME_LIMIT)"
+        worker_id = worker.pk if worker else None
+        for held in [job, *companions]:
+            _fail(str(held.pk), worker_id, reason)
+        logger.warning("Job %s: %s", job_id, reason)
     finally:
         with _running_lock:
             _running.difference_update(str(companion.pk) for companion in companions)

@@ -262,7 +262,10 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
 def _message(job_id: str, queue_name: str) -> Message:
     from .actors import inference_run
 
-    return queue_message(inference_run, queue_name, job_id)
+    message = queue_message(inference_run, queue_name, job_id)
+    # The limit travels with the message, where dramatiq's TimeLimit looks first: the actor's own option is read
+    # once, at import, and a worker should stop a job at the limit in force when it was started.
+    return message.copy(options={**message.options, "time_limit": settings.ESD_INFERENCE_TIME_LIMIT * 1000})
 
 
 def _send(job_id: str, message: Message) -> bool:

@@ -133,3 +133,18 @@ def test_a_cancelled_or_deleted_job_is_not_claimed(site):
     assert claim(job_id, None) is None
     InferenceJob.objects.filter(pk=job_id).delete()
     assert claim(job_id, None) is None
+
+
+def test_a_job_past_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(site, settings):
+    settings.ESD_INFERENCE_TIME_LIMIT = 1  # seconds; dramatiq's watchdog looks once a second
+    serve(site, "Async")
+    slow = site.submit(txt2img(steps=150, width=512, height=512, batch_size=4))  # far more than a second here
+    site.start(slow)
+    done = site.wait(slow, timeout=60)
+    assert done["status"] == "failed"
+    assert "ran past the time limit of 1 s (ESD_INFERENCE_TIME_LIMIT)" in InferenceJob.objects.get(pk=slow).error
+    settings.ESD_INFERENCE_TIME_LIMIT = 3600
+    quick = site.submit(txt2img(steps=2))
+    site.start(quick)
+    assert site.wait(quick)["status"] == "succeed"  # the same worker thread serves on
+    assert Worker.objects.filter(stopped_at__isnull=True).count() == 1

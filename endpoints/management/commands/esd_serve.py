@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand
 from waitress.server import create_server  # type: ignore[import-untyped]
 
 from endpoints.models import Endpoint, EndpointStatus
-from endpoints.runtime import EndpointWorker, detach, load_actors
+from endpoints.runtime import EndpointWorker, detach, load_actors, start_time_limits
 from esd.signals import recover_waiting_work
 from esd.wsgi import application
 
@@ -44,6 +44,7 @@ class Supervisor:
         for queue in BACKGROUND_QUEUES:
             broker.declare_queue(queue)
         self.downloads = dramatiq.Worker(broker, queues=BACKGROUND_QUEUES, worker_threads=2, worker_timeout=100)
+        start_time_limits(broker)  # downloads' own limit, as the endpoints'
         self.downloads.start()
         self.sync()
         self.thread.start()
