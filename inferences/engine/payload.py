@@ -19,6 +19,7 @@ from .errors import EngineError
 from .hires_payload import PIXEL_UPSCALERS, Hires, parse_hires
 from .images import decode_image
 from .model_names import model_title_name
+from .prompt_schedule import check_nesting
 from .prompts import NetworkTag, extract_networks
 from .reader import Reader
 from .samplers import SAMPLERS, resolve_sampler
@@ -340,6 +341,8 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
     read = Reader(data)
     prompt = read.text("prompt", "", limits.max_prompt_chars)
     negative = read.text("negative_prompt", "", limits.max_prompt_chars)
+    for text in (prompt, negative):
+        check_nesting(text)  # brackets nested too deep are refused at start, not on the worker
     sampler_field = data.get("sampler_name") or data.get("sampler_index") or "Euler"
     if not isinstance(sampler_field, str):
         raise EngineError(f"sampler_name must be a string, not {sampler_field!r}")
