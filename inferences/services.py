@@ -334,6 +334,10 @@ def inference_requeue_lost(
     fail saying so. Each job is taken with a conditional UPDATE, so sweeps of several workers send one message."""
     from .execution import running_here
 
+    jobs = InferenceJob.objects.all()
+    if queues is not None:
+        jobs = jobs.filter(endpoint__name__in=[name.removeprefix(QUEUE_PREFIX) for name in queues])
+    transitions.cancel_orphans(jobs)  # asked to stop, then their worker died: no message will end them
     cutoff = timezone.now() - timedelta(seconds=older_than)
     held_idle = Q(worker=worker) & ~Q(pk__in=running_here()) if worker is not None else Q(pk__in=[])
     waiting = InferenceJob.objects.filter(

@@ -5,6 +5,9 @@
        │                  │    └──cancel──▶ failed      │    └──fail / cancelled at a step──▶ failed (cancelled)
        └──cancel/fail──▶ failed   └────release / requeue─┘
 
+A cancel ends at once a job no live worker holds (created, queued, or held by a worker that died); a running one
+is asked to stop at its next step, and if its worker dies first, the next sweep ends it (`cancel_orphans`).
+
 Each change is one conditional UPDATE on the state it leaves, so a redelivered message, a second worker or a
 concurrent request finds nothing to do; a worker's changes are further bound to its own hold (`held_by`), so a
 job taken over after its worker was presumed dead is not finished twice. Waiters (`completion`) and webhooks hear
@@ -117,9 +120,10 @@ def requeue(job: InferenceJob, message: Message, *, let_go: bool) -> bool:
 
 
 def cancel(job: InferenceJob, reason: str) -> bool:
-    """Created or queued → failed (cancelled) at once: True. Running: asked to stop at its next step: False."""
+    """Created, queued or held by a dead worker → failed (cancelled) at once: True. Running on a live worker: asked
+    to stop at its next step: False."""
     now = timezone.now()
-    unclaimed = Q(status=JobStatus.CREATED) | Q(status=JobStatus.IN_PROGRESS, claimed_at__isnull=True)
+    unclaimed = Q(status=JobStatus.CREATED) | (Q(status=JobStatus.IN_PROGRESS) & unclaimed_or_orphaned())
     if InferenceJob.objects.filter(unclaimed, pk=job.pk).update(
         status=JobStatus.FAILED, cancelled=True, cancel_requested=True, error=reason, complete_time=now, updated_at=now
     ):
@@ -129,6 +133,28 @@ def cancel(job: InferenceJob, reason: str) -> bool:
         cancel_requested=True, error=reason, updated_at=now
     )
     return False
+
+
+def cancel_orphans(jobs: QuerySet[InferenceJob]) -> int:
+    """Jobs of `jobs` asked to stop whose worker died before it saw the flag → failed (cancelled). No claim takes a
+    job asked to stop, so without this the sweep would leave them in progress for ever."""
+    now = timezone.now()
+    ids = [
+        str(pk)
+        for pk in jobs.filter(unclaimed_or_orphaned(), status=JobStatus.IN_PROGRESS, cancel_requested=True).values_list(
+            "pk", flat=True
+        )
+    ]
+    settled = 0
+    for job_id in ids:
+        if (
+            InferenceJob.objects.filter(unclaimed_or_orphaned(), pk=job_id, status=JobStatus.IN_PROGRESS)
+            .filter(cancel_requested=True)
+            .update(status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now)
+        ):
+            _ended(job_id, "failed")
+            settled += 1
+    return settled
 
 
 def cancelled_at_a_step(job_id: str) -> None:

@@ -148,3 +148,33 @@ def test_a_job_past_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     site.start(quick)
     assert site.wait(quick)["status"] == "succeed"  # the same worker thread serves on
     assert Worker.objects.filter(stopped_at__isnull=True).count() == 1
+
+
+def test_cancelling_a_job_whose_worker_died_ends_it_at_once(site):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    dead = another_live_worker(site.workers[-1].record)  # a row without a heartbeat thread
+    assert claim(job_id, dead) is not None
+    Worker.objects.filter(pk=dead.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    answer = site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token)
+    assert answer.status == 200
+    job = InferenceJob.objects.get(pk=job_id)
+    assert (job.status, job.cancelled) == ("failed", True)
+    assert site.get(job_id).body["data"]["status"] == "failed"
+
+
+def test_a_job_asked_to_stop_whose_worker_then_died_is_cancelled_by_the_sweep(site):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    job_id = site.submit(txt2img())
+    site.start(job_id)
+    holder = another_live_worker(site.workers[-1].record)
+    assert claim(job_id, holder) is not None
+    assert site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token).status == 200
+    job = InferenceJob.objects.get(pk=job_id)
+    assert (job.status, job.cancel_requested) == ("inprogress", True)  # its live worker stops it at a step
+    Worker.objects.filter(pk=holder.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    assert claim(job_id, None) is None  # no claim takes a job asked to stop
+    services.inference_recover(queues={site.endpoints["Async"].queue_name})  # a worker's start-up sweep
+    job = InferenceJob.objects.get(pk=job_id)
+    assert (job.status, job.cancelled) == ("failed", True)
