@@ -17,6 +17,11 @@ class InferencesConfig(AppConfig):
 
         recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")
 
+        from endpoints.autoscaling import register_backlog_source
+        from inferences.selectors import endpoint_backlog
+
+        register_backlog_source(endpoint_backlog)  # /metrics, the admin and KEDA/HPA count the jobs it holds
+
         from endpoints.metrics import registry
         from inferences.metrics import BatchingCollector
 

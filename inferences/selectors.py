@@ -144,6 +144,15 @@ def usable_endpoints(*, user: User, inference_type: str) -> list[Endpoint]:
     return [endpoint for endpoint in found if endpoint.status == EndpointStatus.IN_SERVICE]
 
 
+def endpoint_backlog(endpoint: Endpoint) -> tuple[int, int]:
+    """The endpoint's jobs in progress as (waiting, held by a live worker): the autoscaling signal's database half."""
+    from .transitions import unclaimed_or_orphaned
+
+    jobs = InferenceJob.objects.filter(endpoint=endpoint, status=JobStatus.IN_PROGRESS)
+    waiting = jobs.filter(unclaimed_or_orphaned()).count()
+    return waiting, jobs.count() - waiting
+
+
 @dataclass
 class Dashboard:
     """What the admin's index shows a person: where their jobs can run, what waits, what runs, what came out."""

@@ -178,3 +178,35 @@ def test_a_job_asked_to_stop_whose_worker_then_died_is_cancelled_by_the_sweep(si
     services.inference_recover(queues={site.endpoints["Async"].queue_name})  # a worker's start-up sweep
     job = InferenceJob.objects.get(pk=job_id)
     assert (job.status, job.cancelled) == ("failed", True)
+
+
+def gauge(metrics: str, family: str, endpoint: str) -> float:
+    line = next(line for line in metrics.splitlines() if line.startswith(f'{family}{{endpoint="{endpoint}"'))
+    return float(line.split()[-1])
+
+
+def test_metrics_count_queued_and_running_jobs(site, admin_client):
+    serve(site, "Async")
+    slow = site.submit(txt2img(steps=150, width=512, height=512, batch_size=4))
+    site.start(slow)
+    try:
+        assert wait_for(lambda: InferenceJob.objects.get(pk=slow).claimed_at is not None)  # running on the worker
+        waiting = [site.submit(txt2img(steps=2, seed=k)) for k in range(2)]
+        for job_id in waiting:
+            site.start(job_id)
+        name = site.endpoints["Async"].name
+        metrics = admin_client.get("/metrics").content.decode()
+        assert gauge(metrics, "esd_endpoint_queue_depth", name) == 2
+        assert gauge(metrics, "esd_endpoint_backlog", name) == 3
+        # The broker's count alone is not the signal: the in-process broker hands every message to its worker at
+        # once, and a broker that restarted has none. The database still knows what waits.
+        dramatiq.get_broker().flush_all()
+        metrics = admin_client.get("/metrics").content.decode()
+        assert gauge(metrics, "esd_endpoint_queue_depth", name) == 2
+        assert gauge(metrics, "esd_endpoint_backlog", name) == 3
+    finally:  # the slow job stops at its next step
+        assert site.esd.call("PUT", f"inferences/{slow}/cancel", token=site.token).status == 200
+    assert services.inference_recover(queues={site.endpoints["Async"].queue_name}) == 2  # lost messages sent again
+    assert [site.wait(job_id)["status"] for job_id in waiting] == ["succeed", "succeed"]
+    # busy workers come from the heartbeat, which reports the finished job until its next beat
+    assert wait_for(lambda: gauge(admin_client.get("/metrics").content.decode(), "esd_endpoint_backlog", name) == 0)
