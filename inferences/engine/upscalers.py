@@ -63,6 +63,7 @@ def load_upscaler(file: ModelFile, device: torch.device) -> Any:
     """spandrel's ImageModelDescriptor for the file, on `device` in fp32 (fp16 where the model supports it on CUDA)."""
     from safetensors.torch import load_file
 
+    architectures = registry()  # first: it enters spandrel without its __init__, which imports torchvision
     canonicalize = importlib.import_module("spandrel.__helpers.canonicalize").canonicalize_state_dict
     helpers = importlib.import_module("spandrel.__helpers.registry")
     try:
@@ -70,7 +71,7 @@ def load_upscaler(file: ModelFile, device: torch.device) -> Any:
     except Exception as exc:
         raise EngineError(f"the upscaler {file.name} cannot be read: {first_line(exc)}") from exc
     try:
-        descriptor = registry().load(canonicalize(state))
+        descriptor = architectures.load(canonicalize(state))
     except helpers.UnsupportedModelError as exc:
         raise EngineError(
             f"the upscaler {file.name} is not an architecture this server loads "

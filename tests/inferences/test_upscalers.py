@@ -36,6 +36,23 @@ def test_spandrel_identifies_and_loads_each_family(models, key: str, architectur
     assert run_model(descriptor, red_disc((40, 30))).size == (80, 60)
 
 
+def test_a_fresh_process_loads_an_upscaler_first_time(models) -> None:
+    """The first upscaler job of a new worker: nothing of spandrel imported yet (this process has it already)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch; from pathlib import Path; "
+        "from inferences.engine.options import ModelFile; from inferences.engine.upscalers import load_upscaler; "
+        f"d = load_upscaler(ModelFile(Path({str(models['esrgan'].path)!r}), 'x', '0' * 64), torch.device('cpu')); "
+        "print(d.architecture.name, 'torchvision' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ESRGAN", "False"]
+
+
 def test_tiles_join_without_seams(models) -> None:
     descriptor = load_upscaler(models["compact"], torch.device("cpu"))
     image = red_disc((300, 220))
