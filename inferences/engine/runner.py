@@ -105,7 +105,7 @@ class Engine:
         key = ("controlnet", file.sha256 or str(file.path), model.checkpoint.sha256 or str(model.checkpoint.path))
         return self.pipelines.acquire(key, load).entry.value
 
-    def upscaler(self, file: ModelFile) -> Callable[[Image.Image], Image.Image]:
+    def upscaler(self, file: ModelFile) -> Callable[..., Image.Image]:
         """The upscaler model in `file` as one tiled pass over a picture, its model kept in the pipeline cache."""
         from .device import module_bytes_of, torch_device
         from .upscalers import load_upscaler, run_model

@@ -34,6 +34,9 @@ ARCHITECTURES = (
 )  # fmt: skip
 TILE = 192  # A1111's ESRGAN_tile and ESRGAN_tile_overlap defaults
 OVERLAP = 8
+# A side of one tile's output: a high-scale model takes smaller tiles (a scale-32 one 48 pixels, not 192, whose
+# output alone would be 6,144 pixels a side, 450 MB of floats); scale 2 to 8 keep A1111's 192.
+MAX_TILE_OUTPUT = 1536
 
 _lock = threading.Lock()
 _registry: Any = None
@@ -103,26 +106,38 @@ def _ramp(length: int, feather: int, start: bool, end: bool) -> torch.Tensor:
     return weights
 
 
-def run_model(descriptor: Any, image: Image.Image, tile: int = TILE) -> Image.Image:
+def run_model(
+    descriptor: Any, image: Image.Image, tile: int = TILE, limit: tuple[int, int] | None = None
+) -> Image.Image:
     """One pass of the model over the picture, in `tile`-pixel tiles overlapping by 8 (A1111's defaults), feathered
-    where they overlap, so memory stays that of one tile whatever the picture's size."""
+    where they overlap, so memory stays that of one tile whatever the picture's size. `limit`: the size the caller
+    will bring the result down to; a model whose scale is more than that needs renders each tile straight at the
+    scale needed (bicubic, antialiased), so the canvas is the size asked for, not the model's (a scale-32 model
+    asked for 1.5x no longer holds a 32x canvas)."""
     parameter = next(descriptor.model.parameters())
     # np.array copies: torch wants a writable array
     pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255.0
     _, channels, height, width = pixels.shape
     scale = descriptor.scale
-    out = torch.zeros(1, channels, height * scale, width * scale)
-    weight = torch.zeros(1, 1, height * scale, width * scale)
+    out_scale = float(scale)
+    if limit is not None:
+        out_scale = min(out_scale, max(limit[0] / width, limit[1] / height, 1.0))
+    tile = min(tile, max(16, MAX_TILE_OUTPUT // scale))
+    out = torch.zeros(1, channels, round(height * out_scale), round(width * out_scale))
+    weight = torch.zeros(1, 1, out.shape[2], out.shape[3])
     ys, xs = _starts(height, tile), _starts(width, tile)
-    feather = OVERLAP * scale
+    feather = round(OVERLAP * out_scale)
     with torch.inference_mode():
         for y in ys:
             for x in xs:
                 piece = pixels[:, :, y : y + tile, x : x + tile]
                 result = descriptor(piece.to(parameter.device, parameter.dtype)).float().cpu()
-                h, w = result.shape[2], result.shape[3]
+                tile_h, tile_w = piece.shape[2], piece.shape[3]
+                top, left = round(y * out_scale), round(x * out_scale)
+                h, w = round((y + tile_h) * out_scale) - top, round((x + tile_w) * out_scale) - left
+                if (h, w) != (result.shape[2], result.shape[3]):
+                    result = torch.nn.functional.interpolate(result, size=(h, w), mode="bicubic", antialias=True)
                 mask = _ramp(h, feather, y > 0, y + tile < height)[:, None] * _ramp(w, feather, x > 0, x + tile < width)
-                top, left = y * scale, x * scale
                 out[:, :, top : top + h, left : left + w] += result * mask
                 weight[:, :, top : top + h, left : left + w] += mask
     upscaled = (out / weight).clamp(0, 1)
@@ -130,9 +145,7 @@ def run_model(descriptor: Any, image: Image.Image, tile: int = TILE) -> Image.Im
     return Image.fromarray(array)
 
 
-def upscale(
-    image: Image.Image, scale: float, name: str, model: Callable[[Image.Image], Image.Image] | None
-) -> Image.Image:
+def upscale(image: Image.Image, scale: float, name: str, model: Callable[..., Image.Image] | None) -> Image.Image:
     """A1111's Upscaler.upscale: run the upscaler until the picture is at least `scale` times larger (at most 3
     passes; Lanczos and Nearest scale exactly), then Lanczos to that size rounded down to a multiple of 8."""
     dest_w, dest_h = int((image.width * scale) // 8 * 8), int((image.height * scale) // 8 * 8)
@@ -147,7 +160,7 @@ def upscale(
         elif name == "None" or model is None:
             break
         else:
-            image = model(image)
+            image = model(image, limit=(dest_w, dest_h))
         if size == image.size:
             break
     if image.size != (dest_w, dest_h):
@@ -156,7 +169,7 @@ def upscale(
 
 
 def resize_with(
-    image: Image.Image, width: int, height: int, name: str, model: Callable[[Image.Image], Image.Image] | None
+    image: Image.Image, width: int, height: int, name: str, model: Callable[..., Image.Image] | None
 ) -> Image.Image:
     """A1111's images.resize_image (resize mode 0) with an upscaler: upscale by the larger side ratio when that is
     above 1, then Lanczos to exactly `width` x `height`; "None" is Lanczos alone."""

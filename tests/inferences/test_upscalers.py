@@ -53,6 +53,43 @@ def test_a_fresh_process_loads_an_upscaler_first_time(models) -> None:
     assert done.stdout.split() == ["ESRGAN", "False"]
 
 
+def test_a_high_scale_model_renders_at_the_size_asked_tile_by_tile(tmp_path, monkeypatch) -> None:
+    """A scale-32 model asked for 1.5x: no 32x canvas (it was 16 bytes per pixel of it), tiles of bounded output."""
+    from inferences.engine.options import ModelFile
+    from inferences.engine.upscalers import MAX_TILE_OUTPUT, upscale
+
+    path = testing.write_tiny_upscaler(tmp_path / "32x-Tiny.safetensors", kind="compact", scale=32)
+    descriptor = load_upscaler(ModelFile(path, path.name, "0" * 64), torch.device("cpu"))
+    assert descriptor.scale == 32
+    tiles, canvases = [], []
+
+    class Recorded:
+        model, scale = descriptor.model, descriptor.scale
+
+        def __call__(self, piece):
+            result = descriptor(piece)
+            tiles.append(tuple(result.shape[2:]))
+            return result
+
+    zeros = torch.zeros
+
+    def recording_zeros(*size, **kwargs):
+        canvases.append(size)
+        return zeros(*size, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", recording_zeros)
+    upscaled = upscale(
+        red_disc((80, 64)), 1.5, "32x-Tiny", lambda image, **limits: run_model(Recorded(), image, **limits)
+    )
+    monkeypatch.undo()
+    assert upscaled.size == (120, 96)
+    assert max(max(shape) for shape in tiles) <= MAX_TILE_OUTPUT  # 48-pixel tiles at 32x: 1,536 a side
+    assert len(tiles) == 4  # 80 x 64 in 48-pixel tiles overlapping by 8
+    assert max(size[-1] * size[-2] for size in canvases) == 120 * 96  # the canvas is the size asked, not 2560 x 2048
+    full = run_model(descriptor, red_disc((80, 64)))
+    assert full.size == (2560, 2048)  # without a limit the model's own scale, as before
+
+
 def test_tiles_join_without_seams(models) -> None:
     descriptor = load_upscaler(models["compact"], torch.device("cpu"))
     image = red_disc((300, 220))
