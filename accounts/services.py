@@ -220,6 +220,8 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     """`POST /users` (not initial): create the user, or overwrite its password and roles."""
     target = User.objects.filter(username=username).first()
     _check_may_manage(actor, target)
+    if target is not None:  # it sets the password: the admin's act-as rule, one rule for both
+        user_act_as_check(actor=actor, target=target)
     username_taken_check(username, exclude=target)
     if target is None:
         user_name_free_check(username)

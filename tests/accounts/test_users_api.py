@@ -246,3 +246,16 @@ def test_deactivated_users_cannot_call(esd, make_user, token_for):
     user.save()
     answer = esd.call("GET", "users", token=token)
     assert answer.status == 401 and "invalid or revoked (or its user is deactivated)" in answer.body["message"]
+
+
+def test_resetting_another_users_password_follows_the_act_as_rule(esd, make_role, make_user, token_for):
+    """A `user:all` holder who may not act as alice (she holds inference:all, they do not) cannot set her password
+    over the API either, as the admin refuses it: whoever knows her password reads her jobs as her."""
+    make_user("alice", ["inference:all"], password="alice-own-pw-1")
+    make_role("viewers", ["role:list"])  # a role morgan may hand out
+    manager = make_user("morgan", ["user:all", "role:list"])
+    body = {"username": "alice", "password": "taken-over-pw-1", "creator": "morgan", "roles": ["viewers"]}
+    refused = esd.call("POST", "users", body, token=token_for(manager))
+    assert refused.status == 403
+    assert "morgan may not act as alice: alice holds [inference:all]" in refused.body["message"]
+    assert User.objects.get(username="alice").check_password("alice-own-pw-1")
