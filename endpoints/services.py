@@ -64,6 +64,16 @@ def endpoint_create_check(
     missing = [role for role in roles if role not in existing_roles]
     if missing:
         raise Invalid(f'role "{missing[0]}" not exist')
+    # A role holds one live endpoint, so assigning one's endpoint to a role decides where its users' jobs run: only
+    # its members (or sagemaker_endpoint:all) may, or anyone could squat every role's one place.
+    if not holds(actor, "sagemaker_endpoint", "all"):
+        mine = set(actor.groups.filter(name__in=roles).values_list("name", flat=True))
+        foreign = [role for role in roles if role not in mine]
+        if foreign:
+            raise Forbidden(
+                f"{actor.username} may assign an endpoint only to its own roles, not to [{foreign[0]}] "
+                "(sagemaker_endpoint:all may assign any)"
+            )
     # ESD allows one endpoint per role, whatever its type (a role's users must know where their jobs go). One being
     # deleted no longer counts: ESD dropped it at once, and its draining workers take no new jobs.
     taken = grants.granted_roles(Endpoint.objects.exclude(status=EndpointStatus.DELETING), roles)

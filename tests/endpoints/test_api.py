@@ -162,3 +162,14 @@ def test_delete_with_a_live_worker_drains_first(esd, admin_token):
     assert services.worker_heartbeat(worker=worker) is False  # told to drain
     services.worker_deregister(worker=worker)
     assert not Endpoint.objects.exists()  # the last worker out removes the row
+
+
+def test_only_a_roles_members_may_give_it_an_endpoint(esd, make_role, make_user, token_for):
+    make_role("team-a", ["sagemaker_endpoint:create", "sagemaker_endpoint:list"])
+    make_role("team-b", ["inference:create"])
+    squatter = token_for(make_user("sam", roles=["team-a"]))
+    refused = create(esd, squatter, endpoint_name="squat", assign_to_roles=["team-a", "team-b"], creator="sam")
+    assert refused.status == 403
+    assert refused.body["message"].startswith("sam may assign an endpoint only to its own roles, not to [team-b]")
+    assert not Endpoint.objects.exists()
+    assert create(esd, squatter, endpoint_name="mine", assign_to_roles=["team-a"], creator="sam").status == 202
