@@ -11,8 +11,8 @@ a time) or element-wise.
 Why not whole batches made invariant op by op: which operations change their results with the row count depends on
 the CPU. On an AMD Zen 5 (AVX-512) only the time embedding's and SDXL's time projections' 2-D matrix products did,
 and hooks for those passed every test there; on an Intel Xeon with AVX-512 the pictures still differed (by a grey
-level on one or two values in 12,288), from convolution and GEMM kernels that oneDNN and MKL choose by the CPU
-itself, which no environment variable reproduces elsewhere. `bench/batch_invariance.py` lists the operations that
+level on one or two values in 12,288), from other kernels that torch, oneDNN and MKL choose there by the CPU
+itself, which no environment variable reproduces elsewhere (so which ones is not known from here). `bench/batch_invariance.py` lists the operations that
 differ on the machine it runs on, for each ATEN_CPU_CAPABILITY the CPU supports.
 
 The cost is the batched GEMMs' efficiency on CPU, where batching is off by default (ESD_BATCH_WINDOW_MS) and a
