@@ -73,7 +73,6 @@ def load_actors() -> None:
     autodiscover_modules("actors")
 
 
-_watchdogs_started: set[int] = set()
 _watchdogs_lock = threading.Lock()
 
 
@@ -83,9 +82,9 @@ def start_time_limits(broker: dramatiq.Broker) -> None:
     actor that overran its time limit."""
     with _watchdogs_lock:
         for middleware in broker.middleware:
-            if isinstance(middleware, TimeLimit) and id(middleware) not in _watchdogs_started:
+            if isinstance(middleware, TimeLimit) and not getattr(middleware, "_esd_started", False):
                 middleware.after_process_boot(broker)
-                _watchdogs_started.add(id(middleware))
+                middleware._esd_started = True  # type: ignore[attr-defined]
 
 
 _serving: dict[str, "EndpointWorker"] = {}

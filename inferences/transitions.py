@@ -139,19 +139,14 @@ def cancel_orphans(jobs: QuerySet[InferenceJob]) -> int:
     """Jobs of `jobs` asked to stop whose worker died before it saw the flag → failed (cancelled). No claim takes a
     job asked to stop, so without this the sweep would leave them in progress for ever."""
     now = timezone.now()
-    ids = [
-        str(pk)
-        for pk in jobs.filter(unclaimed_or_orphaned(), status=JobStatus.IN_PROGRESS, cancel_requested=True).values_list(
-            "pk", flat=True
-        )
-    ]
+    orphaned = Q(status=JobStatus.IN_PROGRESS, cancel_requested=True) & unclaimed_or_orphaned()
     settled = 0
-    for job_id in ids:
-        if (
-            InferenceJob.objects.filter(unclaimed_or_orphaned(), pk=job_id, status=JobStatus.IN_PROGRESS)
-            .filter(cancel_requested=True)
-            .update(status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now)
-        ):
+    for job_id in [str(pk) for pk in jobs.filter(orphaned).values_list("pk", flat=True)]:
+        # one conditional UPDATE each, so that each ending is heard of once (waiters, webhooks)
+        ended = InferenceJob.objects.filter(orphaned, pk=job_id).update(
+            status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
+        )
+        if ended:
             _ended(job_id, "failed")
             settled += 1
     return settled

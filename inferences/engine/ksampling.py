@@ -475,9 +475,9 @@ class CFGDenoiser:
             cond_out, uncond_out = out.chunk(2)
             return cond_out, uncond_out
         rows = torch.ones(batch, dtype=torch.bool, device=x.device)
-        return self.inner(x, sigma, cond=cond, **controlled(rows)), self.inner(
-            x, sigma, cond=uncond, **controlled(~rows)
-        )
+        cond_out = self.inner(x, sigma, cond=cond, **controlled(rows))
+        uncond_out = self.inner(x, sigma, cond=uncond, **controlled(~rows))
+        return cond_out, uncond_out
 
 
 def sample_restart(
