@@ -181,18 +181,18 @@ def username_taken_check(username: str, *, exclude: User | None = None) -> None:
 
 def role_name_free_check(name: str) -> None:
     clash = User.objects.filter(username__iexact=name).values_list("username", flat=True).first()
-    if clash is not None:
-        raise Invalid(
-            f"role name {name} is taken by the user {clash}: roles and users share one namespace, "
-            "since visibility lists name either; choose another name"
-        )
+    _refuse_a_shared_name(f"role name {name}", f"the user {clash}" if clash else None)
 
 
 def user_name_free_check(username: str) -> None:
     clash = Group.objects.filter(name__iexact=username).values_list("name", flat=True).first()
-    if clash is not None:
+    _refuse_a_shared_name(f"username {username}", f"the role {clash}" if clash else None)
+
+
+def _refuse_a_shared_name(name: str, holder: str | None) -> None:
+    if holder is not None:
         raise Invalid(
-            f"username {username} is taken by the role {clash}: roles and users share one namespace, "
+            f"{name} is taken by {holder}: roles and users share one namespace, "
             "since visibility lists name either; choose another name"
         )
 
