@@ -5,6 +5,7 @@ writing results) is in execution.py.
 """
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -228,7 +229,8 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     try:
         _check_models_still_usable(actor, job)
         raw = _read_payload(job)
-        request = parse_request(job.task_type, load_payload(raw), engine_limits())
+        # images checked by their headers only: the web process never holds decoded pictures (the worker decodes)
+        request = parse_request(job.task_type, load_payload(raw), replace(engine_limits(), load_images=False))
         _check_named_models(job, request)
         _check_memory(job, request)
         if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):

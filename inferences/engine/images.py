@@ -18,8 +18,9 @@ from .errors import EngineError
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
-def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
-    """A base64 image (bare or as a data: URI) → a loaded PIL image, refusing bombs before they are decoded."""
+def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int, load: bool = True) -> Image.Image:
+    """A base64 image (bare or as a data: URI) → a PIL image, refusing bombs before they are decoded. `load=False`
+    reads its header only (size, format): the pixels stay compressed until `load_image`."""
     if not isinstance(value, str) or not value:
         raise EngineError(f"{field} must be a base64-encoded image (PNG, JPEG or WebP)")
     data = value.split(",", 1)[1] if value.startswith("data:") else value
@@ -36,7 +37,6 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) 
             width, height = image.size
             if width * height > max_pixels:
                 raise EngineError(f"{field} is {width}x{height} pixels; at most {max_pixels} pixels are accepted")
-            image.load()
     except EngineError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -47,7 +47,19 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) 
         raise EngineError(f"{field} is not an image this server reads (PNG, JPEG, WebP, BMP or GIF)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise EngineError(f"{field} is a damaged or truncated image") from exc
+    if load:
+        load_image(image, field)
     return image
+
+
+def load_image(image: Image.Image, field: str) -> None:
+    """Decode the pixels of an image `decode_image` opened (its size already checked)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise EngineError(f"{field} is a damaged or truncated image") from exc
 
 
 def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:

@@ -17,7 +17,7 @@ from PIL import Image
 from .controlnet_payload import ControlUnit, parse_controlnet
 from .errors import EngineError
 from .hires_payload import PIXEL_UPSCALERS, Hires, parse_hires
-from .images import decode_image
+from .images import decode_image, load_image
 from .model_names import model_title_name
 from .prompt_schedule import check_nesting
 from .prompts import NetworkTag, extract_networks
@@ -51,6 +51,12 @@ class Limits:
     max_prompt_chars: int = 20_000
     max_input_pixels: int = 4096 * 4096
     max_input_bytes: int = 32 * 1024 * 1024
+    # All the images of one job together (init images, mask, ControlNet images): 16 init images of 4096² would
+    # decode to 1 GiB; this bounds a job's decoded images at about 200 MiB of RGBA.
+    max_job_input_pixels: int = 3 * 4096 * 4096
+    # False where only the request's validity matters (the web process at `start`): images are checked by their
+    # headers and stay compressed; the worker decodes them.
+    load_images: bool = True
 
 
 @dataclass
@@ -119,6 +125,12 @@ class Generation:
                 named.append(("Upscaler", self.hires.upscaler, "hr_upscaler"))
         return named
 
+    def images(self) -> list[tuple[str, Image.Image]]:
+        """(payload field, image) for every image the request holds."""
+        found = [(f"init_images[{index}]", image) for index, image in enumerate(self.init_images)]
+        found += [("mask", self.mask)] if self.mask is not None else []
+        return found + [(f"{unit.label}.image", unit.image) for unit in self.control_units if unit.image is not None]
+
 
 @dataclass
 class Removal:
@@ -136,6 +148,9 @@ class Removal:
 
     def named_models(self) -> list[tuple[str, str, str]]:
         return []  # background removal uses the deployment's rembg models, never the job's
+
+    def images(self) -> list[tuple[str, Image.Image]]:
+        return [("input_image", self.image)]
 
 
 @dataclass
@@ -157,6 +172,9 @@ class Upscale:
         if self.second is not None and self.second not in PIXEL_UPSCALERS:
             named.append(("Upscaler", self.second, "upscaler_2"))
         return named
+
+    def images(self) -> list[tuple[str, Image.Image]]:
+        return [("image", self.image)]
 
 
 def load_payload(raw: bytes | str) -> dict[str, Any]:
@@ -439,7 +457,11 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
         raise EngineError(f"init_images holds {len(images)} images; at most {limits.max_images} are accepted")
     request.init_images = [
         decode_image(
-            image, f"init_images[{index}]", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+            image,
+            f"init_images[{index}]",
+            max_pixels=limits.max_input_pixels,
+            max_bytes=limits.max_input_bytes,
+            load=False,
         )
         for index, image in enumerate(images)
     ]
@@ -447,7 +469,7 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
     request.resize_mode = read.integer("resize_mode", 0, 0, 3)
     if read.data.get("mask"):
         request.mask = decode_image(
-            read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+            read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes, load=False
         )
     blur = read.integer("mask_blur", 4, 0, 64)
     request.mask_blur_x = read.integer("mask_blur_x", blur, 0, 64)
@@ -462,7 +484,11 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
     if model not in REMBG_MODELS:
         raise EngineError(f"model must be one of {', '.join(REMBG_MODELS)}, not {model!r}")
     image = decode_image(
-        data.get("input_image"), "input_image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+        data.get("input_image"),
+        "input_image",
+        max_pixels=limits.max_input_pixels,
+        max_bytes=limits.max_input_bytes,
+        load=False,
     )
     known = {
         "input_image",
@@ -489,7 +515,7 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
 def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
     read = Reader(data)
     image = decode_image(
-        data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
+        data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes, load=False
     )
     mode = read.integer("resize_mode", 0, 0, 1)
     if mode == 0:
@@ -525,10 +551,23 @@ def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
 def parse_request(task: str, raw: bytes | str | dict[str, Any], limits: Limits) -> Generation | Removal | Upscale:
     """Validate a job's payload without running anything (the web process calls this too; it needs no torch)."""
     data = raw if isinstance(raw, dict) else load_payload(raw)
+    request: Generation | Removal | Upscale
     if task in ("txt2img", "img2img"):
-        return parse_generation(task, data, limits)
-    if task == "rembg":
-        return parse_removal(data, limits)
-    if task == "extra-single-image":
-        return parse_upscale(data, limits)
-    raise EngineError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+        request = parse_generation(task, data, limits)
+    elif task == "rembg":
+        request = parse_removal(data, limits)
+    elif task == "extra-single-image":
+        request = parse_upscale(data, limits)
+    else:
+        raise EngineError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    images = request.images()
+    total = sum(image.width * image.height for _, image in images)
+    if total > limits.max_job_input_pixels:
+        raise EngineError(
+            f"the job's {len(images)} images hold {total} pixels in all; at most {limits.max_job_input_pixels} "
+            "are accepted in one job (send smaller or fewer images)"
+        )
+    if limits.load_images:
+        for field_name, image in images:
+            load_image(image, field_name)
+    return request

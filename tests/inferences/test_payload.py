@@ -225,3 +225,23 @@ def test_img2img_resize_mode_3_is_reported() -> None:
     request = parse_request("img2img", payload, LIMITS)
     assert request.ignored == ["resize_mode 3 (latent upscale: the image is resized as resize_mode 0 instead)"]
     assert parse_request("img2img", {**payload, "resize_mode": 2}, LIMITS).ignored == []
+
+
+def test_a_jobs_images_together_have_a_pixel_budget_read_from_their_headers():
+    big = png_b64(Image.new("RGB", (4096, 4096), "white"))  # 16.8 MP, a few kB compressed
+    payload = txt2img(init_images=[big] * 4, denoising_strength=0.5)
+    with pytest.raises(EngineError, match="the job's 4 images hold 67108864 pixels in all; at most 50331648"):
+        parse_request("img2img", payload, Limits())
+    assert len(parse_request("img2img", {**payload, "init_images": [big] * 3}, Limits()).init_images) == 3
+
+
+def test_the_web_process_checks_images_by_their_headers_and_leaves_them_compressed():
+    payload = txt2img(init_images=[png_b64(red_disc())], mask=png_b64(red_disc()), denoising_strength=0.5)
+    checked = parse_request("img2img", payload, Limits(load_images=False))
+    assert all(image.tile for image in [*checked.init_images, checked.mask])  # nothing decoded yet
+    loaded = parse_request("img2img", payload, Limits())
+    assert not any(image.tile for image in [*loaded.init_images, loaded.mask])  # the worker's parse decodes
+    truncated = base64.b64encode(base64.b64decode(png_b64(red_disc()))[:-40]).decode()
+    parse_request("img2img", {**payload, "init_images": [truncated]}, Limits(load_images=False))  # header is fine
+    with pytest.raises(EngineError, match=r"init_images\[0\] is a damaged or truncated image"):
+        parse_request("img2img", {**payload, "init_images": [truncated]}, Limits())
