@@ -54,16 +54,16 @@ def active_user(username: str) -> User | None:
     return User.objects.filter(username=username, is_active=True).first()
 
 
-def key_only(request: Request) -> bool:
-    """An esd-1.4 request that carries the deployment's API key and no user: ESD 1.4.0's clients call some routes
-    this way (docs/api.md, "Authentication"). The gateway has checked the key before a handler runs."""
-    return esd_mode() and not (request.user.is_authenticated or request.auth is not None)
-
-
-def key_holder_admin_routes() -> bool:
-    """Whether the key alone may act as the administrator (DELETE /roles, DELETE /checkpoints): only in esd-1.4
-    mode and only when a key is set, since without one "the key holder" would be anybody."""
+def key_alone_accepted() -> bool:
+    """Whether the API key alone, with no user, may call the routes ESD 1.4.0's clients call so: only in esd-1.4
+    mode and only when a key is set, since without one "the key holder" would be anybody (docs/api.md)."""
     return esd_mode() and bool(settings.ESD_API_KEY)
+
+
+def key_only(request: Request) -> bool:
+    """A request that carries the deployment's API key and no user, where that is accepted (key_alone_accepted).
+    The gateway has checked the key before a handler runs."""
+    return key_alone_accepted() and not (request.user.is_authenticated or request.auth is not None)
 
 
 def bootstrap_admin() -> User | None:

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class EsdConfig(AppConfig):
     name = "esd"
     verbose_name = "ESD server"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the deploy checks)

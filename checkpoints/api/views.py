@@ -11,9 +11,8 @@ from accounts import grants
 from accounts.models import User
 from accounts.permissions import (
     acting_user,
-    esd_mode,
     holds,
-    key_holder_admin_routes,
+    key_alone_accepted,
     key_holder_or_caller,
     list_subject,
     owner_or_caller,
@@ -54,8 +53,8 @@ class CheckpointsView(EsdAPIView):
         # ESD 1.4.0 took POST's caller from params.creator, and DELETE took no user at all; esd-1.4 mode keeps both
         # for the WebUI (DELETE with the key alone acts as the administrator).
         if request.method == "DELETE":
-            return not key_holder_admin_routes()
-        return not (request.method == "POST" and esd_mode())
+            return not key_alone_accepted()
+        return not (request.method == "POST" and key_alone_accepted())
 
     @extend_schema(
         operation_id="checkpoints_list",
@@ -149,7 +148,7 @@ class CheckpointView(EsdAPIView):
 
     def requires_caller(self, request: Request) -> bool:
         # The ESD WebUI completes its own upload with only the API key; esd-1.4 mode then acts as the creator.
-        return not esd_mode()
+        return not key_alone_accepted()
 
     def _actor(self, request: Request, checkpoint_id: str) -> tuple[User, Checkpoint]:
         return owner_or_caller(

@@ -9,7 +9,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.permissions import acting_user, esd_mode, holds, list_subject, owner_or_caller, request_caller
+from accounts.permissions import (
+    acting_user,
+    holds,
+    key_alone_accepted,
+    list_subject,
+    owner_or_caller,
+    request_caller,
+)
 from esd import openapi
 from esd.errors import Refused
 from esd.exceptions import EsdError
@@ -44,7 +51,7 @@ class InferencesView(EsdAPIView):
     }
 
     def requires_caller(self, request: Request) -> bool:
-        return not (esd_mode() and request.method in ("POST", "DELETE"))
+        return not (key_alone_accepted() and request.method in ("POST", "DELETE"))
 
     @extend_schema(
         operation_id="inferences_list",
@@ -140,7 +147,7 @@ class InferencesView(EsdAPIView):
 
 class InferenceView(EsdAPIView):
     def requires_caller(self, request: Request) -> bool:
-        return not esd_mode()
+        return not key_alone_accepted()
 
     @extend_schema(
         operation_id="inference_get",
@@ -155,7 +162,7 @@ class InferenceView(EsdAPIView):
 
 class InferenceStartView(EsdAPIView):
     def requires_caller(self, request: Request) -> bool:
-        return not esd_mode()
+        return not key_alone_accepted()
 
     @extend_schema(
         operation_id="inference_start",
@@ -189,7 +196,7 @@ class InferenceStartView(EsdAPIView):
 
 class InferenceCancelView(EsdAPIView):
     def requires_caller(self, request: Request) -> bool:
-        return not esd_mode()
+        return not key_alone_accepted()
 
     @extend_schema(
         operation_id="inference_cancel",

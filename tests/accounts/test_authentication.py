@@ -251,3 +251,12 @@ def test_esd_mode_deactivated_user_is_unknown(esd, esd_mode, make_user):
     make_user("sleeper", ["user:all"], is_active=False)
     response = esd.call("GET", "users", headers={"username": "sleeper"})
     assert response.body == {"statusCode": 400, "message": 'user: "sleeper" not exist'}
+
+
+def test_esd_mode_without_a_key_needs_a_user_where_the_key_alone_would_do(esd, esd_mode, admin_user):
+    """Without ESD_API_KEY "the key holder" is anybody: the routes ESD clients call with the key alone need a user."""
+    job = "00000000-0000-0000-0000-000000000000"
+    assert esd.call("GET", f"inferences/{job}").body == {"message": "Unauthorized"}
+    assert esd.call("DELETE", "inferences", {"inference_id_list": [job]}).body == {"message": "Unauthorized"}
+    assert esd.call("PUT", f"inferences/{job}/start").body == {"message": "Unauthorized"}
+    assert esd.call("GET", f"inferences/{job}", headers={"username": "admin"}).status == 404  # a user: served

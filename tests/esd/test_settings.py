@@ -107,6 +107,16 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
+def test_check_deploy_warns_about_esd_mode_without_a_key(settings):
+    from django.core.checks import run_checks
+
+    settings.ESD_AUTH_MODE = "esd-1.4"
+    settings.ESD_API_KEY = ""
+    assert "esd.W001" in [message.id for message in run_checks(include_deployment_checks=True)]
+    settings.ESD_API_KEY = "a-long-random-deployment-key"
+    assert "esd.W001" not in [message.id for message in run_checks(include_deployment_checks=True)]
+
+
 def test_ci_really_uses_the_database_it_names():
     url = os.environ.get("DATABASE_URL", "")
     expected = "postgresql" if url.startswith(("postgres", "pgsql")) else "sqlite"
