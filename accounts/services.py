@@ -163,13 +163,16 @@ def user_act_as_check(*, actor: User, target: User) -> None:
 
 def username_taken_check(username: str, *, exclude: User | None = None) -> None:
     """Usernames are unique whatever their case (`Admin` beside `admin` would be two people to a reader, one to
-    a typo); the stored spelling is kept as given."""
+    a typo); the stored spelling is kept as given. A new user (`exclude` None or unsaved) may not take a role's
+    name either (user_name_free_check)."""
     others = User.objects.filter(username__iexact=username)
     if exclude is not None and exclude.pk is not None:
         others = others.exclude(pk=exclude.pk)
     clash = others.values_list("username", flat=True).first()
     if clash is not None:
         raise Invalid(f"username {username} is taken: {clash} already exists (usernames ignore case)")
+    if exclude is None or exclude.pk is None:
+        user_name_free_check(username)
 
 
 # Roles and users share one namespace. ESD's visibility lists (a checkpoint's roles-or-users, an endpoint's roles)
@@ -223,8 +226,6 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     if target is not None:  # it sets the password: the admin's act-as rule, one rule for both
         user_act_as_check(actor=actor, target=target)
     username_taken_check(username, exclude=target)
-    if target is None:
-        user_name_free_check(username)
     role_names = list(dict.fromkeys(role_names))
     found = {role.name: role for role in selectors.roles_with_permissions(names=role_names)}
     user_roles_check(actor=actor, user=target, roles=[found[name] for name in role_names if name in found])
@@ -255,7 +256,7 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
             "initial user already exists: ask an administrator (user:all) to create your account, "
             "or use `python manage.py esd_bootstrap`",
         )
-    user_name_free_check(username)
+    username_taken_check(username)
     user = User(username=username, creator=creator or username, is_staff=True, is_superuser=True)
     user.set_password(password)
     user.full_clean(exclude=["password"])
@@ -324,8 +325,6 @@ def admin_ensure(*, username: str, password: str) -> User:
     role = roles_ensure_builtin()
     user = User.objects.filter(username=username).first() or User(username=username, creator=username)
     username_taken_check(username, exclude=user)
-    if user.pk is None:
-        user_name_free_check(username)
     user.is_staff = user.is_superuser = user.is_active = True
     user.set_password(password)
     user.full_clean(exclude=["password"])

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from accounts import grants
@@ -148,9 +148,10 @@ def endpoint_backlog(endpoint: Endpoint) -> tuple[int, int]:
     """The endpoint's jobs in progress as (waiting, held by a live worker): the autoscaling signal's database half."""
     from .transitions import unclaimed_or_orphaned
 
-    jobs = InferenceJob.objects.filter(endpoint=endpoint, status=JobStatus.IN_PROGRESS)
-    waiting = jobs.filter(unclaimed_or_orphaned()).count()
-    return waiting, jobs.count() - waiting
+    counts = InferenceJob.objects.filter(endpoint=endpoint, status=JobStatus.IN_PROGRESS).aggregate(
+        waiting=Count("pk", filter=unclaimed_or_orphaned()), total=Count("pk")
+    )  # one query: /metrics asks it of every endpoint at every scrape
+    return counts["waiting"], counts["total"] - counts["waiting"]
 
 
 @dataclass

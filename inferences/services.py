@@ -342,14 +342,12 @@ def inference_requeue_lost(
     transitions.cancel_orphans(jobs)  # asked to stop, then their worker died: no message will end them
     cutoff = timezone.now() - timedelta(seconds=older_than)
     held_idle = Q(worker=worker) & ~Q(pk__in=running_here()) if worker is not None else Q(pk__in=[])
-    waiting = InferenceJob.objects.filter(
+    waiting = jobs.filter(
         transitions.unclaimed_or_orphaned() | held_idle,
         status=JobStatus.IN_PROGRESS,
         endpoint__isnull=False,
         updated_at__lt=cutoff,
     ).select_related("endpoint")
-    if queues is not None:
-        waiting = waiting.filter(endpoint__name__in=[name.removeprefix(QUEUE_PREFIX) for name in queues])
     count = 0
     pending: dict[str, set[str] | None] = {}  # message ids per queue, asked of the broker once per sweep
     for job in waiting:

@@ -142,9 +142,7 @@ def _image(spec: dict[str, Any], key: str, limits: Any, ignored: list[str]) -> I
         value = value.get("image")
     if value is None or value == "":
         return None
-    return decode_image(
-        value, f"{key}.image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes, load=False
-    )
+    return decode_image(value, f"{key}.image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes)
 
 
 def parse_controlnet(data: dict[str, Any], task: str, limits: Any) -> tuple[list[ControlUnit], list[str]]:

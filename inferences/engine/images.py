@@ -18,9 +18,9 @@ from .errors import EngineError
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
-def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int, load: bool = True) -> Image.Image:
-    """A base64 image (bare or as a data: URI) → a PIL image, refusing bombs before they are decoded. `load=False`
-    reads its header only (size, format): the pixels stay compressed until `load_image`."""
+def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
+    """A base64 image (bare or as a data: URI) → a PIL image opened from its header (size, format), refusing bombs
+    before anything is decoded: the pixels stay compressed until `load_image`."""
     if not isinstance(value, str) or not value:
         raise EngineError(f"{field} must be a base64-encoded image (PNG, JPEG or WebP)")
     data = value.split(",", 1)[1] if value.startswith("data:") else value
@@ -47,8 +47,6 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int, 
         raise EngineError(f"{field} is not an image this server reads (PNG, JPEG, WebP, BMP or GIF)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise EngineError(f"{field} is a damaged or truncated image") from exc
-    if load:
-        load_image(image, field)
     return image
 
 

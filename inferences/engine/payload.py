@@ -461,7 +461,6 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
             f"init_images[{index}]",
             max_pixels=limits.max_input_pixels,
             max_bytes=limits.max_input_bytes,
-            load=False,
         )
         for index, image in enumerate(images)
     ]
@@ -469,7 +468,7 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
     request.resize_mode = read.integer("resize_mode", 0, 0, 3)
     if read.data.get("mask"):
         request.mask = decode_image(
-            read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes, load=False
+            read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
         )
     blur = read.integer("mask_blur", 4, 0, 64)
     request.mask_blur_x = read.integer("mask_blur_x", blur, 0, 64)
@@ -488,7 +487,6 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
         "input_image",
         max_pixels=limits.max_input_pixels,
         max_bytes=limits.max_input_bytes,
-        load=False,
     )
     known = {
         "input_image",
@@ -515,7 +513,7 @@ def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
 def parse_upscale(data: dict[str, Any], limits: Limits) -> Upscale:
     read = Reader(data)
     image = decode_image(
-        data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes, load=False
+        data.get("image"), "image", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
     )
     mode = read.integer("resize_mode", 0, 0, 1)
     if mode == 0:
