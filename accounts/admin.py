@@ -100,7 +100,7 @@ class RoleAdmin(CheckedDeletionMixin, ActorFormMixin, admin.ModelAdmin):
     form = RoleForm
     list_display = ("name", "permission_list", "creator", "builtin", "member_count")
     list_filter = ("builtin",)
-    search_fields = ("group__name", "creator")
+    search_fields = ("group__name", "created_by__username")
     ordering = ("group__name",)
     readonly_fields = ("creator", "builtin", "created_at", "updated_at")
     actions = ["delete_roles"]
@@ -135,7 +135,7 @@ class RoleAdmin(CheckedDeletionMixin, ActorFormMixin, admin.ModelAdmin):
         role = services.role_upsert(
             actor=actor_of(request), name=form.cleaned_data["name"], permissions=form.cleaned_data["permissions"]
         )
-        obj.group, obj.creator, obj.builtin = role.group, role.creator, role.builtin
+        obj.group, obj.created_by, obj.builtin = role.group, role.created_by, role.builtin
         obj._state.adding = False
 
     def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
@@ -218,7 +218,7 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
     add_form = UserCreationWithRolesForm
     list_display = ("username", "role_list", "creator", "is_active", "is_staff", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
-    search_fields = ("username", "email", "creator")
+    search_fields = ("username", "email", "created_by__username")
     ordering = ("username",)
     readonly_fields = ("creator", "last_login", "date_joined")
     inlines = (ApiTokenInline,)
@@ -274,7 +274,7 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if not change:
-            obj.creator = request.user.username
+            obj.created_by = actor_of(request)
         super().save_model(request, obj, form, change)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

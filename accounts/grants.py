@@ -151,7 +151,7 @@ def access(
     ids = _permission_ids(model)
     by_user, by_group = Q(pk__in=[]), Q(pk__in=[])
     if sees is not None:
-        roles = Q(user=sees) | (Q(role__creator=roles_created_by.username) if roles_created_by else Q(pk__in=[]))
+        roles = Q(user=sees) | (Q(role__created_by=roles_created_by) if roles_created_by else Q(pk__in=[]))
         by_user |= Q(permission_id=ids[VIEW], user=sees)
         by_group |= Q(permission_id=ids[VIEW], group_id__in=_role_ids(roles))
     if owns is not None:

@@ -18,8 +18,9 @@ class User(AbstractUser):
     """A person (or a client program) using ESD server.
 
     A user's roles are its Django groups, in the order they were given (ESD keeps `roles` as an ordered list).
-    `creator` names whoever created or last upserted the user, by username as in ESD: ESD's ownership rules
-    ("only the creator may change it unless user:all") read it.
+    `created_by` is whoever created or last upserted the user: ESD's ownership rules ("only the creator may change
+    it unless user:all") read it. A link to the account, never a name: a user re-created under a deleted creator's
+    name inherits nothing (its creator reads as empty once the account is gone).
     """
 
     username_validator = ASCIIUsernameValidator()  # type: ignore[assignment]  # stricter than the base's
@@ -32,7 +33,9 @@ class User(AbstractUser):
         validators=[username_validator],
         error_messages={"unique": "A user with that username already exists."},
     )
-    creator = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="Username of who created it.")
+    created_by = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="Who created it."
+    )
 
     class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         swappable = "AUTH_USER_MODEL"
@@ -49,15 +52,27 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.username
 
+    @property
+    def creator(self) -> str:
+        """ESD's `creator`: the creating account's username, empty once that account is deleted."""
+        return _username(self.created_by)
+
+
+def _username(user: "User | None") -> str:
+    return user.username if user is not None else ""
+
 
 class Role(TimeStampedModel):
     """A named set of ESD permission strings, backed by a Django Group whose permissions mirror them.
 
-    The group's name is the role's name; deleting the group deletes the role and every membership.
+    The group's name is the role's name; deleting the group deletes the role and every membership. Its creator
+    sees it and the checkpoints shared with it (ESD's list rules) and may rewrite or delete it with role:create.
     """
 
     group = models.OneToOneField(Group, on_delete=models.CASCADE, primary_key=True, related_name="role")
-    creator = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, help_text="Username of who created it.")
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="Who created it."
+    )
     builtin = models.BooleanField(default=False, help_text="Built-in roles cannot be deleted or changed.")
 
     class Meta:
@@ -70,6 +85,11 @@ class Role(TimeStampedModel):
     @property
     def name(self) -> str:
         return self.group.name
+
+    @property
+    def creator(self) -> str:
+        """ESD's `creator` (see User.creator)."""
+        return _username(self.created_by)
 
 
 def token_digest(raw: str) -> str:

@@ -47,7 +47,7 @@ def role_list(*, viewer: User, name: str | None = None) -> list[Role]:
     if holds(viewer, "role", "all"):
         return list(roles)
     if holds(viewer, "role", "list"):
-        return list(roles.filter(Q(creator=viewer.username) | Q(group__user=viewer)).distinct())
+        return list(roles.filter(Q(created_by=viewer) | Q(group__user=viewer)).distinct())
     return []
 
 
@@ -70,7 +70,7 @@ def user_list(*, viewer: User, username: str | None = None) -> list[User]:
         return list(users)
     visible = Q(pk=viewer.pk)
     if holds(viewer, "user", "list"):
-        visible |= Q(creator=viewer.username)
+        visible |= Q(created_by=viewer)
     return list(users.filter(visible))
 
 

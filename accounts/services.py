@@ -10,7 +10,9 @@ from collections.abc import Iterable
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.password_validation import validate_password
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
@@ -69,7 +71,7 @@ def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role
         role_name_free_check(name)
     if role is not None and role.builtin:
         raise Invalid(f"cannot update default role {name}: built-in roles are fixed")
-    if role is not None and role.creator != actor.username and not holds(actor, "role", "all"):
+    if role is not None and role.created_by_id != actor.pk and not holds(actor, "role", "all"):
         raise Invalid(f"creator {actor.username} not have permission to update role {name}")
     # role:all lets one edit any role, not hand out what one lacks: a role's members gain every permission in it
     # (on a rewrite, at once), so the actor must hold each one itself, as when giving roles to users.
@@ -83,12 +85,14 @@ def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role
 
 @transaction.atomic
 def role_upsert(*, actor: User, name: str, permissions: list[str]) -> Role:
-    """`POST /roles`: create the role or overwrite its permissions; the actor becomes its creator."""
+    """`POST /roles`: create the role (the actor becomes its creator) or overwrite its permissions.
+
+    ESD made the rewriter the creator; here a role:all rewrite keeps the creator, since a role's creator also sees
+    the checkpoints shared with it (issue 26.13)."""
     role = role_upsert_check(actor=actor, name=name, permissions=permissions)
     if role is None:
         group, _ = Group.objects.get_or_create(name=name)
-        role = Role(group=group)
-    role.creator = actor.username
+        role = Role(group=group, created_by=actor)
     role.full_clean(exclude=["group"])
     role.save()
     role_set_permissions(role, permissions)
@@ -103,9 +107,9 @@ def role_delete_check(*, actor: User, roles: list[Role], names: Iterable[str] = 
     if holds(actor, "role", "all"):
         return
     may_delete_own = holds(actor, "role", "create")
-    creators = {role.name: role.creator for role in roles}
+    creators = {role.name: role.created_by_id for role in roles}
     for name in names:
-        if not may_delete_own or creators.get(name, actor.username) != actor.username:
+        if not may_delete_own or creators.get(name, actor.pk) != actor.pk:
             raise Forbidden(
                 f"user {actor.username} does not have permission to delete role {name}: it needs role:all, "
                 "or role:create and to be the role's creator",
@@ -135,7 +139,7 @@ def _check_may_manage(actor: User, target: User | None) -> None:
         raise Forbidden(f"creator {actor.username} does not have permission to manage the user")
     if target is None:
         return
-    if target.creator != actor.username and not holds(actor, "user", "all"):
+    if target.created_by_id != actor.pk and not holds(actor, "user", "all"):
         raise Invalid(
             f"username {target.username} has already exists, creator {actor.username} does not have permissions "
             "to change it",
@@ -159,6 +163,14 @@ def user_act_as_check(*, actor: User, target: User) -> None:
                 f"{actor.username} may not act as {target.username}: {target.username} holds [{permission}], "
                 f"which {actor.username} does not",
             )
+
+
+def password_check(password: str, user: User) -> None:
+    """The admin's password rules (AUTH_PASSWORD_VALIDATORS) on every path that sets a password from a request."""
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise Invalid(f"password refused: {' '.join(exc.messages)}") from exc
 
 
 def username_taken_check(username: str, *, exclude: User | None = None) -> None:
@@ -233,8 +245,9 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
     if missing:
         raise Invalid(f'user roles "{missing[0]}" not exist')
     user = target or User(username=username)
+    password_check(password, user)
     user.set_password(password)
-    user.creator = actor.username
+    user.created_by = actor
     user.full_clean(exclude=["password"])
     user.save()
     user_set_roles(user=user, roles=[found[name] for name in role_names])
@@ -242,7 +255,7 @@ def user_upsert(*, actor: User, username: str, password: str, role_names: list[s
 
 
 @transaction.atomic
-def user_create_initial(*, username: str, password: str, creator: str) -> User:
+def user_create_initial(*, username: str, password: str) -> User:
     """`POST /users {"initial": true}`: the first administrator, accepted only while no user exists.
 
     ESD let this overwrite any user and make it admin, on every call; here it is a first-run step only.
@@ -257,10 +270,12 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
             "or use `python manage.py esd_bootstrap`",
         )
     username_taken_check(username)
-    user = User(username=username, creator=creator or username, is_staff=True, is_superuser=True)
+    user = User(username=username, is_staff=True, is_superuser=True)
+    password_check(password, user)
     user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
+    _record_own_creation(user)
     user_set_roles(user=user, roles=[role])
     _record_first_admin(role, user)
     return user
@@ -268,9 +283,16 @@ def user_create_initial(*, username: str, password: str, creator: str) -> User:
 
 def _record_first_admin(role: Role, user: User) -> None:
     # As in ESD, the first administrator is recorded as the built-in role's creator.
-    if not role.creator:
-        role.creator = user.username
-        role.save(update_fields=["creator", "updated_at"])
+    if role.created_by_id is None:
+        role.created_by = user
+        role.save(update_fields=["created_by", "updated_at"])
+
+
+def _record_own_creation(user: User) -> None:
+    # An account nobody created (the first administrator, esd_bootstrap's) is its own creator, as in ESD.
+    if user.created_by_id is None:
+        user.created_by = user
+        user.save(update_fields=["created_by"])
 
 
 @transaction.atomic
@@ -323,12 +345,13 @@ def auth_token_issue(*, username: str, password: str) -> tuple[ApiToken, str]:
 def admin_ensure(*, username: str, password: str) -> User:
     """Create or update an administrator: IT Operator, staff and superuser, with this password (esd_bootstrap)."""
     role = roles_ensure_builtin()
-    user = User.objects.filter(username=username).first() or User(username=username, creator=username)
+    user = User.objects.filter(username=username).first() or User(username=username)
     username_taken_check(username, exclude=user)
     user.is_staff = user.is_superuser = user.is_active = True
     user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
+    _record_own_creation(user)
     names = selectors.user_role_names([user]).get(user.pk, [])
     if IT_OPERATOR not in names:
         found = {existing.name: existing for existing in selectors.roles_with_permissions(names=names)}

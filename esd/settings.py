@@ -6,6 +6,7 @@ production: DEBUG off, a secret key that is never a constant, hosts limited to l
 docs/configuration.md lists every variable read here.
 """
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -327,6 +328,13 @@ ESD_UNHONOURED_PARAMETERS = env.str("ESD_UNHONOURED_PARAMETERS", default="report
 if ESD_UNHONOURED_PARAMETERS not in ("report", "refuse"):
     raise ImproperlyConfigured(f"ESD_UNHONOURED_PARAMETERS must be report or refuse, not {ESD_UNHONOURED_PARAMETERS!r}")
 ESD_LOGIN_RATE = env.str("ESD_LOGIN_RATE", default="10/min")  # admin login POSTs per client address
+# Proxies (addresses or networks) whose X-Forwarded-For names the client, for the per-client limits above
+ESD_TRUSTED_PROXIES = env.list("ESD_TRUSTED_PROXIES", default=[])
+for _proxy in ESD_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"ESD_TRUSTED_PROXIES: {exc} (give addresses or networks, comma-separated)") from exc
 
 # --- Inference jobs ----------------------------------------------------------------------------------------------
 ESD_REALTIME_TIMEOUT = env.float("ESD_REALTIME_TIMEOUT", default=29.0)  # seconds a Real-time start waits (then 504)

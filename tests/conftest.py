@@ -105,10 +105,15 @@ def esd() -> EsdClient:
     return EsdClient()
 
 
+def _account(username: str) -> User | None:
+    """The creator named by a test: the account with that name, if the test made one (creators are links)."""
+    return User.objects.filter(username=username).first()
+
+
 @pytest.fixture
 def make_role(db: Any) -> Callable[..., Role]:
     def make(name: str, permissions: list[str], creator: str = "admin") -> Role:
-        role = Role.objects.create(group=Group.objects.create(name=name), creator=creator)
+        role = Role.objects.create(group=Group.objects.create(name=name), created_by=_account(creator))
         services.role_set_permissions(role, permissions)
         return role
 
@@ -127,7 +132,7 @@ def make_user(db: Any, make_role: Callable[..., Role]) -> Callable[..., User]:
         password: str = "pw-12345",
         **fields: Any,
     ) -> User:
-        user = User.objects.create_user(username=username, password=password, creator=creator, **fields)
+        user = User.objects.create_user(username=username, password=password, created_by=_account(creator), **fields)
         granted = [make_role(f"role-{username}", permissions)] if permissions else []
         granted += [Role.objects.select_related("group").get(group__name=name) for name in roles or []]
         services.user_set_roles(user=user, roles=granted)

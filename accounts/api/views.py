@@ -6,12 +6,12 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from accounts import selectors, services
 from accounts.permissions import acting_user, key_alone_accepted, key_holder_or_caller, request_caller
 from accounts.roles import IT_OPERATOR
 from esd import openapi
+from esd.client_address import ClientScopedRateThrottle
 from esd.exceptions import EsdError
 from esd.responses import esd_response
 from esd.views import EsdAPIView
@@ -127,9 +127,8 @@ class UsersView(EsdAPIView):
     def post(self, request: Request) -> Response:
         body = self.body
         if body.get("initial") is True:
-            user = services.user_create_initial(
-                username=body["username"], password=body["password"], creator=body["creator"]
-            )
+            # No account exists yet for the body's `creator` to name: the first administrator is its own creator.
+            user = services.user_create_initial(username=body["username"], password=body["password"])
             data = {"user": {"username": user.username, "roles": [IT_OPERATOR]}, "all_roles": [IT_OPERATOR]}
             return esd_response(201, "Created", data)
         if not body.get("roles"):
@@ -158,7 +157,7 @@ class AuthTokenView(EsdAPIView):
 
     authentication_classes = []  # type: ignore[var-annotated]
     body_schemas: ClassVar[dict[str, dict[str, Any]]] = {"POST": schemas.TOKEN_CREATE}
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ClientScopedRateThrottle]
     throttle_scope = "auth"
 
     def requires_caller(self, request: Request) -> bool:

@@ -144,6 +144,23 @@ def test_session_writes_need_the_csrf_token(admin_user):
     assert "CSRF" in response.json()["message"]
 
 
+def test_session_writes_with_the_csrf_token_work(admin_user):
+    # Issue 26.18: with the cookie and the header, the CSRF check read the view's (absent) parsers and answered 415.
+    from django.test import Client
+
+    from tests.conftest import PREFIX
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    client.get("/admin/")  # its logout form sets the cookie
+    token = client.cookies["csrftoken"].value
+    body = '{"role_name": "browser-made", "creator": "admin", "permissions": ["train:list"]}'
+    response = client.post(PREFIX + "roles", data=body, content_type="application/json", headers={"X-CSRFToken": token})
+    assert response.json() == {"statusCode": 201, "message": "role created"}
+    wrong = client.post(PREFIX + "roles", data=body, content_type="application/json", headers={"X-CSRFToken": "x" * 32})
+    assert wrong.status_code == 403 and "CSRF" in wrong.json()["message"]
+
+
 # --- the API key and the order of checks ------------------------------------------------------------------------
 
 
@@ -218,7 +235,7 @@ def test_esd_mode_post_roles_unknown_creator(esd, esd_mode, admin_user):
 
 def test_esd_mode_post_users_needs_a_bearer_but_acts_as_the_body_creator(esd, esd_mode, admin_user, make_user):
     make_user("nobody")
-    body = {"username": "alice", "password": "x", "creator": "admin", "roles": [IT_OPERATOR]}
+    body = {"username": "alice", "password": "Pass-phrase-42", "creator": "admin", "roles": [IT_OPERATOR]}
     assert esd.call("POST", "users", body).body == {"message": "Unauthorized"}
     # The bearer only has to be present (ESD 1.4.0): the body's creator is the one whose rights count.
     response = esd.call("POST", "users", body, token=esd_hex("nobody"))
@@ -242,7 +259,7 @@ def test_esd_mode_delete_roles_needs_a_caller(esd, esd_mode, admin_user):
 
 
 def test_esd_mode_the_webui_first_run_works_once(esd, esd_mode, db):
-    body = {"username": "admin", "password": "admin", "creator": "admin", "initial": True, "roles": [IT_OPERATOR]}
+    body = {"username": "admin", "password": "admin-pw-1", "creator": "admin", "initial": True, "roles": [IT_OPERATOR]}
     assert esd.call("POST", "users", body, token=esd_hex("admin")).status == 201
     assert esd.call("POST", "users", body, token=esd_hex("admin")).status == 403
 

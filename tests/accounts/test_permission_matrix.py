@@ -147,7 +147,7 @@ def test_get_users(esd, world, principal):
 @pytest.mark.parametrize("principal", PRINCIPALS)
 def test_post_users(esd, world, principal):
     creator = me(world, "user", principal if principal not in ("anonymous", "wrong_key") else "it_operator")
-    body = {"username": "newbie", "creator": creator, "password": "pw", "roles": ["assignable"]}
+    body = {"username": "newbie", "creator": creator, "password": "Pass-phrase-42", "roles": ["assignable"]}
     response = call_as(esd, world, principal, "user", "POST", "users", body)
     denied = {"statusCode": 403, "message": f"creator {creator} does not have permission to manage the user"}
     expected = {

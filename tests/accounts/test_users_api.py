@@ -14,7 +14,7 @@ def admin_token(admin_user, token_for):
 
 def test_initial_creates_the_first_administrator_without_credentials(esd, db):
     User.objects.all().delete()
-    body = {"username": "admin", "password": "admin", "creator": "admin", "initial": True, "roles": ["byoc"]}
+    body = {"username": "admin", "password": "admin-pw-1", "creator": "admin", "initial": True, "roles": ["byoc"]}
     response = esd.call("POST", "users", body)
     assert response.status == 201
     assert response.body == {
@@ -24,7 +24,7 @@ def test_initial_creates_the_first_administrator_without_credentials(esd, db):
     }
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff
-    assert admin.check_password("admin")
+    assert admin.check_password("admin-pw-1")
     assert user_role_names([admin])[admin.pk] == [IT_OPERATOR]
 
 
@@ -39,7 +39,7 @@ def test_initial_is_refused_once_a_user_exists(esd, admin_user):
 
 def test_create_then_list_a_user(esd, admin_token, make_role):
     make_role("byoc", ["sagemaker_endpoint:all"])
-    body = {"username": "alice", "password": "secret", "creator": "admin", "roles": ["byoc", IT_OPERATOR]}
+    body = {"username": "alice", "password": "A-secret-phrase-9", "creator": "admin", "roles": ["byoc", IT_OPERATOR]}
     assert esd.call("POST", "users", body, token=admin_token).body == {"statusCode": 201, "message": "Created"}
     response = esd.call("GET", "users", token=admin_token, query={"username": "alice", "show_password": "True"})
     assert response.body["data"] == {
@@ -65,7 +65,7 @@ def test_create_then_list_a_user(esd, admin_token, make_role):
 
 
 def test_passwords_are_stored_hashed(esd, admin_token):
-    body = {"username": "alice", "password": "plain-secret", "creator": "admin", "roles": [IT_OPERATOR]}
+    body = {"username": "alice", "password": "plain-secret-42", "creator": "admin", "roles": [IT_OPERATOR]}
     esd.call("POST", "users", body, token=admin_token)
     stored = User.objects.values_list("password", flat=True).get(username="alice")
     assert "plain-secret" not in stored
@@ -82,14 +82,16 @@ def test_users_are_listed_by_username(esd, admin_token, make_user):
 
 
 def test_unknown_role_is_400_and_nothing_is_written(esd, admin_token):
-    body = {"username": "alice", "password": "x", "creator": "admin", "roles": ["admin"]}
+    body = {"username": "alice", "password": "Pass-phrase-42", "creator": "admin", "roles": ["admin"]}
     response = esd.call("POST", "users", body, token=admin_token)
     assert response.body == {"statusCode": 400, "message": 'user roles "admin" not exist'}
     assert not User.objects.filter(username="alice").exists()
 
 
 def test_roles_are_required_when_not_initial(esd, admin_token):
-    response = esd.call("POST", "users", {"username": "alice", "password": "x", "creator": "admin"}, token=admin_token)
+    response = esd.call(
+        "POST", "users", {"username": "alice", "password": "Pass-phrase-42", "creator": "admin"}, token=admin_token
+    )
     assert response.body == {"statusCode": 400, "message": '[object has missing required properties (["roles"])]'}
 
 
@@ -97,14 +99,26 @@ def test_roles_are_required_when_not_initial(esd, admin_token):
     ("body", "fragment"),
     [
         ({"username": "alice", "creator": "admin", "roles": ["x"]}, 'missing required properties (["password"])'),
-        ({"username": "", "password": "x", "creator": "admin", "roles": ["x"]}, "required minimum: 1"),
-        ({"username": "a" * 65, "password": "x", "creator": "admin", "roles": ["x"]}, "maximum allowed: 64"),
-        ({"username": "Zoë", "password": "x", "creator": "admin", "roles": ["x"]}, "does not match input string"),
-        ({"username": "a b", "password": "x", "creator": "admin", "roles": ["x"]}, "does not match input string"),
-        ({"username": "al", "password": "x", "creator": "admin", "roles": ["x"], "is_superuser": True}, "not allowed"),
+        ({"username": "", "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"]}, "required minimum: 1"),
+        (
+            {"username": "a" * 65, "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"]},
+            "maximum allowed: 64",
+        ),
+        (
+            {"username": "Zoë", "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"]},
+            "does not match input string",
+        ),
+        (
+            {"username": "a b", "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"]},
+            "does not match input string",
+        ),
+        (
+            {"username": "al", "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"], "is_superuser": True},
+            "not allowed",
+        ),
         ({"username": "al", "password": 5, "creator": "admin", "roles": ["x"]}, "instance type (integer)"),
         (
-            {"username": "al", "password": "x", "creator": "admin", "roles": ["x"], "initial": "yes"},
+            {"username": "al", "password": "Pass-phrase-42", "creator": "admin", "roles": ["x"], "initial": "yes"},
             'allowed: ["boolean"]',
         ),
         ({"username": "al", "password": "x" * 129, "creator": "admin", "roles": ["x"]}, "maximum allowed: 128"),
@@ -120,7 +134,13 @@ def test_bad_bodies_are_400_and_write_nothing(esd, admin_token, body, fragment):
 
 def test_permissions_field_is_accepted_and_ignored(esd, admin_token, make_role):
     make_role("viewer", ["train:list"])
-    body = {"username": "al", "password": "x", "creator": "admin", "roles": ["viewer"], "permissions": ["user:all"]}
+    body = {
+        "username": "al",
+        "password": "Pass-phrase-42",
+        "creator": "admin",
+        "roles": ["viewer"],
+        "permissions": ["user:all"],
+    }
     assert esd.call("POST", "users", body, token=admin_token).status == 201
     assert not User.objects.get(username="al").has_perm("accounts.esd_user_all")
 
@@ -128,7 +148,7 @@ def test_permissions_field_is_accepted_and_ignored(esd, admin_token, make_role):
 def test_creator_cannot_hand_out_permissions_it_lacks(esd, make_user, make_role, token_for):
     make_role("powerful", ["checkpoint:all"])
     creator = make_user("maker", ["user:create"])
-    body = {"username": "al", "password": "x", "creator": "maker", "roles": ["powerful"]}
+    body = {"username": "al", "password": "Pass-phrase-42", "creator": "maker", "roles": ["powerful"]}
     response = esd.call("POST", "users", body, token=token_for(creator))
     assert response.body == {
         "statusCode": 403,
@@ -140,7 +160,7 @@ def test_only_the_creator_or_user_all_may_overwrite(esd, make_user, make_role, t
     make_role("viewer", ["user:create"])
     make_user("someone", creator="admin")
     creator = make_user("maker", ["user:create"])
-    body = {"username": "someone", "password": "x", "creator": "maker", "roles": ["viewer"]}
+    body = {"username": "someone", "password": "Pass-phrase-42", "creator": "maker", "roles": ["viewer"]}
     response = esd.call("POST", "users", body, token=token_for(creator))
     assert response.body == {
         "statusCode": 400,
@@ -151,11 +171,11 @@ def test_only_the_creator_or_user_all_may_overwrite(esd, make_user, make_role, t
 def test_overwrite_transfers_ownership_and_replaces_password_and_roles(esd, admin_token, make_user, make_role):
     make_role("viewer", ["train:list"])
     target = make_user("someone", roles=[IT_OPERATOR], creator="other")
-    body = {"username": "someone", "password": "new-pw", "creator": "admin", "roles": ["viewer"]}
+    body = {"username": "someone", "password": "new-pass-phrase-7", "creator": "admin", "roles": ["viewer"]}
     assert esd.call("POST", "users", body, token=admin_token).status == 201
     target.refresh_from_db()
     assert target.creator == "admin"
-    assert target.check_password("new-pw")
+    assert target.check_password("new-pass-phrase-7")
     assert user_role_names([target])[target.pk] == ["viewer"]
 
 
@@ -205,7 +225,7 @@ def test_the_last_it_operator_cannot_be_deleted(esd, make_user, token_for, admin
 
 def test_the_last_it_operator_cannot_lose_the_role(esd, admin_token, make_role, admin_user):
     make_role("viewer", ["train:list"])
-    body = {"username": "admin", "password": "x", "creator": "admin", "roles": ["viewer"]}
+    body = {"username": "admin", "password": "Pass-phrase-42", "creator": "admin", "roles": ["viewer"]}
     response = esd.call("POST", "users", body, token=admin_token)
     assert response.status == 400
     assert "no active IT Operator user would be left" in response.body["message"]
@@ -259,3 +279,29 @@ def test_resetting_another_users_password_follows_the_act_as_rule(esd, make_role
     assert refused.status == 403
     assert "morgan may not act as alice: alice holds [inference:all]" in refused.body["message"]
     assert User.objects.get(username="alice").check_password("alice-own-pw-1")
+
+
+@pytest.mark.parametrize(
+    "password, rule",
+    [
+        ("a", "too short"),
+        ("12345678901", "entirely numeric"),
+        ("password", "too common"),
+        ("alice-smith", "too similar to the username"),
+    ],
+)
+def test_the_api_applies_the_admins_password_rules(esd, admin_token, make_role, password, rule):
+    # Issue 26.14: the admin applied AUTH_PASSWORD_VALIDATORS and the API accepted `a`, `1` and `password`.
+    make_role("viewer", ["train:list"])
+    body = {"username": "alice-smith", "password": password, "creator": "admin", "roles": ["viewer"]}
+    answer = esd.call("POST", "users", body, token=admin_token)
+    assert answer.status == 400
+    assert answer.body["message"].startswith("password refused: ") and rule in answer.body["message"]
+    assert not User.objects.filter(username="alice-smith").exists()
+
+
+def test_a_weak_password_is_refused_for_the_first_administrator_too(esd, db):
+    body = {"username": "root", "password": "12345", "creator": "root", "initial": True, "roles": [IT_OPERATOR]}
+    answer = esd.call("POST", "users", body)
+    assert answer.status == 400 and "password refused: " in answer.body["message"]
+    assert not User.objects.exists()

@@ -43,9 +43,9 @@ def test_role_all_may_still_edit_any_role_within_what_it_holds(esd, make_user, m
 
 
 def test_rewriting_a_role_is_checked_for_what_its_members_would_gain(esd, make_user, make_role, token_for):
+    editor = make_user("editor", ["role:create", "train:list"])
     make_role("crew", ["train:list"], creator="editor")
     make_user("member", roles=["crew"])
-    editor = make_user("editor", ["role:create", "train:list"])
     body = {"role_name": "crew", "creator": "editor", "permissions": ["train:list", "inference:all"]}
     answer = esd.call("POST", "roles", body, token=token_for(editor))
     assert answer.status == 400 and "[inference:all]" in answer.body["message"]
