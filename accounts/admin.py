@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_dramatiq.models import Task as DramatiqTask
 
-from esd.admin_helpers import refusal_as_form_error, report
+from esd.admin_helpers import VisibleChoicesFilter, refusal_as_form_error, report
 from esd.errors import Refused
 
 from . import esd_permissions, selectors, services
@@ -106,7 +106,7 @@ class RoleAdmin(CheckedDeletionMixin, ActorFormMixin, admin.ModelAdmin):
     actions = ["delete_roles"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
-        return selectors.roles_with_permissions()
+        return selectors.visible_roles(actor_of(request), selectors.roles_with_permissions())
 
     @admin.display(description="permissions")
     def permission_list(self, role: Role) -> str:
@@ -212,12 +212,18 @@ class UserCreationWithRolesForm(UserRolesFormMixin, DjangoUserAdmin.add_form):  
     pass
 
 
+class RoleFilter(VisibleChoicesFilter):
+    title = "role"
+    parameter_name = "role"
+    field, label = "groups", "name"
+
+
 @admin.register(User)
 class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
     form = UserChangeWithRolesForm
     add_form = UserCreationWithRolesForm
     list_display = ("username", "role_list", "creator", "is_active", "is_staff", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    list_filter = ("is_active", "is_staff", "is_superuser", RoleFilter)
     search_fields = ("username", "email", "created_by__username")
     ordering = ("username",)
     readonly_fields = ("creator", "last_login", "date_joined")
@@ -231,6 +237,9 @@ class UserAdmin(CheckedDeletionMixin, ActorFormMixin, DjangoUserAdmin):
         ("History", {"fields": ("creator", "last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "password1", "password2", "roles")}),)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return selectors.visible_users(actor_of(request), super().get_queryset(request))
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
         return self.inlines if obj is not None else ()  # a new user has no tokens yet
@@ -341,6 +350,15 @@ class ApiTokenAdmin(ActorFormMixin, admin.ModelAdmin):
     fields = ("user", "name", "hint", "created_at", "last_used_at")
     readonly_fields = ("hint", "created_at", "last_used_at")
     autocomplete_fields = ("user",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        users = selectors.visible_users(actor_of(request), User.objects.all())
+        return super().get_queryset(request).filter(user__in=users)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["queryset"] = selectors.visible_users(actor_of(request), User.objects.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)

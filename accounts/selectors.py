@@ -44,11 +44,17 @@ def role_list(*, viewer: User, name: str | None = None) -> list[Role]:
     roles = roles_with_permissions()
     if name:
         roles = roles.filter(group__name=name)
+    return list(visible_roles(viewer, roles))
+
+
+def visible_roles(viewer: User, roles: QuerySet[Role]) -> QuerySet[Role]:
+    """The roles `viewer` may see (`GET /roles` and the admin's list): all with role:all; with role:list its own
+    roles and those it created."""
     if holds(viewer, "role", "all"):
-        return list(roles)
+        return roles
     if holds(viewer, "role", "list"):
-        return list(roles.filter(Q(created_by=viewer) | Q(group__user=viewer)).distinct())
-    return []
+        return roles.filter(pk__in=Role.objects.filter(Q(created_by=viewer) | Q(group__user=viewer)).values("pk"))
+    return roles.none()
 
 
 def user_role_names(users: Iterable[User]) -> dict[int, list[str]]:
@@ -66,12 +72,18 @@ def user_list(*, viewer: User, username: str | None = None) -> list[User]:
     users = User.objects.filter(is_active=True).order_by("username")
     if username:
         users = users.filter(username=username)
+    return list(visible_users(viewer, users))
+
+
+def visible_users(viewer: User, users: QuerySet[User]) -> QuerySet[User]:
+    """The users `viewer` may see (`GET /users`, the admin's user and token lists, its user pickers): everyone
+    with user:all; with user:list those it created; always itself."""
     if holds(viewer, "user", "all"):
-        return list(users)
+        return users
     visible = Q(pk=viewer.pk)
     if holds(viewer, "user", "list"):
         visible |= Q(created_by=viewer)
-    return list(users.filter(visible))
+    return users.filter(visible)
 
 
 def it_operator_user_ids() -> list[int]:

@@ -297,9 +297,14 @@ def _record_own_creation(user: User) -> None:
 
 @transaction.atomic
 def user_delete_many(*, actor: User, usernames: list[str]) -> int:
-    """`DELETE /users`: all the named users or none. Unknown names are ignored; the user's objects stay."""
+    """`DELETE /users`: all the named users or none. Unknown names are ignored, and so are the names of users the
+    actor may not manage (another creator's, without user:all): answering "not yours" would tell it they exist.
+    The user's objects stay."""
     usernames = list(dict.fromkeys(usernames))
-    found = {user.username: user for user in User.objects.filter(username__in=usernames)}
+    named = User.objects.filter(username__in=usernames)
+    if not holds(actor, "user", "all"):
+        named = named.filter(Q(pk=actor.pk) | Q(created_by=actor))
+    found = {user.username: user for user in named}
     targets = [found[name] for name in usernames if name in found]
     user_delete_check(actor=actor, targets=targets)
     User.objects.filter(pk__in=[user.pk for user in targets]).delete()

@@ -15,7 +15,7 @@ from esd.admin_helpers import refusal_as_form_error, report
 from esd.errors import Refused
 from esd.storage import get_storage
 
-from . import services
+from . import selectors, services
 from .models import Checkpoint, CheckpointFile, CheckpointStatus
 
 
@@ -82,7 +82,7 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
     actions = ["enable", "disable", "open_to_everyone", "limit_to_grants", "delete_checkpoints"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
-        return super().get_queryset(request).prefetch_related("files")
+        return super().get_queryset(request).filter(selectors.visible_to(actor_of(request))).prefetch_related("files")
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:

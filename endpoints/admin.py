@@ -92,7 +92,7 @@ class EndpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin):  #
     actions = ["probe", "delete_endpoints"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Endpoint]:
-        return with_live_counts(super().get_queryset(request))
+        return with_live_counts(selectors.visible_endpoints(actor_of(request), super().get_queryset(request)))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:

@@ -78,13 +78,20 @@ def endpoint_list(*, viewer: User, subject: User, endpoint_id: str | None = None
     endpoints = Endpoint.objects.exclude(status=EndpointStatus.DELETING).select_related("created_by")
     if endpoint_id:
         endpoints = endpoints.filter(pk=endpoint_id) if _is_uuid(endpoint_id) else endpoints.none()
-    if not holds(viewer, "sagemaker_endpoint", "all"):
-        if not holds(viewer, "sagemaker_endpoint", "list"):
-            return []
-        endpoints = endpoints.filter(grants.access(Endpoint, sees=subject, owns=viewer, roles_created_by=viewer))
-    found = [endpoint_current(endpoint) for endpoint in endpoints]
+    found = [endpoint_current(endpoint) for endpoint in visible_endpoints(viewer, endpoints, subject=subject)]
     grants.attach_visibility(found)
     return found
+
+
+def visible_endpoints(
+    viewer: User, endpoints: QuerySet[Endpoint], *, subject: User | None = None
+) -> QuerySet[Endpoint]:
+    """The endpoints `viewer` may see (as `subject`, default itself, would): the API's list and the admin's."""
+    if holds(viewer, "sagemaker_endpoint", "all"):
+        return endpoints
+    if not holds(viewer, "sagemaker_endpoint", "list"):
+        return endpoints.none()
+    return endpoints.filter(grants.access(Endpoint, sees=subject or viewer, owns=viewer, roles_created_by=viewer))
 
 
 def usable_by(user: User) -> Q:

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
 from accounts.admin import CheckedDeletionMixin, actor_of
-from esd.admin_helpers import report
+from esd.admin_helpers import VisibleChoicesFilter, report
 from esd.errors import Forbidden, Refused
 from esd.storage import get_storage
 
@@ -55,6 +55,12 @@ def _seconds(key: str, value: Any) -> str:
     return f"{value:.3f} s" if key.endswith("seconds") else str(value)
 
 
+class CreatorFilter(VisibleChoicesFilter):
+    title = "creator"
+    parameter_name = "creator"
+    field, label = "created_by", "username"
+
+
 @admin.register(InferenceJob)
 class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignore[misc]
     # Few, narrow columns: the list must fit a laptop screen beside the admin's sidebar (endpoint, creator and
@@ -63,7 +69,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         "short_id", "task_type", "status_label", "progress_bar", "thumbnail", "short_prompt", "checkpoint_name",
         "duration", "created",
     )  # fmt: skip
-    list_filter = ("status", "task_type", "inference_type", "created_by", "created_at")
+    list_filter = ("status", "task_type", "inference_type", CreatorFilter, "created_at")
     search_fields = ("id", "prompt", "created_by__username", "endpoint_name")
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
@@ -81,6 +87,12 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     def get_queryset(self, request: HttpRequest) -> QuerySet[InferenceJob]:
         jobs = super().get_queryset(request)
         return selectors.visible_jobs(actor_of(request), jobs)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        job = super().get_object(request, object_id, from_field)
+        if job is not None:
+            job.viewer = actor_of(request)  # the page's columns show only what this viewer may see (batch)
+        return job
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs come from the API or the Generate page
@@ -162,7 +174,9 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         """Which denoising loop it ran in (dynamic batching) and its share of that loop's images."""
         if job.batch_id is None:
             return "ran alone" if job.finished else "-"
-        others = InferenceJob.objects.filter(batch_id=job.batch_id).exclude(pk=job.pk).count()
+        # only the companions the viewer may see: another user's job in the same loop is not the viewer's to know of
+        companions = InferenceJob.objects.filter(batch_id=job.batch_id).exclude(pk=job.pk)
+        others = selectors.visible_jobs(job.viewer, companions).count()
         url = reverse("admin:inferences_inferencejob_changelist") + f"?batch_id={job.batch_id}"
         return format_html(
             '<a href="{}">{}</a>: {} of its {} images ({}%), with {} other job(s)',

@@ -305,3 +305,14 @@ def test_a_weak_password_is_refused_for_the_first_administrator_too(esd, db):
     answer = esd.call("POST", "users", body)
     assert answer.status == 400 and "password refused: " in answer.body["message"]
     assert not User.objects.exists()
+
+
+def test_delete_tells_nothing_of_users_the_caller_may_not_manage(esd, make_user, token_for):
+    # Issue 26.19: a refusal naming another creator's user confirmed it existed; it is now ignored like a name
+    # that matches nobody, and deleted nothing.
+    make_user("existing", creator="admin")
+    maker = token_for(make_user("maker", ["user:create"]))
+    hidden = esd.call("DELETE", "users", {"user_name_list": ["existing"]}, token=maker)
+    unknown = esd.call("DELETE", "users", {"user_name_list": ["never-was"]}, token=maker)
+    assert (hidden.status, hidden.raw) == (unknown.status, unknown.raw) == (204, b"")
+    assert User.objects.filter(username="existing").exists()
