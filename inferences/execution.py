@@ -212,7 +212,10 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
 def _prepared(job: InferenceJob) -> _Run:
     run = _Run(job, time.monotonic(), (timezone.now() - job.start_time).total_seconds() if job.start_time else 0.0)
     try:
-        with get_storage().open(job.payload_key) as stream:
+        storage = get_storage()
+        # the copy frozen at start; a job started before payloads were frozen has only the client's object
+        key = job.started_payload_key if storage.size(job.started_payload_key) is not None else job.payload_key
+        with storage.open(key) as stream:
             run.payload = stream.read()
         fetch_started = time.monotonic()
         run.files = _model_files(job)

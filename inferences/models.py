@@ -106,7 +106,19 @@ class InferenceJob(TimeStampedModel):
 
     @property
     def payload_key(self) -> str:
+        """Where the client PUTs api_param.json (the presigned URL's object)."""
         return f"{self.task_type}/infer_v2/{self.id}/api_param.json"
+
+    @property
+    def started_payload_key(self) -> str:
+        """The payload as `start` checked it, frozen: the worker runs this copy, so a PUT to the still-valid
+        presigned URL after start changes nothing (issue 26.7)."""
+        return f"{self.task_type}/infer_v2/{self.id}/api_param.started.json"
+
+    @property
+    def input_key(self) -> str:
+        """The payload the job runs (ESD's input_body_s3): the frozen copy once started."""
+        return self.payload_key if self.status == JobStatus.CREATED else self.started_payload_key
 
     @property
     def result_folder(self) -> str:

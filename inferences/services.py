@@ -7,6 +7,7 @@ writing results) is in execution.py.
 import logging
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -31,9 +32,10 @@ from . import completion, selectors, transitions, webhooks
 from .batching import job_batch_key
 from .engine.errors import EngineError
 from .engine.identify import read_entries
-from .engine.memory import ModelShape, check_fits, default_budget, estimate, machine_memory, parameter_count
-from .engine.model_names import names_model
-from .engine.payload import Generation, load_payload, parse_request, unhonoured_message
+from .engine.memory import check_fits, default_budget, extras_estimate, generation_estimate, machine_memory
+from .engine.model_names import names_model, pick_checkpoint
+from .engine.options import JobFiles, ModelFile
+from .engine.payload import Generation, Upscale, load_payload, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -187,35 +189,52 @@ def _check_named_models(job: InferenceJob, request: Any) -> None:
             )
 
 
+def _stored_files(job: InferenceJob) -> tuple[JobFiles, dict[str, CheckpointFile]]:
+    """The job's model files as the engine's estimates name them, without fetching any: each ModelFile's `path` is
+    its key in the store. Also each file's row, by name, to read its header from the store."""
+    rows: dict[str, CheckpointFile] = {}
+
+    def of(kind: str) -> tuple[ModelFile, ...]:
+        found = []
+        for entry in job.used_models.get(kind, []):
+            if entry["id"] == "VAE":  # Automatic / None: the checkpoint's own VAE
+                continue
+            row = CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
+            if row is not None:  # deleted since: the worker says so
+                rows[row.name] = row
+                found.append(ModelFile(path=Path(row.key), name=row.name, sha256=row.sha256))
+        return tuple(found)
+
+    checkpoints = of(CheckpointType.STABLE_DIFFUSION)
+    files = JobFiles(
+        checkpoint=checkpoints[0] if checkpoints else None, checkpoints=checkpoints, vaes=of(CheckpointType.VAE),
+        loras=of(CheckpointType.LORA), embeddings=of(CheckpointType.EMBEDDINGS),
+        controlnets=of(CheckpointType.CONTROLNET), upscalers=of(CheckpointType.UPSCALER),
+    )  # fmt: skip
+    return files, rows
+
+
 def _check_memory(job: InferenceJob, request: Any) -> None:
-    """Refuse at start a generation that cannot fit a worker (the worker checks again with its own device): the
-    estimate reads the checkpoint's safetensors header from the store, a few kilobytes."""
-    if not isinstance(request, Generation):
+    """Refuse at start a job that cannot fit a worker (the worker checks again with its own device), estimated as
+    the worker estimates it (engine.memory) from the models' safetensors headers in the store, a few kilobytes
+    each: the checkpoint and every model held beside it, or an extras job's upscalers."""
+    if not isinstance(request, Generation | Upscale):
         return
-    entries = job.used_models.get(CheckpointType.STABLE_DIFFUSION, [])
-    name = request.checkpoint_name
-    entry = next((e for e in entries if name is None or names_model(name, e["model_name"])), None)
-    file = entry and CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
-    if file is None:
-        return  # no model: the worker says so
+    files, rows = _stored_files(job)
     storage = get_storage()
 
-    def header_of(stored: CheckpointFile) -> dict[str, dict[str, object]]:
+    def header_of(model: ModelFile) -> dict[str, dict[str, object]]:
+        stored = rows[model.name]
         return read_entries(stored.name, lambda start, length: storage.read_range(stored.key, start, length))
 
-    shape = ModelShape.of(file.name, header_of(file))
-    held = {file.pk}  # each model once: two units of one ControlNet share its loaded weights
-    extra = 0  # the ControlNets and the hires checkpoint the job holds beside it
-    for model_type, name, _ in request.named_models():
-        if model_type == CheckpointType.UPSCALER:
-            continue  # runs in tiles between the passes, after the checkpoint's working set
-        entry = next((e for e in job.used_models.get(model_type, []) if names_model(name, e["model_name"])), None)
-        other = entry and CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
-        if other is not None and other.pk not in held:
-            held.add(other.pk)
-            extra += parameter_count(header_of(other))
-    dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
-    need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)
+    if isinstance(request, Upscale):
+        need = extras_estimate(request, files, header_of)
+    else:
+        checkpoint = pick_checkpoint(request, files)
+        if checkpoint is None:
+            return  # no model: the worker says so
+        dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
+        need = generation_estimate(request, files, checkpoint, header_of, dtype_bytes)
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
     check_fits(need, budget, "a worker has")
 
@@ -236,6 +255,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
             raise EngineError(unhonoured_message(request.ignored))
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
+        get_storage().write_stream(job.started_payload_key, [raw])  # what was checked is what runs
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc
     except Refused as exc:

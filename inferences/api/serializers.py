@@ -12,7 +12,7 @@ URL_LIFETIME = 3600
 def job_params(job: InferenceJob) -> dict[str, Any]:
     storage = get_storage()
     params: dict[str, Any] = {
-        "input_body_s3": storage.uri(job.payload_key),
+        "input_body_s3": storage.uri(job.input_key),
         "input_body_presign_url": job.payload_url,
         "used_models": job.used_models,
     }

@@ -51,16 +51,6 @@ def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
     return [seed + k for k in range(count)], [subseed + k for k in range(count)]
 
 
-def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
-    """The job's first Stable-diffusion model, or the one `override_settings.sd_model_checkpoint` names."""
-    if request.checkpoint_name is None:
-        return files.checkpoint
-    candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
-    return find_model(
-        candidates, request.checkpoint_name, key="override_settings.sd_model_checkpoint", kind="Stable-diffusion"
-    )
-
-
 def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile) -> ModelFile | None:
     """The hires fix's `hr_checkpoint_name` among the job's Stable-diffusion models; None: the first pass's."""
     name = request.hires.checkpoint_name if request.hires is not None else None

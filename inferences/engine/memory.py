@@ -14,12 +14,30 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .configs_path import config_folder
 from .errors import EngineError
 from .identify import identify_shapes, shapes_of
+from .model_names import names_model
+from .prompts import mentions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .options import JobFiles, ModelFile
+    from .payload import Generation, Upscale
+
+    Header = dict[str, dict[str, object]]
+    HeaderOf = Callable[[ModelFile], Header]
 
 GIB = 1024**3
+# An upscaler model's run (upscalers.run_model): the output canvas, its weights, their quotient and the uint8 copy
+# take this many bytes per output pixel; one tile's feature maps, FEATURE_COPIES maps of the model's widest layer at
+# the tile's output size (at most UPSCALE_TILE_OUTPUT pixels a side), are alive at once.
+UPSCALE_CANVAS_BYTES = 40
+UPSCALE_FEATURE_COPIES = 4
+UPSCALE_TILE_OUTPUT = 4 * 192  # upscalers.TILE at the common scale 4 (its MAX_TILE_OUTPUT bounds larger scales)
 # Measured (bench/memory_estimate.py): bytes of working set per latent pixel x UNet width x dtype byte, for the CFG
 # batch; and per image pixel x VAE decoder width x dtype byte for one decode.
 UNET_FACTOR = 24
@@ -64,6 +82,59 @@ class ModelShape:
         return cls(parameters, int(unet_shape[0]), int(vae_shape[1]), tile)  # type: ignore[index]
 
 
+def held_models(request: Generation, files: JobFiles, checkpoint: ModelFile) -> list[ModelFile]:
+    """Every model file a generation holds in memory beside `checkpoint`, each once: the hires checkpoint, the
+    ControlNets, the prompt's LoRAs, its VAE file, the embeddings its prompts mention and the hires upscaler. The one
+    list the API server (at start) and the worker (before loading) estimate from. A name the job lacks is skipped
+    here: the job is refused where that name is used."""
+    held: dict[str, ModelFile] = {}
+
+    def add(candidates: tuple[ModelFile, ...], name: str | None) -> None:
+        found = next((each for each in candidates if name is not None and names_model(name, each.name)), None)
+        if found is not None and found.name != checkpoint.name:
+            held.setdefault(found.name, found)
+
+    if request.hires is not None:
+        add(files.checkpoints, request.hires.checkpoint_name)
+        add(files.upscalers, request.hires.upscaler)
+    for unit in request.control_units:
+        add(files.controlnets, unit.model)
+    for tag in request.networks:
+        if tag.kind == "lora":
+            add(files.loras, tag.name)
+    if request.vae is None and files.vaes:
+        add(files.vaes, files.vaes[0].name)
+    elif request.vae not in (None, "None"):
+        add(files.vaes, request.vae)
+    for embedding in files.embeddings:
+        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem):
+            add(files.embeddings, embedding.name)
+    return list(held.values())
+
+
+@dataclass(frozen=True)
+class UpscalerShape:
+    """What the estimate needs of an upscaler model (ESRGAN family), from its safetensors header."""
+
+    parameters: int
+    width: int  # channels of its widest layer
+
+    @classmethod
+    def from_header(cls, header: dict[str, dict[str, object]]) -> UpscalerShape:
+        widths = [
+            int(entry["shape"][0])  # type: ignore[index]
+            for entry in header.values()
+            if isinstance(entry, dict) and isinstance(entry.get("shape"), list) and len(entry["shape"]) == 4  # type: ignore[arg-type]
+        ]
+        return cls(parameter_count(header), max(widths, default=64))
+
+
+def upscale_bytes(model: UpscalerShape, width: int, height: int) -> int:
+    """One run of an upscaler model to `width` x `height` (its weights not included), in fp32 as it runs on CPU."""
+    tile = min(UPSCALE_TILE_OUTPUT, max(width, height))
+    return UPSCALE_CANVAS_BYTES * width * height + UPSCALE_FEATURE_COPIES * tile * tile * model.width * 4
+
+
 def parameter_count(header: dict[str, dict[str, object]]) -> int:
     """Every tensor's elements in a safetensors header (an extra model a job loads: a ControlNet, a hires checkpoint)."""
     total = 0
@@ -80,15 +151,17 @@ class Estimate:
     vae: int
     baseline: int = BASELINE_BYTES
     tiled: bool = False
+    upscale: int = 0  # an upscaler model's run (the hires fix between its passes, or extras)
 
     @property
     def total(self) -> int:
-        return self.baseline + self.weights + max(self.unet, self.vae)
+        return self.baseline + self.weights + max(self.unet, self.vae, self.upscale)
 
     def describe(self) -> str:
+        upscale = f", upscaler {gib(self.upscale)}" if self.upscale else ""
         return (
             f"about {gib(self.total)} (weights {gib(self.weights)}, UNet {gib(self.unet)}, "
-            f"VAE decode {gib(self.vae)}{', tiled' if self.tiled else ''}, runtime {gib(self.baseline)})"
+            f"VAE decode {gib(self.vae)}{', tiled' if self.tiled else ''}{upscale}, runtime {gib(self.baseline)})"
         )
 
 
@@ -97,10 +170,16 @@ def gib(value: int) -> str:
 
 
 def estimate(
-    model: ModelShape, width: int, height: int, batch_size: int, dtype_bytes: int, extra_parameters: int = 0
+    model: ModelShape,
+    width: int,
+    height: int,
+    batch_size: int,
+    dtype_bytes: int,
+    extra_parameters: int = 0,
+    upscale: int = 0,
 ) -> Estimate:
-    """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (ControlNets, a hires
-    checkpoint), at the same dtype."""
+    """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (held_models), at the
+    same dtype; `upscale`: an upscaler model's run between the hires fix's passes (upscale_bytes)."""
     pixels = width * height
     tiled = pixels > TILE_ABOVE_PIXELS
     # a tile is decoded with its overlap (diffusers: a quarter of the tile each way)
@@ -110,7 +189,42 @@ def estimate(
         unet=UNET_FACTOR * 2 * batch_size * (pixels // 64) * model.unet_width * dtype_bytes,
         vae=VAE_FACTOR * decoded * model.vae_width * dtype_bytes,
         tiled=tiled,
+        upscale=upscale,
     )
+
+
+def generation_estimate(
+    request: Generation, files: JobFiles, checkpoint: ModelFile, header_of: HeaderOf, dtype_bytes: int
+) -> Estimate:
+    """A generation's peak, worked out the same way by the API server at start (headers read from the store) and by
+    the worker before loading (headers read from its cached files): `header_of` is how each side reads one."""
+    from .hires_payload import PIXEL_UPSCALERS
+
+    shape = ModelShape.of(checkpoint.name, header_of(checkpoint))
+    upscale, extra = 0, 0
+    for model in held_models(request, files, checkpoint):
+        header = header_of(model)
+        if model in files.upscalers:  # it runs in fp32 between the passes, after the first pass's working set
+            hires = request.hires
+            if hires is not None and not hires.latent and hires.upscaler not in PIXEL_UPSCALERS:
+                upscaler = UpscalerShape.from_header(header)
+                upscale = max(upscale, upscale_bytes(upscaler, *request.largest_size) + upscaler.parameters * 4)
+            continue
+        extra += parameter_count(header)
+    return estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra, upscale)
+
+
+def extras_estimate(request: Upscale, files: JobFiles, header_of: HeaderOf) -> Estimate:
+    """extra-single-image: the upscaler models' weights (fp32) and the larger of their runs; Lanczos and Nearest
+    need nothing beyond the pictures."""
+    from .model_names import find_model
+
+    models = [
+        UpscalerShape.from_header(header_of(find_model(files.upscalers, name, key=key, kind="Upscaler")))
+        for _, name, key in request.named_models()
+    ]
+    runs = [upscale_bytes(model, request.width, request.height) for model in models]
+    return Estimate(weights=sum(model.parameters for model in models) * 4, unet=0, vae=0, upscale=max(runs, default=0))
 
 
 def machine_memory() -> int:

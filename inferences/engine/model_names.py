@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from .errors import EngineError
 
 if TYPE_CHECKING:
-    from .options import ModelFile
+    from .options import JobFiles, ModelFile
+    from .payload import Generation
 
 
 def model_title_name(title: str) -> str:
@@ -30,3 +31,13 @@ def find_model(files: Sequence[ModelFile], name: str, *, key: str, kind: str) ->
             return candidate
     known = ", ".join(candidate.stem for candidate in files) or "none"
     raise EngineError(f"{key} names {name!r}, but the job has no {kind} model of that name (it has: {known})")
+
+
+def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
+    """The job's first Stable-diffusion model, or the one `override_settings.sd_model_checkpoint` names."""
+    if request.checkpoint_name is None:
+        return files.checkpoint
+    candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
+    return find_model(
+        candidates, request.checkpoint_name, key="override_settings.sd_model_checkpoint", kind="Stable-diffusion"
+    )

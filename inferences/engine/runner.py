@@ -17,7 +17,7 @@ from . import images
 from .cache import Acquired, PipelineCache
 from .errors import EngineError, first_line
 from .infotext import VERSION
-from .memory import Estimate, ModelShape, check_fits, estimate
+from .memory import Estimate, check_fits, extras_estimate, generation_estimate
 from .options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
 from .payload import Generation, Removal, Upscale, parse_request
 
@@ -67,8 +67,7 @@ class Engine:
         self.options = options or EngineOptions()
         set_threads(self.options.threads)
         self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
-        self.shapes: dict[tuple[str, str], ModelShape] = {}  # checkpoint -> what the memory estimate reads of it
-        self.parameters: dict[tuple[str, str], int] = {}  # ControlNets, hires checkpoints -> their weights' size
+        self.headers: dict[tuple[str, str], dict[str, dict[str, object]]] = {}  # what memory estimates read
 
     def run(
         self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
@@ -118,13 +117,14 @@ class Engine:
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
         from .device import release_memory
-        from .generate import generate, pick_checkpoint, pick_hires_checkpoint, pick_vae
+        from .generate import generate, pick_hires_checkpoint, pick_vae
+        from .model_names import pick_checkpoint
 
         checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
         if checkpoint is None:
             raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
         hires_checkpoint = pick_hires_checkpoint(request, files, checkpoint)
-        need = self._check_memory(request, checkpoint, files, hires_checkpoint)
+        need = self._check_memory(request, checkpoint, files)
         with ExitStack() as stack:
             # A hires checkpoint is held (and locked) beside the first for the whole job; each is locked as soon as
             # it is acquired (so loading the other cannot evict it), in the order of their paths, so two jobs using
@@ -187,7 +187,8 @@ class Engine:
         """What a job must share with others to join their loop (the payload's batch key and the very model,
         VAE and LoRA files); None: it runs alone, where a model it names but lacks fails it as it always does."""
         from .batch_key import ALONE, batch_key
-        from .generate import lora_adapters, pick_checkpoint, pick_vae
+        from .generate import lora_adapters, pick_vae
+        from .model_names import pick_checkpoint
 
         key = batch_key(request)
         if key == ALONE:
@@ -207,7 +208,8 @@ class Engine:
 
         from .batched import ALONE, Member, generate_together
         from .device import release_memory
-        from .generate import Generated, pick_checkpoint, pick_vae
+        from .generate import Generated, pick_vae
+        from .model_names import pick_checkpoint
 
         first_index, leader = group[0]
         files = jobs[first_index].files
@@ -215,7 +217,7 @@ class Engine:
         assert checkpoint is not None  # _batch_group grouped only jobs that have one
         images = sum(request.batch_size for _, request in group)
         try:
-            self._check_memory(replace(leader, batch_size=images), checkpoint, files, None)
+            self._check_memory(replace(leader, batch_size=images), checkpoint, files)
         except EngineError:
             return {}  # together they would not fit: one at a time, each checked on its own
         members = [Member(request, jobs[index].files, jobs[index].progress) for index, request in group]
@@ -242,35 +244,24 @@ class Engine:
             answers[index] = result
         return answers
 
-    def _check_memory(
-        self, request: Generation, checkpoint: ModelFile, files: JobFiles, hires: ModelFile | None
-    ) -> Estimate:
-        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget (the ControlNets
-        and a hires checkpoint it holds beside the checkpoint included)."""
+    def _check_memory(self, request: Generation, checkpoint: ModelFile, files: JobFiles) -> Estimate:
+        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget (every model it
+        holds beside the checkpoint included: memory.held_models)."""
         from .device import memory_budget, torch_dtype
-        from .identify import header_entries
-        from .memory import parameter_count
-        from .model_names import find_model
 
-        key = (str(checkpoint.path), checkpoint.sha256)
-        shape = self.shapes.get(key)
-        if shape is None:  # read once per file: the header of a real checkpoint is ~100 kB of JSON
-            shape = self.shapes[key] = ModelShape.of(checkpoint.name, header_entries(checkpoint.path))
-        wanted = [hires] if hires is not None else []
-        wanted += [
-            find_model(files.controlnets, unit.model, key=f"{unit.label}.model", kind="ControlNet")
-            for unit in request.control_units
-        ]
-        # each model once (two units of one ControlNet share its loaded weights); each header read once per process
-        others = {(str(other.path), other.sha256): other for other in wanted}
-        for other_key, other in others.items():
-            if other_key not in self.parameters:
-                self.parameters[other_key] = parameter_count(header_entries(other.path))
-        extra = sum(self.parameters[other_key] for other_key in others)
         dtype_bytes = torch_dtype(self.options).itemsize
-        need = estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra)
+        need = generation_estimate(request, files, checkpoint, self._header, dtype_bytes)
         check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
         return need
+
+    def _header(self, file: ModelFile) -> dict[str, dict[str, object]]:
+        """A model file's safetensors header, read once per file and process (a real checkpoint's is ~100 kB)."""
+        from .identify import header_entries
+
+        key = (str(file.path), file.sha256)
+        if key not in self.headers:
+            self.headers[key] = header_entries(file.path)
+        return self.headers[key]
 
     def _remove(self, request: Removal, progress: Progress) -> Result:
         from .removal import remove_background
@@ -289,6 +280,9 @@ class Engine:
         )
 
     def _upscale(self, request: Upscale, files: JobFiles, progress: Progress) -> Result:
+        from .device import memory_budget
+
+        check_fits(extras_estimate(request, files, self._header), memory_budget(self.options), "this worker has")
         started = time.perf_counter()
         image = request.image.convert("RGBA" if request.image.mode in ("RGBA", "LA", "P") else "RGB")
         upscaled = self._upscaled(image, request.resample, request, files, "upscaler_1")

@@ -16,9 +16,10 @@ from inferences import services
 from inferences.execution import claim
 from inferences.models import InferenceJob
 from tests.conftest import stop_worker, wait_for
+from tests.esd.test_storage import http
 
 from .conftest import txt2img
-from .jobs import another_live_worker, serve
+from .jobs import another_live_worker, images_of, result_document, serve
 
 
 class Hooks:
@@ -210,3 +211,24 @@ def test_metrics_count_queued_and_running_jobs(site, admin_client):
     assert [site.wait(job_id)["status"] for job_id in waiting] == ["succeed", "succeed"]
     # busy workers come from the heartbeat, which reports the finished job until its next beat
     assert wait_for(lambda: gauge(admin_client.get("/metrics").content.decode(), "esd_endpoint_backlog", name) == 0)
+
+
+def test_a_payload_replaced_after_start_changes_nothing(site):
+    # Issue 26.7: the presigned PUT stays valid after start and the worker read the object again, so a job checked
+    # at 64x64 could run as 512x512 x 150 steps (and, batched, hold other users' jobs hostage).
+    idle = serve(site, "Async", queues={"endpoint.elsewhere"})  # live, consuming nothing until the swap is done
+    answer = site.create()
+    assert answer.status == 201, answer.body
+    created = answer.body["data"]["inference"]
+    url = created["api_params_s3_upload_url"]
+    assert http("PUT", url, json.dumps(txt2img(width=64, height=64)).encode())[0] == 200
+    assert site.start(created["id"]).status == 202
+    swapped = txt2img(width=128, height=128, steps=150, prompt="swapped")
+    assert http("PUT", url, json.dumps(swapped).encode())[0] == 200  # the URL still takes it; nothing reads it
+    idle.stop()
+    serve(site, "Async")
+    data = site.wait(created["id"])
+    assert data["status"] == "succeed", data
+    assert [image.size for image in images_of(data)] == [(64, 64)]
+    assert data["params"]["input_body_s3"].endswith("/api_param.started.json")
+    assert "swapped" not in json.dumps(result_document(data))

@@ -10,12 +10,16 @@ from inferences.engine.errors import EngineError
 from inferences.engine.identify import SD15, header_entries
 from inferences.engine.memory import GIB, ModelShape, default_budget, estimate
 from inferences.engine.options import EngineOptions, JobFiles
+from inferences.engine.payload import Limits, parse_request
 from inferences.engine.runner import Engine
 from inferences.models import InferenceJob
 
-from .conftest import txt2img
+from .conftest import png_b64, red_disc, txt2img
 from .jobs import deploy, serve
 from .test_identify import meta_pipeline
+
+
+LIMITS = Limits()
 
 
 def tiny_shape(models) -> ModelShape:
@@ -116,3 +120,112 @@ def test_large_pictures_decode_in_tiles_and_small_ones_whole(engine, files, monk
         assert tiled and len(result.images) == 1
         tiled.clear()
     assert len(whole.images) == 1
+
+
+def held_names(request, files, checkpoint):
+    return sorted(model.name for model in memory.held_models(request, files, checkpoint))
+
+
+def test_every_model_a_job_holds_is_in_its_estimate(models):
+    """Issue 26.6: admission counted the checkpoint, ControlNets and a hires checkpoint, not LoRAs, VAEs, embeddings
+    or the hires upscaler (a 1.5 GB LoRA on a 64x64 job peaked at 2,287 MiB against a 2,048 MiB budget)."""
+    files = JobFiles(
+        checkpoint=models["checkpoint"], checkpoints=(models["checkpoint"], models["other"]), vaes=(models["vae"],),
+        loras=(models["lora"],), embeddings=(models["embedding"],), upscalers=(models["esrgan"],),
+    )  # fmt: skip
+    hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "2x-TinyESRGAN", "hr_checkpoint_name": "tiny-other"}
+    full = parse_request("txt2img", txt2img(prompt="style cat <lora:watercolor:0.8>", **hires), LIMITS)
+    plain = parse_request("txt2img", txt2img(prompt="a cat", override_settings={"sd_vae": "None"}), LIMITS)
+    checkpoint = models["checkpoint"]
+    assert held_names(full, files, checkpoint) == [
+        "2x-TinyESRGAN.safetensors", "blue-vae.safetensors", "style.safetensors", "tiny-other.safetensors",
+        "watercolor.safetensors",
+    ]  # fmt: skip
+    assert held_names(plain, files, checkpoint) == []  # no tag, no mention, VAE "None", no hires fix
+
+    def header_of(model):
+        return header_entries(model.path)
+
+    with_all = memory.generation_estimate(full, files, checkpoint, header_of, 4)
+    alone = memory.generation_estimate(plain, files, checkpoint, header_of, 4)
+    held = ("other", "vae", "lora", "embedding")
+    assert with_all.weights - alone.weights == 4 * sum(memory.parameter_count(header_of(models[k])) for k in held)
+    assert with_all.upscale > 0 and alone.upscale == 0 and "upscaler" in with_all.describe()
+
+
+def test_a_large_lora_is_refused_before_it_is_loaded(models):
+    files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
+    request = parse_request("txt2img", txt2img(prompt="cat <lora:watercolor:1>"), LIMITS)
+
+    def header_of(model):  # the issue's LoRA: 1.5 GB of fp32 weights, seen through its header alone
+        if model is models["lora"]:
+            return {"lora_unet_down.lora_down.weight": {"dtype": "F32", "shape": [375_000_000]}}
+        return header_entries(model.path)
+
+    need = memory.generation_estimate(request, files, models["checkpoint"], header_of, 4)
+    with pytest.raises(EngineError, match=r"more than the 2\.0 GiB a worker has"):
+        memory.check_fits(need, 2 * GIB, "a worker has")
+
+
+def test_an_extras_job_counts_its_upscalers_and_lanczos_needs_nothing(models):
+    files = JobFiles(upscalers=(models["esrgan"], models["compact"]))
+    base = {"image": png_b64(red_disc((64, 64))), "resize_mode": 1, "upscaling_resize_w": 1024}
+    base["upscaling_resize_h"] = 1024
+
+    def estimated(**payload):
+        request = parse_request("extra-single-image", {**base, **payload}, LIMITS)
+        return memory.extras_estimate(request, files, lambda model: header_entries(model.path))
+
+    lanczos = estimated(upscaler_1="Lanczos")
+    one = estimated(upscaler_1="2x-TinyESRGAN")
+    two = estimated(upscaler_1="2x-TinyESRGAN", upscaler_2="2x-TinyCompact", extras_upscaler_2_visibility=0.5)
+    assert lanczos.total == memory.BASELINE_BYTES
+    assert one.upscale >= memory.UPSCALE_CANVAS_BYTES * 1024 * 1024 and two.weights > one.weights
+
+
+def upload(site, admin_user, model, type):
+    from accounts import grants
+    from checkpoints import services as checkpoint_services
+
+    with model.path.open("rb") as handle:
+        checkpoint = checkpoint_services.checkpoint_create_from_upload(
+            actor=admin_user, type=type, name=model.name, chunks=iter([handle.read()])
+        )
+    grants.set_visibility(checkpoint, ["role-alice"])
+
+
+def test_an_extras_job_that_cannot_fit_is_refused_at_start(site, settings, admin_user, models):
+    # Issue 26.5: extra-single-image had no memory check at all
+    upload(site, admin_user, models["esrgan"], "Upscaler")
+    settings.ESD_WORKER_MEMORY_BYTES = memory.BASELINE_BYTES + 256 * 1024**2  # the runtime, and 256 MiB to work in
+    payload = {"image": png_b64(red_disc((256, 256))), "upscaling_resize": 8, "upscaler_1": "2x-TinyESRGAN"}
+    job_id = site.submit(payload, task="extra-single-image", Upscaler=[models["esrgan"].name])
+    answer = site.start(job_id)
+    assert answer.status == 400
+    assert "upscaler" in answer.body["message"] and "a worker has" in answer.body["message"]
+    small = site.submit(
+        {**payload, "upscaling_resize": 1.5}, task="extra-single-image", Upscaler=[models["esrgan"].name]
+    )
+    assert site.start(small).status == 202
+    assert site.wait(small)["status"] == "succeed"
+
+
+def test_a_lora_that_cannot_fit_is_refused_at_start(site, settings, admin_user, models):
+    # Issue 26.6, through HTTP: a budget the job fits alone, and not with its LoRA's weights
+    upload(site, admin_user, models["lora"], "Lora")
+    files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
+    request = parse_request("txt2img", txt2img(prompt="cat <lora:watercolor:1>"), LIMITS)
+    alone = memory.generation_estimate(
+        parse_request("txt2img", txt2img(prompt="cat"), LIMITS), files, models["checkpoint"],
+        lambda model: header_entries(model.path), 4,
+    )  # fmt: skip
+    held = memory.generation_estimate(request, files, models["checkpoint"], lambda m: header_entries(m.path), 4)
+    assert held.total > alone.total
+    settings.ESD_WORKER_MEMORY_BYTES = (alone.total + held.total) // 2
+    job_models = {"Stable-diffusion": [site.checkpoint.names[0]], "Lora": [models["lora"].name]}
+    refused = site.submit(txt2img(prompt="cat <lora:watercolor:1>", steps=2), **job_models)
+    answer = site.start(refused)
+    assert answer.status == 400 and "this job needs about" in answer.body["message"]
+    fits = site.submit(txt2img(prompt="cat", steps=2), **job_models)
+    assert site.start(fits).status == 202
+    assert site.wait(fits)["status"] == "succeed"
