@@ -18,7 +18,6 @@ from .conftest import png_b64, red_disc, txt2img
 from .jobs import deploy, serve
 from .test_identify import meta_pipeline
 
-
 LIMITS = Limits()
 
 
