@@ -84,7 +84,7 @@ def test_a_unit_is_read_as_the_extension_reads_it() -> None:
     assert older.image is not None and older.image.size == (96, 80)
     edited = parse_request("txt2img", with_units(unit(image={"image": png_b64(red_disc()), "mask": None})), LIMITS)
     assert edited.control_units[0].image is not None and edited.ignored == []
-    [zero] = parse_request("txt2img", with_units(unit(threshold_a=0)), LIMITS).control_units
+    [zero] = parse_request("txt2img", with_units(unit(module="threshold", threshold_a=0)), LIMITS).control_units
     assert zero.threshold_a == 0.0  # an explicit 0 is a threshold, not "unset"
     # modes by index, aliases of the extension's long names
     [indexed] = parse_controlnet(
@@ -105,6 +105,12 @@ def test_a_unit_is_read_as_the_extension_reads_it() -> None:
         (unit(guidance_start=0.8, guidance_end=0.2), "guidance_start (0.8) is after its guidance_end (0.2)"),
         (unit(resize_mode="Stretch"), "resize_mode must be one of 'Just Resize', 'Crop and Resize'"),
         (unit(image="not an image"), "args[0].image is not valid base64"),
+        # issue 26.12: the extension's slider ranges bound a payload too (a sigma of 1024 held a worker 130 s)
+        (unit(module="blur_gaussian", threshold_a=1024), "args[0].threshold_a must be a number from 0.01 to 64"),
+        (unit(threshold_b=256), "args[0].threshold_b must be a number from 1 to 255"),
+        (unit(module="scribble_xdog", threshold_a=65), "threshold_a must be a number from 1 to 64"),
+        (unit(module="tile_resample", threshold_a=9), "threshold_a must be a number from 1 to 8"),
+        (unit(processor_res=4096), "processor_res must be an integer from 64 to 2048"),
     ],
 )
 def test_a_unit_that_cannot_run_is_refused_with_its_key(spec: dict[str, object], message: str) -> None:
