@@ -1,10 +1,13 @@
 """The memory estimate (inferences/engine/memory.py) against measured peak RSS on CPU, one fresh process a row.
 
-    .venv/bin/python bench/memory_estimate.py [--full]
+    .venv/bin/python bench/memory_estimate.py [--full] [--upscalers]
 
 Each row runs one txt2img job (Euler a, 2 steps) in its own process and reports the process's peak RSS
 (ru_maxrss, which includes loading the model) next to the estimate. `--full` adds a full-width SD 1.5 (random
-weights, written to a temporary file first: about 4 GB of disk, a minute or two). Not a timed test: it prints.
+weights, written to a temporary file first: about 4 GB of disk, a minute or two). `--upscalers` measures
+extra-single-image with real-width upscaler models instead (ESRGAN's RRDB at 64 filters, as 4x-UltraSharp, with 6
+blocks rather than 23: the blocks' activations are transient, so the peak is the same and the run shorter; and
+Real-ESRGAN's compact net at 64 features, as realesr-general-x4v3). Not a timed test: it prints.
 """
 
 from __future__ import annotations
@@ -40,6 +43,31 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"loaded": loaded, "peak": peak, "estimate": need.total, "tiled": need.tiled}))
 """
 
+UPSCALER_CHILD = r"""
+import base64, io, json, resource, sys
+from pathlib import Path
+import torch
+from PIL import Image
+torch.set_num_threads(2)
+from inferences.engine.identify import header_entries
+from inferences.engine.memory import extras_estimate
+from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.payload import Limits, parse_request
+from inferences.engine.runner import Engine
+
+path, side, factor = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+files = JobFiles(upscalers=(ModelFile(path, path.name, sha256="bench"),))
+buffer = io.BytesIO()
+Image.effect_noise((side, side), 64).convert("RGB").save(buffer, "PNG")
+payload = {"image": base64.b64encode(buffer.getvalue()).decode(), "upscaler_1": path.stem, "upscaling_resize": factor}
+need = extras_estimate(parse_request("extra-single-image", payload, Limits()), files, lambda m: header_entries(m.path))
+engine = Engine(EngineOptions(threads=2, memory_bytes=1 << 50))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+engine.run("extra-single-image", payload, files)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak, "estimate": need.total, "upscale": need.upscale}))
+"""
+
 ROWS = [
     ("sd1", 256, 256, 1),
     ("sd1", 512, 512, 1),
@@ -51,9 +79,9 @@ ROWS = [
 ]
 
 
-def measure(path: Path, width: int, height: int, batch: int) -> dict[str, float]:
+def measure(path: Path, width: int, height: int, batch: int, child: str = CHILD) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(width), str(height), str(batch)],
+        [sys.executable, "-c", child, str(path), str(width), str(height), str(batch)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -88,9 +116,46 @@ def full_sd15(folder: Path) -> Path:
     return write_checkpoint(pipe, folder / "sd15-random.safetensors", half=True)
 
 
+def real_width_upscalers(folder: Path) -> list[Path]:
+    import importlib
+
+    import torch
+
+    from inferences.engine.testing import _save
+    from inferences.engine.upscalers import registry
+
+    registry()
+    torch.manual_seed(0)
+    rrdb = importlib.import_module("spandrel.architectures.ESRGAN.__arch.RRDB").RRDBNet
+    compact = importlib.import_module("spandrel.architectures.Compact.__arch.SRVGG").SRVGGNetCompact
+    return [
+        _save(rrdb(num_filters=64, num_blocks=6, scale=4).state_dict(), folder / "4x-RRDB64.safetensors"),
+        _save(compact(num_feat=64, num_conv=32, upscale=4).state_dict(), folder / "4x-Compact64.safetensors"),
+    ]
+
+
+def upscaler_rows(folder: Path) -> None:
+    print("| model | input | output | RSS before | peak RSS | estimate | estimate / peak |")
+    print("|---|---|---|---|---|---|---|")
+    mib = 1024**2
+    for path in real_width_upscalers(folder):
+        for side, factor in ((128, 4), (256, 4), (512, 2), (512, 4)):
+            r = measure(path, side, factor, 0, UPSCALER_CHILD)  # type: ignore[arg-type]
+            out = int(side * factor)
+            print(
+                f"| {path.stem} | {side}x{side} | {out}x{out} | {r['before'] / mib:.0f} MiB | {r['peak'] / mib:.0f} MiB "
+                f"| {r['estimate'] / mib:.0f} MiB | {r['estimate'] / r['peak']:.2f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from inferences.engine.tiny import write_tiny_checkpoint
+
+    if "--upscalers" in sys.argv:
+        upscaler_rows(Path(tempfile.mkdtemp(prefix="esd-memory-")))
+        return
 
     folder = Path(tempfile.mkdtemp(prefix="esd-memory-"))
     models = {arch: write_tiny_checkpoint(folder / f"tiny-{arch}.safetensors", arch=arch) for arch in ("sd1", "sdxl")}
