@@ -57,7 +57,7 @@ class CheckpointAddForm(forms.ModelForm):
             if data.get("file"):
                 upload = data["file"]
                 self.created = services.checkpoint_create_from_upload(
-                    actor=self.actor, type=data["type"], name=upload.name, chunks=upload.chunks()
+                    actor=self.actor, type=data["type"], name=upload.name, chunks=upload.chunks(), size=upload.size
                 )
             else:
                 [self.created] = services.checkpoint_create_from_urls(
@@ -118,6 +118,16 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
             percent = 100 * checkpoint.bytes_done // checkpoint.bytes_total
             return format_html('<progress max="100" value="{}"></progress> {}%', percent, percent)
         return f"{checkpoint.bytes_done} bytes"
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        # The admin wraps a POST in one transaction, which on SQLite holds the only write lock until it ends; adding
+        # a checkpoint stores a file of up to tens of gigabytes first, so the add page runs without it (the
+        # service writes the row in a short transaction of its own, after the file is stored and checked).
+        if object_id is None and request.method == "POST":
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Checkpoint, form: Any, change: bool) -> None:
         created = form.created  # made by the form's clean(), through the service

@@ -12,7 +12,8 @@ class CheckpointsConfig(AppConfig):
 
         register_resource_models("checkpoint", "checkpoints.checkpoint")
 
-        from checkpoints.services import checkpoint_resume_downloads
-        from esd.signals import recover_waiting_work
+        from checkpoints.services import checkpoint_resume_downloads, checkpoint_upload_refused
+        from esd.signals import recover_waiting_work, upload_refused
 
         recover_waiting_work.connect(checkpoint_resume_downloads, dispatch_uid="checkpoints.resume_downloads")
+        upload_refused.connect(checkpoint_upload_refused, dispatch_uid="checkpoints.upload_refused")

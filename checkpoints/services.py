@@ -4,6 +4,7 @@ esd-behaviour.md §7; hardening from architecture.md §3 and §5."""
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,7 +22,7 @@ from accounts.permissions import holds
 from esd.errors import Forbidden, Invalid, Refused
 from esd.queues import pending_messages
 from esd.responses import esd_time
-from esd.storage import StorageError, get_storage
+from esd.storage import URL_LIFETIME, StorageError, get_storage
 
 from . import download, files
 from .models import Checkpoint, CheckpointFile, CheckpointStatus
@@ -62,9 +63,12 @@ def _check_names(names: list[str]) -> None:
         raise already_exists(taken)
 
 
-def _new_checkpoint(*, actor: User, type: str, status: str, params: dict[str, Any], names: list[str]) -> Checkpoint:
+def _new_checkpoint(
+    *, actor: User, type: str, status: str, params: dict[str, Any], names: list[str], id: uuid.UUID | None = None
+) -> Checkpoint:
     role_names = account_selectors.user_role_names([actor]).get(actor.pk, [])
     checkpoint = Checkpoint(
+        id=id or uuid.uuid4(),
         type=type,
         status=status,
         params=dict(params),
@@ -197,13 +201,19 @@ def no_live_lease() -> Q:
     return Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=timezone.now())
 
 
-@transaction.atomic
-def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: Iterator[bytes]) -> Checkpoint:
-    """A checkpoint from a file uploaded through the admin: stored, checked, and Active (or refused, leaving
-    nothing behind)."""
+def checkpoint_create_from_upload(
+    *, actor: User, type: str, name: str, chunks: Iterator[bytes], size: int | None = None
+) -> Checkpoint:
+    """A checkpoint from a file uploaded through the admin (or imported from the server's disk): stored, checked,
+    and Active, or refused leaving nothing behind, neither row nor file.
+
+    The file is stored and checked before its row is written, outside any transaction: a 7 GB upload takes minutes,
+    and a transaction open that long would hold SQLite's one write lock from every other request and worker.
+    `size`, when known (the admin's upload), is checked against the store's free space first."""
     check_may_create(actor)
     _check_names([name])
-    checkpoint = _new_checkpoint(actor=actor, type=type, status=CheckpointStatus.INITIAL, params={}, names=[name])
+    checkpoint_id = uuid.uuid4()
+    folder = Checkpoint(id=checkpoint_id, type=type).folder
     storage = get_storage()
     limit = settings.ESD_MAX_CHECKPOINT_BYTES
     digest = hashlib.sha256()
@@ -218,21 +228,56 @@ def checkpoint_create_from_upload(*, actor: User, type: str, name: str, chunks: 
             yield chunk
 
     try:
-        size = storage.write_stream(checkpoint.key(name), hashed())
+        if size is not None:
+            if size > limit:
+                raise files.FileRejected(f"the file is larger than the {limit}-byte limit")
+            storage.check_room(f"{folder}/{name}", size)
+        written = storage.write_stream(f"{folder}/{name}", hashed())
         stored = files.ingest(
-            storage, folder=checkpoint.folder, name=name, limit=limit, sha256=digest.hexdigest(), size=size,
-            kind=checkpoint.type,
-        )  # fmt: skip
-        checkpoint_record_files(checkpoint, stored, replaced=name)
-    except (files.FileRejected, StorageError) as exc:
+            storage, folder=folder, name=name, limit=limit, sha256=digest.hexdigest(), size=written, kind=type
+        )
+        with transaction.atomic():
+            checkpoint = _new_checkpoint(
+                actor=actor, type=type, status=CheckpointStatus.ACTIVE, params={}, names=[name], id=checkpoint_id
+            )
+            checkpoint_record_files(checkpoint, stored, replaced=name)
+    except BaseException as exc:
         try:
-            storage.delete_prefix(checkpoint.folder + "/")
-        except Exception:  # the store itself failed: the transaction still rolls the checkpoint back
-            logger.exception("Could not clean the store after a refused upload to checkpoint %s", checkpoint.pk)
-        raise Invalid(str(exc)) from exc
-    checkpoint.status = CheckpointStatus.ACTIVE
-    checkpoint.save(update_fields=["status", "updated_at"])
+            storage.delete_prefix(folder + "/")
+        except Exception:  # the store itself failed; nothing in the database names the folder
+            logger.exception("Could not clean the store after a refused upload to %s", folder)
+        if isinstance(exc, files.FileRejected | StorageError):
+            raise Invalid(str(exc)) from exc
+        raise
     return checkpoint
+
+
+def checkpoint_upload_refused(*, key: str, reason: str, **kwargs: Any) -> int:
+    """esd.signals.upload_refused receiver: the Initial checkpoint whose file the local store refused (larger than
+    the cap, or no room) fails with the reason at once, its parts cleaned, rather than wait for a completion."""
+    folder, _, name = key.rpartition("/")
+    for file in CheckpointFile.objects.select_related("checkpoint").filter(
+        name=name, checkpoint__status=CheckpointStatus.INITIAL
+    ):
+        if file.checkpoint.folder == folder:
+            checkpoint_fail(file.checkpoint, f"the upload of {name} was refused: {reason}")
+            return 1
+    return 0
+
+
+def checkpoint_fail_abandoned_uploads(*, older_than: float = 2 * URL_LIFETIME) -> int:
+    """Initial checkpoints whose upload URLs expired long enough ago that no PUT begun in time can still be running:
+    nothing will complete them, so they fail with the reason (their parts cleaned) rather than sit in Initial."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    count = 0
+    for checkpoint in Checkpoint.objects.filter(status=CheckpointStatus.INITIAL, updated_at__lt=cutoff):
+        checkpoint_fail(
+            checkpoint,
+            f"the upload was not completed within {older_than / 3600:g} h, when its URLs expired; upload the file "
+            "again (a new checkpoint)",
+        )
+        count += 1
+    return count
 
 
 def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: bool = False, **kwargs: Any) -> int:
@@ -241,6 +286,9 @@ def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: boo
     only the downloads whose message the broker is known to have lost (checkpoint_requeue_lost_downloads)."""
     from . import actors
 
+    abandoned = checkpoint_fail_abandoned_uploads()
+    if abandoned:
+        logger.info("Failed %d upload(s) whose URLs expired before they were completed", abandoned)
     if periodic:
         return checkpoint_requeue_lost_downloads(older_than=settings.ESD_REQUEUE_AFTER_SECONDS)
     if queues is not None and actors.checkpoint_download.queue_name not in queues:

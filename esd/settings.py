@@ -142,6 +142,9 @@ STORAGES_STATICFILES = "whitenoise.storage.CompressedManifestStaticFilesStorage"
 
 # Bodies are capped before they are parsed: ESD's largest JSON body is a list of 100 ids.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ESD_MAX_REQUEST_BYTES", default=1024 * 1024)
+# Uploaded files above 2.5 MB wait here while they arrive (Django's upload handler, and esd_serve's buffering of
+# request bodies): in the data folder, not /tmp, which is often a RAM-backed tmpfs far smaller than a checkpoint.
+FILE_UPLOAD_TEMP_DIR = env.str("ESD_UPLOAD_TEMP_DIR", default=str(ESD_DATA_DIR / "tmp"))
 
 # --- Security headers and cookies ------------------------------------------------------------------------------
 # DJANGO_HTTPS=true is for deployments served over HTTPS (directly or behind a proxy that sets

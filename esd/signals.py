@@ -7,3 +7,7 @@ from django.dispatch import Signal
 # ESD_REQUEUE_AFTER_SECONDS with periodic=True and worker=<their Worker row>: apps queue again what a broker is
 # known to have lost meanwhile. Arguments: queues (a set of queue names, or None for all), worker, periodic.
 recover_waiting_work = Signal()
+
+# Sent by the local store when it refuses a presigned PUT that cannot fit (larger than the cap, no room on the disk):
+# the app whose object it was fails it with the reason at once. Arguments: key, reason.
+upload_refused = Signal()

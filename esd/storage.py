@@ -169,6 +169,10 @@ class ObjectStorage(ABC):
     @abstractmethod
     def list_keys(self, prefix: str) -> list[str]: ...
 
+    def check_room(self, key: str, length: int) -> None:
+        """Refuse (StorageFull) before writing `length` bytes that cannot fit. S3 has no such limit: a no-op."""
+        return None
+
 
 # --- Local folder -------------------------------------------------------------------------------------------------
 
@@ -191,8 +195,19 @@ def _md5_etag(digest: "hashlib._Hash") -> str:
     return f'"{digest.hexdigest()}"'
 
 
+def human_bytes(value: float) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 class LocalStorage(ObjectStorage):
     """Objects as files under `root`. Multipart parts wait in `root/.multipart/<upload id>/` until completed."""
+
+    # Left free beside an upload, as the disk allows: the database, logs and the model cache may share it.
+    ROOM_MARGIN = 64 * 1024**2
 
     def __init__(self, backend: "FileSystemStorage", bucket: str, public_url: str) -> None:
         self.backend = backend
@@ -281,6 +296,16 @@ class LocalStorage(ObjectStorage):
         Path(out.name).replace(target)
         return _md5_etag(digest)
 
+    def check_room(self, key: str, length: int) -> None:
+        existing = next(folder for folder in (self.root, *self.root.parents) if folder.exists())  # root may be new
+        disk = shutil.disk_usage(existing)
+        margin = min(self.ROOM_MARGIN, disk.total // 20)
+        if length + margin > disk.free:
+            raise StorageFull(
+                f"the store has no room for {key}: it is {human_bytes(length)} and {human_bytes(disk.free)} is free "
+                f"(keeping {human_bytes(margin)} spare); free space on {self.root}, then try again"
+            )
+
     def write_object(self, key: str, body: Readable, limit: int) -> str:
         target = self.path(key)
         with refusing_when_full(key):
@@ -308,14 +333,19 @@ class LocalStorage(ObjectStorage):
             if etag.strip('"') != digest.hexdigest():
                 raise StorageError(f"InvalidPart: the ETag of part {number} does not match the uploaded data")
             files.append(part)
-
-        def concatenated() -> Iterator[bytes]:
-            for part in files:
-                with part.open("rb") as handle:
-                    while chunk := handle.read(CHUNK):
-                        yield chunk
-
-        self.write_stream(key, concatenated())
+        # The parts are appended to the first, each deleted once copied, and the whole renamed into place: the disk
+        # holds a multi-gigabyte upload once (plus one part), not twice. What a failure leaves goes when the upload
+        # is aborted (its checkpoint fails, and its folder and parts are cleaned).
+        target = self.path(key)
+        with refusing_when_full(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            first, rest = files[0], files[1:]
+            with first.open("ab") as out:
+                for part in rest:
+                    with part.open("rb") as handle:
+                        shutil.copyfileobj(handle, out, CHUNK)
+                    part.unlink()
+        first.replace(target)
         shutil.rmtree(folder, ignore_errors=True)
 
     def multipart_abort(self, key: str, upload_id: str) -> None:

@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -143,3 +144,68 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def write_sparse_safetensors(path: Path, size: int) -> Path:
+    """A valid safetensors file of `size` bytes holding one zero-filled U8 tensor, written sparse: a multi-gigabyte
+    checkpoint that costs no disk until it is copied."""
+
+    def header(data: int) -> bytes:
+        entry = {"dtype": "U8", "shape": [data], "data_offsets": [0, data]}
+        return json.dumps({"__metadata__": {"format": "pt"}, "weight": entry}).encode()
+
+    data = size
+    for _ in range(3):  # the header holds the data's length, whose digits change the header's
+        data = size - 8 - len(header(data))
+    assert 8 + len(header(data)) + data == size
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(header(data))) + header(data))
+        handle.truncate(size)
+    return path
+
+
+class RssSampler:
+    """The largest resident set size of process `pid` (from /proc), sampled every `interval` s in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid, self.interval = pid, interval
+        self.start = self.peak = self.read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def read(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.peak = max(self.peak, self.read())
+            except OSError:
+                return
+
+    def stop(self) -> int:
+        """The growth over the sampling, in bytes."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak - self.start
+
+
+def put_file(url: str, path: Path, timeout: float = 600) -> tuple[int, Any, bytes]:
+    """PUT a file's bytes to a URL, streamed from disk (http.client sends a file object in blocks). The headers
+    come back as a case-insensitive message."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    with path.open("rb") as body:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("PUT", target, body=body, headers={"Content-Length": str(path.stat().st_size)})
+        response = connection.getresponse()
+        answer = response.status, response.msg, response.read()
+    connection.close()
+    return answer

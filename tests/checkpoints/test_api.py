@@ -330,3 +330,39 @@ def test_a_header_nested_100000_deep_is_refused_marked_failed_and_removed(esd, a
     row = Checkpoint.objects.get(pk=checkpoint["id"])
     assert row.status == "Failed" and "nests too deeply" in row.error
     assert store.list_keys(f"{SD}/checkpoint/custom/{checkpoint['id']}/") == []
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+def test_a_part_too_large_fails_its_checkpoint_at_once(transactional_db, esd, admin_token, store, settings):
+    # Issue 29.1: a refused upload left its checkpoint in Initial for ever
+    settings.ESD_MAX_CHECKPOINT_BYTES = 1000
+    started = start_upload(esd, admin_token, [("big.safetensors", 1)])
+    [url] = started.body["data"]["s3PresignUrl"]["big.safetensors"]
+    status, _, body = http("PUT", url, b"\0" * 1001)
+    assert status == 413 and b"larger than the 1000-byte limit" in body
+    checkpoint = Checkpoint.objects.get(pk=started.body["data"]["checkpoint"]["id"])
+    assert checkpoint.status == "Failed" and "the upload of big.safetensors was refused: body of 1001 bytes" in (
+        checkpoint.error
+    )
+
+
+def test_an_upload_never_completed_fails_once_its_urls_have_expired(esd, admin_token, store):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from checkpoints.services import checkpoint_fail_abandoned_uploads
+
+    started = start_upload(esd, admin_token, [("left.safetensors", 2)])
+    fresh = start_upload(esd, admin_token, [("fresh.safetensors", 1)])
+    [first, _] = started.body["data"]["s3PresignUrl"]["left.safetensors"]
+    assert http("PUT", first, b"\0" * 100)[0] == 200  # a part arrived; the client then gave up
+    left_id = started.body["data"]["checkpoint"]["id"]
+    Checkpoint.objects.filter(pk=left_id).update(updated_at=timezone.now() - timedelta(hours=2, seconds=1))
+    assert checkpoint_fail_abandoned_uploads() == 1
+    left = Checkpoint.objects.get(pk=left_id)
+    assert left.status == "Failed" and "not completed within 2 h, when its URLs expired" in left.error
+    assert Checkpoint.objects.get(pk=fresh.body["data"]["checkpoint"]["id"]).status == "Initial"
+    from esd.storage import get_storage
+
+    assert get_storage().list_keys(left.folder + "/") == []

@@ -51,17 +51,21 @@ def test_a_download_that_fills_the_disk_fails_with_the_reason_and_leaves_nothing
     assert wait_for(finished("small.safetensors")).status == "Active"
 
 
-def test_a_presigned_upload_to_a_full_disk_is_a_507_and_leaves_no_part(esd, admin_token, small_disk):
+def test_a_presigned_upload_to_a_full_disk_is_a_507_and_leaves_nothing(esd, admin_token, small_disk):
     started = start_upload(esd, admin_token, [("model.safetensors", 1)])
     assert started.status == 201, started.body
     [url] = started.body["data"]["s3PresignUrl"]["model.safetensors"]
     status, _, body = http("PUT", url, b"\1" * (3 * MiB))
     assert status == 507
-    assert "the store has no room" in json.loads(body)["message"]
-    [record] = files_under(small_disk)  # the open upload's own record; no part, no `.incoming-` file
-    assert record.startswith(".multipart/") and record.endswith("/upload.json")
-    status, _, _ = http("PUT", url, b"\1" * 1024)  # room for a small part: the same URL works
-    assert status == 200
+    message = json.loads(body)["message"]
+    # checked before a byte is written, from Content-Length and the disk's free space
+    assert message.startswith("the store has no room for ") and "it is 3.0 MiB and " in message
+    assert "free space on " in message
+    assert files_under(small_disk) == []  # no part, no `.incoming-` file, and the upload's record is gone too
+    # issue 29.1: the checkpoint fails at once with the reason, rather than wait in Initial for a completion
+    checkpoint = Checkpoint.objects.get(pk=started.body["data"]["checkpoint"]["id"])
+    assert checkpoint.status == "Failed" and "the upload of model.safetensors was refused: " in checkpoint.error
+    assert http("PUT", url, b"\1" * 1024)[0] == 400  # its upload was aborted
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dramatiq.brokers.stub import StubBroker
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.conftest import wait_for
-from tests.helpers import free_port, safetensors_bytes
+from tests.helpers import RssSampler, free_port, put_file, safetensors_bytes, write_sparse_safetensors
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"ESD_WORKER_HEARTBEAT_SECONDS": "0.2", "ESD_WORKER_DEAD_AFTER_SECONDS": "1.5"}
@@ -266,6 +266,40 @@ def test_idle_connections_do_not_starve_esd_serve(embedded_env):
     finally:
         for sock in idle:
             sock.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_esd_serve_takes_a_checkpoint_larger_than_waitress_own_limit(embedded_env, tmp_path):
+    """Issue 29.1: `make run` answered a 1.5 GB upload with waitress's "Request Entity Too Large ... max_body of
+    1073741824". A 1.25 GiB checkpoint in one presigned PUT, as the README's recipe sends it: stored whole, in
+    bounded memory, hashed, Active."""
+    first_run = run("esd_bootstrap", "--first-run", env=embedded_env)
+    token = re.search(r"API token:\s+(\S+)", first_run.stdout).group(1)
+    model = write_sparse_safetensors(tmp_path / "big.safetensors", 1280 * 1024**2 + 17)
+    port = free_port()
+    server = start_serve(port, embedded_env, "--no-workers")
+    try:
+        body = {"checkpoint_type": "Stable-diffusion", "filenames": [{"filename": model.name, "parts_number": 1}],
+                "params": {"message": "large"}}  # fmt: skip
+        created = api(port, "POST", "checkpoints", token, body)["data"]
+        rss = RssSampler(server.pid)
+        status, headers, answer = put_file(created["s3PresignUrl"][model.name][0], model)
+        growth = rss.stop()
+        assert status == 200, answer
+        tags = {model.name: [{"ETag": headers["ETag"], "PartNumber": 1}]}
+        done = api(port, "PUT", f"checkpoints/{created['checkpoint']['id']}", token,
+                   {"status": "Active", "multi_parts_tags": tags})  # fmt: skip
+        assert done["statusCode"] == 200, done
+        [listed] = api(port, "GET", "checkpoints", token)["data"]["checkpoints"]
+        assert listed["status"] == "Active"
+        stored = Path(embedded_env["ESD_DATA_DIR"]) / "storage" / listed["s3Location"].split("/", 3)[-1] / model.name
+        assert stored.stat().st_size == model.stat().st_size
+        assert growth < 128 * 1024**2, f"the web process grew by {growth / 1024**2:.0f} MiB"
+    finally:
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)

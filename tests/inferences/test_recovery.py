@@ -143,10 +143,12 @@ def fill(folder) -> None:
 
 def test_a_job_whose_outputs_do_not_fit_fails_with_the_reason(site_on_a_small_disk, settings):
     site = site_on_a_small_disk
-    serve(site, "Async")
+    idle = serve(site, "Async", queues={"endpoint.elsewhere"})  # in service, running nothing yet
     job_id = site.submit(txt2img())
-    fill(settings.ESD_STORAGE_ROOT)  # the payload is stored; the images will not be
     assert site.start(job_id).status == 202
+    fill(settings.ESD_STORAGE_ROOT)  # the payload is stored (and frozen at start); the images will not be
+    idle.stop()
+    serve(site, "Async")
     data = site.wait(job_id, timeout=90)
     assert data["status"] == "failed"
     job = InferenceJob.objects.get(pk=job_id)

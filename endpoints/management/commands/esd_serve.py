@@ -8,6 +8,7 @@ nothing; on SIGTERM or Ctrl-C the workers finish the message in hand and deregis
 import logging
 import os
 import signal
+import tempfile
 import threading
 from typing import Any
 
@@ -93,6 +94,10 @@ class Command(BaseCommand):
             # The local store's signed URLs must point at this very server unless told otherwise.
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
             settings.ESD_PUBLIC_URL = f"http://{shown}:{port}"
+        # waitress buffers each request body in a temporary file before a thread sees it: a checkpoint's upload
+        # goes to the data folder's upload folder rather than /tmp (often a small tmpfs), and may be as large as
+        # a checkpoint (waitress's own cap is 1 GiB; a form's fields and boundaries come on top of the file).
+        tempfile.tempdir = settings.FILE_UPLOAD_TEMP_DIR
         server = create_server(
             application,
             host=host,
@@ -108,6 +113,7 @@ class Command(BaseCommand):
             channel_timeout=settings.ESD_SERVE_CHANNEL_TIMEOUT,
             cleanup_interval=max(1, min(30, settings.ESD_SERVE_CHANNEL_TIMEOUT // 3)),
             asyncore_use_poll=True,
+            max_request_body_size=settings.ESD_MAX_CHECKPOINT_BYTES + 64 * 1024**2,
         )
         supervisor = None
         if not options["no_workers"]:
