@@ -377,12 +377,17 @@ def inference_requeue_lost(
             transitions.fail(str(job.pk), f"its worker stopped during each of {job.attempts} attempts")
             continue
         held_here = worker is not None and job.worker_id == worker.pk
+        # claimed by a worker that died since: its message went with it on the in-process broker, and a broker that
+        # cannot be asked may have lost it too (a duplicate finds the job claimed and is dropped)
+        taken_by_the_dead = job.claimed_at is not None and not held_here
         if job.message_id and not held_here:
             if queue_name not in pending:
                 messages = pending_messages(queue_name)
                 pending[queue_name] = None if messages is None else {message.message_id for message in messages}
             known = pending[queue_name]
-            if (known is None and not unknown_is_lost) or (known is not None and job.message_id in known):
+            if known is None and not unknown_is_lost and not taken_by_the_dead:
+                continue
+            if known is not None and job.message_id in known:
                 continue
         message = _message(str(job.pk), queue_name)
         if transitions.requeue(job, message, let_go=held_here) and _send(str(job.pk), message):

@@ -153,12 +153,13 @@ def cancel_orphans(jobs: QuerySet[InferenceJob]) -> int:
 
 
 def cancelled_at_a_step(job_id: str) -> None:
-    """A running job whose worker saw its cancel flag → failed (cancelled)."""
+    """A running job whose worker saw its cancel flag → failed (cancelled). Heard of once: a job a cancel or a sweep
+    ended meanwhile is not announced again (found by tests/inferences/test_job_state_machine.py)."""
     now = timezone.now()
-    InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).update(
+    if InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).update(
         status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
-    )
-    _ended(job_id, "failed")
+    ):
+        _ended(job_id, "failed")
 
 
 def fail(job_id: str, reason: str, jobs: QuerySet[InferenceJob] | None = None) -> bool:
