@@ -104,8 +104,10 @@ def admin_form(base: str, password: str, model: Path) -> None:
         return response.status, text
 
     def csrf(path: str) -> str:
-        _, page = request("GET", path)
-        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        status, page = request("GET", path)
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert found, f"GET {path} answered {status} without a form: {page[:300]}"
+        return found.group(1)
 
     token = csrf("/admin/login/")
     form = f"csrfmiddlewaretoken={token}&username=admin&password={password}&next=/admin/".encode()
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=6.0)
     args = parser.parse_args()
     scratch = embedded_deployment("esd-upload")
+    subprocess.run([*MANAGE, "collectstatic", "--noinput"], env=scratch.env, check=True, capture_output=True)  # admin
     model = write_sparse_safetensors(Path(tempfile.mkdtemp()) / "big-model.safetensors", int(args.gib * GIB))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
