@@ -38,6 +38,4 @@ def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
     if request.checkpoint_name is None:
         return files.checkpoint
     candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
-    return find_model(
-        candidates, request.checkpoint_name, key="override_settings.sd_model_checkpoint", kind="Stable-diffusion"
-    )
+    return find_model(candidates, request.checkpoint_name, key=request.checkpoint_key, kind="Stable-diffusion")

@@ -84,6 +84,7 @@ class Generation:
     eta: float | None
     noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
     checkpoint_name: str | None = None  # override_settings.sd_model_checkpoint: one of the job's models, by name
+    checkpoint_key: str = "override_settings.sd_model_checkpoint"  # the payload key that named it
     subseed: int = -1  # variation seed (-1: random), mixed in by subseed_strength
     subseed_strength: float = 0.0
     seed_resize_from: tuple[int, int] | None = None  # (width, height) whose noise is drawn, then centred
@@ -116,7 +117,7 @@ class Generation:
         job's models at start, and looked up among them on the worker."""
         named = []
         if self.checkpoint_name is not None:
-            named.append(("Stable-diffusion", self.checkpoint_name, "override_settings.sd_model_checkpoint"))
+            named.append(("Stable-diffusion", self.checkpoint_name, self.checkpoint_key))
         named += [("ControlNet", unit.model, f"{unit.label}.model") for unit in self.control_units]
         if self.hires is not None:
             if self.hires.checkpoint_name:
@@ -225,7 +226,6 @@ HARMLESS = {
     "is_using_inpainting_conditioning",
     "outpath_samples",
     "outpath_grids",
-    "sd_model_checkpoint",
     "sd_model",
 }
 HIRES = {
@@ -386,9 +386,14 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         raise EngineError(f"override_settings.sd_vae must be a VAE's file name, not {vae!r}")
     if vae in ("Automatic", "None", ""):
         vae = vae or None
+    checkpoint_key = "override_settings.sd_model_checkpoint"
     checkpoint_name = overrides.get("sd_model_checkpoint")
+    if checkpoint_name is None and data.get("sd_model_checkpoint") not in (None, ""):
+        # ESD's WebUI also sends its current model at the top level: it names the model as surely, and a model the
+        # job lacks is refused rather than silently run on another (issue 29.5)
+        checkpoint_key, checkpoint_name = "sd_model_checkpoint", data["sd_model_checkpoint"]
     if checkpoint_name is not None and not isinstance(checkpoint_name, str):
-        raise EngineError(f"override_settings.sd_model_checkpoint must be a model's file name, not {checkpoint_name!r}")
+        raise EngineError(f"{checkpoint_key} must be a model's file name, not {checkpoint_name!r}")
 
     networks_off = read.flag("disable_extra_networks", False)
     text, networks = extract_networks(prompt)
@@ -412,6 +417,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         schedule=schedule,
         noise_seed_delta=Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
         checkpoint_name=model_title_name(checkpoint_name) if checkpoint_name else None,
+        checkpoint_key=checkpoint_key,
         subseed=read.integer("subseed", -1, -1, 2**32 - 1),
         subseed_strength=read.number("subseed_strength", 0.0, 0.0, 1.0),
         seed_resize_from=(resize_w, resize_h) if resize_w > 0 and resize_h > 0 else None,

@@ -129,6 +129,11 @@ def test_starting_twice_or_before_the_upload(served):
             ).encode(),
             "sd_model_checkpoint names 'v1-5-pruned.safetensors', but the job's Stable-diffusion models are: tiny-sd1",
         ),
+        # issue 29.5: the top-level key (ESD's WebUI sends it too) names the model as surely, and was ignored
+        (
+            json.dumps(txt2img(sd_model_checkpoint="v1-5-pruned.safetensors [6ce0161689]")).encode(),
+            "sd_model_checkpoint names 'v1-5-pruned.safetensors', but the job's Stable-diffusion models are: tiny-sd1",
+        ),
         (
             json.dumps(
                 txt2img(
