@@ -95,15 +95,23 @@ def endpoint_create_check(
 def check_capacity(instance_type: str, count: int) -> None:
     """Refuse instances the deployment cannot have, in the words of SageMaker's quota error, which ESD passed
     through and its clients look for (`ResourceLimitExceeded`). Endpoints being deleted no longer count."""
-    if count > settings.ESD_MAX_INSTANCES:
+    live = Endpoint.objects.exclude(status=EndpointStatus.DELETING)
+    quota = settings.ESD_INSTANCE_QUOTAS.get(instance_type)
+    if quota is not None:
+        used = live.filter(instance_type=instance_type).aggregate(total=Sum("initial_instance_count"))["total"] or 0
+        if used + count > quota:
+            # SageMaker's own words (CreateEndpoint's ResourceLimitExceeded), which ESD clients match on
+            raise Invalid(
+                f"ResourceLimitExceeded: The account-level service limit '{instance_type} for endpoint usage' is "
+                f"{quota} Instances, with current utilization of {used} Instances and a request delta of {count} "
+                "Instances. Please use AWS Service Quotas to request an increase for this quota."
+            )
+    elif count > settings.ESD_MAX_INSTANCES:
         raise Invalid(
             f"ResourceLimitExceeded: initial_instance_count must be from 1 to {settings.ESD_MAX_INSTANCES} "
             f"(ESD_MAX_INSTANCES, the limit of {instance_type} instances per endpoint); this request asks for {count}",
         )
-    in_use = (
-        Endpoint.objects.exclude(status=EndpointStatus.DELETING).aggregate(total=Sum("initial_instance_count"))["total"]
-        or 0
-    )
+    in_use = live.aggregate(total=Sum("initial_instance_count"))["total"] or 0
     if in_use + count > settings.ESD_MAX_TOTAL_INSTANCES:
         raise Invalid(
             f"ResourceLimitExceeded: the deployment allows {settings.ESD_MAX_TOTAL_INSTANCES} instances over all "

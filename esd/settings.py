@@ -299,6 +299,15 @@ ESD_REQUEUE_AFTER_SECONDS = env.float("ESD_REQUEUE_AFTER_SECONDS", default=30.0)
 ESD_INSTANCE_TYPES = env.list("ESD_INSTANCE_TYPES", default=["cpu", "cuda", "gpu"])
 ESD_MAX_INSTANCES = env.int("ESD_MAX_INSTANCES", default=64)  # instances (workers) one endpoint may ask for
 ESD_MAX_TOTAL_INSTANCES = env.int("ESD_MAX_TOTAL_INSTANCES", default=256)  # their sum over all endpoints
+# SageMaker's account quotas per instance type ("ml.g5.2xlarge=8,ml.g4dn.16xlarge=0"): instances of that type over all
+# endpoints; a type listed here is bounded by its quota instead of ESD_MAX_INSTANCES
+ESD_INSTANCE_QUOTAS = env.dict("ESD_INSTANCE_QUOTAS", default={})
+try:
+    ESD_INSTANCE_QUOTAS = {kind.strip(): int(quota) for kind, quota in ESD_INSTANCE_QUOTAS.items()}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ESD_INSTANCE_QUOTAS: each quota must be a whole number ({exc})") from exc
+if any(quota < 0 for quota in ESD_INSTANCE_QUOTAS.values()):
+    raise ImproperlyConfigured("ESD_INSTANCE_QUOTAS: quotas cannot be negative")
 ESD_AUTOSCALE_TARGET_BACKLOG = env.int("ESD_AUTOSCALE_TARGET_BACKLOG", default=5)  # queued jobs per instance, as ESD
 ESD_METRICS_TOKEN = env.str("ESD_METRICS_TOKEN", default="")  # when set, /metrics demands it as a bearer token
 ESD_SERVE_DEVICE = env.str("ESD_SERVE_DEVICE", default="cpu")  # device of esd_serve's worker threads

@@ -123,6 +123,29 @@ def test_the_sum_over_endpoints_is_capped(esd, esd_client_mode, admin_user, make
     assert esd.call("POST", "endpoints", fits, headers=as_admin()).status == 202
 
 
+def test_instance_quotas_per_type_answer_in_sagemakers_words(esd, esd_client_mode, admin_user, make_role):
+    # Issue 29.8: SageMaker's account quotas per instance type, with the message ESD clients match on
+    esd_client_mode.ESD_INSTANCE_QUOTAS = {"ml.g5.2xlarge": 8, "ml.g4dn.16xlarge": 0}
+    make_role("second", ["inference:all"])
+    make_role("third", ["inference:all"])
+    assert esd.call("POST", "endpoints", endpoint_body(initial_instance_count=6), headers=as_admin()).status == 202
+    over = endpoint_body(initial_instance_count=3, assign_to_roles=["second"])
+    answer = esd.call("POST", "endpoints", over, headers=as_admin())
+    assert answer.body == {
+        "statusCode": 400,
+        "message": "ResourceLimitExceeded: The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 8 "
+        "Instances, with current utilization of 6 Instances and a request delta of 3 Instances. Please use AWS "
+        "Service Quotas to request an increase for this quota.",
+    }
+    none_allowed = endpoint_body(instance_type="ml.g4dn.16xlarge", assign_to_roles=["second"])
+    assert "is 0 Instances" in esd.call("POST", "endpoints", none_allowed, headers=as_admin()).body["message"]
+    # a type not listed keeps ESD_MAX_INSTANCES per endpoint; the quota leaves room for 2 more
+    unlisted = endpoint_body(instance_type="ml.g4dn.xlarge", initial_instance_count=20, assign_to_roles=["third"])
+    assert esd.call("POST", "endpoints", unlisted, headers=as_admin()).status == 202
+    fits = endpoint_body(initial_instance_count=2, assign_to_roles=["second"])
+    assert esd.call("POST", "endpoints", fits, headers=as_admin()).status == 202
+
+
 # --- 3. deletion ----------------------------------------------------------------------------------------------------
 
 

@@ -77,6 +77,8 @@ def test_environment_overrides(tmp_path):
         ({"ESD_AUTH_MODE": "none"}, "ESD_AUTH_MODE must be one of"),
         ({"ESD_BROKER_URL": "kafka://x"}, "ESD_BROKER_URL must start with"),
         ({"ESD_STORAGE": "ftp"}, "ESD_STORAGE must be"),
+        ({"ESD_INSTANCE_QUOTAS": "ml.g5.2xlarge=eight"}, "ESD_INSTANCE_QUOTAS: each quota must be a whole number"),
+        ({"ESD_TRUSTED_PROXIES": "10.0.0.300"}, "ESD_TRUSTED_PROXIES: "),
     ],
 )
 def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, fragment):
