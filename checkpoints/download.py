@@ -30,6 +30,10 @@ class TransientDownloadError(Exception):
     """A failure worth retrying: connection errors, timeouts, HTTP 5xx or 429."""
 
 
+class DownloadInterrupted(Exception):
+    """The process is stopping (esd.shutdown): the download ends here, unfinished, and resumes at a start."""
+
+
 @dataclass
 class Download:
     response: urllib3.BaseHTTPResponse

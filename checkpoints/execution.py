@@ -17,6 +17,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from esd import shutdown
 from esd.storage import StorageError, get_storage
 
 from . import download, files, services
@@ -90,7 +91,9 @@ def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress
             digest.update(chunk)
             progress.done = done
             yield chunk
-    except (download.DownloadRefused, files.FileRejected):
+            if shutdown.interrupted.is_set():
+                raise download.DownloadInterrupted("the process is stopping; the download resumes at its next start")
+    except (download.DownloadRefused, download.DownloadInterrupted, files.FileRejected):
         raise
     except Exception as exc:  # the connection broke or timed out mid-body
         if exc.__class__.__module__.startswith(("urllib3", "http", "socket", "ssl")) or isinstance(exc, OSError):
@@ -169,4 +172,7 @@ def _download_attempts(checkpoint: Checkpoint, progress: Progress) -> None:
             time.sleep(settings.ESD_DOWNLOAD_RETRY_DELAY * 4**attempt)  # 2 s, 8 s, 32 s by default
         except (download.DownloadRefused, files.FileRejected, StorageError) as exc:
             services.checkpoint_fail(checkpoint, str(exc))
+            return
+        except download.DownloadInterrupted as exc:  # still Downloading, its lease let go: sent again at a start
+            logger.info("Checkpoint %s: %s", checkpoint.pk, exc)
             return

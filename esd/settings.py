@@ -351,6 +351,8 @@ for _proxy in ESD_TRUSTED_PROXIES:
 # --- Inference jobs ----------------------------------------------------------------------------------------------
 ESD_REALTIME_TIMEOUT = env.float("ESD_REALTIME_TIMEOUT", default=29.0)  # seconds a Real-time start waits (then 504)
 ESD_INFERENCE_TIME_LIMIT = env.int("ESD_INFERENCE_TIME_LIMIT", default=3600)  # seconds a job may run
+# seconds a running job may still take to finish once esd_serve or serve_endpoint is asked to stop (esd.shutdown)
+ESD_SHUTDOWN_GRACE = env.float("ESD_SHUTDOWN_GRACE", default=30.0)
 ESD_MAX_PAYLOAD_BYTES = env.int("ESD_MAX_PAYLOAD_BYTES", default=64 * 1024 * 1024)  # api_param.json
 ESD_WEBHOOK_URL = env.str("ESD_WEBHOOK_URL", default="")  # POSTed on job start, success and failure
 ESD_WEBHOOK_SECRET = env.str("ESD_WEBHOOK_SECRET", default="")  # HMAC-SHA256 key of X-ESD-Signature

@@ -22,6 +22,7 @@ from dramatiq.middleware import TimeLimitExceeded
 from checkpoints.cache import CacheError, cached_path
 from checkpoints.models import CheckpointFile, CheckpointType
 from endpoints.models import Worker
+from esd import shutdown
 from esd.storage import StorageError, get_storage
 
 from . import transitions
@@ -58,6 +59,8 @@ class JobProgress:
             InferenceJob.objects.filter(pk=self.job_id).update(progress_step=done, progress_total=total)
 
     def cancelled(self) -> bool:
+        if shutdown.interrupted.is_set():  # the process is stopping past its grace: stop here, put back after
+            return True
         now = time.monotonic()
         if not self._cancelled and now - self._checked >= CANCEL_CHECK_SECONDS:
             self._checked = now
@@ -248,6 +251,11 @@ def _settle(
             "run_seconds": round(time.monotonic() - run.started, 4),
         }
     except Cancelled:
+        if shutdown.interrupted.is_set() and transitions.put_back(job_id, worker_id):
+            logger.info("Job %s stopped by a shutdown; it is back in the queue", job_id)
+            if retry_message:  # its message is retried (another worker, or this one's next start, runs it)
+                raise TransientJobError("stopped by a shutdown; queued again") from None
+            return
         transitions.cancelled_at_a_step(job_id)
         return
     except EngineError as exc:

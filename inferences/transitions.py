@@ -17,7 +17,7 @@ worker's execution runs the engine and storage; both call these.
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from dramatiq import Message
 
@@ -99,6 +99,16 @@ def held_by(job_id: str, worker_id: Any) -> QuerySet[InferenceJob]:
     """The job while this worker still holds it (not cancelled-while-queued, reclaimed or deleted)."""
     jobs = InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS)
     return jobs.filter(worker__isnull=True) if worker_id is None else jobs.filter(worker=worker_id)
+
+
+def put_back(job_id: str, worker_id: Any) -> bool:
+    """Held by this worker, stopped by a shutdown (esd.shutdown) → queued again. The interrupted run is not counted
+    against MAX_ATTEMPTS: the job did nothing wrong. A job asked to stop meanwhile is not put back."""
+    return bool(
+        held_by(job_id, worker_id)
+        .filter(cancel_requested=False)
+        .update(claimed_at=None, worker=None, attempts=F("attempts") - 1, progress_step=0, updated_at=timezone.now())
+    )
 
 
 def release(job_id: str, worker_id: Any) -> None:

@@ -305,3 +305,68 @@ def test_esd_serve_takes_a_checkpoint_larger_than_waitress_own_limit(embedded_en
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _demo_server(embedded_env, tmp_path, grace: str) -> tuple[dict[str, str], str]:
+    env = {**embedded_env, "ESD_SHUTDOWN_GRACE": grace}
+    token = re.search(r"API token:\s+(\S+)", run("esd_bootstrap", "--first-run", env=env).stdout).group(1)
+    model = tmp_path / "tiny-sd1.safetensors"
+    for command in (("make_tiny_checkpoint", str(model)), ("esd_demo", str(model))):
+        assert run(*command, env=env).returncode == 0
+    return env, token
+
+
+def _start_long_job(port: int, token: str) -> str:
+    body = {"task_type": "txt2img", "inference_type": "Async", "models": {"Stable-diffusion": ["tiny-sd1.safetensors"]},
+            "filters": {}}  # fmt: skip
+    inference = api(port, "POST", "inferences", token, body)["data"]["inference"]
+    payload = {"prompt": "a cat", "steps": 150, "width": 512, "height": 512, "batch_size": 4, "seed": 1}
+    url = inference["api_params_s3_upload_url"]
+    put = urllib.request.Request(url, data=json.dumps(payload).encode(), method="PUT")  # noqa: S310 (loopback)
+    urllib.request.urlopen(put, timeout=10).close()  # noqa: S310
+    assert api(port, "PUT", f"inferences/{inference['id']}/start", token)["statusCode"] == 202
+    return inference["id"]
+
+
+def _job_row(env: dict[str, str], job_id: str) -> list[str]:
+    shown = run("shell", "-c", f"from inferences.models import InferenceJob as J; j = J.objects.get(pk='{job_id}'); "
+                "print(j.status, j.worker_id, j.attempts, repr(j.error))", env=env)  # fmt: skip
+    return shown.stdout.strip().splitlines()[-1].split(" ", 3)
+
+
+def test_a_stopped_server_drains_then_puts_the_running_job_back(embedded_env, tmp_path):
+    """Issue 29.4: Ctrl-C during a long job never exited, the web part went silent at once, and the job ran again
+    from scratch after a kill -9. Now: the web part answers while the job has ESD_SHUTDOWN_GRACE to finish; past it
+    the job stops at its next step and goes back to the queue (not failed, no attempt counted); a second Ctrl-C
+    stops at once; the process exits within grace + 5 s."""
+    env, token = _demo_server(embedded_env, tmp_path, grace="2")
+    port = free_port()
+    server = start_serve(port, env)
+    try:
+        job_id = _start_long_job(port, token)
+        wait_for(lambda: api(port, "GET", f"inferences/{job_id}", token)["data"]["progress"] > 0, timeout=60)
+        asked = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert api(port, "GET", f"inferences/{job_id}", token)["data"]["status"] == "inprogress"  # still answering
+        assert server.wait(timeout=30) == 0
+        assert time.monotonic() - asked < 2 + 5
+        said = server.stdout.read().decode()
+        assert "Stopping: waiting up to 2 s for 1 running job(s) to finish" in said, said
+        assert "Stopping 1 job(s) at their next step; they go back to the queue" in said, said
+        assert _job_row(env, job_id) == ["inprogress", "None", "0", "''"]  # queued again, not failed
+
+        env["ESD_SHUTDOWN_GRACE"] = "30"
+        server = start_serve(port, env)  # the next start runs it again; a second Ctrl-C stops it at once
+        wait_for(lambda: api(port, "GET", f"inferences/{job_id}", token)["data"]["progress"] > 0, timeout=60)
+        asked = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        server.send_signal(signal.SIGINT)  # with a grace of 30 s: only the second Ctrl-C ends it this soon
+        assert server.wait(timeout=30) == 0
+        assert time.monotonic() - asked < 2 + 5
+        assert _job_row(env, job_id) == ["inprogress", "None", "0", "''"]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

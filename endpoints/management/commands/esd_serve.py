@@ -2,9 +2,12 @@
 WSGI server) plus, on the in-process broker, worker threads for every endpoint and for checkpoint downloads.
 
 On start it re-enqueues what the database says is waiting (esd.signals.recover_waiting_work), so a restart loses
-nothing; on SIGTERM or Ctrl-C the workers finish the message in hand and deregister.
+nothing; on SIGTERM or Ctrl-C the web part keeps answering while the workers finish the jobs in hand within
+ESD_SHUTDOWN_GRACE, after which (or at a second Ctrl-C) those jobs stop at their next step and go back to the queue
+(esd.shutdown).
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -19,6 +22,7 @@ from waitress.server import create_server  # type: ignore[import-untyped]
 
 from endpoints.models import Endpoint, EndpointStatus
 from endpoints.runtime import EndpointWorker, detach, load_actors, start_time_limits
+from esd.shutdown import drain
 from esd.signals import recover_waiting_work
 from esd.wsgi import application
 
@@ -121,29 +125,32 @@ class Command(BaseCommand):
             supervisor = Supervisor(settings.ESD_SERVE_DEVICE)
             supervisor.start()
 
-        def shut_down(signum: int, frame: Any) -> None:
-            threading.Thread(target=server.close, daemon=True).start()
+        stopping, hurry = threading.Event(), threading.Event()
 
-        signal.signal(signal.SIGTERM, shut_down)
-        signal.signal(signal.SIGINT, shut_down)
+        def say(text: str) -> None:
+            self.stdout.write(text)
+            self.stdout.flush()
+
+        def shut_down() -> None:
+            # the web part answers until the workers have let go: people can still look, and cancel
+            if supervisor is not None:
+                drain(supervisor.stop, supervisor.running_jobs, hurry, say)
+            server.close()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if stopping.is_set():
+                hurry.set()  # a second Ctrl-C: stop the running jobs now (they go back to the queue)
+                return
+            stopping.set()
+            threading.Thread(target=shut_down, name="esd-shutdown", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         self.stdout.write(
             f"ESD server on http://{host}:{port}/  (admin: /admin/, API: /{settings.ESD_API_PREFIX}, "
             f"docs: /{settings.ESD_API_PREFIX}docs)",
         )
         self.stdout.flush()
-        try:
+        with contextlib.suppress(OSError):  # the listening socket was closed by shut_down
             server.run()
-        except OSError:
-            pass  # the listening socket was closed by shut_down
-        finally:
-            if supervisor is not None:
-                running = supervisor.running_jobs()
-                if running:
-                    self.stdout.write(
-                        f"Stopping: waiting for {len(running)} running job(s) to finish: {'; '.join(running)}"
-                    )
-                else:
-                    self.stdout.write("Stopping: no job is running.")
-                self.stdout.flush()
-                supervisor.stop()
-            self.stdout.write("ESD server stopped; its endpoints' workers are Stopped until it starts again.")
+        self.stdout.write("ESD server stopped; its endpoints' workers are Stopped until it starts again.")

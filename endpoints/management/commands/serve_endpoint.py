@@ -14,6 +14,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Endpoint, EndpointStatus
 from endpoints.runtime import EndpointWorker
+from esd.shutdown import drain
 from esd.signals import recover_waiting_work
 
 
@@ -81,9 +82,14 @@ class Command(BaseCommand):
 
     def _serve(self, endpoint: Endpoint, device: str) -> None:
         # Handlers first: a SIGTERM that arrives while the worker registers must still mean "drain", not "die".
-        stop_requested = threading.Event()
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
-        signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
+        stop_requested, hurry = threading.Event(), threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            # the first asks for a drain within ESD_SHUTDOWN_GRACE; a second stops the running jobs now
+            (hurry if stop_requested.is_set() else stop_requested).set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         recover_waiting_work.send(sender=self.__class__, queues={endpoint.queue_name})
         worker = EndpointWorker(endpoint, device=device)
         worker.start()
@@ -91,5 +97,10 @@ class Command(BaseCommand):
         # Until asked to stop, or until the worker drains by itself (its endpoint was deleted).
         while not stop_requested.wait(0.5) and not worker.stopped.is_set():
             pass
-        worker.stop()
+
+        def say(text: str) -> None:
+            self.stdout.write(text)
+            self.stdout.flush()
+
+        drain(worker.stop, worker.running_jobs, hurry, say)
         self.stdout.write(f"Worker of {endpoint.name} stopped.")
