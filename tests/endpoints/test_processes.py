@@ -370,3 +370,15 @@ def test_a_stopped_server_drains_then_puts_the_running_job_back(embedded_env, tm
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_busy_port_is_one_line_saying_what_to_do(embedded_env):
+    # Issue 29.9: a second `make run` printed a traceback
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("esd_serve", "--port", str(port), "--no-workers", env=embedded_env)
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"make run PORT={port + 1}" in result.stderr and "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ ESD_SHUTDOWN_GRACE, after which (or at a second Ctrl-C) those jobs stop at their
 """
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from typing import Any
 
 import dramatiq
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from waitress.server import create_server  # type: ignore[import-untyped]
 
 from endpoints.models import Endpoint, EndpointStatus
@@ -102,23 +103,32 @@ class Command(BaseCommand):
         # goes to the data folder's upload folder rather than /tmp (often a small tmpfs), and may be as large as
         # a checkpoint (waitress's own cap is 1 GiB; a form's fields and boundaries come on top of the file).
         tempfile.tempdir = settings.FILE_UPLOAD_TEMP_DIR
-        server = create_server(
-            application,
-            host=host,
-            port=port,
-            threads=options["threads"],
-            ident="esd-server",
-            # Idle or slow clients must not hold the server: waitress stops accepting at connection_limit (100 by
-            # default: 110 half-sent requests stopped every other client), so the limit is high, select()'s 1024
-            # file-descriptor ceiling is avoided with poll(), and a connection silent for channel_timeout seconds is
-            # closed by a sweep that runs often enough to honour it. Request bodies are buffered by waitress before a
-            # thread sees them, so a slow body costs a connection slot, never a request thread.
-            connection_limit=settings.ESD_SERVE_CONNECTION_LIMIT,
-            channel_timeout=settings.ESD_SERVE_CHANNEL_TIMEOUT,
-            cleanup_interval=max(1, min(30, settings.ESD_SERVE_CHANNEL_TIMEOUT // 3)),
-            asyncore_use_poll=True,
-            max_request_body_size=settings.ESD_MAX_CHECKPOINT_BYTES + 64 * 1024**2,
-        )
+        try:
+            server = create_server(
+                application,
+                host=host,
+                port=port,
+                threads=options["threads"],
+                ident="esd-server",
+                # Idle or slow clients must not hold the server: waitress stops accepting at connection_limit (100 by
+                # default: 110 half-sent requests stopped every other client), so the limit is high, select()'s 1024
+                # file-descriptor ceiling is avoided with poll(), and a connection silent for channel_timeout seconds is
+                # closed by a sweep that runs often enough to honour it. Request bodies are buffered by waitress before a
+                # thread sees them, so a slow body costs a connection slot, never a request thread.
+                connection_limit=settings.ESD_SERVE_CONNECTION_LIMIT,
+                channel_timeout=settings.ESD_SERVE_CHANNEL_TIMEOUT,
+                cleanup_interval=max(1, min(30, settings.ESD_SERVE_CHANNEL_TIMEOUT // 3)),
+                asyncore_use_poll=True,
+                max_request_body_size=settings.ESD_MAX_CHECKPOINT_BYTES + 64 * 1024**2,
+            )
+        except OSError as exc:
+            # a busy port is the common first-run stumble: one line saying what to do, not a traceback
+            if exc.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"port {port} on {host} is already in use (another ESD server, or another program): stop it, or "
+                    f"serve on another port: make run PORT={port + 1} (esd_serve --port {port + 1})"
+                ) from exc
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         supervisor = None
         if not options["no_workers"]:
             recover_waiting_work.send(sender=self.__class__, queues=None)
