@@ -106,6 +106,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             path("generate/", self.admin_site.admin_view(self.generate_view), name="inferences_generate"),
             path("<uuid:job_id>/progress/", self.admin_site.admin_view(self.progress_view),
                  name="inferences_inferencejob_progress"),
+            path("<uuid:job_id>/cancel/", self.admin_site.admin_view(self.cancel_view),
+                 name="inferences_inferencejob_cancel"),
         ]  # fmt: skip
         return own + super().get_urls()
 
@@ -117,7 +119,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     @admin.display(description="status", ordering="status")
     def status_label(self, job: InferenceJob) -> str:
-        return "cancelled" if job.cancelled else job.status
+        return job.display_status
 
     @admin.display(description="progress")
     def progress_bar(self, job: InferenceJob) -> str:
@@ -210,7 +212,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     @admin.display(description="parameters")
     def parameters_table(self, job: InferenceJob) -> str:
-        info = self._info(job)
+        info = self._info(job) if job.finished else selectors.job_payload_summary(job)
         shown = [(label, info[key]) for key, label in PARAMETER_LABELS if info.get(key) not in (None, "", [])]
         if info.get("all_seeds"):
             shown.append(("seeds", ", ".join(str(seed) for seed in info["all_seeds"])))
@@ -294,6 +296,20 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             "has_checkpoints": bool(form.checkpoint_names),
         }
         return TemplateResponse(request, "admin/inferences/generate.html", context)
+
+    def cancel_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        """The job page's Cancel button (POST): as the list's action, for this one job."""
+        page = reverse("admin:inferences_inferencejob_change", args=[job_id])
+        job = self.get_queryset(request).filter(pk=job_id).first()
+        if request.method != "POST" or job is None:
+            return redirect(page)
+        try:
+            services.inference_cancel(actor=actor_of(request), job=job)
+        except Refused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, "Cancelled (a running job stops at its next step).", messages.SUCCESS)
+        return redirect(page)
 
     def progress_view(self, request: HttpRequest, job_id: Any) -> JsonResponse:
         job = self.get_queryset(request).filter(pk=job_id).first()

@@ -133,6 +133,18 @@ class InferenceJob(TimeStampedModel):
         return self.status in FINISHED
 
     @property
+    def display_status(self) -> str:
+        """What a person is shown: ESD's status, with "cancelled", "cancelling" (asked to stop; its worker has not
+        let go yet) and "refused" (its start was refused: it stays created, with the reason in `error`)."""
+        if self.cancelled:
+            return "cancelled"
+        if self.status == JobStatus.IN_PROGRESS and self.cancel_requested:
+            return "cancelling"
+        if self.status == JobStatus.CREATED and self.error:
+            return "refused"
+        return self.status
+
+    @property
     def batch_share(self) -> float:
         """The part of its loop's images that were this job's (1.0 alone)."""
         return min(1.0, self.image_count / self.batch_images) if self.batch_images and self.image_count else 1.0

@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import images
 from .cache import Acquired, PipelineCache
-from .errors import EngineError, first_line
+from .errors import Cancelled, EngineError, first_line
 from .infotext import VERSION
 from .memory import Estimate, check_fits, extras_estimate, generation_estimate
 from .options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
@@ -75,6 +75,8 @@ class Engine:
         return self._run_request(parse_request(task, payload, self.options.limits), files, progress or NoProgress())
 
     def _run_request(self, request: Generation | Removal | Upscale, files: JobFiles, progress: Progress) -> Result:
+        if progress.cancelled():  # asked to stop while queued or while its payload and models were fetched
+            raise Cancelled()
         if isinstance(request, Generation):
             return self._generate(request, files, progress)
         if isinstance(request, Removal):
@@ -136,6 +138,8 @@ class Engine:
                 stack.enter_context(held[str(file.path)].entry.lock)
             acquired = held[str(checkpoint.path)]
             hires_model = held[str(hires_checkpoint.path)].entry.value if hires_checkpoint is not None else None
+            if progress.cancelled():  # loading a real model takes a while: a cancel meanwhile stops here
+                raise Cancelled()
             try:
                 generated = generate(
                     acquired.entry.value,

@@ -129,3 +129,36 @@ def test_generate_defaults_to_the_demo_model_and_small_sizes_on_cpu(site, browse
     assert (
         GenerateForm(user=site.user).fields["checkpoint"].initial == DEMO_CHECKPOINT
     )  # others still start on the demo
+
+
+def test_the_job_page_cancels_and_shows_parameters_while_it_waits(site, browser):
+    """Issue 29.6: a Cancel button on the job's page, "cancelling" while a worker still holds it, the job's
+    parameters before it finishes (they showed "Parameters: -")."""
+    serve(site, "Async", queues={"endpoint.elsewhere"})  # in service; the job waits in the queue
+    waiting = site.submit(txt2img(steps=7, cfg_scale=5.5))
+    assert site.start(waiting).status == 202
+    page = browser.get(f"/admin/inferences/inferencejob/{waiting}/change/").content.decode()
+    assert "Cancel this job" in page and "<td>steps</td><td>7</td>" in page.replace("\n", "")
+    answer = browser.post(f"/admin/inferences/inferencejob/{waiting}/cancel/")
+    assert answer.status_code == 302
+    job = InferenceJob.objects.get(pk=waiting)
+    assert job.cancelled and job.display_status == "cancelled"
+    after = browser.get(answer["Location"]).content.decode()
+    assert "Cancelled (a running job stops at its next step)." in after and "Cancel this job" not in after
+
+    held = site.submit(txt2img())
+    site.start(held)
+    from tests.inferences.jobs import another_live_worker
+
+    InferenceJob.objects.filter(pk=held).update(
+        worker=another_live_worker(site.workers[0].record), claimed_at="2026-01-01T00:00Z"
+    )
+    browser.post(f"/admin/inferences/inferencejob/{held}/cancel/")
+    assert browser.get(f"/admin/inferences/inferencejob/{held}/progress/").json()["status"] == "cancelling"
+
+
+def test_a_refused_start_shows_as_refused(site, browser):
+    serve(site, "Async", queues={"endpoint.elsewhere"})
+    refused = site.submit(txt2img(width=513))
+    assert site.start(refused).status == 400
+    assert browser.get(f"/admin/inferences/inferencejob/{refused}/progress/").json()["status"] == "refused"

@@ -360,3 +360,33 @@ def test_refuse_mode_fails_a_job_the_engine_would_run_differently(models, u2net_
     # known only on the worker: DDIM runs diffusers' scheduler, which has no prompt editing
     with pytest.raises(EngineError, match=r"ESD_UNHONOURED_PARAMETERS=refuse.*prompt editing"):
         strict.run("txt2img", txt2img(sampler_name="DDIM", prompt="a [cat:dog:0.5]"), files)
+
+
+class CancelAfter:
+    """A progress whose cancel flag rises once `checks` looks have been answered False; it records steps."""
+
+    def __init__(self, checks: int) -> None:
+        self.checks, self.steps = checks, []
+
+    def step(self, done: int, total: int) -> None:
+        self.steps.append(done)
+
+    def cancelled(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+def test_a_job_cancelled_before_its_first_step_stops_there(models, u2net_home) -> None:
+    """Issue 29.6: a job cancelled while queued or while its model loaded ran on past 200 s on a CPU."""
+    from inferences.engine.runner import Engine
+
+    engine = Engine(EngineOptions(u2net_home=u2net_home))
+    files = JobFiles(checkpoint=models["checkpoint"])
+    queued = CancelAfter(0)
+    with pytest.raises(Cancelled):
+        engine.run("txt2img", txt2img(), files, queued)
+    assert len(engine.pipelines) == 0 and queued.steps == []  # nothing loaded
+    loading = CancelAfter(1)  # cancelled while the model loaded
+    with pytest.raises(Cancelled):
+        engine.run("txt2img", txt2img(), files, loading)
+    assert len(engine.pipelines) == 1 and loading.steps == []  # loaded, then stopped before encoding and sampling
