@@ -6,6 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from statistics import median
 from typing import Any
 
 from django.db import connection
@@ -219,3 +220,21 @@ def job_payload_summary(job: InferenceJob) -> dict[str, Any]:
     if not isinstance(payload, dict):
         return {}
     return {key: value for key, value in payload.items() if isinstance(value, str | int | float) and key != "image"}
+
+
+SPEED_JOBS = 20  # the recent jobs an endpoint's speed is the median of
+
+
+def endpoint_speed(endpoint: Endpoint) -> tuple[float, int] | None:
+    """The endpoint's measured speed: the median UNet seconds per megapixel-step of its last SPEED_JOBS generations
+    (their workers record it), and how many that was; None before any has run."""
+    recorded = (
+        InferenceJob.objects.filter(endpoint=endpoint, status=JobStatus.SUCCEED, complete_time__isnull=False)
+        .order_by("-complete_time")
+        .values_list("timings", flat=True)[: SPEED_JOBS * 3]
+    )
+    rates = [
+        float(t["unet_seconds_per_megapixel_step"]) for t in recorded if t and "unet_seconds_per_megapixel_step" in t
+    ]
+    rates = rates[:SPEED_JOBS]
+    return (median(rates), len(rates)) if rates else None

@@ -239,6 +239,29 @@ def _check_memory(job: InferenceJob, request: Any) -> None:
     check_fits(need, budget, "a worker has")
 
 
+def _check_time(request: Any, endpoint: Endpoint) -> None:
+    """Refuse at start a generation that cannot finish within ESD_INFERENCE_TIME_LIMIT on this endpoint, estimated
+    from its workers' measured speed (UNet seconds per megapixel-step, the median of its recent jobs) times the job's
+    denoising work. Pixels are counted linearly, which undercounts attention at large sizes: only jobs that surely
+    cannot finish are refused. An endpoint that has run nothing yet has no speed, and admits."""
+    if not isinstance(request, Generation):
+        return
+    speed = selectors.endpoint_speed(endpoint)
+    if speed is None:
+        return
+    rate, measured = speed
+    seconds = rate * request.megapixel_steps * request.total_images
+    limit = settings.ESD_INFERENCE_TIME_LIMIT
+    if seconds > limit:
+        width, height = request.largest_size
+        raise EngineError(
+            f"this job would take about {seconds:.0f} s on {endpoint.name} ({request.total_images} image(s), "
+            f"{request.steps} steps, up to {width}x{height}; its last {measured} job(s) ran at {rate:.3g} s per "
+            f"megapixel-step), more than the {limit} s a job may run (ESD_INFERENCE_TIME_LIMIT); lower steps, "
+            "width/height or batch_size, or use a faster endpoint"
+        )
+
+
 def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
     if not may_change(actor, job):
@@ -255,6 +278,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
             raise EngineError(unhonoured_message(request.ignored))
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
+        _check_time(request, endpoint)
         get_storage().write_stream(job.started_payload_key, [raw])  # what was checked is what runs
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc

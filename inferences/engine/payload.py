@@ -106,6 +106,22 @@ class Generation:
         return self.batch_size * self.n_iter
 
     @property
+    def first_pass_megapixel_steps(self) -> float:
+        """One image's first denoising loop in megapixel-steps (steps run x pixels / 10^6): the unit a worker's
+        speed is measured in and a job's run time estimated from."""
+        strength = self.denoising_strength if self.task == "img2img" else 1.0
+        return steps_run(self.steps, strength) * self.width * self.height / 1e6
+
+    @property
+    def megapixel_steps(self) -> float:
+        """Every denoising loop of one image: the first pass and the hires fix's second pass."""
+        work = self.first_pass_megapixel_steps
+        if self.hires is not None:
+            second = steps_run(self.hires.steps or self.steps, self.hires.denoising_strength)
+            work += second * self.hires.upscale_width * self.hires.upscale_height / 1e6
+        return work
+
+    @property
     def largest_size(self) -> tuple[int, int]:
         """The largest picture the job denoises (the hires pass's, with hires fix): what memory is estimated for."""
         if self.hires is None:
@@ -176,6 +192,11 @@ class Upscale:
 
     def images(self) -> list[tuple[str, Image.Image]]:
         return [("image", self.image)]
+
+
+def steps_run(steps: int, strength: float) -> int:
+    """The steps a loop runs: all of them from noise, A1111's int(min(strength, 0.999) * steps) from a picture."""
+    return steps if strength >= 1.0 else max(1, int(min(strength, 0.999) * steps))
 
 
 def load_payload(raw: bytes | str) -> dict[str, Any]:

@@ -345,8 +345,17 @@ def _generation_result(request: Generation, acquired: Acquired, generated: Gener
             "model_cache_hit": float(acquired.hit),
             "inference_seconds": generated.seconds,
         }
-        | ({"unet_seconds_per_image": generated.unet_seconds / generated.unet_images} if generated.unet_images else {}),
+        | (_speed(request, generated.unet_seconds / generated.unet_images) if generated.unet_images else {}),
     )
+
+
+def _speed(request: Generation, seconds_per_image: float) -> dict[str, float]:
+    """The loop's time per image, and per megapixel-step: the speed `start` estimates later jobs' run times from
+    (inferences.selectors.endpoint_speed)."""
+    return {
+        "unet_seconds_per_image": seconds_per_image,
+        "unet_seconds_per_megapixel_step": seconds_per_image / request.first_pass_megapixel_steps,
+    }
 
 
 def _generation_info(request: Generation, model: Any, generated: Generated) -> dict[str, Any]:

@@ -228,3 +228,25 @@ def test_a_lora_that_cannot_fit_is_refused_at_start(site, settings, admin_user, 
     fits = site.submit(txt2img(prompt="cat", steps=2), **job_models)
     assert site.start(fits).status == 202
     assert site.wait(fits)["status"] == "succeed"
+
+
+def test_a_job_that_cannot_finish_within_the_time_limit_is_refused_at_start(site, settings):
+    """Issue 29.7: a 2048x2048 batch of 8 passed the memory check on a CPU endpoint and held its only worker for
+    hours. The worker records its speed; start estimates a job's run time from it."""
+    measured = site.submit(txt2img(steps=2))
+    assert site.start(measured).status == 202
+    assert site.wait(measured)["status"] == "succeed"
+    timings = InferenceJob.objects.get(pk=measured).timings
+    assert timings["unet_seconds_per_megapixel_step"] > 0
+    # a slow endpoint, made exact: 2 s per megapixel-step (512x512 x 20 steps is 5.24 megapixel-steps, so ~10 s)
+    InferenceJob.objects.filter(pk=measured).update(timings={**timings, "unet_seconds_per_megapixel_step": 2.0})
+    settings.ESD_INFERENCE_TIME_LIMIT = 5
+    slow = site.submit(txt2img(width=512, height=512, steps=20))
+    answer = site.start(slow)
+    assert answer.status == 400
+    message = answer.body["message"]
+    assert "this job would take about 10 s on esd-async-async (1 image(s), 20 steps, up to 512x512" in message
+    assert "ran at 2 s per megapixel-step), more than the 5 s a job may run (ESD_INFERENCE_TIME_LIMIT)" in message
+    small = site.submit(txt2img(steps=2))  # 64x64 x 2 steps: 0.016 s at that speed
+    assert site.start(small).status == 202
+    assert site.wait(small)["status"] == "succeed"
