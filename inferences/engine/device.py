@@ -91,3 +91,16 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def describe(options: EngineOptions) -> dict[str, str]:
+    """What a worker started with these options computes on: for `esd_check_device` and a person installing one."""
+    device = torch_device(options)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    memory = memory_budget(options)
+    return {
+        "device": f"{device} ({name})",
+        "dtype": str(torch_dtype(options)).removeprefix("torch."),
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+        "memory budget": f"{memory / 1024**3:.1f} GiB",
+    }

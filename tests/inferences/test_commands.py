@@ -69,3 +69,21 @@ def test_txt2img_help_says_what_it_does() -> None:
     command = load_command_class("inferences", "txt2img")
     text = command.create_parser("manage.py", "txt2img").format_help()
     assert "Generate images from a checkpoint file with the engine (no server, no queue)." in text
+
+
+def test_esd_check_device_prints_what_a_worker_will_use_and_times_one_image(db):
+    """Issue 29.10: the check a person runs on a new GPU machine before it serves an endpoint."""
+    import torch
+
+    out = io.StringIO()
+    call_command("esd_check_device", "--size", "64", "--steps", "2", stdout=out)
+    said = out.getvalue()
+    assert "device:         cpu (CPU (" in said and "dtype:          float32" in said and "torch:          " in said
+    assert "one image:      64x64, 2 steps: " in said and " s warm (" in said
+    if torch.cuda.is_available():  # a GPU machine: the same check on its device
+        gpu = io.StringIO()
+        call_command("esd_check_device", "--device", "cuda", "--size", "64", "--steps", "2", stdout=gpu)
+        assert "device:         cuda" in gpu.getvalue() and "dtype:          float16" in gpu.getvalue()
+    else:
+        with pytest.raises(CommandError, match="no CUDA device is available"):
+            call_command("esd_check_device", "--device", "cuda", stdout=io.StringIO())
