@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from esd.version import VERSION
 
 from .autoscaling import scaling
 from .models import Endpoint, EndpointStatus
@@ -49,6 +51,10 @@ class EndpointCollector(Collector):
 
 registry = CollectorRegistry(auto_describe=False)
 registry.register(EndpointCollector())
+# which version answers: an upgrade shows on the dashboards (CHANGELOG.md says what changed)
+Info("esd_server", "The ESD server's version and the ESD API version it speaks.", registry=registry).info(
+    {"version": VERSION, "esd_api_version": settings.ESD_API_VERSION}
+)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

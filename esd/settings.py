@@ -191,7 +191,7 @@ CORS_ALLOW_HEADERS = [
     "x-amz-security-token",
     "x-amz-user-agent",
 ]
-CORS_EXPOSE_HEADERS = ["x-api-version"]
+CORS_EXPOSE_HEADERS = ["x-api-version", "x-esd-server-version"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

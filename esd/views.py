@@ -29,6 +29,7 @@ from .exceptions import (
 )
 from .responses import envelope, esd_response
 from .validation import closed, parse_json_body, validate_body
+from .version import VERSION
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -101,6 +102,7 @@ class EsdAPIView(APIView):
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         response["x-api-version"] = settings.ESD_API_VERSION
+        response["x-esd-server-version"] = VERSION
         return response
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]

@@ -19,6 +19,18 @@ def test_ping_answers_pong_with_the_api_version(esd):
     assert response.headers["Content-Type"] == "application/json"
 
 
+def test_the_server_says_its_version_on_the_api_and_on_metrics(esd, client):
+    # Issue 29.10: an upgrade shows (CHANGELOG.md says what each version changed); pyproject.toml is the one record
+    import tomllib
+    from pathlib import Path
+
+    version = tomllib.loads(Path("pyproject.toml").read_text())["project"]["version"]
+    assert esd.call("GET", "ping").headers["x-esd-server-version"] == version
+    metrics = client.get("/metrics").content.decode()
+    assert f'esd_server_info{{esd_api_version="1.4.0",version="{version}"}} 1.0' in metrics
+    assert f"## {version}" in Path("CHANGELOG.md").read_text()
+
+
 def test_routes_match_with_and_without_a_trailing_slash_and_never_redirect(esd, admin_user, token_for):
     token = token_for(admin_user)
     assert esd.call("GET", "roles", token=token).status == 200
