@@ -25,6 +25,7 @@ SLOW_MODULES = {
     "checkpoints/test_download.py",
     "checkpoints/test_store_failures.py",
     "endpoints/test_processes.py",
+    "esd/test_moving_to_a_fleet.py",
     "esd/test_walkthrough.py",
     "inferences/test_api.py",
     "inferences/test_compile.py",
