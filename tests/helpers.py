@@ -209,3 +209,19 @@ def put_file(url: str, path: Path, timeout: float = 600) -> tuple[int, Any, byte
         answer = response.status, response.msg, response.read()
     connection.close()
     return answer
+
+
+def state_machine_settings() -> Any:
+    """Hypothesis settings of the stateful tests: in `make test`, 60 fixed examples (derandomized: the same runs on
+    every machine, no flakes); `ESD_STATE_MACHINE_EXAMPLES=500 ESD_STATE_MACHINE_RANDOM=1` searches further."""
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=int(os.environ.get("ESD_STATE_MACHINE_EXAMPLES", "60")),
+        stateful_step_count=30,
+        deadline=None,
+        derandomize=not os.environ.get("ESD_STATE_MACHINE_RANDOM"),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )

@@ -17,14 +17,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from dramatiq import Message
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from endpoints.models import Endpoint, EndpointStatus, Worker
 from inferences import execution, services, transitions
 from inferences.models import InferenceJob, JobStatus
+from tests.helpers import state_machine_settings
 
 FINISHED = (JobStatus.SUCCEED, JobStatus.FAILED)
 
@@ -271,16 +270,7 @@ def test_the_job_state_machine_under_random_interleavings(db, admin_user, monkey
     monkeypatch.setattr(
         execution, "running_here", lambda: [job for worker in machines[-1].alive() for job in worker.holds]
     )
-    run_state_machine_as_test(
-        Machine,
-        settings=hypothesis_settings(
-            max_examples=int(__import__("os").environ.get("SM_EXAMPLES", 60)),
-            stateful_step_count=30,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-            derandomize=not __import__("os").environ.get("SM_RANDOM"),
-        ),
-    )
+    run_state_machine_as_test(Machine, settings=state_machine_settings())
 
 
 def test_a_job_whose_server_was_killed_before_its_worker_looked_dead_is_queued_again(
