@@ -74,6 +74,7 @@ class GenerateForm(forms.Form):
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
         usable = selectors.usable_checkpoints(user=user, type=CheckpointType.STABLE_DIFFUSION)
         names = sorted({name for checkpoint in usable for name in checkpoint.names})
         self.checkpoint_names = names
@@ -115,9 +116,12 @@ class GenerateForm(forms.Form):
         return data
 
     def models(self) -> dict[str, list[str]]:
-        """The job's models: the checkpoint, and the ControlNet and upscaler the form chose."""
+        """The job's models: the checkpoint, the LoRAs and embeddings its prompts name, and the ControlNet and
+        upscaler the form chose."""
         data = self.cleaned_data
         models: dict[str, list[str]] = {CheckpointType.STABLE_DIFFUSION: [data["checkpoint"]]}
+        prompts = [data["prompt"], data.get("negative_prompt") or ""]
+        models |= selectors.prompt_network_files(user=self.user, prompts=prompts)
         if data.get("controlnet_model"):
             models[CheckpointType.CONTROLNET] = [data["controlnet_model"]]
         upscaler = data.get("hr_upscaler")

@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import median
@@ -17,7 +18,7 @@ from accounts import grants
 from accounts.models import User
 from accounts.permissions import holds
 from checkpoints import selectors as checkpoint_selectors
-from checkpoints.models import Checkpoint, CheckpointStatus
+from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from endpoints import selectors as endpoint_selectors
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.errors import Invalid
@@ -238,3 +239,27 @@ def endpoint_speed(endpoint: Endpoint) -> tuple[float, int] | None:
     ]
     rates = rates[:SPEED_JOBS]
     return (median(rates), len(rates)) if rates else None
+
+
+def prompt_network_files(*, user: User, prompts: list[str]) -> dict[str, list[str]]:
+    """The LoRA files the prompts' `<lora:name:weight>` tags name and the embedding files they mention by name,
+    among the checkpoints `user` may use: what an ESD client attaches to a job for the same prompt (the admin's
+    Generate page, whose jobs otherwise lacked them: "it has: none")."""
+    from .engine.model_names import names_model
+    from .engine.prompts import extract_networks, mentions
+
+    split = [extract_networks(prompt) for prompt in prompts]
+    tags = [tag.name for _, networks in split for tag in networks if tag.kind == "lora"]
+    texts = [text for text, _ in split]
+
+    def named(kind: str, wanted: Callable[[str], bool]) -> list[str]:
+        names = {name for checkpoint in usable_checkpoints(user=user, type=kind) for name in checkpoint.names}
+        return sorted(name for name in names if wanted(name))
+
+    found = {
+        CheckpointType.LORA: named(CheckpointType.LORA, lambda name: any(names_model(tag, name) for tag in tags)),
+        CheckpointType.EMBEDDINGS: named(
+            CheckpointType.EMBEDDINGS, lambda name: any(mentions(text, name.rsplit(".", 1)[0]) for text in texts)
+        ),
+    }
+    return {kind: names for kind, names in found.items() if names}

@@ -162,3 +162,28 @@ def test_a_refused_start_shows_as_refused(site, browser):
     refused = site.submit(txt2img(width=513))
     assert site.start(refused).status == 400
     assert browser.get(f"/admin/inferences/inferencejob/{refused}/progress/").json()["status"] == "refused"
+
+
+def test_generate_attaches_the_loras_and_embeddings_its_prompt_names(site, browser, admin_user, models):
+    """Issue 31.2: a `<lora:...>` tag typed into Generate failed with "it has: none" though the LoRA was uploaded
+    and visible (the page attached only the checkpoint; ESD clients attach what the prompt names)."""
+    from checkpoints import services as checkpoint_services
+    from tests.conftest import wait_for
+
+    for key, kind in (("lora", "Lora"), ("embedding", "embeddings")):
+        with models[key].path.open("rb") as handle:
+            checkpoint_services.checkpoint_create_from_upload(
+                actor=admin_user, type=kind, name=models[key].name, chunks=iter([handle.read()])
+            )
+    grants.set_visibility(site.checkpoint, ["*"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
+    serve(site, "Async")
+    form = {**FORM, "prompt": "a cat in style <lora:watercolor:0.8>"}
+    assert browser.post("/admin/inferences/inferencejob/generate/", form).status_code == 302
+    job = InferenceJob.objects.get()
+    assert {kind: [entry["model_name"] for entry in entries] for kind, entries in job.used_models.items()} == {
+        "Stable-diffusion": ["tiny-sd1.safetensors"], "Lora": ["watercolor.safetensors"],
+        "embeddings": ["style.safetensors"],
+    }  # fmt: skip
+    done = wait_for(lambda: (j := InferenceJob.objects.get(pk=job.pk)).finished and j)
+    assert done.status == "succeed", done.error
