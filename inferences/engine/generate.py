@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -44,11 +45,14 @@ class Generated:
 
 
 def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
-    """Each image's seed and variation seed, as A1111 numbers them: the job's (or a random one, for -1) plus k."""
+    """Each image's seed and variation seed, as A1111 numbers them (processing.py): the job's (or a random one, for
+    -1) plus k, except that with variation seeds (subseed_strength > 0) every image keeps the job's seed and only
+    the variation seeds count up (issue 30.11)."""
     seed = request.seed if request.seed != -1 else random.randrange(2**32 - 1)
     subseed = request.subseed if request.subseed != -1 else random.randrange(2**32 - 1)
     count = request.total_images
-    return [seed + k for k in range(count)], [subseed + k for k in range(count)]
+    step = 0 if request.subseed_strength else 1
+    return [seed + k * step for k in range(count)], [subseed + k for k in range(count)]
 
 
 def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile) -> ModelFile | None:
@@ -226,7 +230,7 @@ def generate(
             "guidance_scale": request.cfg_scale,
             "num_images_per_prompt": request.batch_size,
             "callback_on_step_end": on_step,
-            "output_type": "pil",
+            "output_type": "pt",  # converted to pictures as A1111 does (unit_pictures), not rounded by diffusers
         }
         if request.eta is not None and request.sampler == "DDIM":
             arguments["eta"] = request.eta
@@ -263,7 +267,7 @@ def generate(
                     arguments.update(mask_image=[mask] * len(batch), width=request.width, height=request.height)
                 _repeat_embeds(arguments, len(batch))
             with tiled_if_large(pipe.vae, request.width, request.height):
-                output = pipe(**arguments).images
+                output = unit_pictures(pipe(**arguments).images)
             if mask is not None:
                 output = [
                     images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)
@@ -339,7 +343,20 @@ class ModelRun:
         vae = self.pipe.vae
         with tiled_if_large(vae, width, height):
             decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
-        return self.pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+        return pictures(decoded)
+
+
+def pictures(decoded: torch.Tensor) -> list[Image.Image]:
+    """Decoded images (-1..1, NCHW) as 8-bit pictures the way A1111's processing.py makes them: clamp((x + 1) / 2)
+    in torch, x 255 in numpy, and astype(uint8), which truncates. diffusers' postprocess rounds instead, so 46 % of
+    values came out one level higher than A1111's (issue 30.13)."""
+    return unit_pictures(torch.clamp((decoded.float() + 1.0) / 2.0, min=0.0, max=1.0))
+
+
+def unit_pictures(unit: torch.Tensor) -> list[Image.Image]:
+    """Images in 0..1 (NCHW) as 8-bit pictures, truncated as A1111's astype(uint8) does."""
+    arrays = 255.0 * np.moveaxis(unit.float().cpu().numpy(), 1, 3)
+    return [Image.fromarray(array.astype(np.uint8)) for array in arrays]
 
 
 def _control(units: list[PreparedUnit], run: ModelRun, size: tuple[int, int], steps: int, second: bool) -> Any:

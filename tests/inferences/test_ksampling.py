@@ -193,3 +193,27 @@ def test_restart_adds_its_restart_segment_from_20_steps(engine, models, monkeypa
     assert len(calls) == 2 * (11 + 9) - 1
     short = conditioning_calls(engine, files, monkeypatch, sampler_name="Restart", steps=6, width=64, height=64)
     assert len(short) == 2 * 6 - 1  # under 20 steps: plain Heun down the schedule
+
+
+def test_pictures_are_8_bit_as_a1111_truncates_them() -> None:
+    """Issue 30.13. A1111 (modules/processing.py): `torch.clamp((x + 1.0) / 2.0, 0, 1)`, then
+    `255. * np.moveaxis(x.cpu().numpy(), 0, 2)` and `.astype(np.uint8)`: truncation. Values chosen where rounding
+    (diffusers' postprocess) gives one level more: 255 * (x + 1) / 2 = 127.6, 0.9, 254.99, and the clamp's ends."""
+    from inferences.engine.generate import pictures
+
+    levels = torch.tensor([127.6, 0.9, 254.99, -5.0, 300.0, 128.0], dtype=torch.float32)
+    decoded = (levels / 255.0 * 2.0 - 1.0).reshape(1, 1, 2, 3).repeat(1, 3, 1, 1)
+    [picture] = pictures(decoded)
+    assert np.asarray(picture)[..., 0].tolist() == [[127, 0, 254], [0, 255, 128]]
+
+
+def test_variation_seeds_keep_the_seed_and_count_the_subseeds_as_a1111() -> None:
+    """Issue 30.11. A1111 (modules/processing.py, process_images_inner): `all_seeds = [int(seed) + (x if
+    p.subseed_strength == 0 else 0) ...]`, `all_subseeds = [int(subseed) + x ...]`."""
+    from inferences.engine.generate import draw_seeds
+    from inferences.engine.payload import Limits, parse_request
+
+    varied = parse_request("txt2img", txt2img(seed=1234, subseed=99, subseed_strength=0.5, batch_size=3), Limits())
+    assert draw_seeds(varied) == ([1234, 1234, 1234], [99, 100, 101])
+    plain = parse_request("txt2img", txt2img(seed=1234, subseed=99, batch_size=3), Limits())
+    assert draw_seeds(plain) == ([1234, 1235, 1236], [99, 100, 101])
