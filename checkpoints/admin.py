@@ -126,7 +126,7 @@ class CheckpointAdmin(CheckedDeletionMixin, ActorFormMixin, GuardedModelAdmin): 
         # a checkpoint stores a file of up to tens of gigabytes first, so the add page runs without it (the
         # service writes the row in a short transaction of its own, after the file is stored and checked).
         if object_id is None and request.method == "POST":
-            return self._changeform_view(request, object_id, form_url, extra_context)
+            return self._changeform_view(request, object_id, form_url, extra_context)  # type: ignore[attr-defined]
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Checkpoint, form: Any, change: bool) -> None:

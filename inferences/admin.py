@@ -178,7 +178,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             return "ran alone" if job.finished else "-"
         # only the companions the viewer may see: another user's job in the same loop is not the viewer's to know of
         companions = InferenceJob.objects.filter(batch_id=job.batch_id).exclude(pk=job.pk)
-        others = selectors.visible_jobs(job.viewer, companions).count()
+        others = selectors.visible_jobs(job.viewer, companions).count()  # type: ignore[attr-defined]
         url = reverse("admin:inferences_inferencejob_changelist") + f"?batch_id={job.batch_id}"
         return format_html(
             '<a href="{}">{}</a>: {} of its {} images ({}%), with {} other job(s)',

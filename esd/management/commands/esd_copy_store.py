@@ -6,6 +6,7 @@ written (`.incoming-*`) are left out. An object already in the target with the s
 was interrupted can simply be run again. Streams each file: memory stays small whatever their size.
 """
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class Command(BaseCommand):
                     skipped += 1
                     continue
                 with path.open("rb") as handle:
-                    storage.write_stream(key, iter(lambda handle=handle: handle.read(CHUNK), b""))
+                    storage.write_stream(key, iter(partial(handle.read, CHUNK), b""))
                 copied, size = copied + 1, size + length
         except StorageError as exc:
             raise CommandError(f"stopped after {copied} object(s): {exc}; run the command again to go on") from exc
