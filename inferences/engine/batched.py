@@ -171,6 +171,6 @@ def _denoise(
 
     latents = ksampling.sample(
         model_denoiser=run.denoiser, name=leader.sampler, sigmas=sigmas, x=x, noise=noise, conditioning=shared,
-        cfg_scale=cfg, seeds=seeds, callback=on_step, eta=leader.eta,
+        cfg_scale=cfg, seeds=seeds, callback=on_step, eta=leader.eta, from_noise=True,
     )  # fmt: skip
     return latents, [not active for active in shared.active]

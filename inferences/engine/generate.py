@@ -436,6 +436,7 @@ def _k_diffusion_images(
                 conditioning=first.conditioning(request, texts, request.sampler, request.steps, size, count),
                 cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request),
                 eta=request.eta, inpaint=inpaint, control=_control(units, first, size, steps, second=False),
+                from_noise=request.task == "txt2img",
             )  # fmt: skip
             result.unet_seconds += time.perf_counter() - loop_started
             result.unet_images += count

@@ -35,6 +35,9 @@ _import_lock = threading.Lock()
 warnings.filterwarnings("ignore", message="Should have (ta>=t0|tb<=t1)", category=UserWarning, module="torchsde")
 
 
+A1111_ETA_ANCESTRAL = 1.0  # A1111's default `eta_ancestral` option: the eta of k-diffusion samplers
+
+
 def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
     """k_diffusion.utils.append_dims: trailing dimensions until `x` has `target_dims` of them."""
     missing = target_dims - x.ndim
@@ -540,16 +543,22 @@ def sample(
     eta: float | None = None,
     inpaint: LatentMask | None = None,
     control: ControlPass | None = None,
+    from_noise: bool = False,
 ) -> torch.Tensor:
-    """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`."""
+    """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`.
+    `from_noise`: a txt2img first pass (A1111's `sample`), rather than a pass from a picture (`sample_img2img`)."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
     function = sample_restart if sampler.function == "sample_restart" else getattr(sampling, sampler.function)
     parameters = inspect.signature(function).parameters  # through torch.no_grad's wrapper, as A1111 reads them
     arguments: dict[str, Any] = dict(sampler.arguments)
-    if "sigma_min" in parameters:  # DPM fast / adaptive take the range, not the schedule
-        positive = sigmas[sigmas > 0]
-        arguments["sigma_min"], arguments["sigma_max"] = positive.min().item(), sigmas.max().item()
+    if "sigma_min" in parameters:  # DPM fast / adaptive take a range, not the schedule
+        if from_noise:  # A1111's `sample`: the model's whole range, whatever the schedule type
+            arguments["sigma_min"] = model_denoiser.sigmas[0].item()
+            arguments["sigma_max"] = model_denoiser.sigmas[-1].item()
+        else:  # its `sample_img2img`: the truncated schedule's
+            positive = sigmas[sigmas > 0]
+            arguments["sigma_min"], arguments["sigma_max"] = positive.min().item(), sigmas.max().item()
         if "n" in parameters:
             arguments["n"] = len(sigmas) - 1
     else:
@@ -560,8 +569,10 @@ def sample(
             arguments["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seeds)
         else:
             arguments["noise_sampler"] = lambda sigma, sigma_next: noise.next()
-    if "eta" in parameters and eta is not None:
-        arguments["eta"] = eta
+    if "eta" in parameters:
+        # A1111: the payload's eta, else its `eta_ancestral` option (1.0) for every k-diffusion sampler that takes
+        # one; k-diffusion's own default is 1.0 for most of them but 0 for DPM fast and adaptive (issue 30.8)
+        arguments["eta"] = eta if eta is not None else A1111_ETA_ANCESTRAL
     model = CFGDenoiser(model_denoiser, conditioning, cfg_scale, inpaint, control)
 
     def on_step(state: dict[str, Any]) -> None:

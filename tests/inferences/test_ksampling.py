@@ -217,3 +217,39 @@ def test_variation_seeds_keep_the_seed_and_count_the_subseeds_as_a1111() -> None
     assert draw_seeds(varied) == ([1234, 1234, 1234], [99, 100, 101])
     plain = parse_request("txt2img", txt2img(seed=1234, subseed=99, batch_size=3), Limits())
     assert draw_seeds(plain) == ([1234, 1235, 1236], [99, 100, 101])
+
+
+def test_dpm_fast_and_adaptive_take_a1111s_eta_and_range(engine, files, monkeypatch) -> None:
+    """Issue 30.8. A1111 (modules/sd_samplers_kdiffusion.py, KDiffusionSampler.sample): for a sampler with
+    `sigma_min` in its signature it passes `self.model_wrap.sigmas[0]` and `[-1]` (the model's whole range) and
+    `n = steps`; `initialize` passes `eta = p.eta` or else `opts.eta_ancestral`, whose default is 1.0. k-diffusion's
+    own default eta of DPM fast and adaptive is 0."""
+    import functools
+
+    from inferences.engine.ksampling import k_diffusion
+
+    sampling, _ = k_diffusion()
+    seen: list[dict] = []
+    for name in ("sample_dpm_fast", "sample_dpm_adaptive"):
+        real = getattr(sampling, name)
+
+        def spy(*args, real=real, **kwargs):
+            seen.append({key: kwargs.get(key) for key in ("sigma_min", "sigma_max", "n", "eta")})
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(sampling, name, functools.wraps(real)(spy))
+    denoisers: list = []
+    real_sample = ksampling.sample
+
+    def sample(**kwargs):
+        denoisers.append(kwargs["model_denoiser"])
+        return real_sample(**kwargs)
+
+    monkeypatch.setattr(ksampling, "sample", sample)
+    engine.run("txt2img", txt2img(sampler_name="DPM fast", steps=4), files)
+    engine.run("txt2img", txt2img(sampler_name="DPM adaptive", steps=4, eta=0.25), files)
+    model_range = (denoisers[0].sigmas[0].item(), denoisers[0].sigmas[-1].item())
+    assert model_range[0] < 0.05 and model_range[1] > 14  # the model's table, not the 4-step schedule's ends
+    fast, adaptive = seen
+    assert (fast["sigma_min"], fast["sigma_max"], fast["n"], fast["eta"]) == (*model_range, 4, 1.0)
+    assert (adaptive["sigma_min"], adaptive["sigma_max"], adaptive["eta"]) == (*model_range, 0.25)
