@@ -36,7 +36,7 @@ def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
         tokens, weights = [], []
 
     for segment, weight in parse_attention(text):
-        if weight == -1:  # BREAK
+        if segment == "BREAK" and weight == -1:  # A1111: a segment of weight -1 is a weight; BREAK closes a chunk
             close()
             continue
         # Multi-vector textual-inversion tokens are expanded first, as diffusers' own encode_prompt does.

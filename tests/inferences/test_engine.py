@@ -390,3 +390,17 @@ def test_a_job_cancelled_before_its_first_step_stops_there(models, u2net_home) -
     with pytest.raises(Cancelled):
         engine.run("txt2img", txt2img(), files, loading)
     assert len(engine.pipelines) == 1 and loading.steps == []  # loaded, then stopped before encoding and sampling
+
+
+def test_a_segment_weighted_minus_one_is_encoded_not_taken_for_break() -> None:
+    """Issue 30.5. A1111's prompt_parser.parse_prompt_attention("(a:-1) b BREAK c") gives [['a', -1.0], [' b', 1.0],
+    ['BREAK', -1], ['c', 1.0]], and sd_hijack_clip's tokenize_line closes a chunk only for `text == 'BREAK' and
+    weight == -1`: `a` is a token with multiplier -1 in the first chunk, `c` opens the second."""
+    from inferences.engine.conditioning import _chunks
+
+    class Tokenizer:
+        def __call__(self, text, add_special_tokens, truncation):
+            return type("Encoded", (), {"input_ids": [len(word) for word in text.split()]})()
+
+    pipe = type("Pipe", (), {"tokenizer": Tokenizer()})()
+    assert _chunks(pipe, "(abc:-1) b BREAK cc") == [([3, 1], [-1.0, 1.0]), ([2], [1.0])]
