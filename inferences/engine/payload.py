@@ -94,7 +94,7 @@ class Generation:
     mask: Image.Image | None = None
     mask_blur_x: int = 4
     mask_blur_y: int = 4
-    inpainting_fill: int = 1
+    inpainting_fill: int = 0
     invert_mask: bool = False
     control_units: list[ControlUnit] = field(default_factory=list)  # alwayson_scripts.controlnet, enabled units
     hires: Hires | None = None  # enable_hr (txt2img)
@@ -442,7 +442,7 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         subseed=read.integer("subseed", -1, -1, 2**32 - 1),
         subseed_strength=read.number("subseed_strength", 0.0, 0.0, 1.0),
         seed_resize_from=(resize_w, resize_h) if resize_w > 0 and resize_h > 0 else None,
-        steps=read.integer("steps", 20, 1, limits.max_steps),
+        steps=read.integer("steps", 50, 1, limits.max_steps),  # A1111's API default (processing.py)
         cfg_scale=read.number("cfg_scale", 7.0, 0.0, 30.0),
         width=width,
         height=height,
@@ -497,10 +497,13 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
         request.mask = decode_image(
             read.data["mask"], "mask", max_pixels=limits.max_input_pixels, max_bytes=limits.max_input_bytes
         )
-    blur = read.integer("mask_blur", 4, 0, 64)
-    request.mask_blur_x = read.integer("mask_blur_x", blur, 0, 64)
-    request.mask_blur_y = read.integer("mask_blur_y", blur, 0, 64)
-    request.inpainting_fill = read.integer("inpainting_fill", 1, 0, 3)
+    # A1111's StableDiffusionProcessingImg2Img: mask_blur_x/y default to 4, and `mask_blur`, a setter applied after
+    # them, sets both when sent; inpainting_fill defaults to 0 (fill)
+    request.mask_blur_x = read.integer("mask_blur_x", 4, 0, 64)
+    request.mask_blur_y = read.integer("mask_blur_y", 4, 0, 64)
+    if read.data.get("mask_blur") is not None:
+        request.mask_blur_x = request.mask_blur_y = read.integer("mask_blur", 4, 0, 64)
+    request.inpainting_fill = read.integer("inpainting_fill", 0, 0, 3)
     request.invert_mask = read.flag("inpainting_mask_invert", False)
 
 

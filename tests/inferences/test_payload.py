@@ -245,3 +245,18 @@ def test_the_web_process_checks_images_by_their_headers_and_leaves_them_compress
     parse_request("img2img", {**payload, "init_images": [truncated]}, Limits(load_images=False))  # header is fine
     with pytest.raises(EngineError, match=r"init_images\[0\] is a damaged or truncated image"):
         parse_request("img2img", {**payload, "init_images": [truncated]}, Limits())
+
+
+def test_defaults_are_a1111_apis() -> None:
+    """Issue 30.18. A1111's modules/processing.py: StableDiffusionProcessing `steps: int = 50`;
+    StableDiffusionProcessingImg2Img `inpainting_fill: int = 0`, `mask_blur_x = mask_blur_y = 4`, and `mask_blur`, a
+    property whose setter (run after them by the dataclass' __init__) sets both."""
+    bare = parse_request("txt2img", {"prompt": "a cat"}, LIMITS)
+    assert bare.steps == 50
+    picture = {"prompt": "a cat", "init_images": [png_b64(red_disc())], "mask": png_b64(red_disc())}
+    inpaint = parse_request("img2img", picture, LIMITS)
+    assert (inpaint.inpainting_fill, inpaint.mask_blur_x, inpaint.mask_blur_y) == (0, 4, 4)
+    both = parse_request("img2img", {**picture, "mask_blur": 9, "mask_blur_x": 2, "mask_blur_y": 3}, LIMITS)
+    assert (both.mask_blur_x, both.mask_blur_y) == (9, 9)
+    axes = parse_request("img2img", {**picture, "mask_blur_x": 2, "mask_blur_y": 3}, LIMITS)
+    assert (axes.mask_blur_x, axes.mask_blur_y) == (2, 3)
