@@ -148,6 +148,16 @@ def api(port: int, method: str, path: str, token: str, body: dict | None = None)
         return json.loads(response.read() or b"{}")
 
 
+def stop_serve(server: subprocess.Popen) -> None:
+    """SIGTERM, and a kill if it has not exited 30 s later (a test's clean-up)."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def start_serve(port: int, env: dict[str, str], *args: str) -> subprocess.Popen:
     process = manage("esd_serve", "--port", str(port), *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -208,11 +218,7 @@ def test_esd_serve_serves_workers_and_recovers_after_a_restart(embedded_env, fil
         server = start_serve(port, env)
         assert wait_for(lambda: endpoint_state() == ("InService", "1"), timeout=30)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server)
 
 
 def test_a_killed_workers_job_is_redelivered_to_another(endpoint, settings):
@@ -266,11 +272,7 @@ def test_idle_connections_do_not_starve_esd_serve(embedded_env):
     finally:
         for sock in idle:
             sock.close()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server)
 
 
 def test_esd_serve_takes_a_checkpoint_larger_than_waitress_own_limit(embedded_env, tmp_path):
@@ -300,11 +302,7 @@ def test_esd_serve_takes_a_checkpoint_larger_than_waitress_own_limit(embedded_en
         assert stored.stat().st_size == model.stat().st_size
         assert growth < 128 * 1024**2, f"the web process grew by {growth / 1024**2:.0f} MiB"
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server)
 
 
 def _demo_server(embedded_env, tmp_path, grace: str) -> tuple[dict[str, str], str]:
