@@ -67,11 +67,12 @@ def scratch_database():
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
         pytest.fail("this test moves data to PostgreSQL: set DATABASE_URL to a PostgreSQL server (as .ci/run does)")
-    with psycopg.connect(base, autocommit=True) as admin:
+    server = urlunsplit(urlsplit(base)._replace(path="/postgres"))  # the maintenance database: always there
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {SCRATCH_DB}")
     yield urlunsplit(urlsplit(base)._replace(path=f"/{SCRATCH_DB}"))
-    with psycopg.connect(base, autocommit=True) as admin:
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
 
 
