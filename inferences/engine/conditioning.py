@@ -22,18 +22,25 @@ import torch
 from .prompts import parse_attention
 
 CHUNK = 75
+# A1111's `comma_padding_backtrack` option (default 20): a chunk that fills up within this many tokens after a comma
+# ends at the comma, and the words after it open the next chunk, rather than being cut in two
+COMMA_BACKTRACK = 20
 
 
 def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
+    """The prompt's token ids and weights in chunks of at most 75, as A1111's sd_hijack_clip.tokenize_line makes
+    them: BREAK closes a chunk, and a chunk that fills up soon after a comma moves the words after it on."""
     tokenizer = pipe.tokenizer
+    comma = tokenizer.get_vocab().get(",</w>") if hasattr(tokenizer, "get_vocab") else None
     chunks: list[tuple[list[int], list[float]]] = []
     tokens: list[int] = []
     weights: list[float] = []
+    last_comma = -1
 
     def close() -> None:
-        nonlocal tokens, weights
+        nonlocal tokens, weights, last_comma
         chunks.append((tokens, weights))
-        tokens, weights = [], []
+        tokens, weights, last_comma = [], [], -1
 
     for segment, weight in parse_attention(text):
         if segment == "BREAK" and weight == -1:  # A1111: a segment of weight -1 is a weight; BREAK closes a chunk
@@ -43,6 +50,13 @@ def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
         segment = pipe.maybe_convert_prompt(segment, tokenizer) if hasattr(pipe, "maybe_convert_prompt") else segment
         ids = tokenizer(segment, add_special_tokens=False, truncation=False).input_ids
         for token in ids:
+            if token == comma:
+                last_comma = len(tokens)
+            elif len(tokens) == CHUNK and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
+                moved = (tokens[last_comma + 1 :], weights[last_comma + 1 :])
+                tokens, weights = tokens[: last_comma + 1], weights[: last_comma + 1]
+                close()
+                tokens, weights = moved
             if len(tokens) == CHUNK:
                 close()
             tokens.append(token)

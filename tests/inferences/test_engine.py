@@ -404,3 +404,28 @@ def test_a_segment_weighted_minus_one_is_encoded_not_taken_for_break() -> None:
 
     pipe = type("Pipe", (), {"tokenizer": Tokenizer()})()
     assert _chunks(pipe, "(abc:-1) b BREAK cc") == [([3, 1], [-1.0, 1.0]), ([2], [1.0])]
+
+
+def test_a_chunk_that_fills_soon_after_a_comma_moves_the_words_after_it_on() -> None:
+    """Issue 30.3. A1111's sd_hijack_clip.tokenize_line with `comma_padding_backtrack` 20 (its default): at a full
+    75-token chunk, when the token is no comma and the last comma is at most 20 tokens back, the tokens after the
+    comma move to the next chunk. 70 words, a comma, 10 words: the comma sits at 70, the chunk fills at 75, so words
+    71-74 move on and the first chunk ends with the comma; without a comma near, the cut stays at 75."""
+    import re
+
+    from inferences.engine.conditioning import _chunks
+
+    class Tokenizer:
+        def get_vocab(self):
+            return {",</w>": 999}
+
+        def __call__(self, text, add_special_tokens, truncation):
+            ids = [999 if part == "," else int(part[1:]) for part in re.findall(r"w\d+|,", text)]
+            return type("Encoded", (), {"input_ids": ids})()
+
+    pipe = type("Pipe", (), {"tokenizer": Tokenizer()})()
+    words = [f"w{n}" for n in range(1, 81)]
+    first, second = _chunks(pipe, " ".join(words[:70]) + ", " + " ".join(words[70:]))
+    assert first[0] == [*range(1, 71), 999] and second[0] == list(range(71, 81))
+    far = _chunks(pipe, " ".join(words[:40]) + ", " + " ".join(words[40:]))  # the comma 35 tokens back: no move
+    assert len(far[0][0]) == 75 and far[1][0] == list(range(75, 81))
