@@ -90,11 +90,13 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
 
 
 def _word(word: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
+    # A1111 finds an embedding by its name's token ids, and CLIP's tokenizer lowercases the text: "easynegative"
+    # activates EasyNegative.safetensors there (issue 30.6), so case is ignored here too
+    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])", re.IGNORECASE)
 
 
 def mentions(prompt: str, word: str) -> bool:
-    """Does the prompt use `word` as a whole word (A1111 activates an embedding by its name)?"""
+    """Does the prompt use `word` as a whole word, whatever its case (A1111 activates an embedding by its name)?"""
     return _word(word).search(prompt) is not None
 
 

@@ -260,3 +260,14 @@ def test_defaults_are_a1111_apis() -> None:
     assert (both.mask_blur_x, both.mask_blur_y) == (9, 9)
     axes = parse_request("img2img", {**picture, "mask_blur_x": 2, "mask_blur_y": 3}, LIMITS)
     assert (axes.mask_blur_x, axes.mask_blur_y) == (2, 3)
+
+
+def test_embeddings_are_named_whatever_the_case() -> None:
+    """Issue 30.6. A1111 (modules/textual_inversion: EmbeddingDatabase.find_embedding_at_position) matches an
+    embedding by the token ids of its name, and CLIP's tokenizer lowercases the prompt, so `easynegative` and
+    `BAD-HANDS-5` activate EasyNegative.safetensors and Bad-Hands-5.safetensors; a longer word does not."""
+    from inferences.engine.prompts import mentions, replace_word
+
+    assert mentions("lowres, easynegative", "EasyNegative") and mentions("(BAD-HANDS-5:1.2)", "Bad-Hands-5")
+    assert not mentions("easynegatives", "EasyNegative") and not mentions("bad-hands-50", "Bad-Hands-5")
+    assert replace_word("a cat, easynegative", "EasyNegative", "<ti0>") == "a cat, <ti0>"
