@@ -146,7 +146,9 @@ def _denoise(
         shape, seeds, run.device, leader.noise_seed_delta, subseeds=subseeds,
         subseed_strength=leader.subseed_strength, resize_from=leader.seed_resize_from,
     )  # fmt: skip
-    sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps).to(run.device)
+    sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps, sdxl=run.sdxl).to(
+        run.device
+    )
     x = noise.next() * sigmas[0]
     counts = [len(seat.seeds) for seat in group]
     shared = ksampling.SharedConditioning([seat.conditioning for seat in group], counts, [True] * len(group))

@@ -390,7 +390,7 @@ def _k_diffusion_images(
     )  # fmt: skip
     hires = request.hires
     second_steps = (hires.steps or request.steps) if hires is not None and hires.denoising_strength > 0 else 0
-    full = ksampling.sigmas_for(first.denoiser, request.sampler, request.schedule, request.steps)
+    full = ksampling.sigmas_for(first.denoiser, request.sampler, request.schedule, request.steps, sdxl=first.sdxl)
     # img2img runs the last denoising_strength x steps of the full schedule (A1111's t_enc), one step more
     t_enc = int(min(request.denoising_strength, 0.999) * request.steps)
     per_batch = (request.steps if request.task == "txt2img" else t_enc + 1) + second_steps
@@ -514,7 +514,7 @@ def _hires_pass(
     steps = hires.steps or request.steps
     # A1111's setup_img2img_steps with explicit steps: a schedule of steps / strength, of which exactly `steps` run
     scheduled = int(steps / min(hires.denoising_strength, 0.999))
-    sigmas = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled).to(second.device)
+    sigmas = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl).to(second.device)
     sigmas = sigmas[scheduled - (steps - 1) - 1 :]
     noise = ksampling.ImageNoise(
         tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .compiling import bucket, is_compiled, padded
@@ -247,8 +248,9 @@ def denoiser(unet: Any, scheduler_config: Any) -> Any:
     return external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels, quantize=False)
 
 
-def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int) -> torch.Tensor:
-    """The sigma schedule A1111 runs for `steps` steps of sampler `name` (KDiffusionSampler.get_sigmas)."""
+def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int, *, sdxl: bool = False) -> torch.Tensor:
+    """The sigma schedule A1111 runs for `steps` steps of sampler `name` (KDiffusionSampler.get_sigmas; the schedule
+    types of modules/sd_schedulers.py). `sdxl`: Align Your Steps has a table per model family."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
     steps += 1 if sampler.discard_penultimate else 0
@@ -267,12 +269,77 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int)
         end = model_denoiser.sigma_to_t(torch.tensor(sigma_min))
         sigmas = torch.stack([model_denoiser.t_to_sigma(t) for t in torch.linspace(start, end, steps + 1)[:-1]])
         sigmas = torch.cat([sigmas, sigmas.new_zeros([1])])
+    elif kind in EXTRA_SCHEDULES:
+        sigmas = EXTRA_SCHEDULES[kind](model_denoiser, steps, sigma_min, sigma_max, sdxl)
     else:
         raise EngineError(f"schedule {kind!r} is not supported by {name}")
     sigmas = sigmas.to(torch.float32)
     if sampler.discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas
+
+
+def _with_zero(sigmas: list[float]) -> torch.Tensor:
+    return torch.tensor([*sigmas, 0.0], dtype=torch.float32)
+
+
+def _kl_optimal(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # KL-optimal: tan of a linear walk from atan(sigma_max) to atan(sigma_min); its last sigma is sigma_min, no zero
+    alpha_min, alpha_max = torch.arctan(torch.tensor(sigma_min)), torch.arctan(torch.tensor(sigma_max))
+    steps = torch.arange(n + 1)
+    return torch.tan(steps / n * alpha_min + (1.0 - steps / n) * alpha_max)
+
+
+AYS_SD1 = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
+AYS_SDXL = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
+
+
+def _align_your_steps(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # NVIDIA's 10-step tables, log-linearly interpolated (in numpy, as A1111 does) to other step counts
+    table = AYS_SDXL if sdxl else AYS_SD1
+    if n == len(table):
+        return _with_zero(table)
+    xs, ys = np.linspace(0, 1, len(table)), np.log(table[::-1])
+    return _with_zero(list(np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1]))
+
+
+def _simple(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # every (len / n)-th sigma of the model's table, from the top
+    table, stride = denoiser.sigmas, len(denoiser.sigmas) / n
+    return _with_zero([float(table[-(1 + int(x * stride))]) for x in range(n)])
+
+
+def _normal(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # n timesteps evenly from sigma_max's to sigma_min's, both ends included (SGM Uniform leaves the last out)
+    start, end = denoiser.sigma_to_t(torch.tensor(sigma_max)), denoiser.sigma_to_t(torch.tensor(sigma_min))
+    return _with_zero([float(denoiser.t_to_sigma(t)) for t in torch.linspace(start, end, n)])
+
+
+def _ddim(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # the table's sigmas 1, 1 + stride, ... (stride = len // n), highest first
+    table, stride = denoiser.sigmas, max(len(denoiser.sigmas) // n, 1)
+    return _with_zero([float(table[x]) for x in range(1, len(table), stride)][::-1])
+
+
+BETA_ALPHA = BETA_BETA = 0.6  # A1111's beta_dist_alpha / beta_dist_beta defaults
+
+
+def _beta(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
+    # "Beta Sampling is All You Need" (Lee et al. 2024): sigmas at the beta distribution's quantiles
+    from scipy import stats
+
+    quantiles = [stats.beta.ppf(x, BETA_ALPHA, BETA_BETA) for x in 1 - np.linspace(0, 1, n)]
+    return _with_zero([sigma_min + q * (sigma_max - sigma_min) for q in quantiles])
+
+
+EXTRA_SCHEDULES: dict[str, Callable[[Any, int, float, float, bool], torch.Tensor]] = {
+    "kl_optimal": _kl_optimal,
+    "align_your_steps": _align_your_steps,
+    "simple": _simple,
+    "normal": _normal,
+    "ddim": _ddim,
+    "beta": _beta,
+}
 
 
 def _randn(seed: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:

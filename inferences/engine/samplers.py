@@ -74,6 +74,14 @@ SCHEDULES = {
     "sgm uniform": "sgm_uniform",
     "sgm_uniform": "sgm_uniform",
     "sgmuniform": "sgm_uniform",
+    "kl optimal": "kl_optimal",
+    "kl_optimal": "kl_optimal",
+    "align your steps": "align_your_steps",
+    "align_your_steps": "align_your_steps",
+    "simple": "simple",
+    "normal": "normal",
+    "ddim": "ddim",
+    "beta": "beta",
     "": None,
 }
 SCHEDULE_LABELS = {
@@ -82,6 +90,12 @@ SCHEDULE_LABELS = {
     "exponential": "Exponential",
     "polyexponential": "Polyexponential",
     "sgm_uniform": "SGM Uniform",
+    "kl_optimal": "KL Optimal",
+    "align_your_steps": "Align Your Steps",
+    "simple": "Simple",
+    "normal": "Normal",
+    "ddim": "DDIM",
+    "beta": "Beta",
 }
 
 # Names before A1111 1.9 carried the schedule ("DPM++ 2M Karras"); they are still sent, and mean this.

@@ -253,3 +253,36 @@ def test_dpm_fast_and_adaptive_take_a1111s_eta_and_range(engine, files, monkeypa
     fast, adaptive = seen
     assert (fast["sigma_min"], fast["sigma_max"], fast["n"], fast["eta"]) == (*model_range, 4, 1.0)
     assert (adaptive["sigma_min"], adaptive["sigma_max"], adaptive["eta"]) == (*model_range, 0.25)
+
+
+@pytest.mark.parametrize("steps", [7, 10, 20])
+def test_the_schedule_types_a1111_added_are_its_own(tiny, steps):
+    """Issue 30.10. Expected values computed here with numpy from the model's sigma table (model_sigmas, from its
+    betas), transcribing A1111 1.10's modules/sd_schedulers.py: kl_optimal (tan of a walk between the atans, n + 1
+    values, no final 0), get_align_your_steps_sigmas (NVIDIA's SD 1.5 table, log-linear interpolation for n != 10),
+    simple_scheduler (every len/n-th sigma from the top), normal_scheduler (n timesteps from sigma_max's to
+    sigma_min's, which on a discrete model is k-diffusion's uniform schedule), ddim_scheduler (sigmas 1, 1 + 1000 // n,
+    ..., reversed) and beta_scheduler (quantiles of Beta(0.6, 0.6), A1111's default alpha and beta)."""
+    from scipy import stats
+
+    model, denoiser = tiny
+    table = model_sigmas(model.base.scheduler.config)
+    low, high = float(table[0]), float(table[-1])
+    n = steps
+    ays = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
+    if n != len(ays):
+        xs, ys = np.linspace(0, 1, len(ays)), np.log(ays[::-1])
+        ays = list(np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1])
+    i = np.arange(n + 1)
+    expected = {
+        "KL Optimal": np.tan(i / n * np.arctan(low) + (1 - i / n) * np.arctan(high)),
+        "Align Your Steps": np.append(ays, 0.0),
+        "Simple": np.append([table[-(1 + int(x * len(table) / n))] for x in range(n)], 0.0),
+        "Normal": uniform_schedule(table, n),
+        "DDIM": np.append([table[x] for x in range(1, len(table), len(table) // n)][::-1], 0.0),
+        "Beta": np.append([low + q * (high - low) for q in stats.beta.ppf(1 - np.linspace(0, 1, n), 0.6, 0.6)], 0.0),
+    }
+    for label, values in expected.items():
+        name, schedule = resolve_sampler("Euler", label)
+        ours = ksampling.sigmas_for(denoiser, name, schedule, n).numpy()
+        np.testing.assert_allclose(ours, values, rtol=2e-4, err_msg=label)

@@ -116,7 +116,7 @@ def test_eta_noise_seed_delta_is_honoured() -> None:
         ("txt2img", txt2img(prompt="x" * 1_000_000), "prompt is 1000000 characters long; at most 20000"),
         ("txt2img", txt2img(negative_prompt=["a"]), "negative_prompt must be a string"),
         ("txt2img", txt2img(sampler_name="Euler z"), "sampler_name 'Euler z' is not supported; use one of: Euler a"),
-        ("txt2img", txt2img(scheduler="Beta"), "scheduler 'Beta' is not supported; use one of: Automatic, Uniform"),
+        ("txt2img", txt2img(scheduler="Turbo"), "scheduler 'Turbo' is not supported; use one of: Automatic, Uniform"),
         ("txt2img", txt2img(override_settings=[]), "override_settings must be an object"),
         ("txt2img", txt2img(override_settings={"CLIP_stop_at_last_layers": 40}), "CLIP_stop_at_last_layers must be"),
         ("txt2img", txt2img(override_settings={"sd_vae": 3}), "override_settings.sd_vae must be a VAE's file name"),
