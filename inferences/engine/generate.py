@@ -608,7 +608,8 @@ def _img2img_inputs(
     if request.task != "img2img":
         return [], [], None
     originals = [
-        images.resize(image, request.width, request.height, request.resize_mode) for image in request.init_images
+        images.resize(images.flatten(image), request.width, request.height, request.resize_mode)
+        for image in request.init_images
     ]
     if request.mask is None:
         return originals, originals, None

@@ -60,6 +60,16 @@ def load_image(image: Image.Image, field: str) -> None:
         raise EngineError(f"{field} is a damaged or truncated image") from exc
 
 
+def flatten(image: Image.Image, background: str = "#ffffff") -> Image.Image:
+    """A1111's images.flatten with its img2img_background_color (white): a transparent picture is laid on the
+    background rather than having its alpha dropped (which leaves whatever colour the invisible pixels hold)."""
+    if image.mode == "RGBA":
+        canvas = Image.new("RGBA", image.size, background)
+        canvas.paste(image, mask=image)
+        image = canvas
+    return image.convert("RGB")
+
+
 def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
     """A1111's img2img resize modes: 0 just resize, 1 crop and resize, 2 resize and fill (3, latent upscale: as 0)."""
     image = image.convert("RGB")

@@ -491,6 +491,15 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
         )
         for index, image in enumerate(images)
     ]
+    # A1111's StableDiffusionProcessingImg2Img.init: one picture serves every image of the batch; several make the
+    # batch (batch_size becomes their count), and more than batch_size is an error (issue 30.14)
+    if len(images) > 1:
+        if len(images) > request.batch_size:
+            raise EngineError(
+                f"init_images holds {len(images)} pictures but batch_size is {request.batch_size}: as in A1111, "
+                "each picture starts one image of a batch; send at most batch_size pictures, or raise batch_size"
+            )
+        request.batch_size = len(images)
     request.denoising_strength = read.number("denoising_strength", 0.75, 0.0, 1.0)
     request.resize_mode = read.integer("resize_mode", 0, 0, 3)
     if read.data.get("mask"):

@@ -229,7 +229,7 @@ def test_img2img_resize_mode_3_is_reported() -> None:
 
 def test_a_jobs_images_together_have_a_pixel_budget_read_from_their_headers():
     big = png_b64(Image.new("RGB", (4096, 4096), "white"))  # 16.8 MP, a few kB compressed
-    payload = txt2img(init_images=[big] * 4, denoising_strength=0.5)
+    payload = txt2img(init_images=[big] * 4, batch_size=4, denoising_strength=0.5)
     with pytest.raises(EngineError, match="the job's 4 images hold 67108864 pixels in all; at most 50331648"):
         parse_request("img2img", payload, Limits())
     assert len(parse_request("img2img", {**payload, "init_images": [big] * 3}, Limits()).init_images) == 3
@@ -271,3 +271,26 @@ def test_embeddings_are_named_whatever_the_case() -> None:
     assert mentions("lowres, easynegative", "EasyNegative") and mentions("(BAD-HANDS-5:1.2)", "Bad-Hands-5")
     assert not mentions("easynegatives", "EasyNegative") and not mentions("bad-hands-50", "Bad-Hands-5")
     assert replace_word("a cat, easynegative", "EasyNegative", "<ti0>") == "a cat, <ti0>"
+
+
+def test_several_init_images_make_the_batch_as_in_a1111() -> None:
+    """Issue 30.14. A1111's StableDiffusionProcessingImg2Img.init: one picture is repeated over the batch;
+    `len(imgs) <= self.batch_size` sets `self.batch_size = len(imgs)`; more raises "bad number of images passed"."""
+    pictures = [png_b64(red_disc()) for _ in range(3)]
+    made = parse_request("img2img", txt2img(init_images=pictures[:2], batch_size=4, denoising_strength=0.5), LIMITS)
+    assert made.batch_size == 2
+    one = parse_request("img2img", txt2img(init_images=pictures[:1], batch_size=4, denoising_strength=0.5), LIMITS)
+    assert one.batch_size == 4
+    with pytest.raises(EngineError, match=r"init_images holds 3 pictures but batch_size is 2"):
+        parse_request("img2img", txt2img(init_images=pictures, batch_size=2, denoising_strength=0.5), LIMITS)
+
+
+def test_a_transparent_init_image_is_laid_on_white_as_in_a1111() -> None:
+    """Issue 30.14. A1111's images.flatten(img, opts.img2img_background_color = "#ffffff"): an RGBA picture is pasted
+    on white through its own alpha, then made RGB (a plain convert would keep the invisible pixels' red)."""
+    from inferences.engine.images import flatten
+
+    picture = Image.new("RGBA", (4, 2), (255, 0, 0, 0))
+    picture.putpixel((0, 0), (0, 0, 255, 255))
+    flat = flatten(picture)
+    assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (0, 0, 255) and flat.getpixel((3, 1)) == (255, 255, 255)

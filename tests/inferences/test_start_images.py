@@ -11,12 +11,12 @@ from .jobs import serve
 def test_start_refuses_a_job_whose_images_together_are_too_large(site):
     serve(site, "Async", queues={"endpoint.elsewhere"})  # the endpoint is in service; nothing runs
     big = png_b64(Image.new("RGB", (4096, 4096), "white"))
-    job_id = site.submit(txt2img(init_images=[big] * 16, denoising_strength=0.5), task="img2img")
+    job_id = site.submit(txt2img(init_images=[big] * 8, batch_size=8, denoising_strength=0.5), task="img2img")
     refused = site.start(job_id)
     assert refused.status == 400
-    assert "the job's 16 images hold 268435456 pixels in all; at most 50331648" in refused.body["message"]
+    assert "the job's 8 images hold 134217728 pixels in all; at most 50331648" in refused.body["message"]
     job = InferenceJob.objects.get(pk=job_id)
-    assert job.status == "created" and "268435456 pixels" in job.error
+    assert job.status == "created" and "134217728 pixels" in job.error
 
 
 def test_start_refuses_a_preprocessor_parameter_beyond_its_slider(site):
