@@ -121,7 +121,9 @@ class ObjectStorage(ABC):
         return self.uri(key)
 
     @abstractmethod
-    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str: ...
+    def presign_put(self, key: str, expires: int = URL_LIFETIME, max_bytes: int | None = None) -> str:
+        """A URL that accepts one PUT of `key`. `max_bytes`: the most it may take, where the store can hold a URL to
+        it (the local store; S3's presigned PUT cannot, and `start` checks the size again)."""
 
     @abstractmethod
     def presign_get(self, key: str, expires: int = URL_LIFETIME) -> str: ...
@@ -252,8 +254,9 @@ class LocalStorage(ObjectStorage):
             raise StorageError("this URL has expired; ask for a new one")
         return claims
 
-    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str:
-        return self._signed_url(expires, op="put", key=check_key(key))
+    def presign_put(self, key: str, expires: int = URL_LIFETIME, max_bytes: int | None = None) -> str:
+        claims: dict[str, Any] = {"max": max_bytes} if max_bytes is not None else {}
+        return self._signed_url(expires, op="put", key=check_key(key), **claims)
 
     def presign_get(self, key: str, expires: int = URL_LIFETIME) -> str:
         return self._signed_url(expires, op="get", key=check_key(key))
@@ -454,7 +457,7 @@ class S3Storage(ObjectStorage):
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
 
-    def presign_put(self, key: str, expires: int = URL_LIFETIME) -> str:
+    def presign_put(self, key: str, expires: int = URL_LIFETIME, max_bytes: int | None = None) -> str:
         return self.presigner.generate_presigned_url(
             "put_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
         )

@@ -39,8 +39,8 @@ class LocalStorageObjectView(View):
         storage = get_storage()
         assert isinstance(storage, LocalStorage)
         # S3 caps a PUT at 5 GiB; the local store takes a whole checkpoint in one (a 7 GB SDXL file with
-        # `parts_number: 1`, as the README's recipe uploads it).
-        limit = settings.ESD_MAX_CHECKPOINT_BYTES
+        # `parts_number: 1`, as the README's recipe uploads it), or what the URL itself allows (a job's payload).
+        limit = min(claims.get("max") or settings.ESD_MAX_CHECKPOINT_BYTES, settings.ESD_MAX_CHECKPOINT_BYTES)
         try:
             length = int(request.headers.get("Content-Length") or 0)
         except ValueError:

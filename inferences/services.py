@@ -138,7 +138,9 @@ def inference_create(
         endpoint=endpoint if endpoint_name else None,
         endpoint_name=endpoint.name if endpoint_name else "",
     )
-    job.payload_url = get_storage().presign_put(job.payload_key, expires=URL_LIFETIME)
+    job.payload_url = get_storage().presign_put(
+        job.payload_key, expires=URL_LIFETIME, max_bytes=settings.ESD_MAX_PAYLOAD_BYTES
+    )
     job.save()
     grants.grant_new(job, owner=actor, owner_views=True)  # ESD's owner list, [user_id]: the account, not its name
     return job

@@ -178,6 +178,15 @@ def test_oversized_put_is_refused(local, settings):
     assert local.size("a/big.bin") is None
 
 
+def test_a_url_may_carry_its_own_size_limit(local, settings):
+    # a job's payload URL takes at most ESD_MAX_PAYLOAD_BYTES, not a checkpoint's 20 GB, on the local store
+    settings.ESD_MAX_CHECKPOINT_BYTES = 1000
+    assert http("PUT", local.presign_put("a/small.bin", max_bytes=10), b"x" * 11)[0] == 413
+    assert local.size("a/small.bin") is None
+    assert http("PUT", local.presign_put("a/small.bin", max_bytes=10), b"x" * 10)[0] == 200
+    assert http("PUT", local.presign_put("a/capped.bin", max_bytes=10**9), b"x" * 1001)[0] == 413  # never above
+
+
 def test_signed_urls_expire_in_an_hour_by_default(local):
     claims = local.verify(local.presign_put("a/file.bin").rsplit("/", 1)[-1])
     assert 3590 <= claims["exp"] - time.time() <= 3600

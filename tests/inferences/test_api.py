@@ -430,3 +430,13 @@ def test_extra_single_image_with_an_uploaded_upscaler_through_the_api(served, ad
     assert data["status"] == "succeed", data
     [upscaled] = images_of(data)
     assert upscaled.size == (80, 64)
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)  # S3's presigned PUT cannot carry a size limit
+def test_a_payload_url_of_the_local_store_takes_no_more_than_a_payload(served, settings):
+    # the local store's presigned PUT took up to a checkpoint's 20 GB for any key; a job's URL now carries its limit
+    settings.ESD_MAX_PAYLOAD_BYTES = 100
+    inference = served.create().body["data"]["inference"]
+    status, _, body = http("PUT", inference["api_params_s3_upload_url"], b" " * 101)
+    assert status == 413 and b"larger than the 100-byte limit" in body
+    assert http("PUT", inference["api_params_s3_upload_url"], json.dumps(txt2img())[:100].encode())[0] == 200
