@@ -4,6 +4,7 @@ with its images; cancel and delete; and the Generate page, which runs a job as t
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,8 +22,10 @@ from esd.storage import get_storage
 
 from . import selectors, services
 from .api.serializers import image_urls
-from .forms import GenerateForm
+from .forms import GenerateForm, remembered, settings_of_job
 from .models import InferenceJob
+
+LAST_SETTINGS = "esd_generate_settings"  # the session's copy of a person's last Generate settings
 
 PARAMETER_LABELS = (
     ("prompt", "prompt"), ("negative_prompt", "negative prompt"), ("sampler_name", "sampler"), ("steps", "steps"),
@@ -108,6 +111,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                  name="inferences_inferencejob_progress"),
             path("<uuid:job_id>/cancel/", self.admin_site.admin_view(self.cancel_view),
                  name="inferences_inferencejob_cancel"),
+            path("<uuid:job_id>/again/", self.admin_site.admin_view(self.again_view),
+                 name="inferences_inferencejob_again"),
         ]  # fmt: skip
         return own + super().get_urls()
 
@@ -274,7 +279,9 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     def generate_view(self, request: HttpRequest) -> HttpResponse:
         actor = actor_of(request)
-        form = GenerateForm(request.POST or None, request.FILES or None, user=actor)
+        form = GenerateForm(
+            request.POST or None, request.FILES or None, user=actor, initial=self._generate_initial(request)
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 job = services.inference_submit(
@@ -286,6 +293,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             except Refused as exc:
                 form.add_error(None, exc.message)
             else:
+                request.session[LAST_SETTINGS] = remembered(form.cleaned_data)
                 self.message_user(request, f"Job {job.id} started on {job.endpoint_name}.", messages.SUCCESS)
                 return redirect(reverse("admin:inferences_inferencejob_change", args=[job.pk]))
         context = {
@@ -296,6 +304,44 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             "has_checkpoints": bool(form.checkpoint_names),
         }
         return TemplateResponse(request, "admin/inferences/generate.html", context)
+
+    def _generate_initial(self, request: HttpRequest) -> dict[str, Any]:
+        """Where Generate starts: a job's settings (its page's "Edit settings", `?from=<id>`), else the person's
+        last ones (kept in the session), else the form's defaults."""
+        source = request.GET.get("from", "")
+        job = selectors.inference_get(viewer=actor_of(request), job_id=source) if source else None
+        if job is None:
+            return dict(request.session.get(LAST_SETTINGS, {}))
+        checkpoints = job.used_models.get("Stable-diffusion", [])
+        payload = selectors.job_payload(job, settings.ESD_MAX_PAYLOAD_BYTES) or {}
+        return settings_of_job(payload, job.task_type, checkpoints[0]["model_name"] if checkpoints else None)
+
+    def again_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        """The job page's "Generate again" (POST): the same job once more, with its seed (the one it used, when it
+        asked for a random one) or, with `seed=new`, a random one."""
+        page = reverse("admin:inferences_inferencejob_change", args=[job_id])
+        job = self.get_queryset(request).filter(pk=job_id).first()
+        if request.method != "POST" or job is None:
+            return redirect(page)
+        payload = selectors.job_payload(job, settings.ESD_MAX_PAYLOAD_BYTES)
+        if payload is None:
+            self.message_user(request, "This job's payload is no longer stored; use Edit settings.", messages.ERROR)
+            return redirect(page)
+        if request.POST.get("seed") == "new":
+            payload["seed"] = -1
+        elif payload.get("seed", -1) == -1:
+            used = json.loads((selectors.job_result_document(job) or {}).get("info") or "{}").get("seed")
+            payload["seed"] = used if isinstance(used, int) else -1
+        models = {kind: [entry["model_name"] for entry in entries] for kind, entries in job.used_models.items()}
+        try:
+            again = services.inference_submit(
+                actor=actor_of(request), task_type=job.task_type, models=models, payload=payload
+            )
+        except Refused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(page)
+        self.message_user(request, f"Job {again.id} started on {again.endpoint_name}.", messages.SUCCESS)
+        return redirect(reverse("admin:inferences_inferencejob_change", args=[again.pk]))
 
     def cancel_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
         """The job page's Cancel button (POST): as the list's action, for this one job."""

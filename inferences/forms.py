@@ -179,3 +179,27 @@ def _names(user: User, kind: str) -> list[str]:
 def _base64(upload: Any) -> str:
     upload.seek(0)
     return base64.b64encode(upload.read()).decode()
+
+
+# The Generate page's settings a person gets back: after a job, the next visit starts from them; a job's "Edit
+# settings" starts from that job's.
+REMEMBERED = (
+    "task", "checkpoint", "prompt", "negative_prompt", "width", "height", "steps", "sampler", "cfg_scale", "seed",
+    "batch_size", "denoising_strength", "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
+)  # fmt: skip
+
+
+def remembered(cleaned: dict[str, Any]) -> dict[str, Any]:
+    """The form's values worth keeping in the session (JSON: no pictures)."""
+    return {key: cleaned[key] for key in REMEMBERED if isinstance(cleaned.get(key), str | int | float | bool)}
+
+
+def settings_of_job(payload: dict[str, Any], task: str, checkpoint: str | None) -> dict[str, Any]:
+    """A job's payload as the Generate form's initial values (A1111's keys to the form's)."""
+    values = {key: payload[key] for key in REMEMBERED if isinstance(payload.get(key), str | int | float | bool)}
+    if isinstance(payload.get("sampler_name"), str):
+        values["sampler"] = payload["sampler_name"]
+    values["task"] = task
+    if checkpoint:
+        values["checkpoint"] = checkpoint
+    return values

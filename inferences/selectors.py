@@ -205,21 +205,26 @@ def job_result_document(job: InferenceJob) -> dict[str, Any] | None:
 PAYLOAD_SUMMARY_BYTES = 256 * 1024  # a txt2img payload; one carrying pictures is summed up when it finishes
 
 
-def job_payload_summary(job: InferenceJob) -> dict[str, Any]:
-    """The parameters of a job not finished yet, read from the payload it runs (the copy frozen at start, or the
-    uploaded one before): what its page shows while it runs. Empty when there is none or it is large."""
+def job_payload(job: InferenceJob, max_bytes: int) -> dict[str, Any] | None:
+    """The payload the job runs (the copy frozen at start, or the uploaded one before), or None when there is none,
+    it is larger than `max_bytes`, or it is not a JSON object."""
     from esd.storage import StorageError, get_storage
 
     storage = get_storage()
     try:
         size = storage.size(job.input_key)
-        if size is None or size > PAYLOAD_SUMMARY_BYTES:
-            return {}
+        if size is None or size > max_bytes:
+            return None
         payload = json.loads(storage.read_range(job.input_key, 0, size))
     except (StorageError, OSError, ValueError):
-        return {}
-    if not isinstance(payload, dict):
-        return {}
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def job_payload_summary(job: InferenceJob) -> dict[str, Any]:
+    """The parameters of a job not finished yet, from its payload: what its page shows while it runs. Empty when
+    there is none or it is large."""
+    payload = job_payload(job, PAYLOAD_SUMMARY_BYTES) or {}
     return {key: value for key, value in payload.items() if isinstance(value, str | int | float) and key != "image"}
 
 

@@ -1,10 +1,13 @@
 """The jobs admin without a browser: the Generate page's refusals, the progress JSON, the delete action."""
 
+import json
+
 import pytest
 from django.test import Client
 
 from accounts import grants
 from esd.storage import get_storage
+from inferences import selectors
 from inferences.models import InferenceJob
 
 from .conftest import txt2img
@@ -187,3 +190,38 @@ def test_generate_attaches_the_loras_and_embeddings_its_prompt_names(site, brows
     }  # fmt: skip
     done = wait_for(lambda: (j := InferenceJob.objects.get(pk=job.pk)).finished and j)
     assert done.status == "succeed", done.error
+
+
+def test_a_job_can_be_generated_again_or_edited_and_generate_remembers(site, browser):
+    """Issue 31.3: every job page has "Generate again" (same seed, or a new one) and "Edit settings" (Generate
+    filled in from that job); Generate starts from the person's last settings."""
+    from tests.conftest import wait_for
+
+    grants.set_visibility(site.checkpoint, ["*"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
+    serve(site, "Async")
+    form = {**FORM, "prompt": "a lighthouse at dusk", "seed": "-1", "steps": "2", "cfg_scale": "6.5"}
+    assert browser.post("/admin/inferences/inferencejob/generate/", form).status_code == 302
+    first = InferenceJob.objects.get()
+    wait_for(lambda: InferenceJob.objects.get(pk=first.pk).finished)
+    page = browser.get(f"/admin/inferences/inferencejob/{first.pk}/change/").content.decode()
+    assert "Generate again" in page and f"generate/?from={first.pk}" in page
+
+    def seed_of(job):
+        done = wait_for(lambda: (j := InferenceJob.objects.get(pk=job.pk)).finished and j)
+        assert done.status == "succeed", done.error
+        return json.loads(selectors.job_result_document(done)["info"])["seed"]
+
+    used = seed_of(first)
+    again = browser.post(f"/admin/inferences/inferencejob/{first.pk}/again/", {"seed": "same"})
+    second = InferenceJob.objects.exclude(pk=first.pk).get()
+    assert again["Location"].endswith(f"/{second.pk}/change/") and seed_of(second) == used  # the seed it used
+    browser.post(f"/admin/inferences/inferencejob/{first.pk}/again/", {"seed": "new"})
+    third = InferenceJob.objects.exclude(pk__in=[first.pk, second.pk]).get()
+    assert selectors.job_payload(third, 10**6)["seed"] == -1 and seed_of(third) >= 0
+
+    edit = browser.get(f"/admin/inferences/inferencejob/generate/?from={first.pk}").content.decode()
+    assert "a lighthouse at dusk</textarea>" in edit and 'name="cfg_scale" value="6.5"' in edit
+    assert 'name="steps" value="2"' in edit
+    remembered = browser.get("/admin/inferences/inferencejob/generate/").content.decode()
+    assert "a lighthouse at dusk</textarea>" in remembered  # the last settings come back
