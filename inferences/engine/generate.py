@@ -22,11 +22,11 @@ from .hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
 from .infotext import infotext
 from .loading import LoadedModel
 from .memory import TILE_ABOVE_PIXELS
-from .model_names import find_model, names_model
+from .model_names import find_model, mentioned_embeddings
 from .options import JobFiles, ModelFile, Progress
 from .payload import Generation, unhonoured_message
 from .prompt_schedule import prompt_schedule
-from .prompts import mentions, replace_word
+from .prompts import replace_word
 from .samplers import SAMPLERS, make_scheduler
 from .upscalers import resize_with
 
@@ -53,26 +53,6 @@ def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
     count = request.total_images
     step = 0 if request.subseed_strength else 1
     return [seed + k * step for k in range(count)], [subseed + k for k in range(count)]
-
-
-def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile) -> ModelFile | None:
-    """The hires fix's `hr_checkpoint_name` among the job's Stable-diffusion models; None: the first pass's."""
-    name = request.hires.checkpoint_name if request.hires is not None else None
-    if name is None or names_model(name, first.name):
-        return None
-    return find_model(files.checkpoints, name, key="hr_checkpoint_name", kind="Stable-diffusion")
-
-
-def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
-    """`override_settings.sd_vae` names one of the job's VAE files; otherwise the job's first VAE, if any."""
-    if request.vae is None:
-        return files.vaes[0] if files.vaes else None
-    if request.vae == "None":
-        return None
-    for vae in files.vaes:
-        if request.vae in (vae.name, vae.stem):
-            return vae
-    raise EngineError(f"override_settings.sd_vae names {request.vae!r}, but the job has no VAE model of that name")
 
 
 @dataclass
@@ -136,11 +116,7 @@ def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]
 @contextmanager
 def embeddings(pipe: Any, request: Generation, files: JobFiles) -> Iterator[tuple[str, str]]:
     """The embeddings the prompts mention, loaded as tokens of their own; yields both prompts using them."""
-    mentioned = [
-        embedding
-        for embedding in files.embeddings
-        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
-    ]
+    mentioned = mentioned_embeddings(request, files)
     text, negative_text = request.text, request.negative_text
     try:
         for number, embedding in enumerate(mentioned):

@@ -10,6 +10,7 @@ they round up, so the estimate is an upper bound there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,8 +20,7 @@ from typing import TYPE_CHECKING
 from .configs_path import config_folder
 from .errors import EngineError
 from .identify import identify_shapes, shapes_of
-from .model_names import names_model
-from .prompts import mentions
+from .model_names import mentioned_embeddings, names_model, pick_hires_checkpoint, pick_vae
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,28 +87,33 @@ def held_models(request: Generation, files: JobFiles, checkpoint: ModelFile) -> 
     ControlNets, the prompt's LoRAs, its VAE file, the embeddings its prompts mention and the hires upscaler. The one
     list the API server (at start) and the worker (before loading) estimate from. A name the job lacks is skipped
     here: the job is refused where that name is used."""
+    from .hires_payload import PIXEL_UPSCALERS
+
     held: dict[str, ModelFile] = {}
 
     def add(candidates: tuple[ModelFile, ...], name: str | None) -> None:
         found = next((each for each in candidates if name is not None and names_model(name, each.name)), None)
-        if found is not None and found.name != checkpoint.name:
-            held.setdefault(found.name, found)
+        if found is not None:
+            hold(found)
 
-    if request.hires is not None:
-        add(files.checkpoints, request.hires.checkpoint_name)
-        add(files.upscalers, request.hires.upscaler)
+    def hold(model: ModelFile | None) -> None:
+        if model is not None and model.name != checkpoint.name:
+            held.setdefault(model.name, model)
+
+    hires = request.hires
+    if hires is not None:
+        hold(pick_hires_checkpoint(request, files, checkpoint))
+        if not hires.latent and hires.upscaler not in PIXEL_UPSCALERS:  # an upscaler model runs between the passes
+            add(files.upscalers, hires.upscaler)
     for unit in request.control_units:
         add(files.controlnets, unit.model)
     for tag in request.networks:
         if tag.kind == "lora":
             add(files.loras, tag.name)
-    if request.vae is None and files.vaes:
-        add(files.vaes, files.vaes[0].name)
-    elif request.vae not in (None, "None"):
-        add(files.vaes, request.vae)
-    for embedding in files.embeddings:
-        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem):
-            add(files.embeddings, embedding.name)
+    with contextlib.suppress(EngineError):  # a VAE the job lacks fails it where it is loaded, as it always has
+        hold(pick_vae(request, files))
+    for embedding in mentioned_embeddings(request, files):
+        hold(embedding)
     return list(held.values())
 
 
@@ -198,19 +203,15 @@ def generation_estimate(
 ) -> Estimate:
     """A generation's peak, worked out the same way by the API server at start (headers read from the store) and by
     the worker before loading (headers read from its cached files): `header_of` is how each side reads one."""
-    from .hires_payload import PIXEL_UPSCALERS
-
     shape = ModelShape.of(checkpoint.name, header_of(checkpoint))
     upscale, extra = 0, 0
     for model in held_models(request, files, checkpoint):
         header = header_of(model)
         if model in files.upscalers:  # it runs in fp32 between the passes, after the first pass's working set
-            hires = request.hires
-            if hires is not None and not hires.latent and hires.upscaler not in PIXEL_UPSCALERS:
-                upscaler = UpscalerShape.from_header(header)
-                upscale = max(upscale, upscale_bytes(upscaler, *request.largest_size) + upscaler.parameters * 4)
-            continue
-        extra += parameter_count(header)
+            upscaler = UpscalerShape.from_header(header)
+            upscale = max(upscale, upscale_bytes(upscaler, *request.largest_size) + upscaler.parameters * 4)
+        else:
+            extra += parameter_count(header)
     return estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra, upscale)
 
 

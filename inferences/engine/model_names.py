@@ -1,4 +1,5 @@
-"""How A1111 names model files in payloads: titles with folders and hashes, names with or without extension."""
+"""How A1111 names model files in payloads (titles with folders and hashes, names with or without extension), and
+which of a job's files a request picks by them: torch-free, for the worker and the API server's estimates alike."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .errors import EngineError
+from .prompts import mentions
 
 if TYPE_CHECKING:
     from .options import JobFiles, ModelFile
@@ -39,3 +41,32 @@ def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
         return files.checkpoint
     candidates = files.checkpoints or ((files.checkpoint,) if files.checkpoint else ())
     return find_model(candidates, request.checkpoint_name, key=request.checkpoint_key, kind="Stable-diffusion")
+
+
+def pick_hires_checkpoint(request: Generation, files: JobFiles, first: ModelFile) -> ModelFile | None:
+    """The hires fix's `hr_checkpoint_name` among the job's Stable-diffusion models; None: the first pass's."""
+    name = request.hires.checkpoint_name if request.hires is not None else None
+    if name is None or names_model(name, first.name):
+        return None
+    return find_model(files.checkpoints, name, key="hr_checkpoint_name", kind="Stable-diffusion")
+
+
+def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
+    """`override_settings.sd_vae` names one of the job's VAE files; otherwise the job's first VAE, if any."""
+    if request.vae is None:
+        return files.vaes[0] if files.vaes else None
+    if request.vae == "None":
+        return None
+    for vae in files.vaes:
+        if request.vae in (vae.name, vae.stem):
+            return vae
+    raise EngineError(f"override_settings.sd_vae names {request.vae!r}, but the job has no VAE model of that name")
+
+
+def mentioned_embeddings(request: Generation, files: JobFiles) -> list[ModelFile]:
+    """The job's embeddings its prompts name (A1111 activates an embedding by its file's stem)."""
+    return [
+        embedding
+        for embedding in files.embeddings
+        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
+    ]

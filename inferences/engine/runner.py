@@ -119,8 +119,8 @@ class Engine:
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
         from .device import release_memory
-        from .generate import generate, pick_hires_checkpoint, pick_vae
-        from .model_names import pick_checkpoint
+        from .generate import generate
+        from .model_names import pick_checkpoint, pick_hires_checkpoint, pick_vae
 
         checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
         if checkpoint is None:
@@ -191,8 +191,8 @@ class Engine:
         """What a job must share with others to join their loop (the payload's batch key and the very model,
         VAE and LoRA files); None: it runs alone, where a model it names but lacks fails it as it always does."""
         from .batch_key import ALONE, batch_key
-        from .generate import lora_adapters, pick_vae
-        from .model_names import pick_checkpoint
+        from .generate import lora_adapters
+        from .model_names import pick_checkpoint, pick_vae
 
         key = batch_key(request)
         if key == ALONE:
@@ -212,8 +212,8 @@ class Engine:
 
         from .batched import ALONE, Member, generate_together
         from .device import release_memory
-        from .generate import Generated, pick_vae
-        from .model_names import pick_checkpoint
+        from .generate import Generated
+        from .model_names import pick_checkpoint, pick_vae
 
         first_index, leader = group[0]
         files = jobs[first_index].files
