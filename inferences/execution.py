@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,15 +21,15 @@ from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
 from checkpoints.cache import CacheError, cached_path
-from checkpoints.models import CheckpointFile, CheckpointType
+from checkpoints.models import CheckpointFile
 from endpoints.models import Worker
 from esd import shutdown
 from esd.storage import StorageError, get_storage
 
-from . import transitions
+from . import selectors, transitions
 from .batching import take_companions
 from .engine.errors import Cancelled, EngineError
-from .engine.options import JobFiles, ModelFile
+from .engine.options import JobFiles
 from .engine.runner import Job
 from .engine_options import engine_for
 from .models import InferenceJob, TaskType
@@ -86,34 +87,12 @@ def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
     return transitions.claim(job_id, worker, holders)
 
 
-def _model_files(job: InferenceJob) -> JobFiles:
-    """The job's model files on local disk (the worker's model cache, verified by sha256)."""
-
-    def local(entry: dict[str, Any]) -> ModelFile | None:
-        if entry["id"] == "VAE":  # Automatic / None: the checkpoint's own VAE
-            return None
-        file = CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
-        if file is None:
-            raise EngineError(f"the model {entry['model_name']} was deleted before the job ran")
-        try:
-            path = cached_path(file)
-        except CacheError as exc:
-            raise TransientJobError(str(exc)) from exc
-        return ModelFile(path=path, name=file.name, sha256=file.sha256)
-
-    def of(kind: str) -> tuple[ModelFile, ...]:
-        return tuple(model for model in (local(entry) for entry in job.used_models.get(kind, [])) if model)
-
-    checkpoints = of(CheckpointType.STABLE_DIFFUSION)
-    return JobFiles(
-        checkpoint=checkpoints[0] if checkpoints else None,
-        checkpoints=checkpoints,
-        vaes=of(CheckpointType.VAE),
-        loras=of(CheckpointType.LORA),
-        embeddings=of(CheckpointType.EMBEDDINGS),
-        controlnets=of(CheckpointType.CONTROLNET),
-        upscalers=of(CheckpointType.UPSCALER),
-    )
+def _cached(file: CheckpointFile) -> Path:
+    """A model file on local disk: the worker's model cache, verified by sha256."""
+    try:
+        return cached_path(file)
+    except CacheError as exc:
+        raise TransientJobError(str(exc)) from exc
 
 
 def _write_outputs(job: InferenceJob, result: Any) -> list[str]:
@@ -221,7 +200,7 @@ def _prepared(job: InferenceJob) -> _Run:
         with storage.open(key) as stream:
             run.payload = stream.read()
         fetch_started = time.monotonic()
-        run.files = _model_files(job)
+        run.files = selectors.job_files(job, _cached)
         run.fetch_seconds = time.monotonic() - fetch_started
     except DatabaseError:
         raise

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -18,11 +19,13 @@ from accounts import grants
 from accounts.models import User
 from accounts.permissions import holds
 from checkpoints import selectors as checkpoint_selectors
-from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
+from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
 from endpoints import selectors as endpoint_selectors
 from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.errors import Invalid
 
+from .engine.errors import EngineError
+from .engine.options import JobFiles, ModelFile
 from .models import InferenceJob, InferenceType, JobStatus
 
 
@@ -268,3 +271,27 @@ def prompt_network_files(*, user: User, prompts: list[str]) -> dict[str, list[st
         ),
     }
     return {kind: names for kind, names in found.items() if names}
+
+
+def job_files(job: InferenceJob, locate: Callable[[CheckpointFile], Path]) -> JobFiles:
+    """The job's model files by type, each at the path `locate` gives for its row: the worker's verified cache, or
+    the object's key in the store for the API server's estimates (which read headers only). A model deleted since
+    the job was created fails it, naming the model."""
+
+    def of(kind: str) -> tuple[ModelFile, ...]:
+        found = []
+        for entry in job.used_models.get(kind, []):
+            if entry["id"] == "VAE":  # Automatic / None: the checkpoint's own VAE
+                continue
+            row = CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
+            if row is None:
+                raise EngineError(f"the model {entry['model_name']} was deleted before the job ran")
+            found.append(ModelFile(path=locate(row), name=row.name, sha256=row.sha256))
+        return tuple(found)
+
+    checkpoints = of(CheckpointType.STABLE_DIFFUSION)
+    return JobFiles(
+        checkpoint=checkpoints[0] if checkpoints else None, checkpoints=checkpoints, vaes=of(CheckpointType.VAE),
+        loras=of(CheckpointType.LORA), embeddings=of(CheckpointType.EMBEDDINGS),
+        controlnets=of(CheckpointType.CONTROLNET), upscalers=of(CheckpointType.UPSCALER),
+    )  # fmt: skip

@@ -20,7 +20,7 @@ from accounts import grants
 from accounts.models import User
 from accounts.permissions import holds
 from checkpoints.files import PICKLE_EXTENSIONS
-from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus, CheckpointType
+from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
@@ -34,7 +34,7 @@ from .engine.errors import EngineError
 from .engine.identify import read_entries
 from .engine.memory import check_fits, default_budget, extras_estimate, generation_estimate, machine_memory
 from .engine.model_names import names_model, pick_checkpoint
-from .engine.options import JobFiles, ModelFile
+from .engine.options import ModelFile
 from .engine.payload import Generation, Upscale, load_payload, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
@@ -191,43 +191,17 @@ def _check_named_models(job: InferenceJob, request: Any) -> None:
             )
 
 
-def _stored_files(job: InferenceJob) -> tuple[JobFiles, dict[str, CheckpointFile]]:
-    """The job's model files as the engine's estimates name them, without fetching any: each ModelFile's `path` is
-    its key in the store. Also each file's row, by name, to read its header from the store."""
-    rows: dict[str, CheckpointFile] = {}
-
-    def of(kind: str) -> tuple[ModelFile, ...]:
-        found = []
-        for entry in job.used_models.get(kind, []):
-            if entry["id"] == "VAE":  # Automatic / None: the checkpoint's own VAE
-                continue
-            row = CheckpointFile.objects.filter(checkpoint_id=entry["id"], name=entry["model_name"]).first()
-            if row is not None:  # deleted since: the worker says so
-                rows[row.name] = row
-                found.append(ModelFile(path=Path(row.key), name=row.name, sha256=row.sha256))
-        return tuple(found)
-
-    checkpoints = of(CheckpointType.STABLE_DIFFUSION)
-    files = JobFiles(
-        checkpoint=checkpoints[0] if checkpoints else None, checkpoints=checkpoints, vaes=of(CheckpointType.VAE),
-        loras=of(CheckpointType.LORA), embeddings=of(CheckpointType.EMBEDDINGS),
-        controlnets=of(CheckpointType.CONTROLNET), upscalers=of(CheckpointType.UPSCALER),
-    )  # fmt: skip
-    return files, rows
-
-
 def _check_memory(job: InferenceJob, request: Any) -> None:
     """Refuse at start a job that cannot fit a worker (the worker checks again with its own device), estimated as
     the worker estimates it (engine.memory) from the models' safetensors headers in the store, a few kilobytes
     each: the checkpoint and every model held beside it, or an extras job's upscalers."""
     if not isinstance(request, Generation | Upscale):
         return
-    files, rows = _stored_files(job)
+    files = selectors.job_files(job, lambda row: Path(row.key))  # where each file is in the store
     storage = get_storage()
 
     def header_of(model: ModelFile) -> dict[str, dict[str, object]]:
-        stored = rows[model.name]
-        return read_entries(stored.name, lambda start, length: storage.read_range(stored.key, start, length))
+        return read_entries(model.name, lambda start, length: storage.read_range(str(model.path), start, length))
 
     if isinstance(request, Upscale):
         need = extras_estimate(request, files, header_of)
