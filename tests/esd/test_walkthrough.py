@@ -2,7 +2,6 @@
 up the way `make run` sets one up (migrate, first-run administrator, demo model and endpoint)."""
 
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.endpoints.test_processes import ROOT, clean_env, run, start_serve
+from tests.endpoints.test_processes import ROOT, clean_env, run, start_serve, stop_serve
 from tests.helpers import FileServer, free_port, safetensors_bytes
 
 
@@ -43,11 +42,7 @@ def live(tmp_path_factory):
     port = free_port()
     server = start_serve(port, env)
     yield {"port": port, "token": token, "files": files, "demo": demo, "cwd": data}
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop_serve(server)
     files.close()
 
 
