@@ -11,6 +11,7 @@ draw from a Brownian tree seeded with the batch's seeds.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import itertools
@@ -264,11 +265,6 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int,
         sigmas = sampling.get_sigmas_exponential(n=steps, sigma_min=sigma_min, sigma_max=sigma_max)
     elif kind == "polyexponential":
         sigmas = sampling.get_sigmas_polyexponential(n=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=1.0)
-    elif kind == "sgm_uniform":
-        start = model_denoiser.sigma_to_t(torch.tensor(sigma_max))
-        end = model_denoiser.sigma_to_t(torch.tensor(sigma_min))
-        sigmas = torch.stack([model_denoiser.t_to_sigma(t) for t in torch.linspace(start, end, steps + 1)[:-1]])
-        sigmas = torch.cat([sigmas, sigmas.new_zeros([1])])
     elif kind in EXTRA_SCHEDULES:
         sigmas = EXTRA_SCHEDULES[kind](model_denoiser, steps, sigma_min, sigma_max, sdxl)
     else:
@@ -309,10 +305,12 @@ def _simple(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: boo
     return _with_zero([float(table[-(1 + int(x * stride))]) for x in range(n)])
 
 
-def _normal(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
-    # n timesteps evenly from sigma_max's to sigma_min's, both ends included (SGM Uniform leaves the last out)
+def _normal(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool, sgm: bool = False) -> torch.Tensor:
+    # A1111's normal_scheduler: n timesteps evenly from sigma_max's to sigma_min's, both ends included; SGM Uniform
+    # (sgm) spaces n + 1 and leaves the last out
     start, end = denoiser.sigma_to_t(torch.tensor(sigma_max)), denoiser.sigma_to_t(torch.tensor(sigma_min))
-    return _with_zero([float(denoiser.t_to_sigma(t)) for t in torch.linspace(start, end, n)])
+    timesteps = torch.linspace(start, end, n + 1)[:-1] if sgm else torch.linspace(start, end, n)
+    return _with_zero([float(denoiser.t_to_sigma(t)) for t in timesteps])
 
 
 def _ddim(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool) -> torch.Tensor:
@@ -333,6 +331,7 @@ def _beta(denoiser: Any, n: int, sigma_min: float, sigma_max: float, sdxl: bool)
 
 
 EXTRA_SCHEDULES: dict[str, Callable[[Any, int, float, float, bool], torch.Tensor]] = {
+    "sgm_uniform": functools.partial(_normal, sgm=True),
     "kl_optimal": _kl_optimal,
     "align_your_steps": _align_your_steps,
     "simple": _simple,
