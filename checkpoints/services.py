@@ -255,14 +255,16 @@ def checkpoint_create_from_upload(
 def checkpoint_upload_refused(*, key: str, reason: str, **kwargs: Any) -> int:
     """esd.signals.upload_refused receiver: the Initial checkpoint whose file the local store refused (larger than
     the cap, or no room) fails with the reason at once, its parts cleaned, rather than wait for a completion."""
-    folder, _, name = key.rpartition("/")
-    for file in CheckpointFile.objects.select_related("checkpoint").filter(
-        name=name, checkpoint__status=CheckpointStatus.INITIAL
-    ):
-        if file.checkpoint.folder == folder:
-            checkpoint_fail(file.checkpoint, f"the upload of {name} was refused: {reason}")
-            return 1
-    return 0
+    name = key.rpartition("/")[2]  # file names are unique: one row at most, if the key is its file's
+    file = (
+        CheckpointFile.objects.select_related("checkpoint")
+        .filter(name=name, checkpoint__status=CheckpointStatus.INITIAL)
+        .first()
+    )
+    if file is None or file.key != key:
+        return 0
+    checkpoint_fail(file.checkpoint, f"the upload of {name} was refused: {reason}")
+    return 1
 
 
 def checkpoint_fail_abandoned_uploads(*, older_than: float = 2 * URL_LIFETIME) -> int:
