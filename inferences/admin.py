@@ -316,12 +316,17 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         payload = selectors.job_payload(job, settings.ESD_MAX_PAYLOAD_BYTES) or {}
         return settings_of_job(payload, job.task_type, checkpoints[0]["model_name"] if checkpoints else None)
 
+    def _posted_job(self, request: HttpRequest, job_id: Any) -> tuple[str, InferenceJob | None]:
+        """The job page's address, and the job a button there posted about (None: not a POST, or not visible)."""
+        page = reverse("admin:inferences_inferencejob_change", args=[job_id])
+        job = self.get_queryset(request).filter(pk=job_id).first() if request.method == "POST" else None
+        return page, job
+
     def again_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
         """The job page's "Generate again" (POST): the same job once more, with its seed (the one it used, when it
         asked for a random one) or, with `seed=new`, a random one."""
-        page = reverse("admin:inferences_inferencejob_change", args=[job_id])
-        job = self.get_queryset(request).filter(pk=job_id).first()
-        if request.method != "POST" or job is None:
+        page, job = self._posted_job(request, job_id)
+        if job is None:
             return redirect(page)
         payload = selectors.job_payload(job, settings.ESD_MAX_PAYLOAD_BYTES)
         if payload is None:
@@ -345,9 +350,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
 
     def cancel_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
         """The job page's Cancel button (POST): as the list's action, for this one job."""
-        page = reverse("admin:inferences_inferencejob_change", args=[job_id])
-        job = self.get_queryset(request).filter(pk=job_id).first()
-        if request.method != "POST" or job is None:
+        page, job = self._posted_job(request, job_id)
+        if job is None:
             return redirect(page)
         try:
             services.inference_cancel(actor=actor_of(request), job=job)

@@ -196,7 +196,7 @@ def remembered(cleaned: dict[str, Any]) -> dict[str, Any]:
 
 def settings_of_job(payload: dict[str, Any], task: str, checkpoint: str | None) -> dict[str, Any]:
     """A job's payload as the Generate form's initial values (A1111's keys to the form's)."""
-    values = {key: payload[key] for key in REMEMBERED if isinstance(payload.get(key), str | int | float | bool)}
+    values = remembered(payload)
     if isinstance(payload.get("sampler_name"), str):
         values["sampler"] = payload["sampler_name"]
     values["task"] = task
