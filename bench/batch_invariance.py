@@ -9,7 +9,7 @@ called again on its own inputs' first rows. A module whose first rows differ, wh
 where invariance breaks: the operations it runs itself (a GEMM in a Linear, a convolution, attention's matrix
 products, a norm's reduction). This runs once per ATEN_CPU_CAPABILITY the CPU supports and per oneDNN ISA cap, each
 in a fresh process (both are read when torch loads), and prints one line per setting: the modules that differ, by
-type, and how far. Not a test: it documents what the engine does not rely on (inferences/engine/invariance.py): the
+type, and how far. Not a test: it documents what the engine does not rely on (inferences/engine/models/invariance.py): the
 engine calls the UNet one image at a time on CPU, so these differences never reach a picture.
 
 `--cost SIZE` prices that rule at a real model's size: an SD 1.5-sized UNet (860 M random weights, fp32) at SIZE
@@ -171,7 +171,7 @@ def _layers_at_real_size() -> tuple[Any, Any]:
 def probe(rows_list: list[int], threads: int) -> dict[str, Any]:
     import torch
 
-    from inferences.engine.tiny import build_tiny_pipeline
+    from inferences.engine.devtools.tiny import build_tiny_pipeline
 
     torch.set_num_threads(threads)
     found: dict[str, Any] = {"capability": torch.backends.cpu.get_cpu_capability(), "models": {}}

@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
 from inferences.engine.runner import Engine
 
 
@@ -52,8 +52,8 @@ def main() -> None:
     import torch
     from diffusers import EulerAncestralDiscreteScheduler
 
-    from inferences.engine import ksampling
-    from inferences.engine.tiny import write_tiny_checkpoint
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
+    from inferences.engine.sampling import ksampling
 
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="esd-bench-"))
@@ -186,8 +186,8 @@ def _alternate(runs: int, first: Any, second: Any) -> tuple[float, float]:
 
 def batching(engine: Engine, payload: dict[str, Any], files: JobFiles, args: argparse.Namespace) -> None:
     """Row (f): the cost of one UNet call per image on CPU, batching on."""
-    from inferences.engine import ksampling
     from inferences.engine.runner import Job
+    from inferences.engine.sampling import ksampling
 
     prompts = ["a red fox in snow", "a lighthouse at dusk", "a cat on a sofa", "a boat on a lake"]
     jobs = [
@@ -237,7 +237,7 @@ def extensions(engine: Engine, pipe: Any, payload: dict[str, Any], folder: Path,
     )
     from PIL import Image, ImageDraw
 
-    from inferences.engine import testing
+    from inferences.engine.devtools import testing
 
     controlnet_path = testing.write_tiny_controlnet(folder / "canny.safetensors")
     checkpoint = ModelFile(folder / "tiny.safetensors", "tiny.safetensors", "0" * 64)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inferences.engine.compiling import graph_count
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.models.compiling import graph_count
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
 from inferences.engine.runner import Engine, Job
 
 
@@ -30,7 +30,7 @@ def build_checkpoint(arch: str, device: str, out: Path) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from inferences.engine.configs_path import config_folder
-    from inferences.engine.tiny import write_checkpoint
+    from inferences.engine.devtools.tiny import write_checkpoint
 
     folder = config_folder(arch)
     torch.manual_seed(0)

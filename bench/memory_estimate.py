@@ -1,4 +1,4 @@
-"""The memory estimate (inferences/engine/memory.py) against measured peak RSS on CPU, one fresh process a row.
+"""The memory estimate (inferences/engine/request/memory.py) against measured peak RSS on CPU, one fresh process a row.
 
     .venv/bin/python bench/memory_estimate.py [--full] [--upscalers]
 
@@ -25,9 +25,9 @@ import json, resource, sys
 from pathlib import Path
 import torch
 torch.set_num_threads(2)
-from inferences.engine.identify import header_entries
-from inferences.engine.memory import ModelShape, estimate
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.identify import header_entries
+from inferences.engine.request.memory import ModelShape, estimate
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
 from inferences.engine.runner import Engine
 
 path, width, height, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -49,10 +49,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 torch.set_num_threads(2)
-from inferences.engine.identify import header_entries
-from inferences.engine.memory import extras_estimate
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.request.identify import header_entries
+from inferences.engine.request.memory import extras_estimate
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.payload import parse_request
 from inferences.engine.runner import Engine
 
 path, side, factor = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -99,7 +100,7 @@ def full_sd15(folder: Path) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from inferences.engine.configs_path import config_folder
-    from inferences.engine.tiny import _config, write_checkpoint
+    from inferences.engine.devtools.tiny import _config, write_checkpoint
 
     source = config_folder("sd15")
     torch.manual_seed(0)
@@ -121,8 +122,8 @@ def real_width_upscalers(folder: Path) -> list[Path]:
 
     import torch
 
-    from inferences.engine.testing import _save
-    from inferences.engine.upscalers import registry
+    from inferences.engine.devtools.testing import _save
+    from inferences.engine.features.upscalers import registry
 
     registry()
     torch.manual_seed(0)
@@ -151,7 +152,7 @@ def upscaler_rows(folder: Path) -> None:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from inferences.engine.tiny import write_tiny_checkpoint
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
 
     if "--upscalers" in sys.argv:
         upscaler_rows(Path(tempfile.mkdtemp(prefix="esd-memory-")))

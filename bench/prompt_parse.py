@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--earley-max", type=int, default=300)
     args = parser.parse_args()
 
-    from inferences.engine.prompt_schedule import prompt_schedule
+    from inferences.engine.request.prompt_schedule import prompt_schedule
     from tests.a1111_prompt_parser import EARLEY
 
     def a1111_parse(prompt: str) -> None:

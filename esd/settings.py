@@ -329,7 +329,7 @@ ESD_BATCH_WINDOW_MS = env.int("ESD_BATCH_WINDOW_MS", default=-1)
 ESD_MAX_BATCH_IMAGES = env.int("ESD_MAX_BATCH_IMAGES", default=16)
 ESD_TORCH_THREADS = env.int("ESD_TORCH_THREADS", default=0)  # CPU threads per worker process; 0: all cores
 ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # decode large images in tiles
-# The most one job may need on a worker (inferences/engine/memory.py's estimate), checked at start and by the
+# The most one job may need on a worker (inferences/engine/request/memory.py's estimate), checked at start and by the
 # worker; 0: the machine's memory (a CUDA worker: its device's) less 10 %, at least 1 GiB
 ESD_WORKER_MEMORY_BYTES = env.int("ESD_WORKER_MEMORY_BYTES", default=0)
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images

@@ -23,8 +23,8 @@ from checkpoints.models import CheckpointType
 from endpoints.models import Worker
 
 from . import transitions
-from .engine.batch_key import ALONE, batch_key
-from .engine.payload import Generation
+from .engine.request.batch_key import ALONE, batch_key
+from .engine.request.payload import Generation
 from .models import InferenceJob, JobStatus
 
 POLL_SECONDS = 0.005

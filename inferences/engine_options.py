@@ -7,8 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .engine.options import EngineOptions
-from .engine.payload import Limits
+from .engine.request.limits import Limits
+from .engine.request.options import EngineOptions
 
 
 def engine_limits() -> Limits:

@@ -29,7 +29,7 @@ from esd.storage import StorageError, get_storage
 from . import selectors, transitions
 from .batching import take_companions
 from .engine.errors import Cancelled, EngineError
-from .engine.options import JobFiles
+from .engine.request.options import JobFiles
 from .engine.runner import Job
 from .engine_options import engine_for
 from .models import InferenceJob, TaskType

@@ -9,9 +9,9 @@ from accounts.models import User
 from checkpoints.models import Checkpoint, CheckpointType
 
 from . import selectors
-from .engine.controlnet_payload import PREPROCESSORS
-from .engine.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
-from .engine.samplers import NAMES
+from .engine.request.controlnet_payload import PREPROCESSORS
+from .engine.request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
+from .engine.request.samplers import NAMES
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
 

@@ -25,7 +25,7 @@ from endpoints.models import Endpoint, EndpointStatus, EndpointType
 from esd.errors import Invalid
 
 from .engine.errors import EngineError
-from .engine.options import JobFiles, ModelFile
+from .engine.request.options import JobFiles, ModelFile
 from .models import InferenceJob, InferenceType, JobStatus
 
 
@@ -253,8 +253,8 @@ def prompt_network_files(*, user: User, prompts: list[str]) -> dict[str, list[st
     """The LoRA files the prompts' `<lora:name:weight>` tags name and the embedding files they mention by name,
     among the checkpoints `user` may use: what an ESD client attaches to a job for the same prompt (the admin's
     Generate page, whose jobs otherwise lacked them: "it has: none")."""
-    from .engine.model_names import names_model
-    from .engine.prompts import extract_networks, mentions
+    from .engine.request.model_names import names_model
+    from .engine.request.prompts import extract_networks, mentions
 
     split = [extract_networks(prompt) for prompt in prompts]
     tags = [tag.name for _, networks in split for tag in networks if tag.kind == "lora"]

@@ -31,11 +31,11 @@ from esd.storage import StorageError, get_storage
 from . import completion, selectors, transitions, webhooks
 from .batching import job_batch_key
 from .engine.errors import EngineError
-from .engine.identify import read_entries
-from .engine.memory import check_fits, default_budget, extras_estimate, generation_estimate, machine_memory
-from .engine.model_names import names_model, pick_checkpoint
-from .engine.options import ModelFile
-from .engine.payload import Generation, Upscale, load_payload, parse_request, unhonoured_message
+from .engine.request.identify import read_entries
+from .engine.request.memory import check_fits, default_budget, extras_estimate, generation_estimate, machine_memory
+from .engine.request.model_names import names_model, pick_checkpoint
+from .engine.request.options import ModelFile
+from .engine.request.payload import Generation, Upscale, load_payload, parse_request, unhonoured_message
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
-from . import ksampling
 from .errors import Cancelled, EngineError
 from .generate import Generated, ModelRun, draw_seeds, embeddings, loras
 from .infotext import infotext
-from .loading import LoadedModel
-from .options import JobFiles, Progress
-from .payload import Generation, unhonoured_message
+from .models.loading import LoadedModel
+from .request.options import JobFiles, Progress
+from .request.payload import Generation, unhonoured_message
+from .sampling import ksampling
 
 logger = logging.getLogger(__name__)
 

@@ -13,22 +13,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import images, ksampling
-from .conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
-from .controlnet import PreparedUnit, prepare_units
-from .controlnet_payload import CONTROL_MODES, RESIZE_MODES
 from .errors import Cancelled, EngineError, first_line
-from .hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
+from .features.controlnet import PreparedUnit, prepare_units
+from .features.upscalers import resize_with
 from .infotext import infotext
-from .loading import LoadedModel
-from .memory import TILE_ABOVE_PIXELS
-from .model_names import find_model, mentioned_embeddings
-from .options import JobFiles, ModelFile, Progress
-from .payload import Generation, unhonoured_message
-from .prompt_schedule import prompt_schedule
-from .prompts import replace_word
-from .samplers import SAMPLERS, make_scheduler
-from .upscalers import resize_with
+from .models.loading import LoadedModel
+from .request import images
+from .request.controlnet_payload import CONTROL_MODES, RESIZE_MODES
+from .request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
+from .request.memory import TILE_ABOVE_PIXELS
+from .request.model_names import find_model, mentioned_embeddings
+from .request.options import JobFiles, ModelFile, Progress
+from .request.payload import Generation, unhonoured_message
+from .request.prompt_schedule import prompt_schedule
+from .request.prompts import replace_word
+from .request.samplers import SAMPLERS, make_scheduler
+from .sampling import ksampling
+from .sampling.conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
 
 
 @dataclass

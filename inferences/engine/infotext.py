@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .payload import Generation
-from .samplers import label
+from .request.payload import Generation
+from .request.samplers import label
 
 if TYPE_CHECKING:
-    from .loading import LoadedModel
-    from .options import ModelFile
+    from .models.loading import LoadedModel
+    from .request.options import ModelFile
 
 VERSION = "esd-server"
 

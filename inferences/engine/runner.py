@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from . import images
-from .cache import Acquired, PipelineCache
 from .errors import Cancelled, EngineError, first_line
 from .infotext import VERSION
-from .memory import Estimate, check_fits, extras_estimate, generation_estimate
-from .options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
-from .payload import Generation, Removal, Upscale, parse_request
+from .models.cache import Acquired, PipelineCache
+from .request import images
+from .request.memory import Estimate, check_fits, extras_estimate, generation_estimate
+from .request.options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
+from .request.payload import Generation, Removal, Upscale, parse_request
 
 if TYPE_CHECKING:
     from .generate import Generated
@@ -62,7 +62,7 @@ class Engine:
     """One per worker process: it owns the pipeline cache, so consecutive jobs on a model skip the load."""
 
     def __init__(self, options: EngineOptions | None = None) -> None:
-        from .device import release_memory, set_threads
+        from .models.device import release_memory, set_threads
 
         self.options = options or EngineOptions()
         set_threads(self.options.threads)
@@ -84,7 +84,7 @@ class Engine:
         return self._upscale(request, files, progress)
 
     def _acquire_model(self, checkpoint: ModelFile, vae: ModelFile | None) -> Acquired:
-        from .loading import load_model
+        from .models.loading import load_model
 
         key = (checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None)
 
@@ -96,8 +96,8 @@ class Engine:
 
     def controlnet(self, file: ModelFile, model: Any) -> Any:
         """A ControlNet built to `model`'s UNet, kept in the pipeline cache beside the checkpoints (its budget)."""
-        from .controlnet import load_controlnet
-        from .device import module_bytes_of
+        from .features.controlnet import load_controlnet
+        from .models.device import module_bytes_of
 
         def load() -> tuple[Any, int]:
             controlnet = load_controlnet(file, model.base.unet, model.architecture.label)
@@ -108,8 +108,8 @@ class Engine:
 
     def upscaler(self, file: ModelFile) -> Callable[..., Image.Image]:
         """The upscaler model in `file` as one tiled pass over a picture, its model kept in the pipeline cache."""
-        from .device import module_bytes_of, torch_device
-        from .upscalers import load_upscaler, run_model
+        from .features.upscalers import load_upscaler, run_model
+        from .models.device import module_bytes_of, torch_device
 
         def load() -> tuple[Any, int]:
             descriptor = load_upscaler(file, torch_device(self.options))
@@ -118,9 +118,9 @@ class Engine:
         return partial(run_model, self.pipelines.acquire(("upscaler", file.sha256 or str(file.path)), load).entry.value)
 
     def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
-        from .device import release_memory
         from .generate import generate
-        from .model_names import pick_checkpoint, pick_hires_checkpoint, pick_vae
+        from .models.device import release_memory
+        from .request.model_names import pick_checkpoint, pick_hires_checkpoint, pick_vae
 
         checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
         if checkpoint is None:
@@ -190,9 +190,9 @@ class Engine:
     def _batch_group(self, request: Generation, files: JobFiles) -> tuple[Any, ...] | None:
         """What a job must share with others to join their loop (the payload's batch key and the very model,
         VAE and LoRA files); None: it runs alone, where a model it names but lacks fails it as it always does."""
-        from .batch_key import ALONE, batch_key
         from .generate import lora_adapters
-        from .model_names import pick_checkpoint, pick_vae
+        from .request.batch_key import ALONE, batch_key
+        from .request.model_names import pick_checkpoint, pick_vae
 
         key = batch_key(request)
         if key == ALONE:
@@ -211,9 +211,9 @@ class Engine:
         from dataclasses import replace
 
         from .batched import ALONE, Member, generate_together
-        from .device import release_memory
         from .generate import Generated
-        from .model_names import pick_checkpoint, pick_vae
+        from .models.device import release_memory
+        from .request.model_names import pick_checkpoint, pick_vae
 
         first_index, leader = group[0]
         files = jobs[first_index].files
@@ -251,7 +251,7 @@ class Engine:
     def _check_memory(self, request: Generation, checkpoint: ModelFile, files: JobFiles) -> Estimate:
         """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget (every model it
         holds beside the checkpoint included: memory.held_models)."""
-        from .device import memory_budget, torch_dtype
+        from .models.device import memory_budget, torch_dtype
 
         dtype_bytes = torch_dtype(self.options).itemsize
         need = generation_estimate(request, files, checkpoint, self._header, dtype_bytes)
@@ -260,7 +260,7 @@ class Engine:
 
     def _header(self, file: ModelFile) -> dict[str, dict[str, object]]:
         """A model file's safetensors header, read once per file and process (a real checkpoint's is ~100 kB)."""
-        from .identify import header_entries
+        from .request.identify import header_entries
 
         key = (str(file.path), file.sha256)
         if key not in self.headers:
@@ -268,7 +268,7 @@ class Engine:
         return self.headers[key]
 
     def _remove(self, request: Removal, progress: Progress) -> Result:
-        from .removal import remove_background
+        from .features.removal import remove_background
 
         started = time.perf_counter()
         progress.step(0, 1)
@@ -284,7 +284,7 @@ class Engine:
         )
 
     def _upscale(self, request: Upscale, files: JobFiles, progress: Progress) -> Result:
-        from .device import memory_budget
+        from .models.device import memory_budget
 
         check_fits(extras_estimate(request, files, self._header), memory_budget(self.options), "this worker has")
         started = time.perf_counter()
@@ -315,8 +315,8 @@ class Engine:
         if name in ("Lanczos", "Nearest"):
             method = Image.Resampling.LANCZOS if name == "Lanczos" else Image.Resampling.NEAREST
             return image.resize((request.width, request.height), method)
-        from .model_names import find_model
-        from .upscalers import resize_with
+        from .features.upscalers import resize_with
+        from .request.model_names import find_model
 
         model = self.upscaler(find_model(files.upscalers, name, key=key, kind="Upscaler"))
         try:
@@ -360,7 +360,7 @@ def _speed(request: Generation, seconds_per_image: float) -> dict[str, float]:
 
 def _generation_info(request: Generation, model: Any, generated: Generated) -> dict[str, Any]:
     """A1111's generation-info JSON (the `info` string ESD clients parse; `infotexts` is the key they need)."""
-    from .samplers import label
+    from .request.samplers import label
 
     sampler, _ = label(request.sampler, request.schedule)
     seeds, infotexts = generated.seeds, generated.infotexts

@@ -17,7 +17,7 @@ from .conftest import shot
 def site(transactional_db, live_server, settings, admin_user, tmp_path):
     settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed image URLs point at the live server
     settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
-    from inferences.engine.tiny import write_tiny_checkpoint
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
 
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny-sd1.safetensors")
     workers: list[EndpointWorker] = []
@@ -155,7 +155,7 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
 
     from checkpoints import services as checkpoint_services
     from endpoints import services as endpoint_services
-    from inferences.engine import testing
+    from inferences.engine.devtools import testing
 
     base, checkpoint_file, workers = site
     controlnet_file = testing.write_tiny_controlnet(tmp_path / "control_tiny_canny.safetensors")

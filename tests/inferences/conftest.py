@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
 
 from .jobs import deploy
 
@@ -28,8 +28,8 @@ def _no_listener_left(django_db_setup):
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelFile]:
-    from inferences.engine import testing
-    from inferences.engine.tiny import write_tiny_checkpoint
+    from inferences.engine.devtools import testing
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
 
     folder = tmp_path_factory.mktemp("models")
     paths = {
@@ -52,7 +52,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelFile]:
 
 @pytest.fixture(scope="session")
 def u2net_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inferences.engine import testing
+    from inferences.engine.devtools import testing
 
     home = tmp_path_factory.mktemp("u2net")
     testing.write_tiny_u2net(home / "u2netp.onnx")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from inferences.engine.batch_key import ALONE, batch_key
 from inferences.engine.errors import Cancelled, EngineError
-from inferences.engine.options import JobFiles, NoProgress
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.request.batch_key import ALONE, batch_key
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.options import JobFiles, NoProgress
+from inferences.engine.request.payload import parse_request
 from inferences.engine.runner import Job
 
 from .conftest import txt2img
@@ -57,7 +58,7 @@ class UNetCalls:
     """Records the inputs of every UNet call (through the engine's k-diffusion wrapper): latents, timesteps, text."""
 
     def __init__(self, monkeypatch) -> None:
-        from inferences.engine import ksampling
+        from inferences.engine.sampling import ksampling
 
         self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         original = ksampling._UNetEps.forward
@@ -112,7 +113,7 @@ class CancelAfter:
 
 
 def test_a_cancelled_job_leaves_the_batch_and_the_others_go_on(engine, models, monkeypatch):
-    from inferences.engine import ksampling
+    from inferences.engine.sampling import ksampling
 
     files = JobFiles(checkpoint=models["checkpoint"])
     payloads = neighbours()[:3]

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from inferences.engine.identify import SD1_TINY, identify
+from inferences.engine.request.identify import SD1_TINY, identify
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = {"torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "rembg", "onnxruntime"}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from inferences.engine.compiling import BUCKETS, bucket, graph_count, padded
 from inferences.engine.errors import EngineError
-from inferences.engine.options import EngineOptions, JobFiles
+from inferences.engine.models.compiling import BUCKETS, bucket, graph_count, padded
+from inferences.engine.request.options import EngineOptions, JobFiles
 from inferences.engine.runner import Engine
 
 from .conftest import txt2img
@@ -28,7 +28,7 @@ def test_an_unknown_compile_mode_is_refused(models):
 
 def test_batch_sizes_and_a_lora_compile_a_bounded_number_of_graphs(models, engine, monkeypatch):
     # whole batches per UNet call, as on CUDA (on CPU each call holds one image: the next test)
-    monkeypatch.setattr("inferences.engine.ksampling.calls_per_image", lambda device: False)
+    monkeypatch.setattr("inferences.engine.sampling.ksampling.calls_per_image", lambda device: False)
     compiled = Engine(EngineOptions(compile="default", compile_backend="eager", cache_bytes=1024**3))
     files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
     counts = []

@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from inferences.engine import ksampling, preprocessors, testing
-from inferences.engine.controlnet_payload import PREPROCESSORS, parse_controlnet
+from inferences.engine.devtools import testing
 from inferences.engine.errors import EngineError
-from inferences.engine.options import JobFiles
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.features import preprocessors
+from inferences.engine.request.controlnet_payload import PREPROCESSORS, parse_controlnet
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.options import JobFiles
+from inferences.engine.request.payload import parse_request
+from inferences.engine.sampling import ksampling
 
 from .conftest import model_file, png_b64, red_disc, txt2img
 
@@ -272,9 +275,9 @@ def test_both_layouts_load_and_two_units_combine(engine, cn_files, models) -> No
 def test_the_original_layout_converts_to_the_same_model_as_the_diffusers_one(engine, models, tmp_path: Path) -> None:
     import torch
 
-    from inferences.engine.controlnet import load_controlnet
-    from inferences.engine.loading import load_model
-    from inferences.engine.options import EngineOptions
+    from inferences.engine.features.controlnet import load_controlnet
+    from inferences.engine.models.loading import load_model
+    from inferences.engine.request.options import EngineOptions
 
     model = load_model(models["checkpoint"], None, EngineOptions())
     original = model_file(testing.write_tiny_controlnet(tmp_path / "a.safetensors", layout="ldm", seed=21))
@@ -314,7 +317,7 @@ def test_a_non_k_diffusion_sampler_reports_the_unit_unhonoured(engine, cn_files)
 
 
 def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) -> None:
-    from inferences.engine.tiny import write_tiny_checkpoint
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
 
     checkpoint = model_file(write_tiny_checkpoint(tmp_path / "tiny-xl.safetensors", arch="sdxl"))
     controlnet = model_file(
@@ -339,9 +342,9 @@ def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) ->
 
 
 def test_the_memory_estimate_counts_the_units_controlnets(cn_files, models, u2net_home) -> None:
-    from inferences.engine.identify import header_entries
-    from inferences.engine.memory import ModelShape, estimate, parameter_count
-    from inferences.engine.options import EngineOptions
+    from inferences.engine.request.identify import header_entries
+    from inferences.engine.request.memory import ModelShape, estimate, parameter_count
+    from inferences.engine.request.options import EngineOptions
     from inferences.engine.runner import Engine
 
     shape = ModelShape.of("tiny", header_entries(models["checkpoint"].path))

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inferences.engine.errors import Cancelled, EngineError
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
-from inferences.engine.samplers import SAMPLERS
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.samplers import SAMPLERS
 
 from .conftest import png_b64, red_disc, txt2img
 
@@ -314,7 +314,7 @@ def test_the_real_u2netp_from_setup_cuts_out_the_subject(engine) -> None:
     """`make` unpacks rembg's real u2netp (md5-checked) into U2NET_HOME; it must be there and work offline."""
     from django.conf import settings
 
-    from inferences.engine.install_u2netp import MD5
+    from inferences.engine.features.install_u2netp import MD5
     from inferences.engine.runner import Engine
 
     installed = Path(settings.U2NET_HOME) / "u2netp.onnx"
@@ -396,7 +396,7 @@ def test_a_segment_weighted_minus_one_is_encoded_not_taken_for_break() -> None:
     """Issue 30.5. A1111's prompt_parser.parse_prompt_attention("(a:-1) b BREAK c") gives [['a', -1.0], [' b', 1.0],
     ['BREAK', -1], ['c', 1.0]], and sd_hijack_clip's tokenize_line closes a chunk only for `text == 'BREAK' and
     weight == -1`: `a` is a token with multiplier -1 in the first chunk, `c` opens the second."""
-    from inferences.engine.conditioning import _chunks
+    from inferences.engine.sampling.conditioning import _chunks
 
     class Tokenizer:
         def __call__(self, text, add_special_tokens, truncation):
@@ -413,7 +413,7 @@ def test_a_chunk_that_fills_soon_after_a_comma_moves_the_words_after_it_on() -> 
     71-74 move on and the first chunk ends with the comma; without a comma near, the cut stays at 75."""
     import re
 
-    from inferences.engine.conditioning import _chunks
+    from inferences.engine.sampling.conditioning import _chunks
 
     class Tokenizer:
         def get_vocab(self):

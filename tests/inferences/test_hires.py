@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from inferences.engine import ksampling
 from inferences.engine.errors import EngineError
-from inferences.engine.memory import ModelShape, estimate
-from inferences.engine.options import JobFiles
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.memory import ModelShape, estimate
+from inferences.engine.request.options import JobFiles
+from inferences.engine.request.payload import parse_request
+from inferences.engine.sampling import ksampling
 
 from .conftest import png_b64, red_disc, txt2img
 
@@ -104,8 +105,8 @@ def test_the_infotext_carries_a1111s_hires_fields(engine, hr_files) -> None:
 
 
 def test_the_second_pass_runs_exactly_its_steps_from_a1111s_schedule(engine, hr_files, models, monkeypatch) -> None:
-    from inferences.engine.loading import load_model
-    from inferences.engine.options import EngineOptions
+    from inferences.engine.models.loading import load_model
+    from inferences.engine.request.options import EngineOptions
 
     passes: list[torch.Tensor] = []
     original = ksampling.sample
@@ -179,7 +180,7 @@ def test_denoising_strength_0_returns_the_upscaled_first_pass(engine, hr_files, 
 
 
 def test_the_memory_estimate_covers_the_second_pass(models) -> None:
-    from inferences.engine.identify import header_entries
+    from inferences.engine.request.identify import header_entries
 
     shape = ModelShape.of("tiny", header_entries(models["checkpoint"].path))
     request = parse_request("txt2img", hires(width=512, height=512, hr_scale=2), LIMITS)

@@ -13,7 +13,7 @@ import pytest
 
 from inferences.engine.configs_path import config_folder
 from inferences.engine.errors import EngineError
-from inferences.engine.identify import SD1_TINY, SD15, SDXL, identify
+from inferences.engine.request.identify import SD1_TINY, SD15, SDXL, identify
 
 DTYPE_BYTES = {"F32": 4, "F16": 2, "I64": 8}
 
@@ -58,7 +58,7 @@ def meta_pipeline(name: str) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def sd15_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    from inferences.engine.ldm import clip_to_ldm, unet_to_ldm, vae_to_ldm
+    from inferences.engine.devtools.ldm import clip_to_ldm, unet_to_ldm, vae_to_ldm
 
     modules = meta_pipeline("sd15")
     state = {**unet_to_ldm(modules["unet"]), **vae_to_ldm(modules["vae"]), **clip_to_ldm(modules["text_encoder"])}
@@ -75,7 +75,7 @@ def test_a_full_size_sd15_file_is_identified_and_its_folder_fits(sd15_file: tupl
         convert_ldm_vae_checkpoint,
     )
 
-    from inferences.engine.identify import read_header
+    from inferences.engine.request.identify import read_header
 
     path, modules = sd15_file
     assert path.stat().st_size > 2_000_000_000  # the real size of an fp16 SD 1.5 file...

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from inferences.engine import ksampling
-from inferences.engine.loading import load_model
-from inferences.engine.options import EngineOptions, JobFiles
-from inferences.engine.samplers import resolve_sampler
+from inferences.engine.models.loading import load_model
+from inferences.engine.request.options import EngineOptions, JobFiles
+from inferences.engine.request.samplers import resolve_sampler
+from inferences.engine.sampling import ksampling
 
 from .conftest import txt2img
 
@@ -211,7 +211,8 @@ def test_variation_seeds_keep_the_seed_and_count_the_subseeds_as_a1111() -> None
     """Issue 30.11. A1111 (modules/processing.py, process_images_inner): `all_seeds = [int(seed) + (x if
     p.subseed_strength == 0 else 0) ...]`, `all_subseeds = [int(subseed) + x ...]`."""
     from inferences.engine.generate import draw_seeds
-    from inferences.engine.payload import Limits, parse_request
+    from inferences.engine.request.limits import Limits
+    from inferences.engine.request.payload import parse_request
 
     varied = parse_request("txt2img", txt2img(seed=1234, subseed=99, subseed_strength=0.5, batch_size=3), Limits())
     assert draw_seeds(varied) == ([1234, 1234, 1234], [99, 100, 101])
@@ -226,7 +227,7 @@ def test_dpm_fast_and_adaptive_take_a1111s_eta_and_range(engine, files, monkeypa
     own default eta of DPM fast and adaptive is 0."""
     import functools
 
-    from inferences.engine.ksampling import k_diffusion
+    from inferences.engine.sampling.ksampling import k_diffusion
 
     sampling, _ = k_diffusion()
     seen: list[dict] = []

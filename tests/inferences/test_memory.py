@@ -5,12 +5,13 @@ that job with a reason while the worker goes on serving."""
 import pytest
 
 from inferences.engine import generate as generate_module
-from inferences.engine import memory
 from inferences.engine.errors import EngineError
-from inferences.engine.identify import SD15, header_entries
-from inferences.engine.memory import GIB, ModelShape, default_budget, estimate
-from inferences.engine.options import EngineOptions, JobFiles
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.request import memory
+from inferences.engine.request.identify import SD15, header_entries
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.memory import GIB, ModelShape, default_budget, estimate
+from inferences.engine.request.options import EngineOptions, JobFiles
+from inferences.engine.request.payload import parse_request
 from inferences.engine.runner import Engine
 from inferences.models import InferenceJob
 

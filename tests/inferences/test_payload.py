@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from inferences.engine.errors import EngineError
-from inferences.engine.payload import Generation, Limits, Removal, Upscale, load_payload, parse_request
-from inferences.engine.samplers import SAMPLERS, resolve_sampler
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.payload import Generation, Removal, Upscale, load_payload, parse_request
+from inferences.engine.request.samplers import SAMPLERS, resolve_sampler
 from tests.helpers import bomb_png
 
 from .conftest import png_b64, red_disc, txt2img
@@ -266,7 +267,7 @@ def test_embeddings_are_named_whatever_the_case() -> None:
     """Issue 30.6. A1111 (modules/textual_inversion: EmbeddingDatabase.find_embedding_at_position) matches an
     embedding by the token ids of its name, and CLIP's tokenizer lowercases the prompt, so `easynegative` and
     `BAD-HANDS-5` activate EasyNegative.safetensors and Bad-Hands-5.safetensors; a longer word does not."""
-    from inferences.engine.prompts import mentions, replace_word
+    from inferences.engine.request.prompts import mentions, replace_word
 
     assert mentions("lowres, easynegative", "EasyNegative") and mentions("(BAD-HANDS-5:1.2)", "Bad-Hands-5")
     assert not mentions("easynegatives", "EasyNegative") and not mentions("bad-hands-50", "Bad-Hands-5")
@@ -288,7 +289,7 @@ def test_several_init_images_make_the_batch_as_in_a1111() -> None:
 def test_a_transparent_init_image_is_laid_on_white_as_in_a1111() -> None:
     """Issue 30.14. A1111's images.flatten(img, opts.img2img_background_color = "#ffffff"): an RGBA picture is pasted
     on white through its own alpha, then made RGB (a plain convert would keep the invisible pixels' red)."""
-    from inferences.engine.images import flatten
+    from inferences.engine.request.images import flatten
 
     picture = Image.new("RGBA", (4, 2), (255, 0, 0, 0))
     picture.putpixel((0, 0), (0, 0, 255, 255))

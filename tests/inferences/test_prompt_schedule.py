@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inferences.engine.errors import EngineError
-from inferences.engine.payload import Limits, parse_request
-from inferences.engine.prompt_schedule import MAX_NESTING, prompt_schedule
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.payload import parse_request
+from inferences.engine.request.prompt_schedule import MAX_NESTING, prompt_schedule
 from tests.a1111_prompt_parser import a1111_schedule
 
 from .conftest import txt2img

@@ -11,11 +11,12 @@ import torch
 from django.core.management import call_command
 from PIL import Image, ImageDraw
 
-from inferences.engine import ksampling, testing
-from inferences.engine.conditioning import sdxl_embedding
-from inferences.engine.identify import SDXL_TINY, identify, read_header
-from inferences.engine.loading import load_model
-from inferences.engine.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.devtools import testing
+from inferences.engine.models.loading import load_model
+from inferences.engine.request.identify import SDXL_TINY, identify, read_header
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.sampling import ksampling
+from inferences.engine.sampling.conditioning import sdxl_embedding
 
 from .conftest import model_file, png_b64, red_disc, txt2img
 

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from checkpoints import files
-from inferences.engine import testing
+from inferences.engine.devtools import testing
 from inferences.engine.errors import EngineError
-from inferences.engine.options import JobFiles
-from inferences.engine.upscalers import load_upscaler, run_model
+from inferences.engine.features.upscalers import load_upscaler, run_model
+from inferences.engine.request.options import JobFiles
 
 from .conftest import model_file, png_b64, red_disc
 
@@ -43,7 +43,7 @@ def test_a_fresh_process_loads_an_upscaler_first_time(models) -> None:
 
     script = (
         "import sys, torch; from pathlib import Path; "
-        "from inferences.engine.options import ModelFile; from inferences.engine.upscalers import load_upscaler; "
+        "from inferences.engine.request.options import ModelFile; from inferences.engine.features.upscalers import load_upscaler; "
         f"d = load_upscaler(ModelFile(Path({str(models['esrgan'].path)!r}), 'x', '0' * 64), torch.device('cpu')); "
         "print(d.architecture.name, 'torchvision' in sys.modules)"
     )
@@ -55,8 +55,8 @@ def test_a_fresh_process_loads_an_upscaler_first_time(models) -> None:
 
 def test_a_high_scale_model_renders_at_the_size_asked_tile_by_tile(tmp_path, monkeypatch) -> None:
     """A scale-32 model asked for 1.5x: no 32x canvas (it was 16 bytes per pixel of it), tiles of bounded output."""
-    from inferences.engine.options import ModelFile
-    from inferences.engine.upscalers import MAX_TILE_OUTPUT, upscale
+    from inferences.engine.features.upscalers import MAX_TILE_OUTPUT, upscale
+    from inferences.engine.request.options import ModelFile
 
     path = testing.write_tiny_upscaler(tmp_path / "32x-Tiny.safetensors", kind="compact", scale=32)
     descriptor = load_upscaler(ModelFile(path, path.name, "0" * 64), torch.device("cpu"))
@@ -191,7 +191,7 @@ def test_a_pth_controlnet_is_refused_pointing_at_the_safetensors_release() -> No
 
 
 def test_the_tiny_writers_layouts_are_the_published_ones(tmp_path: Path) -> None:
-    from inferences.engine.identify import read_header
+    from inferences.engine.request.identify import read_header
 
     names = read_header(testing.write_tiny_controlnet(tmp_path / "a.safetensors"))
     assert "control_model.input_hint_block.0.weight" in names and "control_model.zero_convs.0.0.weight" in names

@@ -16,7 +16,8 @@ from checkpoints import files, services
 from checkpoints.models import Checkpoint
 from esd.errors import Invalid
 from inferences.engine.errors import EngineError
-from inferences.engine.payload import Limits, parse_request
+from inferences.engine.request.limits import Limits
+from inferences.engine.request.payload import parse_request
 from tests.esd.test_storage import http
 from tests.helpers import bomb_png, safetensors_bytes, tar_bytes
 

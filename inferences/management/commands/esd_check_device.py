@@ -27,11 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--steps", type=int, default=20)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from inferences.engine.device import describe
+        from inferences.engine.devtools.tiny import write_tiny_checkpoint
         from inferences.engine.errors import EngineError
-        from inferences.engine.options import JobFiles, ModelFile
+        from inferences.engine.models.device import describe
+        from inferences.engine.request.options import JobFiles, ModelFile
         from inferences.engine.runner import Engine
-        from inferences.engine.tiny import write_tiny_checkpoint
         from inferences.engine_options import engine_options
 
         engine_settings = engine_options(check_device(options["device"]))

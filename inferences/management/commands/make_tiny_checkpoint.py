@@ -33,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError("the file name must end in .safetensors")
         if out.exists() and not options["force"]:
             raise CommandError(f"{out} exists; pass --force to overwrite it")
-        from inferences.engine.tiny import write_tiny_checkpoint
+        from inferences.engine.devtools.tiny import write_tiny_checkpoint
 
         write_tiny_checkpoint(out, seed=options["seed"], half=options["half"], arch=options["arch"])
         self.stdout.write(f"Wrote {out} ({out.stat().st_size / 1024 / 1024:.1f} MiB)")

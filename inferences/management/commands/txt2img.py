@@ -67,7 +67,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inferences.engine.errors import EngineError
-        from inferences.engine.options import JobFiles, ModelFile
+        from inferences.engine.request.options import JobFiles, ModelFile
         from inferences.engine.runner import Engine
         from inferences.engine_options import engine_options
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import EngineError
+from ..errors import EngineError
 
 
 class Reader:

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
+from ..errors import EngineError
+from ..request.options import EngineOptions
 from .compiling import compile_pipeline
-from .errors import EngineError
 from .invariance import share_time_embedding
-from .options import EngineOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -64,7 +64,7 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
 
 def memory_budget(options: EngineOptions) -> int:
     """What one job may use on this worker's device: ESD_WORKER_MEMORY_BYTES, else the device's memory less a margin."""
-    from .memory import default_budget, machine_memory
+    from ..request.memory import default_budget, machine_memory
 
     if options.memory_bytes:
         return options.memory_bytes

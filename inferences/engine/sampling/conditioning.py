@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .prompts import parse_attention
+from ..request.prompts import parse_attention
 
 CHUNK = 75
 # A1111's `comma_padding_backtrack` option (default 20): a chunk that fills up within this many tokens after a comma

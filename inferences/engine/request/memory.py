@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .configs_path import config_folder
-from .errors import EngineError
+from ..configs_path import config_folder
+from ..errors import EngineError
 from .identify import identify_shapes, shapes_of
 from .model_names import mentioned_embeddings, names_model, pick_hires_checkpoint, pick_vae
 

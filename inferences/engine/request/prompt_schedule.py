@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import EngineError
+from ..errors import EngineError
 
 MAX_NESTING = 64  # brackets inside brackets; deeper prompts are refused (A1111 itself fails past about 300)
 _PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+")

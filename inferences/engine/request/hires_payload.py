@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import EngineError
+from ..errors import EngineError
 from .model_names import model_title_name
 from .prompts import NetworkTag, extract_networks
 from .reader import Reader
 from .samplers import resolve_sampler
 
 if TYPE_CHECKING:
-    from .payload import Limits
+    from .limits import Limits
 
 # A1111's shared.latent_upscale_modes: name -> (torch interpolation mode, antialias)
 LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {

@@ -126,7 +126,7 @@ def write_tiny_upscaler(out: Path, *, kind: str = "esrgan", scale: int = 2, seed
     ESRGAN releases and 4x-UltraSharp) or Real-ESRGAN's SRVGG "compact" net (`body.N`)."""
     import importlib
 
-    from .upscalers import registry
+    from ..features.upscalers import registry
 
     registry()  # enters spandrel without its torchvision-importing __init__
     torch.manual_seed(seed)

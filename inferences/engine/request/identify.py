@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EngineError
+from ..errors import EngineError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EngineError
+from ..errors import EngineError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import warnings
 
 from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import EngineError
+from ..errors import EngineError
 
 # Formats a client may send; anything else (and every format's plugin quirks) stays out of reach.
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")

@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import EngineError
-from .payload import Removal
+from ..errors import EngineError
+from ..request.payload import Removal
 
 _sessions: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
@@ -44,7 +44,7 @@ def _session(home: Path, name: str) -> Any:
 
 
 def installed_models(home: Path | None) -> list[str]:
-    from .payload import REMBG_MODELS
+    from ..request.payload import REMBG_MODELS
 
     return [name for name in REMBG_MODELS if home is not None and model_path(home, name) is not None]
 

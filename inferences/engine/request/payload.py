@@ -14,10 +14,11 @@ from typing import Any
 
 from PIL import Image
 
+from ..errors import EngineError
 from .controlnet_payload import ControlUnit, parse_controlnet
-from .errors import EngineError
 from .hires_payload import PIXEL_UPSCALERS, Hires, parse_hires
 from .images import decode_image, load_image
+from .limits import Limits
 from .model_names import model_title_name
 from .prompt_schedule import check_nesting
 from .prompts import NetworkTag, extract_networks
@@ -39,24 +40,6 @@ REMBG_MODELS = (
     "birefnet-portrait",
     "bria-rmbg",
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_side: int = 2048
-    max_pixels: int = 2048 * 2048
-    max_steps: int = 150
-    max_batch_size: int = 8
-    max_images: int = 16
-    max_prompt_chars: int = 20_000
-    max_input_pixels: int = 4096 * 4096
-    max_input_bytes: int = 32 * 1024 * 1024
-    # All the images of one job together (init images, mask, ControlNet images): 16 init images of 4096² would
-    # decode to 1 GiB; this bounds a job's decoded images at about 200 MiB of RGBA.
-    max_job_input_pixels: int = 3 * 4096 * 4096
-    # False where only the request's validity matters (the web process at `start`): images are checked by their
-    # headers and stay compressed; the worker decodes them.
-    load_images: bool = True
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .payload import Limits
+from .limits import Limits
 
 
 @dataclass(frozen=True)

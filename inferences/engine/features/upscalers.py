@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import EngineError, first_line
-from .options import ModelFile
+from ..errors import EngineError, first_line
+from ..request.options import ModelFile
 
 LANCZOS = Image.Resampling.LANCZOS
 # spandrel's super-resolution architectures, in its MAIN_REGISTRY order (specific detectors before ESRGAN's)

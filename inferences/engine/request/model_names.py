@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .errors import EngineError
+from ..errors import EngineError
 from .prompts import mentions
 
 if TYPE_CHECKING:

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .compiling import bucket, is_compiled, padded
-from .errors import EngineError
-from .invariance import calls_per_image
-from .samplers import SAMPLERS, effective_schedule
+from ..errors import EngineError
+from ..models.compiling import bucket, is_compiled, padded
+from ..models.invariance import calls_per_image
+from ..request.samplers import SAMPLERS, effective_schedule
 
 _import_lock = threading.Lock()
 # torchsde checks a Brownian tree's query times against its float32 ends and warns about rounding-sized overshoots

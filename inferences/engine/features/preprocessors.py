@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .controlnet_payload import ControlUnit
+from ..request.controlnet_payload import ControlUnit
 
 Map = np.ndarray
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .errors import EngineError
+from ..errors import EngineError
 
 MODES = ("off", "default", "max-autotune")
 BUCKETS = (2, 4, 8, 16, 32, 64, 128)

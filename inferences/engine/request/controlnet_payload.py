@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import EngineError
+from ..errors import EngineError
 from .images import decode_image
 from .reader import Reader
 

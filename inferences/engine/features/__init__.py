@@ -1,0 +1,1 @@
+"""What runs beside the sampler: ControlNet and its preprocessors, upscalers, background removal."""
