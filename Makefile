@@ -38,12 +38,16 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 /usr/bin/chromium:
 	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
+# The settings only read the secret key (DJANGO_SECRET_KEY, or this file): it is written once, before anything reads them.
+$(DATA)/secret_key: | $(VENV)/.installed
+	$(PY) -m esd.secret_key $(DATA)
+
 # A tiny random-weight SD 1.x checkpoint, imported so a new user can generate an image without a real model.
-$(DEMO_MODEL): | $(VENV)/.installed
+$(DEMO_MODEL): | $(VENV)/.installed $(DATA)/secret_key
 	@echo "==> Writing the demo model (a tiny random-weight SD 1.x checkpoint) to $(DEMO_MODEL)"
 	$(PY) manage.py make_tiny_checkpoint $(DEMO_MODEL)
 
-setup: $(VENV)/.installed models $(DEMO_MODEL)
+setup: $(VENV)/.installed models $(DATA)/secret_key $(DEMO_MODEL)
 	@echo "==> Preparing the database and the admin's files in $(DATA)"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0

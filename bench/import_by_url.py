@@ -96,6 +96,7 @@ def main() -> None:
     )
     os.environ.update(
         DJANGO_SETTINGS_MODULE="esd.settings",
+        DJANGO_SECRET_KEY="bench-only-import-by-url-key",
         ESD_DATA_DIR=str(work / "data"),
         ESD_DOWNLOAD_ALLOW_HOSTS="127.0.0.1",
         ESD_MAX_CHECKPOINT_BYTES=str(size * 2),

@@ -49,11 +49,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 torch.set_num_threads(2)
-from inferences.engine.request.identify import header_entries
-from inferences.engine.request.memory import extras_estimate
 from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
-from inferences.engine.request.limits import Limits
-from inferences.engine.request.payload import parse_request
 from inferences.engine.runner import Engine
 
 path, side, factor = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -61,8 +57,8 @@ files = JobFiles(upscalers=(ModelFile(path, path.name, sha256="bench"),))
 buffer = io.BytesIO()
 Image.effect_noise((side, side), 64).convert("RGB").save(buffer, "PNG")
 payload = {"image": base64.b64encode(buffer.getvalue()).decode(), "upscaler_1": path.stem, "upscaling_resize": factor}
-need = extras_estimate(parse_request("extra-single-image", payload, Limits()), files, lambda m: header_entries(m.path))
 engine = Engine(EngineOptions(threads=2, memory_bytes=1 << 50))
+need = engine.plan("extra-single-image", payload, files).memory.estimate(4)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 engine.run("extra-single-image", payload, files)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -58,6 +58,7 @@ def run(broker: str | None, jobs: int) -> list[float]:
     data = Path(tempfile.mkdtemp(prefix="esd-bench-rt-"))
     (data / "static").mkdir()
     env = {**os.environ, "ESD_DATA_DIR": str(data), "ESD_LOG_LEVEL": "WARNING", "ESD_WORKER_POLL_MS": "10"}
+    env.setdefault("DJANGO_SECRET_KEY", "bench-only-realtime-key")
     env.pop("DATABASE_URL", None)
     env.pop("ESD_BROKER_URL", None)
     if broker:

@@ -66,6 +66,7 @@ def _set_up(name: str, base_db: str, settings: dict[str, str]) -> Scratch:
         **{key: value for key, value in os.environ.items() if not key.startswith(("ESD_", "DATABASE", "DJANGO_"))},
         "ESD_DATA_DIR": str(data),
         "DJANGO_SETTINGS_MODULE": "esd.settings",
+        "DJANGO_SECRET_KEY": f"bench-only-{name}-key",
         **settings,
     }
     quiet = {"env": env, "check": True, "capture_output": True}

@@ -10,6 +10,8 @@ class CheckpointsConfig(AppConfig):
     def ready(self) -> None:
         from accounts.esd_permissions import register_resource_models
 
+        from . import actors  # noqa: F401  registers the app's actors, which services queue by name (esd.queues)
+
         register_resource_models("checkpoint", "checkpoints.checkpoint")
 
         from checkpoints.services import checkpoint_resume_downloads, checkpoint_upload_refused

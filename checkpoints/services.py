@@ -7,7 +7,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +19,7 @@ from accounts import selectors as account_selectors
 from accounts.models import User
 from accounts.permissions import holds
 from esd.errors import Forbidden, Invalid, Refused
-from esd.queues import pending_messages
+from esd.queues import actor_queue, pending_messages, send, send_after_commit
 from esd.responses import esd_time
 from esd.storage import URL_LIFETIME, StorageError, get_storage
 
@@ -29,6 +28,7 @@ from .models import Checkpoint, CheckpointFile, CheckpointStatus
 
 logger = logging.getLogger(__name__)
 
+DOWNLOAD_ACTOR = "checkpoint_download"  # actors.py; queued by name (esd.queues)
 DOWNLOAD_LEASE_SECONDS = 15.0  # a download whose run stopped renewing its lease this long ago has no run
 
 
@@ -128,8 +128,6 @@ def checkpoint_create_multipart(
 def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], params: dict[str, Any]) -> list[Checkpoint]:
     """`POST /checkpoints {urls}`: one `Downloading` checkpoint per URL, downloaded in the background. Names are
     resolved and reserved now, so a second request for the same file is refused at once."""
-    from . import actors
-
     check_may_create(actor)
     urls = list(dict.fromkeys(urls))
     names = []
@@ -147,7 +145,7 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
         )
         checkpoint.source_url = url
         checkpoint.save(update_fields=["source_url"])
-        transaction.on_commit(partial(actors.checkpoint_download.send, str(checkpoint.pk)))
+        send_after_commit(DOWNLOAD_ACTOR, str(checkpoint.pk))
         created.append(checkpoint)
     return created
 
@@ -286,18 +284,16 @@ def checkpoint_resume_downloads(*, queues: set[str] | None = None, periodic: boo
     """esd.signals.recover_waiting_work receiver. When a process that runs downloads starts: send again every
     download the database says is unfinished (a running one finds itself taken). In the workers' periodic sweeps:
     only the downloads whose message the broker is known to have lost (checkpoint_requeue_lost_downloads)."""
-    from . import actors
-
     abandoned = checkpoint_fail_abandoned_uploads()
     if abandoned:
         logger.info("Failed %d upload(s) whose URLs expired before they were completed", abandoned)
     if periodic:
         return checkpoint_requeue_lost_downloads(older_than=settings.ESD_REQUEUE_AFTER_SECONDS)
-    if queues is not None and actors.checkpoint_download.queue_name not in queues:
+    if queues is not None and actor_queue(DOWNLOAD_ACTOR) not in queues:
         return 0
     waiting = list(Checkpoint.objects.filter(status=CheckpointStatus.DOWNLOADING).values_list("pk", flat=True))
     for checkpoint_id in waiting:
-        actors.checkpoint_download.send(str(checkpoint_id))
+        send(DOWNLOAD_ACTOR, str(checkpoint_id))
     if waiting:
         logger.info("Re-enqueued %d unfinished download(s)", len(waiting))
     return len(waiting)
@@ -308,8 +304,6 @@ def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
     restart without persistence) or it was never sent (the broker was down). Only where the broker can tell which
     messages it holds (esd.queues.pending_messages); each checkpoint is taken with a conditional UPDATE, so
     several sweeping workers send one message."""
-    from . import actors
-
     now = timezone.now()
     waiting = list(
         Checkpoint.objects.filter(
@@ -318,7 +312,7 @@ def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
     )
     if not waiting:
         return 0
-    pending = pending_messages(actors.checkpoint_download.queue_name)
+    pending = pending_messages(actor_queue(DOWNLOAD_ACTOR))
     if pending is None:
         return 0
     held = {str(message.args[0]) for message in pending if message.args}
@@ -329,7 +323,7 @@ def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
         if not Checkpoint.objects.filter(pk=checkpoint_id, updated_at=updated_at).update(updated_at=now):
             continue  # another worker's sweep took it
         try:
-            actors.checkpoint_download.send(str(checkpoint_id))
+            send(DOWNLOAD_ACTOR, str(checkpoint_id))
         except Exception as exc:
             logger.warning("Could not queue the download of checkpoint %s again: %s", checkpoint_id, exc)
             continue

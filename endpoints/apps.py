@@ -10,4 +10,6 @@ class EndpointsConfig(AppConfig):
     def ready(self) -> None:
         from accounts.esd_permissions import register_resource_models
 
+        from . import actors  # noqa: F401  registers the app's actors, which services queue by name (esd.queues)
+
         register_resource_models("sagemaker_endpoint", "endpoints.endpoint", "endpoints.worker")

@@ -242,12 +242,10 @@ def endpoint_refresh(endpoint: Endpoint) -> Endpoint:
 def endpoint_probe_send(*, endpoint: Endpoint, hold_seconds: float = 0.0) -> str:
     """Send a probe through the endpoint's queue; the worker that runs it records itself on the endpoint.
     `hold_seconds` keeps that worker busy for a while (to see a job in hand, or its redelivery)."""
-    from esd.queues import send_to_queue
-
-    from . import actors
+    from esd.queues import send
 
     probe_id = uuid.uuid4().hex
-    send_to_queue(actors.endpoint_probe, endpoint.queue_name, str(endpoint.pk), probe_id, hold_seconds)
+    send("endpoint_probe", str(endpoint.pk), probe_id, hold_seconds, queue_name=endpoint.queue_name)
     return probe_id
 
 

@@ -3,9 +3,10 @@ and sending a message to a named queue (each endpoint has its own). Broker-gener
 (checkpoint downloads, inference jobs, endpoint probes) share it without importing each other (esd/broker.py
 chooses the broker; this uses it)."""
 
-from typing import cast
+from typing import Any, cast
 
 import dramatiq
+from django.db import transaction
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -27,10 +28,21 @@ def queue_depth(queue_name: str, broker: dramatiq.Broker | None = None) -> int:
     return 0
 
 
-def queue_message(actor: dramatiq.Actor, queue_name: str, *args: object) -> dramatiq.Message:
-    """The message `actor(*args)` for `queue_name` instead of the actor's own queue (each endpoint has its own),
-    not sent yet: callers record its id before sending it."""
-    return actor.message(*args).copy(queue_name=queue_name)
+def actor_queue(actor_name: str) -> str:
+    """The queue of the actor named `actor_name` (its decorator's queue_name)."""
+    return str(dramatiq.get_broker().get_actor(actor_name).queue_name)
+
+
+def message_for(
+    actor_name: str, *args: object, queue_name: str | None = None, options: dict[str, Any] | None = None
+) -> dramatiq.Message:
+    """The message that runs the actor named `actor_name` with `args`, on `queue_name` instead of the actor's own
+    where given (each endpoint has its own), not sent yet: callers may record its id first.
+
+    Work is queued by the actor's name through here, so the services that queue it never import the actors that
+    wrap them (which import those services): each app registers its actors when Django starts (its AppConfig)."""
+    message = dramatiq.get_broker().get_actor(actor_name).message(*args)
+    return message.copy(queue_name=queue_name or message.queue_name, options={**message.options, **(options or {})})
 
 
 def enqueue(message: dramatiq.Message, broker: dramatiq.Broker | None = None) -> dramatiq.Message:
@@ -39,9 +51,14 @@ def enqueue(message: dramatiq.Message, broker: dramatiq.Broker | None = None) ->
     return broker.enqueue(message)
 
 
-def send_to_queue(actor: dramatiq.Actor, queue_name: str, *args: object) -> dramatiq.Message:
-    """Send `actor(*args)` to `queue_name` instead of the actor's own queue."""
-    return enqueue(queue_message(actor, queue_name, *args), actor.broker)
+def send(actor_name: str, *args: object, queue_name: str | None = None) -> dramatiq.Message:
+    """Send the actor named `actor_name` its `args` now."""
+    return enqueue(message_for(actor_name, *args, queue_name=queue_name))
+
+
+def send_after_commit(actor_name: str, *args: object, queue_name: str | None = None) -> None:
+    """Send it once the current transaction commits (at once outside one), so no worker sees rows not yet written."""
+    transaction.on_commit(lambda: send(actor_name, *args, queue_name=queue_name))
 
 
 def pending_messages(queue_name: str, broker: dramatiq.Broker | None = None) -> list[dramatiq.Message] | None:

@@ -7,13 +7,13 @@ docs/configuration.md lists every variable read here.
 """
 
 import ipaddress
-import secrets
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from esd.broker import dramatiq_broker_setting
+from esd.secret_key import read_secret_key
 from esd.storage_backends import backend_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -25,21 +25,15 @@ if not ESD_DATA_DIR.is_absolute():
     ESD_DATA_DIR = BASE_DIR / ESD_DATA_DIR
 
 
-def _persisted_secret_key(data_dir: Path) -> str:
-    """A random key kept in the data folder, so one machine needs no set-up and no key is ever a constant.
-
-    Deployments with several web replicas must set DJANGO_SECRET_KEY so that all of them share one.
-    """
-    path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
-
-
 # --- Django core -----------------------------------------------------------------------------------------------
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _persisted_secret_key(ESD_DATA_DIR)
+# DJANGO_SECRET_KEY, or the random key `make run` wrote into the data folder (esd/secret_key.py); reading the
+# settings writes nothing.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or read_secret_key(ESD_DATA_DIR)
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        f"No secret key: set DJANGO_SECRET_KEY (the same on every web replica), or write one into {ESD_DATA_DIR} "
+        f"with `python -m esd.secret_key {ESD_DATA_DIR}` (make run does this)"
+    )
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

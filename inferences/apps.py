@@ -10,6 +10,8 @@ class InferencesConfig(AppConfig):
     def ready(self) -> None:
         from accounts.esd_permissions import register_resource_models
 
+        from . import actors  # noqa: F401  registers the app's actors, which services queue by name (esd.queues)
+
         register_resource_models("inference", "inferences.inferencejob")
 
         from esd.signals import recover_waiting_work

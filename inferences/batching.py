@@ -1,8 +1,8 @@
 """Dynamic batching on the worker: the job it took, and the queued jobs of its endpoint that can share its
 denoising loop.
 
-At start a job gets its batch key (engine/batch_key.py, with the job's own model files: same checkpoint, VAE and
-LoRAs) and its image count. A worker that claims a job with a key looks, for at most the batch window, for queued
+At start a job's plan gets its batch key (engine/request/batch_key.py, with the model files it picked: same
+checkpoint, VAE and LoRAs) and its image count. A worker that claims a job with a key looks, for at most the batch window, for queued
 jobs of the same endpoint and key, and claims each with the same conditional UPDATE as any claim: a job another
 worker took first is simply not in the batch, and a worker killed mid-batch leaves every job of it held by a dead
 worker, recovered as any other (the sweep or their own messages). The messages of the companions stay in the
@@ -11,32 +11,17 @@ broker; when they come, their jobs are running here or finished, and they are dr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 
-from checkpoints.models import CheckpointType
 from endpoints.models import Worker
 
 from . import transitions
-from .engine.request.batch_key import ALONE, batch_key
-from .engine.request.payload import Generation
 from .models import InferenceJob, JobStatus
 
 POLL_SECONDS = 0.005
-
-
-def job_batch_key(request: Any, used_models: dict[str, Any]) -> str:
-    """The job's key: the payload's, with the model files every image of a loop shares (not its embeddings)."""
-    key = batch_key(request) if isinstance(request, Generation) else ALONE
-    if key == ALONE:
-        return ALONE
-    shared = {kind: entries for kind, entries in sorted(used_models.items()) if kind != CheckpointType.EMBEDDINGS}
-    return hashlib.sha256(f"{key}:{json.dumps(shared, sort_keys=True)}".encode()).hexdigest()[:40]
 
 
 def batch_window(device: str) -> float:

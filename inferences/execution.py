@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from endpoints.models import Worker
 from esd import shutdown
 from esd.storage import StorageError, get_storage
 
-from . import selectors, transitions
+from . import transitions
 from .batching import take_companions
 from .engine.errors import Cancelled, EngineError
-from .engine.request.options import JobFiles
-from .engine.runner import Job
+from .engine.request.options import ModelFile
+from .engine.request.plan import JobPlan, plan_from_json
+from .engine.runner import PlannedJob
 from .engine_options import engine_for
 from .models import InferenceJob, TaskType
 
@@ -164,10 +165,9 @@ class _Run:
     job: InferenceJob
     started: float
     queued: float
-    payload: bytes = b""
-    files: JobFiles = field(default_factory=JobFiles)
+    plan: JobPlan | None = None  # its model files at local paths
     fetch_seconds: float = 0.0
-    failure: Exception | None = None  # reading its payload or files failed: it does not reach the engine
+    failure: Exception | None = None  # reading its plan or files failed: it does not reach the engine
 
 
 def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
@@ -177,7 +177,7 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
     runs = [_prepared(job) for job in jobs]
     ready = [run for run in runs if run.failure is None]
     engine_started = time.monotonic()
-    batch = [Job(run.job.task_type, run.payload, run.files, JobProgress(str(run.job.pk))) for run in ready]
+    batch = [PlannedJob(run.plan, JobProgress(str(run.job.pk))) for run in ready if run.plan is not None]
     outcomes: list[Any]
     try:
         outcomes = engine_for(device).run_batch(batch)  # a lone job too: it runs as Engine.run runs it
@@ -192,21 +192,34 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
 
 
 def _prepared(job: InferenceJob) -> _Run:
+    """The job's plan, as `start` stored it, with its model files fetched into this worker's cache."""
     run = _Run(job, time.monotonic(), (timezone.now() - job.start_time).total_seconds() if job.start_time else 0.0)
     try:
-        storage = get_storage()
-        # the copy frozen at start; a job started before payloads were frozen has only the client's object
-        key = job.started_payload_key if storage.size(job.started_payload_key) is not None else job.payload_key
-        with storage.open(key) as stream:
-            run.payload = stream.read()
+        plan = plan_from_json(job.plan, lambda name: _plan_blob(job.plan_folder + name))
         fetch_started = time.monotonic()
-        run.files = selectors.job_files(job, _cached)
+        run.plan = replace(plan, models=plan.models.localised(_local_file))
         run.fetch_seconds = time.monotonic() - fetch_started
     except DatabaseError:
         raise
     except Exception as exc:
         run.failure = exc
     return run
+
+
+def _plan_blob(key: str) -> bytes:
+    storage = get_storage()
+    if storage.size(key) is None:
+        raise EngineError("a picture of the job's plan is missing from the store; create and start the job again")
+    with storage.open(key) as stream:
+        return stream.read()
+
+
+def _local_file(model: ModelFile) -> Path:
+    """A planned model file in this worker's cache: the very file the plan picked (by its sha256)."""
+    row = CheckpointFile.objects.filter(name=model.name).first()
+    if row is None or row.sha256 != model.sha256:
+        raise EngineError(f"the model {model.name} was deleted or replaced before the job ran; start the job again")
+    return _cached(row)
 
 
 def _settle(

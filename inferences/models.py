@@ -76,6 +76,9 @@ class InferenceJob(TimeStampedModel):
     ignored_parameters = models.JSONField(default=list, blank=True)
     # Dynamic batching (inferences/batching.py): queued jobs of one endpoint with the same key may share one
     # denoising loop; "" for a job that always runs alone.
+    # What `start` worked out from the payload (engine/request/plan.py): the checked request, the model files it
+    # picked, its batch key and memory needs; the worker runs this. Its pictures are blobs under plan_folder.
+    plan = models.JSONField(null=True, blank=True, editable=False)
     batch_key = models.CharField(max_length=40, blank=True, editable=False)
     image_count = models.PositiveSmallIntegerField(default=0, help_text="Images the payload asks for.")
     batch_id = models.UUIDField(
@@ -114,6 +117,11 @@ class InferenceJob(TimeStampedModel):
         """The payload as `start` checked it, frozen: the worker runs this copy, so a PUT to the still-valid
         presigned URL after start changes nothing (issue 26.7)."""
         return f"{self.task_type}/infer_v2/{self.id}/api_param.started.json"
+
+    @property
+    def plan_folder(self) -> str:
+        """Where the plan's blobs are: the input pictures as sent, and long texts."""
+        return f"{self.task_type}/infer_v2/{self.id}/plan/"
 
     @property
     def input_key(self) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
+from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 from django.utils.dateparse import parse_datetime
 
 from accounts import grants
@@ -92,14 +92,9 @@ def keyset_page(
     """
     if start_key:
         created, job_id = decode_key(start_key)
-        # A row-value comparison, which both PostgreSQL and SQLite turn into one index range (an OR would not)
-        meta = InferenceJob._meta
-        params = [
-            meta.get_field("created_at").get_db_prep_value(created, connection),
-            meta.pk.get_db_prep_value(uuid.UUID(job_id), connection),  # type: ignore[union-attr]
-        ]
-        where = f'("{meta.db_table}"."created_at", "{meta.db_table}"."id") < (%s, %s)'
-        jobs = jobs.extra(where=[where], params=params)  # noqa: S610
+        # (created_at, id) < key as Django's tuple lookup: a row comparison on PostgreSQL, one index range scan;
+        # SQLite gets Django's expansion (created_at < x OR created_at = x AND id < y), two ranges of the same index
+        jobs = jobs.filter(TupleLessThan(Tuple(F("created_at"), F("id")), (created, uuid.UUID(job_id))))
     jobs = jobs.order_by("-created_at", "-id")
     if limit is None:
         everything = list(jobs)

@@ -25,17 +25,16 @@ from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
 from esd.errors import Forbidden, Invalid, NotFound, Refused, Unavailable
-from esd.queues import enqueue, pending_messages, queue_message
+from esd.queues import enqueue, message_for, pending_messages
 from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, transitions, webhooks
-from .batching import job_batch_key
 from .engine.errors import EngineError
 from .engine.request.identify import read_entries
-from .engine.request.memory import check_fits, default_budget, extras_estimate, generation_estimate, machine_memory
-from .engine.request.model_names import names_model, pick_checkpoint
+from .engine.request.memory import check_fits, default_budget, machine_memory
 from .engine.request.options import ModelFile
-from .engine.request.payload import Generation, Upscale, load_payload, parse_request, unhonoured_message
+from .engine.request.payload import Generation, load_payload, unhonoured_message
+from .engine.request.plan import JobPlan, plan_job, plan_to_json
 from .engine_options import engine_limits
 from .models import InferenceJob, InferenceType, JobStatus, TaskType
 
@@ -178,55 +177,41 @@ def _refuse(job: InferenceJob, message: str) -> Refused:
     return Invalid(message)
 
 
-def _check_named_models(job: InferenceJob, request: Any) -> None:
-    """Every model the payload names (override_settings.sd_model_checkpoint, ControlNet units' models, the hires
-    checkpoint and upscalers) must be one of the job's models of that type: refused at start rather than failing on
-    the worker, since the models are fixed when the job is created."""
-    for model_type, name, key in request.named_models():
-        models = [entry["model_name"] for entry in job.used_models.get(model_type, [])]
-        if not any(names_model(name, model) for model in models):
-            raise EngineError(
-                f"{key} names {name!r}, but the job's {model_type} models are: {', '.join(models) or 'none'}; "
-                "create the job with that model among them"
-            )
-
-
-def _check_memory(job: InferenceJob, request: Any) -> None:
-    """Refuse at start a job that cannot fit a worker (the worker checks again with its own device), estimated as
-    the worker estimates it (engine.memory) from the models' safetensors headers in the store, a few kilobytes
-    each: the checkpoint and every model held beside it, or an extras job's upscalers."""
-    if not isinstance(request, Generation | Upscale):
-        return
-    files = selectors.job_files(job, lambda row: Path(row.key))  # where each file is in the store
+def _plan(job: InferenceJob, raw: bytes) -> JobPlan:
+    """The job's plan, from its payload and its model files in the store (their headers read, a few kilobytes
+    each); pictures are checked by their headers only: the web process never holds decoded pictures."""
+    files = selectors.job_files(job, lambda row: Path(row.key))
     storage = get_storage()
 
     def header_of(model: ModelFile) -> dict[str, dict[str, object]]:
         return read_entries(model.name, lambda start, length: storage.read_range(str(model.path), start, length))
 
-    if isinstance(request, Upscale):
-        need = extras_estimate(request, files, header_of)
-    else:
-        checkpoint = pick_checkpoint(request, files)
-        if checkpoint is None:
-            return  # no model: the worker says so
-        dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
-        need = generation_estimate(request, files, checkpoint, header_of, dtype_bytes)
+    limits = replace(engine_limits(), load_images=False)
+    return plan_job(job.task_type, load_payload(raw), files, limits, header_of)
+
+
+def _check_memory(plan: JobPlan) -> None:
+    """Refuse at start a job that cannot fit a worker (the worker checks again with its own device and dtype)."""
+    if plan.memory is None:
+        return
+    dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
-    check_fits(need, budget, "a worker has")
+    check_fits(plan.memory.estimate(dtype_bytes), budget, "a worker has")
 
 
-def _check_time(request: Any, endpoint: Endpoint) -> None:
+def _check_time(plan: JobPlan, endpoint: Endpoint) -> None:
     """Refuse at start a generation that cannot finish within ESD_INFERENCE_TIME_LIMIT on this endpoint, estimated
     from its workers' measured speed (UNet seconds per megapixel-step, the median of its recent jobs) times the job's
     denoising work. Pixels are counted linearly, which undercounts attention at large sizes: only jobs that surely
     cannot finish are refused. An endpoint that has run nothing yet has no speed, and admits."""
+    request = plan.request
     if not isinstance(request, Generation):
         return
     speed = selectors.endpoint_speed(endpoint)
     if speed is None:
         return
     rate, measured = speed
-    seconds = rate * request.megapixel_steps * request.total_images
+    seconds = rate * plan.work
     limit = settings.ESD_INFERENCE_TIME_LIMIT
     if seconds > limit:
         width, height = request.largest_size
@@ -238,6 +223,15 @@ def _check_time(request: Any, endpoint: Endpoint) -> None:
         )
 
 
+def _store_plan(job: InferenceJob, plan: JobPlan) -> dict[str, Any]:
+    storage = get_storage()
+
+    def put_blob(name: str, data: bytes) -> None:
+        storage.write_stream(job.plan_folder + name, [data])
+
+    return plan_to_json(plan, put_blob)
+
+
 def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
     if not may_change(actor, job):
@@ -247,15 +241,14 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     try:
         _check_models_still_usable(actor, job)
         raw = _read_payload(job)
-        # images checked by their headers only: the web process never holds decoded pictures (the worker decodes)
-        request = parse_request(job.task_type, load_payload(raw), replace(engine_limits(), load_images=False))
-        _check_named_models(job, request)
-        _check_memory(job, request)
-        if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and getattr(request, "ignored", []):
-            raise EngineError(unhonoured_message(request.ignored))
+        plan = _plan(job, raw)
+        if settings.ESD_UNHONOURED_PARAMETERS == "refuse" and plan.ignored:
+            raise EngineError(unhonoured_message(plan.ignored))
+        _check_memory(plan)
         endpoint = _pick_endpoint(actor, job.inference_type, job.endpoint_name or None)
-        _check_time(request, endpoint)
-        get_storage().write_stream(job.started_payload_key, [raw])  # what was checked is what runs
+        _check_time(plan, endpoint)
+        get_storage().write_stream(job.started_payload_key, [raw])  # the payload as checked, for the record
+        stored_plan = _store_plan(job, plan)  # what runs
     except EngineError as exc:
         raise _refuse(job, f"the payload (api_param.json) cannot run: {exc}") from exc
     except Refused as exc:
@@ -268,10 +261,11 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
             job,
             endpoint,
             message,
-            prompt=getattr(request, "prompt", ""),
-            ignored=getattr(request, "ignored", []),
-            batch_key=job_batch_key(request, job.used_models),
-            image_count=getattr(request, "total_images", 1),
+            prompt=getattr(plan.request, "prompt", ""),
+            ignored=plan.ignored,
+            plan=stored_plan,
+            batch_key=plan.batch_key,
+            image_count=plan.image_count,
         )
         if not started:  # a concurrent start won
             raise Invalid(f"inference {job.id} has already been started")
@@ -282,12 +276,10 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
 
 
 def _message(job_id: str, queue_name: str) -> Message:
-    from .actors import inference_run
-
-    message = queue_message(inference_run, queue_name, job_id)
     # The limit travels with the message, where dramatiq's TimeLimit looks first: the actor's own option is read
     # once, at import, and a worker should stop a job at the limit in force when it was started.
-    return message.copy(options={**message.options, "time_limit": settings.ESD_INFERENCE_TIME_LIMIT * 1000})
+    limit = {"time_limit": settings.ESD_INFERENCE_TIME_LIMIT * 1000}
+    return message_for("inference_run", job_id, queue_name=queue_name, options=limit)
 
 
 def _send(job_id: str, message: Message) -> bool:

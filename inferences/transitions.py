@@ -48,10 +48,12 @@ def start(
     *,
     prompt: str,
     ignored: list[str],
+    plan: dict[str, Any],
     batch_key: str = "",
     image_count: int = 0,
 ) -> bool:
-    """created → inProgress, bound to `endpoint`, with the message that will run it. False: it had started."""
+    """created → inProgress, bound to `endpoint`, with its plan and the message that will run it. False: it had
+    started."""
     now = timezone.now()
     return bool(
         InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(
@@ -64,6 +66,7 @@ def start(
             ignored_parameters=ignored,
             error="",
             message_id=message.message_id,
+            plan=plan,
             batch_key=batch_key,
             image_count=image_count,
             updated_at=now,

@@ -14,6 +14,8 @@ import time
 
 from django.conf import settings
 
+from esd.queues import send
+
 from .models import InferenceJob
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,6 @@ def signature(body: str, timestamp: int, secret: str) -> str:
 def webhook_queue(job: InferenceJob, event: str) -> None:
     if not settings.ESD_WEBHOOK_URL:
         return
-    from .actors import webhook_deliver
-
     body = json.dumps(
         {
             "event": event,
@@ -44,7 +44,7 @@ def webhook_queue(job: InferenceJob, event: str) -> None:
         }
     )
     try:
-        webhook_deliver.send(str(job.id), event, body)
+        send("webhook_deliver", str(job.id), event, body)
     except Exception:  # the broker is down: the job itself must not fail for its notification
         logger.exception("Could not queue the %s webhook of job %s", event, job.id)
 

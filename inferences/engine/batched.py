@@ -23,7 +23,8 @@ from .errors import Cancelled, EngineError
 from .generate import Generated, ModelRun, draw_seeds, embeddings, loras
 from .infotext import infotext
 from .models.loading import LoadedModel
-from .request.options import JobFiles, Progress
+from .request.job_models import JobModels
+from .request.options import Progress
 from .request.payload import Generation, unhonoured_message
 from .sampling import ksampling
 
@@ -35,7 +36,7 @@ class Member:
     """One job of a batch."""
 
     request: Generation
-    files: JobFiles
+    models: JobModels
     progress: Progress
 
 
@@ -65,13 +66,13 @@ def generate_together(
     size = (leader.width, leader.height)
     seated: list[_Seat] = []
     # LoRAs and embeddings are loaded outside inference mode: unloading them edits the modules' weights
-    with loras(run.pipe, leader, members[0].files) as lora_hashes:
+    with loras(run.pipe, members[0].models) as lora_hashes:
         for index, member in enumerate(members):
             request = member.request
             try:
                 if refuse_unhonoured and request.ignored:
                     raise EngineError(unhonoured_message(request.ignored))
-                with embeddings(run.pipe, request, member.files) as texts, torch.inference_mode():
+                with embeddings(run.pipe, request, member.models) as texts, torch.inference_mode():
                     conditioning = run.conditioning(
                         request, texts, request.sampler, request.steps, size, request.batch_size
                     )
@@ -121,6 +122,7 @@ def generate_together(
                     seconds=time.perf_counter() - started,
                     unet_seconds=loop_seconds,
                     unet_images=len(latents),
+                    ignored=request.ignored,
                 )
     return outcomes
 

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,9 +21,9 @@ from .models.loading import LoadedModel
 from .request import images
 from .request.controlnet_payload import CONTROL_MODES, RESIZE_MODES
 from .request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS, Hires
+from .request.job_models import JobModels
 from .request.memory import TILE_ABOVE_PIXELS
-from .request.model_names import find_model, mentioned_embeddings
-from .request.options import JobFiles, ModelFile, Progress
+from .request.options import ModelFile, Progress
 from .request.payload import Generation, unhonoured_message
 from .request.prompt_schedule import prompt_schedule
 from .request.prompts import replace_word
@@ -43,6 +43,7 @@ class Generated:
     seconds: float = 0.0
     unet_seconds: float = 0.0  # in the k-diffusion loops (the first pass: the UNet's time, mostly)
     unet_images: int = 0  # the images those loops denoised: with dynamic batching, other jobs' too
+    ignored: list[str] = field(default_factory=list)  # the request's, and what this run could not honour
 
 
 def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
@@ -64,32 +65,20 @@ class Networks:
 
 
 @contextmanager
-def extra_networks(pipe: Any, request: Generation, files: JobFiles) -> Iterator[Networks]:
+def extra_networks(pipe: Any, request: Generation, models: JobModels) -> Iterator[Networks]:
     """Load the prompt's LoRAs and embeddings onto the shared modules for one job, and take them off after.
 
     Unfused LoRA adapters and textual-inversion tokens are removed exactly (the base model's output comes back
     bit-identical), so the base model never has to be reloaded.
     """
-    with loras(pipe, request, files) as lora_hashes, embeddings(pipe, request, files) as (text, negative_text):
+    with loras(pipe, models) as lora_hashes, embeddings(pipe, request, models) as (text, negative_text):
         yield Networks(lora_hashes, text, negative_text)
 
 
-def lora_adapters(request: Generation, files: JobFiles) -> dict[str, tuple[ModelFile, float]]:
-    """The prompt's `<lora:name:weight>` tags as adapters: name -> (file, summed weight), in prompt order."""
-    adapters: dict[str, tuple[ModelFile, float]] = {}
-    for tag in request.networks:
-        if tag.kind != "lora":
-            continue
-        lora = find_model(files.loras, tag.name, key=f"the prompt's <lora:{tag.name}>", kind="Lora")
-        adapter = f"lora_{lora.sha256[:16] or abs(hash(lora.path))}"
-        adapters[adapter] = (lora, adapters.get(adapter, (lora, 0.0))[1] + tag.weight)
-    return adapters
-
-
 @contextmanager
-def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]]:
+def loras(pipe: Any, models: JobModels) -> Iterator[list[str]]:
     """The prompt's LoRAs loaded as weighted adapters; yields the infotext's `Lora hashes` entries."""
-    adapters = lora_adapters(request, files)
+    adapters = {lora.adapter: (lora.file, lora.weight) for lora in models.loras}
     notes: list[str] = []
     # Fused QKV projections (CUDA) hold copies of to_q/to_k/to_v that a LoRA would not reach: unfused meanwhile
     fused = bool(adapters) and getattr(pipe.unet, "original_attn_processors", None) is not None
@@ -115,9 +104,9 @@ def loras(pipe: Any, request: Generation, files: JobFiles) -> Iterator[list[str]
 
 
 @contextmanager
-def embeddings(pipe: Any, request: Generation, files: JobFiles) -> Iterator[tuple[str, str]]:
+def embeddings(pipe: Any, request: Generation, models: JobModels) -> Iterator[tuple[str, str]]:
     """The embeddings the prompts mention, loaded as tokens of their own; yields both prompts using them."""
-    mentioned = mentioned_embeddings(request, files)
+    mentioned = models.embeddings
     text, negative_text = request.text, request.negative_text
     try:
         for number, embedding in enumerate(mentioned):
@@ -159,12 +148,14 @@ def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
 def generate(
     model: LoadedModel,
     request: Generation,
-    files: JobFiles,
+    models: JobModels,
     progress: Progress,
     tools: Tools,
     refuse_unhonoured: bool = False,
     hires_model: LoadedModel | None = None,
 ) -> Generated:
+    """The job's pictures. The request is not changed: what a diffusers sampler cannot honour is reported in the
+    Generated's own `ignored`."""
     started = time.perf_counter()
     inpaint = request.task == "img2img" and request.mask is not None
     task = "inpaint" if inpaint else request.task
@@ -173,17 +164,17 @@ def generate(
     pipe = model.pipeline("txt2img" if use_k_diffusion else task)
     if not use_k_diffusion:
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
-        request.ignored += _needs_the_k_diffusion_loop(request)
-        request.control_units, request.hires = [], None
+        ignored = [*request.ignored, *_needs_the_k_diffusion_loop(request)]
+        request = replace(request, ignored=ignored, control_units=[], hires=None)
     if refuse_unhonoured and request.ignored:
         raise EngineError(unhonoured_message(request.ignored))
     seeds, subseeds = draw_seeds(request)
     seed = seeds[0]
-    result = Generated(seeds=seeds, subseeds=subseeds)
+    result = Generated(seeds=seeds, subseeds=subseeds, ignored=request.ignored)
     is_sd1 = model.architecture.family == "sd1"
     step_base = 0
     if use_k_diffusion:
-        lora_hashes = _k_diffusion_images(model, request, files, progress, result, seed, tools, hires_model)
+        lora_hashes = _k_diffusion_images(model, request, models, progress, result, seed, tools, hires_model)
         for index, image_seed in enumerate(result.seeds):
             result.infotexts.append(
                 infotext(
@@ -201,7 +192,7 @@ def generate(
         progress.step(step_base + step + 1, per_batch * request.n_iter)
         return tensors
 
-    with extra_networks(pipe, request, files) as networks, torch.inference_mode():
+    with extra_networks(pipe, request, models) as networks, torch.inference_mode():
         arguments: dict[str, Any] = {
             "num_inference_steps": request.steps,
             "guidance_scale": request.cfg_scale,
@@ -345,7 +336,7 @@ def _control(units: list[PreparedUnit], run: ModelRun, size: tuple[int, int], st
 def _k_diffusion_images(
     model: LoadedModel,
     request: Generation,
-    files: JobFiles,
+    models: JobModels,
     progress: Progress,
     result: Generated,
     seed: int,
@@ -362,7 +353,7 @@ def _k_diffusion_images(
     originals, sources, mask = _img2img_inputs(request, seed, latent_fill=True)
     keep = None if mask is None else _latent_keep(mask, shape).to(first.device)
     units = prepare_units(
-        request.control_units, files.controlnets, lambda file: tools.controlnet(file, model),
+        request.control_units, models.controlnets, lambda file: tools.controlnet(file, model),
         request.init_images, request.width, request.height, seed,
     )  # fmt: skip
     hires = request.hires
@@ -373,7 +364,7 @@ def _k_diffusion_images(
     per_batch = (request.steps if request.task == "txt2img" else t_enc + 1) + second_steps
     done = 0
     with ExitStack() as stack:
-        networks = stack.enter_context(extra_networks(first.pipe, request, files))
+        networks = stack.enter_context(extra_networks(first.pipe, request, models))
         second = first
         if hires_model is not None and hires_model is not model:
             if hires_model.architecture.family != model.architecture.family:
@@ -382,7 +373,7 @@ def _k_diffusion_images(
                     f"model; the first pass's is {model.architecture.label}, whose pictures it cannot refine"
                 )
             second = ModelRun.of(hires_model)
-            stack.enter_context(extra_networks(second.pipe, request, files))
+            stack.enter_context(extra_networks(second.pipe, request, models))
         stack.enter_context(torch.inference_mode())
         texts = (networks.text, networks.negative_text)
         for iteration in range(request.n_iter):
@@ -421,7 +412,7 @@ def _k_diffusion_images(
                 batch_images = first.decode(latents, request.width, request.height)
             else:
                 batch_images = _hires_pass(
-                    first, second, latents, request, hires, texts, batch_seeds, batch_subseeds, units, tools, files,
+                    first, second, latents, request, hires, texts, batch_seeds, batch_subseeds, units, tools, models,
                     _on_step(progress, done + steps, per_batch, request),
                 )  # fmt: skip
             done += per_batch
@@ -459,7 +450,7 @@ def _hires_pass(
     subseeds: list[int],
     units: list[PreparedUnit],
     tools: Tools,
-    files: JobFiles,
+    models: JobModels,
     callback: Callable[[int], None],
 ) -> list[Image.Image]:
     """A1111's hires fix (StableDiffusionProcessingTxt2Img.sample_hr_pass): the first pass upscaled (its latent
@@ -474,7 +465,7 @@ def _hires_pass(
     else:
         model = None
         if hires.upscaler not in PIXEL_UPSCALERS:
-            model = tools.upscaler(find_model(files.upscalers, hires.upscaler, key="hr_upscaler", kind="Upscaler"))
+            model = tools.upscaler(models.upscaler("hr_upscaler"))
         pictures = [
             resize_with(picture, *target, hires.upscaler, model)
             for picture in first.decode(latents, request.width, request.height)

@@ -1,11 +1,12 @@
-"""The engine's entry point: `Engine(options).run(task, payload, files, progress) -> Result`."""
+"""The engine's entry point: `Engine(options).run_plan(plan, progress) -> Result` for a job planned at start
+(request/plan.py), `Engine(options).run(task, payload, files, progress)` to plan and run a payload here."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,9 +18,12 @@ from .errors import Cancelled, EngineError, first_line
 from .infotext import VERSION
 from .models.cache import Acquired, PipelineCache
 from .request import images
-from .request.memory import Estimate, check_fits, extras_estimate, generation_estimate
+from .request.batch_key import ALONE
+from .request.job_models import JobModels
+from .request.memory import Estimate, MemoryNeeds, check_fits
 from .request.options import EngineOptions, JobFiles, ModelFile, NoProgress, Progress
-from .request.payload import Generation, Removal, Upscale, parse_request
+from .request.payload import Generation, Removal, Upscale
+from .request.plan import JobPlan, plan_job
 
 if TYPE_CHECKING:
     from .generate import Generated
@@ -50,11 +54,20 @@ class Result:
 
 @dataclass(frozen=True)
 class Job:
-    """One job of `Engine.run_batch`: what `Engine.run` takes."""
+    """One job of `Engine.run_batch` as a payload and files (commands, benches, tests): planned there."""
 
     task: str
     payload: bytes | str | dict[str, Any]
     files: JobFiles
+    progress: Progress = field(default_factory=NoProgress)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of `Engine.run_batch` as a worker has it: the plan made at start (request/plan.py), its model
+    files at local paths."""
+
+    plan: JobPlan
     progress: Progress = field(default_factory=NoProgress)
 
 
@@ -69,19 +82,23 @@ class Engine:
         self.pipelines = PipelineCache(self.options.cache_bytes, on_evict=release_memory)
         self.headers: dict[tuple[str, str], dict[str, dict[str, object]]] = {}  # what memory estimates read
 
+    def plan(self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles) -> JobPlan:
+        """Plan a payload here, with local files (a worker runs the plan its job was started with)."""
+        return plan_job(task, payload, files, self.options.limits, self._header)
+
     def run(
         self, task: str, payload: bytes | str | dict[str, Any], files: JobFiles, progress: Progress | None = None
     ) -> Result:
-        return self._run_request(parse_request(task, payload, self.options.limits), files, progress or NoProgress())
+        return self.run_plan(self.plan(task, payload, files), progress or NoProgress())
 
-    def _run_request(self, request: Generation | Removal | Upscale, files: JobFiles, progress: Progress) -> Result:
+    def run_plan(self, plan: JobPlan, progress: Progress) -> Result:
         if progress.cancelled():  # asked to stop while queued or while its payload and models were fetched
             raise Cancelled()
-        if isinstance(request, Generation):
-            return self._generate(request, files, progress)
-        if isinstance(request, Removal):
-            return self._remove(request, progress)
-        return self._upscale(request, files, progress)
+        if isinstance(plan.request, Generation):
+            return self._generate(plan, plan.request, progress)
+        if isinstance(plan.request, Removal):
+            return self._remove(plan.request, progress)
+        return self._upscale(plan, plan.request, progress)
 
     def _acquire_model(self, checkpoint: ModelFile, vae: ModelFile | None) -> Acquired:
         from .models.loading import load_model
@@ -117,16 +134,14 @@ class Engine:
 
         return partial(run_model, self.pipelines.acquire(("upscaler", file.sha256 or str(file.path)), load).entry.value)
 
-    def _generate(self, request: Generation, files: JobFiles, progress: Progress) -> Result:
+    def _generate(self, plan: JobPlan, request: Generation, progress: Progress) -> Result:
         from .generate import generate
         from .models.device import release_memory
-        from .request.model_names import pick_checkpoint, pick_hires_checkpoint, pick_vae
 
-        checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
-        if checkpoint is None:
-            raise EngineError(f"a {request.task} job needs a Stable-diffusion model")
-        hires_checkpoint = pick_hires_checkpoint(request, files, checkpoint)
-        need = self._check_memory(request, checkpoint, files)
+        models = plan.models
+        checkpoint, hires_checkpoint = models.checkpoint, models.hires_checkpoint
+        assert checkpoint is not None and plan.memory is not None  # a generation's plan has both
+        need = self._check_memory(plan.memory)
         with ExitStack() as stack:
             # A hires checkpoint is held (and locked) beside the first for the whole job; each is locked as soon as
             # it is acquired (so loading the other cannot evict it), in the order of their paths, so two jobs using
@@ -134,7 +149,7 @@ class Engine:
             wanted = [checkpoint] + ([hires_checkpoint] if hires_checkpoint is not None else [])
             held: dict[str, Acquired] = {}
             for file in sorted(wanted, key=lambda file: str(file.path)):
-                held[str(file.path)] = self._acquire_model(file, vae)
+                held[str(file.path)] = self._acquire_model(file, models.vae)
                 stack.enter_context(held[str(file.path)].entry.lock)
             acquired = held[str(checkpoint.path)]
             hires_model = held[str(hires_checkpoint.path)].entry.value if hires_checkpoint is not None else None
@@ -144,7 +159,7 @@ class Engine:
                 generated = generate(
                     acquired.entry.value,
                     request,
-                    files,
+                    models,
                     progress,
                     self,
                     refuse_unhonoured=self.options.unhonoured == "refuse",
@@ -158,74 +173,55 @@ class Engine:
                 ) from exc
         return _generation_result(request, acquired, generated)
 
-    def run_batch(self, jobs: list[Job]) -> list[Result | Exception]:
-        """Several jobs at once (dynamic batching): those that can share a denoising loop run through one
-        (batched.py), the others one by one. One outcome per job, in order: its Result, or the exception that
+    def run_batch(self, jobs: Sequence[Job | PlannedJob]) -> list[Result | Exception]:
+        """Several jobs at once (dynamic batching): those whose plans share a batch key run through one denoising
+        loop (batched.py), the others one by one. One outcome per job, in order: its Result, or the exception that
         failed or cancelled it; one job's failure is never its neighbours'."""
         outcomes: list[Result | Exception | None] = [None] * len(jobs)
-        requests: dict[int, Generation | Removal | Upscale] = {}
-        groups: dict[tuple[Any, ...], list[tuple[int, Generation]]] = {}
+        planned: dict[int, PlannedJob] = {}
+        groups: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
-            try:
-                requests[index] = request = parse_request(job.task, job.payload, self.options.limits)
-            except EngineError as exc:
-                outcomes[index] = exc
-                continue
-            key = self._batch_group(request, job.files) if isinstance(request, Generation) else None
-            if key is not None and isinstance(request, Generation):
-                groups.setdefault(key, []).append((index, request))
+            if isinstance(job, Job):
+                try:
+                    job = PlannedJob(self.plan(job.task, job.payload, job.files), job.progress)
+                except EngineError as exc:
+                    outcomes[index] = exc
+                    continue
+            planned[index] = job
+            if job.plan.batch_key != ALONE:
+                groups.setdefault(job.plan.batch_key, []).append(index)
         for group in groups.values():
             if len(group) > 1:
-                for index, outcome in self._generate_together(jobs, group).items():
+                for index, outcome in self._generate_together([planned[index] for index in group], group).items():
                     outcomes[index] = outcome
-        for index, request in requests.items():
+        for index, job in planned.items():
             if outcomes[index] is None:
-                job = jobs[index]
                 try:
-                    outcomes[index] = self._run_request(request, job.files, job.progress)
+                    outcomes[index] = self.run_plan(job.plan, job.progress)
                 except Exception as exc:  # the worker tells the kinds apart, as for a job run alone
                     outcomes[index] = exc
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _batch_group(self, request: Generation, files: JobFiles) -> tuple[Any, ...] | None:
-        """What a job must share with others to join their loop (the payload's batch key and the very model,
-        VAE and LoRA files); None: it runs alone, where a model it names but lacks fails it as it always does."""
-        from .generate import lora_adapters
-        from .request.batch_key import ALONE, batch_key
-        from .request.model_names import pick_checkpoint, pick_vae
-
-        key = batch_key(request)
-        if key == ALONE:
-            return None
-        try:
-            checkpoint, vae = pick_checkpoint(request, files), pick_vae(request, files)
-            adapters = tuple((name, weight) for name, (_, weight) in lora_adapters(request, files).items())
-        except EngineError:
-            return None
-        if checkpoint is None:
-            return None
-        return (key, checkpoint.sha256 or str(checkpoint.path), vae.sha256 or str(vae.path) if vae else None, adapters)
-
-    def _generate_together(self, jobs: list[Job], group: list[tuple[int, Generation]]) -> dict[int, Result | Exception]:
+    def _generate_together(self, jobs: list[PlannedJob], indexes: list[int]) -> dict[int, Result | Exception]:
         """The group's shared loop; members it could not take are left out of the answer (they run alone)."""
-        from dataclasses import replace
-
-        from .batched import ALONE, Member, generate_together
+        from .batched import ALONE as RUNS_ALONE
+        from .batched import Member, generate_together
         from .generate import Generated
         from .models.device import release_memory
-        from .request.model_names import pick_checkpoint, pick_vae
 
-        first_index, leader = group[0]
-        files = jobs[first_index].files
-        checkpoint, vae = pick_checkpoint(leader, files), pick_vae(leader, files)
-        assert checkpoint is not None  # _batch_group grouped only jobs that have one
-        images = sum(request.batch_size for _, request in group)
+        leader = jobs[0].plan
+        # a batch key other than ALONE is a generation's (plan_job), with its checkpoint and memory needs
+        members = [
+            Member(request, job.plan.models, job.progress)
+            for job in jobs
+            if isinstance(request := job.plan.request, Generation)
+        ]
+        assert len(members) == len(jobs) and leader.models.checkpoint is not None and leader.memory is not None
         try:
-            self._check_memory(replace(leader, batch_size=images), checkpoint, files)
+            self._check_memory(leader.memory, batch_size=sum(member.request.batch_size for member in members))
         except EngineError:
             return {}  # together they would not fit: one at a time, each checked on its own
-        members = [Member(request, jobs[index].files, jobs[index].progress) for index, request in group]
-        acquired = self._acquire_model(checkpoint, vae)
+        acquired = self._acquire_model(leader.models.checkpoint, leader.models.vae)
         with acquired.entry.lock:
             try:
                 generated = generate_together(
@@ -237,25 +233,24 @@ class Engine:
         together = [outcome for outcome in generated if isinstance(outcome, Generated)]
         shared_images = sum(len(outcome.images) for outcome in together)
         answers: dict[int, Result | Exception] = {}
-        for (index, request), outcome in zip(group, generated, strict=True):
-            if outcome is ALONE:
+        for index, member, outcome in zip(indexes, members, generated, strict=True):
+            if outcome is RUNS_ALONE:
                 continue
             if not isinstance(outcome, Generated):
                 answers[index] = outcome
                 continue
-            result = _generation_result(request, acquired, outcome)
+            result = _generation_result(member.request, acquired, outcome)
             result.timings |= {"batch_jobs": float(len(together)), "batch_images": float(shared_images)}
             answers[index] = result
         return answers
 
-    def _check_memory(self, request: Generation, checkpoint: ModelFile, files: JobFiles) -> Estimate:
-        """Refuse, before loading anything, a job whose estimated peak exceeds this worker's budget (every model it
-        holds beside the checkpoint included: memory.held_models)."""
+    def _check_memory(self, needs: MemoryNeeds, batch_size: int | None = None, where: str = "") -> Estimate:
+        """Refuse, before loading anything, a job whose estimated peak at this worker's dtype exceeds its budget
+        (every model it holds beside the checkpoint included): what the plan made at start could not know."""
         from .models.device import memory_budget, torch_dtype
 
-        dtype_bytes = torch_dtype(self.options).itemsize
-        need = generation_estimate(request, files, checkpoint, self._header, dtype_bytes)
-        check_fits(need, memory_budget(self.options), f"this worker ({self.options.device}) has")
+        need = needs.estimate(torch_dtype(self.options).itemsize, batch_size)
+        check_fits(need, memory_budget(self.options), where or f"this worker ({self.options.device}) has")
         return need
 
     def _header(self, file: ModelFile) -> dict[str, dict[str, object]]:
@@ -283,16 +278,15 @@ class Engine:
             timings={"inference_seconds": time.perf_counter() - started},
         )
 
-    def _upscale(self, request: Upscale, files: JobFiles, progress: Progress) -> Result:
-        from .models.device import memory_budget
-
-        check_fits(extras_estimate(request, files, self._header), memory_budget(self.options), "this worker has")
+    def _upscale(self, plan: JobPlan, request: Upscale, progress: Progress) -> Result:
+        assert plan.memory is not None  # an extras plan has its upscalers' needs
+        self._check_memory(plan.memory, where="this worker has")
         started = time.perf_counter()
         image = request.image.convert("RGBA" if request.image.mode in ("RGBA", "LA", "P") else "RGB")
-        upscaled = self._upscaled(image, request.resample, request, files, "upscaler_1")
+        upscaled = self._upscaled(image, request.resample, request, plan.models, "upscaler_1")
         # as A1111's extras: with upscaler_1 "None" nothing is upscaled, upscaler_2 included
         if request.second is not None and request.resample != "None":
-            second = self._upscaled(image, request.second, request, files, "upscaler_2")
+            second = self._upscaled(image, request.second, request, plan.models, "upscaler_2")
             # A1111's extras: the second upscaler's picture blended over the first by its visibility
             upscaled = Image.blend(upscaled, second.convert(upscaled.mode), request.second_visibility)
         progress.step(1, 1)
@@ -307,7 +301,7 @@ class Engine:
             timings={"inference_seconds": time.perf_counter() - started},
         )
 
-    def _upscaled(self, image: Image.Image, name: str, request: Upscale, files: JobFiles, key: str) -> Image.Image:
+    def _upscaled(self, image: Image.Image, name: str, request: Upscale, models: JobModels, key: str) -> Image.Image:
         """The picture at the asked size through one upscaler: Lanczos and Nearest resize to it directly, a model
         runs as A1111 runs it (upscale, then Lanczos to the size), keeping an alpha channel beside it."""
         if name == "None":
@@ -316,9 +310,8 @@ class Engine:
             method = Image.Resampling.LANCZOS if name == "Lanczos" else Image.Resampling.NEAREST
             return image.resize((request.width, request.height), method)
         from .features.upscalers import resize_with
-        from .request.model_names import find_model
 
-        model = self.upscaler(find_model(files.upscalers, name, key=key, kind="Upscaler"))
+        model = self.upscaler(models.upscaler(key))
         try:
             result = resize_with(image.convert("RGB"), request.width, request.height, name, model)
         except MemoryError as exc:
@@ -333,13 +326,13 @@ def _generation_result(request: Generation, acquired: Acquired, generated: Gener
         images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
     ] + [images.png_bytes(detected) for detected in generated.detected_maps]
     info = _generation_info(request, acquired.entry.value, generated)
-    info["ignored_parameters"] = request.ignored
+    info["ignored_parameters"] = generated.ignored
     return Result(
         task=request.task,
         images=pngs,
         parameters=request.parameters,
         info=info,
-        ignored=request.ignored,
+        ignored=generated.ignored,
         timings={
             "model_seconds": acquired.seconds,
             "model_cache_hit": float(acquired.hit),

@@ -169,6 +169,10 @@ def test_the_download_lease_under_random_interleavings(db, admin_user, monkeypat
             machines.append(self)
 
     Machine.owner = admin_user
-    monkeypatch.setattr(actors.checkpoint_download, "send", lambda checkpoint_id: machines[-1].send(checkpoint_id))
+    def send(actor_name: str, checkpoint_id: str, queue_name: str | None = None) -> None:
+        assert actor_name == actors.checkpoint_download.actor_name
+        machines[-1].send(checkpoint_id)
+
+    monkeypatch.setattr(services, "send", send)  # services queue downloads by the actor's name (esd.queues)
     monkeypatch.setattr(services, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
     run_state_machine_as_test(Machine, settings=state_machine_settings())

@@ -29,7 +29,7 @@ FAST = {"ESD_WORKER_HEARTBEAT_SECONDS": "0.2", "ESD_WORKER_DEAD_AFTER_SECONDS": 
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ESD_", "DATABASE"))}
-    env.update(DJANGO_SETTINGS_MODULE="esd.settings", **FAST, **extra)
+    env.update(DJANGO_SETTINGS_MODULE="esd.settings", DJANGO_SECRET_KEY="test-only-child-process-key", **FAST, **extra)
     return env
 
 

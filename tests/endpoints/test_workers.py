@@ -11,7 +11,7 @@ from django.utils import timezone
 from endpoints import services
 from endpoints.models import Endpoint, EndpointStatus, Worker
 from endpoints.runtime import EndpointWorker
-from esd.queues import queue_depth, send_to_queue
+from esd.queues import queue_depth, send
 from tests.conftest import wait_for
 
 ran: list[str] = []
@@ -73,7 +73,7 @@ def test_a_worker_runs_messages_of_its_queue_one_at_a_time(endpoint, start_worke
     ran.clear()
     worker = start_worker(endpoint)
     for index in range(3):
-        send_to_queue(record, endpoint.queue_name, f"job-{index}")
+        send(record.actor_name, f"job-{index}", queue_name=endpoint.queue_name)
     wait_for(lambda: len(ran) == 3, timeout=10)
     assert sorted(ran) == ["job-0", "job-1", "job-2"]
     assert worker._dramatiq.queue_prefetch == 1
@@ -82,14 +82,14 @@ def test_a_worker_runs_messages_of_its_queue_one_at_a_time(endpoint, start_worke
 
 def test_the_heartbeat_reports_the_current_job(endpoint, start_worker):
     start_worker(endpoint)
-    send_to_queue(record, endpoint.queue_name, "slow")
+    send(record.actor_name, "slow", queue_name=endpoint.queue_name)
     wait_for(lambda: Worker.objects.filter(current_job__contains="record(slow)").exists(), timeout=10)
 
 
 def test_a_worker_names_the_jobs_it_is_running(endpoint, start_worker):
     worker = start_worker(endpoint)
     assert worker.running_jobs() == []
-    send_to_queue(record, endpoint.queue_name, "slow")
+    send(record.actor_name, "slow", queue_name=endpoint.queue_name)
     assert wait_for(lambda: worker.running_jobs() == ["record(slow)"], timeout=10, interval=0.01)
 
 
@@ -151,7 +151,7 @@ def test_deleting_an_endpoint_drains_its_workers(endpoint, start_worker, admin_u
 
 def test_metrics_page(client, endpoint, start_worker, settings):
     start_worker(endpoint)
-    send_to_queue(record, "endpoint.esd-async-absent", "x")  # another queue: not counted here
+    send(record.actor_name, "x", queue_name="endpoint.esd-async-absent")  # another queue: not counted here
     page = client.get("/metrics").content.decode()
     labels = 'endpoint="esd-async-w",endpoint_type="Async",instance_type="cpu"'
     assert f"esd_endpoint_live_workers{{{labels}}} 1.0" in page
@@ -171,12 +171,12 @@ def test_desired_instances_follow_the_backlog(transactional_db, admin_user, sett
     )  # fmt: skip
     assert scaling(endpoint, 0, 0).desired == 0
     for index in range(12):
-        send_to_queue(record, endpoint.queue_name, f"queued-{index}")
+        send(record.actor_name, f"queued-{index}", queue_name=endpoint.queue_name)
     # RabbitMQ's message count trails the last publish by a moment.
     figures = wait_for(lambda: (found := scaling(endpoint, 0, 0)).queue_depth == 12 and found, timeout=10)
     assert (figures.queue_depth, figures.backlog, figures.desired) == (12, 12, 3)  # ceil(12 / 5)
     for index in range(30):
-        send_to_queue(record, endpoint.queue_name, f"more-{index}")
+        send(record.actor_name, f"more-{index}", queue_name=endpoint.queue_name)
     assert wait_for(lambda: scaling(endpoint, 0, 0).queue_depth == 42, timeout=10)
     assert scaling(endpoint, 0, 0).desired == 4  # capped at the maximum
     dramatiq.get_broker().flush(endpoint.queue_name)

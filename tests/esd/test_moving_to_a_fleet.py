@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from esd.secret_key import write_secret_key
 from tests.conftest import use_s3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +82,7 @@ def test_make_runs_data_moves_to_postgresql_and_s3(tmp_path, settings, moto_serv
     laptop = {key: os.environ[key] for key in keep if key in os.environ} | {
         "ESD_DATA_DIR": str(tmp_path / "laptop"), "DJANGO_SETTINGS_MODULE": "esd.settings",
     }  # fmt: skip
+    write_secret_key(tmp_path / "laptop")  # as make run
     manage("migrate", "-v0", env=laptop)
     first_run = manage("esd_bootstrap", "--first-run", env=laptop)
     password = first_run.split("admin login:")[1].split()[2]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from esd.secret_key import write_secret_key
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
     "import django, json; django.setup(); from django.conf import settings as s; "
@@ -28,6 +30,8 @@ def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 
 def probe(tmp_path: Path, **env: str) -> dict:
+    if "DJANGO_SECRET_KEY" not in env:
+        write_secret_key(tmp_path)  # as make run does first
     result = run_settings(tmp_path, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -45,6 +49,9 @@ def test_embedded_defaults_are_safe(tmp_path):
 
 
 def test_secret_key_is_random_persisted_and_private(tmp_path, tmp_path_factory):
+    missing = run_settings(tmp_path)  # reading the settings writes nothing, and says what to do
+    assert missing.returncode != 0 and "No secret key: set DJANGO_SECRET_KEY" in missing.stderr
+    assert "python -m esd.secret_key" in missing.stderr and not (tmp_path / "secret_key").exists()
     first = probe(tmp_path)["key"]
     assert len(first) >= 50
     assert probe(tmp_path)["key"] == first  # kept across restarts, so sessions survive

@@ -28,6 +28,10 @@ def live(tmp_path_factory):
     refused unless allowed, and the suite has no internet)."""
     data = tmp_path_factory.mktemp("walkthrough")
     env = clean_env(ESD_DATA_DIR=str(data / "var"), ESD_DOWNLOAD_ALLOW_HOSTS="127.0.0.1")
+    del env["DJANGO_SECRET_KEY"]  # as `make run`: the key it writes into the data folder
+    subprocess.run(
+        [sys.executable, "-m", "esd.secret_key", str(data / "var")], env=env, check=True, capture_output=True
+    )
     demo = data / "var" / "demo" / "tiny-sd1.safetensors"
     for step in (["migrate", "-v0"], ["make_tiny_checkpoint", str(demo)]):
         done = run(*step, env=env)

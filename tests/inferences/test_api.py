@@ -1,6 +1,7 @@
 """The inference routes end to end (esd-behaviour.md §9): create → PUT the payload to the presigned URL → start →
 poll → download the PNGs, with real endpoint workers, against the local store and the S3 server on loopback."""
 
+import base64
 import json
 import time
 
@@ -299,13 +300,18 @@ def test_list_is_newest_first_and_keyset_paginated(served):
 
 
 def test_a_failed_job_says_why(served):
-    job_id = served.submit(txt2img(prompt="a cat <lora:nothere:1>"))
-    served.start(job_id)
+    # the start reads a picture's header only; the worker decodes it, and a damaged one fails the job, saying which
+    truncated = base64.b64encode(base64.b64decode(png_b64(red_disc()))[:-40]).decode()
+    job_id = served.submit(txt2img(init_images=[truncated], denoising_strength=0.5, steps=2), task="img2img")
+    assert served.start(job_id).status == 202
     data = served.wait(job_id)
-    assert (
-        data["status"] == "failed"
-        and "<lora:nothere> names 'nothere', but the job has no Lora model" in data["sagemakerRaw"]
-    )
+    assert data["status"] == "failed" and "init_images[0] is a damaged or truncated image" in data["sagemakerRaw"]
+
+
+def test_a_model_the_job_lacks_is_refused_at_start(served):
+    refused = served.start(served.submit(txt2img(prompt="a cat <lora:nothere:1>")))
+    assert refused.status == 400
+    assert "<lora:nothere> names 'nothere', but the job's Lora models are: none" in refused.body["message"]
 
 
 def test_ignored_parameters_are_reported(served):

@@ -113,7 +113,7 @@ class JobStateMachine(RuleBasedStateMachine):
         job = InferenceJob.objects.filter(pk=self.jobs[pick % len(self.jobs)]).first()
         if job is not None:
             message = services._message(str(job.pk), self.endpoint.queue_name)
-            if transitions.start(job, self.endpoint, message, prompt="", ignored=[]):
+            if transitions.start(job, self.endpoint, message, prompt="", ignored=[], plan={}):
                 self.send(str(job.pk), message)
         self.after_sweep = False
 

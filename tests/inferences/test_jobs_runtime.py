@@ -1,5 +1,6 @@
 """Job plumbing beyond the routes: the signed webhook, recovery after restarts and dead workers, redelivery."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -18,7 +19,7 @@ from inferences.models import InferenceJob
 from tests.conftest import stop_worker, wait_for
 from tests.esd.test_storage import http
 
-from .conftest import txt2img
+from .conftest import png_b64, red_disc, txt2img
 from .jobs import another_live_worker, images_of, result_document, serve
 
 
@@ -64,7 +65,9 @@ def test_webhooks_are_signed_and_sent_on_start_success_and_failure(site, hooks, 
     good = site.submit(txt2img())
     site.start(good)
     site.wait(good)
-    bad = site.submit(txt2img(prompt="x <lora:absent:1>"))
+    # a damaged picture passes start (its header is read) and fails the job on the worker, which decodes it
+    truncated = base64.b64encode(base64.b64decode(png_b64(red_disc()))[:-40]).decode()
+    bad = site.submit(txt2img(init_images=[truncated], denoising_strength=0.5), task="img2img")
     site.start(bad)
     site.wait(bad)
     wait_for(lambda: len(hooks.received) == 4, timeout=20)
@@ -77,7 +80,7 @@ def test_webhooks_are_signed_and_sent_on_start_success_and_failure(site, hooks, 
         payload = json.loads(body)
         assert payload["event"] == event and payload["inference_id"] in (good, bad)
     failure = next(json.loads(body) for _, event, body in hooks.received if event == "failed")
-    assert failure["inference_id"] == bad and "absent" in failure["error"]
+    assert failure["inference_id"] == bad and "init_images[0] is a damaged or truncated image" in failure["error"]
 
 
 def test_webhooks_keep_to_the_download_address_rules(site, hooks, caplog):

@@ -8,6 +8,7 @@ from inferences.engine import generate as generate_module
 from inferences.engine.errors import EngineError
 from inferences.engine.request import memory
 from inferences.engine.request.identify import SD15, header_entries
+from inferences.engine.request.job_models import resolve_models
 from inferences.engine.request.limits import Limits
 from inferences.engine.request.memory import GIB, ModelShape, default_budget, estimate
 from inferences.engine.request.options import EngineOptions, JobFiles
@@ -122,8 +123,13 @@ def test_large_pictures_decode_in_tiles_and_small_ones_whole(engine, files, monk
     assert len(whole.images) == 1
 
 
-def held_names(request, files, checkpoint):
-    return sorted(model.name for model in memory.held_models(request, files, checkpoint))
+def held_names(request, files):
+    return sorted(model.name for model in resolve_models(request, files).held())
+
+
+def estimate_of(request, files, header_of, dtype_bytes=4):
+    """What the plan made at start holds for the job, evaluated at `dtype_bytes`."""
+    return memory.memory_needs(request, resolve_models(request, files), header_of).estimate(dtype_bytes)
 
 
 def test_every_model_a_job_holds_is_in_its_estimate(models):
@@ -136,18 +142,17 @@ def test_every_model_a_job_holds_is_in_its_estimate(models):
     hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "2x-TinyESRGAN", "hr_checkpoint_name": "tiny-other"}
     full = parse_request("txt2img", txt2img(prompt="style cat <lora:watercolor:0.8>", **hires), LIMITS)
     plain = parse_request("txt2img", txt2img(prompt="a cat", override_settings={"sd_vae": "None"}), LIMITS)
-    checkpoint = models["checkpoint"]
-    assert held_names(full, files, checkpoint) == [
+    assert held_names(full, files) == [
         "2x-TinyESRGAN.safetensors", "blue-vae.safetensors", "style.safetensors", "tiny-other.safetensors",
         "watercolor.safetensors",
     ]  # fmt: skip
-    assert held_names(plain, files, checkpoint) == []  # no tag, no mention, VAE "None", no hires fix
+    assert held_names(plain, files) == []  # no tag, no mention, VAE "None", no hires fix
 
     def header_of(model):
         return header_entries(model.path)
 
-    with_all = memory.generation_estimate(full, files, checkpoint, header_of, 4)
-    alone = memory.generation_estimate(plain, files, checkpoint, header_of, 4)
+    with_all = estimate_of(full, files, header_of)
+    alone = estimate_of(plain, files, header_of)
     held = ("other", "vae", "lora", "embedding")
     assert with_all.weights - alone.weights == 4 * sum(memory.parameter_count(header_of(models[k])) for k in held)
     assert with_all.upscale > 0 and alone.upscale == 0 and "upscaler" in with_all.describe()
@@ -162,7 +167,7 @@ def test_a_large_lora_is_refused_before_it_is_loaded(models):
             return {"lora_unet_down.lora_down.weight": {"dtype": "F32", "shape": [375_000_000]}}
         return header_entries(model.path)
 
-    need = memory.generation_estimate(request, files, models["checkpoint"], header_of, 4)
+    need = estimate_of(request, files, header_of)
     with pytest.raises(EngineError, match=r"more than the 2\.0 GiB a worker has"):
         memory.check_fits(need, 2 * GIB, "a worker has")
 
@@ -174,7 +179,7 @@ def test_an_extras_job_counts_its_upscalers_and_lanczos_needs_nothing(models):
 
     def estimated(**payload):
         request = parse_request("extra-single-image", {**base, **payload}, LIMITS)
-        return memory.extras_estimate(request, files, lambda model: header_entries(model.path))
+        return estimate_of(request, files, lambda model: header_entries(model.path))
 
     lanczos = estimated(upscaler_1="Lanczos")
     one = estimated(upscaler_1="2x-TinyESRGAN")
@@ -215,11 +220,10 @@ def test_a_lora_that_cannot_fit_is_refused_at_start(site, settings, admin_user, 
     upload(site, admin_user, models["lora"], "Lora")
     files = JobFiles(checkpoint=models["checkpoint"], loras=(models["lora"],))
     request = parse_request("txt2img", txt2img(prompt="cat <lora:watercolor:1>"), LIMITS)
-    alone = memory.generation_estimate(
-        parse_request("txt2img", txt2img(prompt="cat"), LIMITS), files, models["checkpoint"],
-        lambda model: header_entries(model.path), 4,
-    )  # fmt: skip
-    held = memory.generation_estimate(request, files, models["checkpoint"], lambda m: header_entries(m.path), 4)
+    alone = estimate_of(
+        parse_request("txt2img", txt2img(prompt="cat"), LIMITS), files, lambda m: header_entries(m.path)
+    )
+    held = estimate_of(request, files, lambda m: header_entries(m.path))
     assert held.total > alone.total
     settings.ESD_WORKER_MEMORY_BYTES = (alone.total + held.total) // 2
     job_models = {"Stable-diffusion": [site.checkpoint.names[0]], "Lora": [models["lora"].name]}

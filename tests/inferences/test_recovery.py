@@ -13,9 +13,8 @@ from django.test import Client
 from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Worker
-from esd.queues import enqueue, pending_messages, queue_message
+from esd.queues import enqueue, message_for, pending_messages
 from inferences import services
-from inferences.actors import inference_run
 from inferences.execution import claim
 from inferences.models import InferenceJob
 from tests.conftest import redis_broker
@@ -29,8 +28,10 @@ def test_pending_messages_asks_redis_and_knows_when_it_cannot():
     broker.client.flushdb()
     queue = "endpoint.pending-test"
     try:
-        queued = enqueue(queue_message(inference_run, queue, "job-1"), broker)
-        delayed = broker.enqueue(queue_message(inference_run, queue, "job-2"), delay=60_000)  # a retry's backoff
+        queued = enqueue(message_for("inference_run", "job-1", queue_name=queue), broker)
+        delayed = broker.enqueue(
+            message_for("inference_run", "job-2", queue_name=queue), delay=60_000
+        )  # a retry's backoff
         held = pending_messages(queue, broker)
         assert sorted((message.message_id, tuple(message.args)) for message in held) == sorted(
             [(queued.message_id, ("job-1",)), (delayed.message_id, ("job-2",))]

@@ -20,7 +20,6 @@ from PIL import Image
 from ..errors import EngineError, first_line
 from ..request.controlnet_payload import ControlUnit
 from ..request.identify import read_header
-from ..request.model_names import find_model
 from ..request.options import ModelFile
 from ..sampling.ksampling import ActiveControl
 from . import preprocessors
@@ -93,7 +92,7 @@ class PreparedUnit:
 
 def prepare_units(
     units: list[ControlUnit],
-    files: tuple[ModelFile, ...],
+    files: tuple[ModelFile, ...],  # each unit's model, in order (JobModels.controlnets)
     load: Callable[[ModelFile], Any],
     init_images: list[Image.Image],
     width: int,
@@ -103,8 +102,7 @@ def prepare_units(
     """Load each enabled unit's model (`load(file)`, cached by the caller) and detect its map; a unit of an img2img
     job without an image of its own takes the first init image, as the extension does."""
     prepared = []
-    for unit in units:
-        file = find_model(files, unit.model, key=f"{unit.label}.model", kind="ControlNet")
+    for unit, file in zip(units, files, strict=True):
         if unit.weight == 0:
             continue  # a unit at weight 0 adds nothing; skipping it keeps the picture bit-identical to none
         picture = unit.image if unit.image is not None else init_images[0]

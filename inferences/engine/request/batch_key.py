@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+from .job_models import JobModels
 from .payload import Generation
 from .samplers import SAMPLERS, effective_schedule
 
 ALONE = ""
 
 
-def batch_key(request: Generation) -> str:
+def batch_key(request: Generation, models: JobModels) -> str:
+    """The key a job is planned with: jobs with equal keys share a loop (the same model, VAE and LoRA files too)."""
     sampler = SAMPLERS[request.sampler]
     if (
         request.task != "txt2img"
@@ -49,5 +51,7 @@ def batch_key(request: Generation) -> str:
         request.subseed_strength,
         request.seed_resize_from,
         sorted(loras.items()),
+        [file.sha256 or file.name for file in (models.checkpoint, models.vae) if file is not None],
+        sorted((lora.file.sha256 or lora.file.name, lora.weight) for lora in models.loras),
     ]
     return hashlib.sha256(json.dumps(shared, default=str).encode()).hexdigest()[:40]

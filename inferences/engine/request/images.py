@@ -16,6 +16,7 @@ from ..errors import EngineError
 
 # Formats a client may send; anything else (and every format's plugin quirks) stays out of reach.
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+SOURCE = "esd.source"  # the key of Image.info holding the bytes a picture was decoded from
 
 
 def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
@@ -34,6 +35,7 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw), formats=INPUT_FORMATS)
+            image.info[SOURCE] = raw  # what the client sent, stored as it is when the job is planned
             width, height = image.size
             if width * height > max_pixels:
                 raise EngineError(f"{field} is {width}x{height} pixels; at most {max_pixels} pixels are accepted")
@@ -48,6 +50,16 @@ def decode_image(value: object, field: str, *, max_pixels: int, max_bytes: int) 
     except (OSError, ValueError, SyntaxError) as exc:
         raise EngineError(f"{field} is a damaged or truncated image") from exc
     return image
+
+
+def source_bytes(image: Image.Image) -> bytes:
+    """The bytes a picture was sent as (decode_image keeps them); a picture made here, as PNG."""
+    raw = image.info.get(SOURCE)
+    if isinstance(raw, bytes):
+        return raw
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def load_image(image: Image.Image, field: str) -> None:

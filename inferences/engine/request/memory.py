@@ -10,7 +10,6 @@ they round up, so the estimate is an upper bound there.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -20,13 +19,13 @@ from typing import TYPE_CHECKING
 from ..configs_path import config_folder
 from ..errors import EngineError
 from .identify import identify_shapes, shapes_of
-from .model_names import mentioned_embeddings, names_model, pick_hires_checkpoint, pick_vae
+from .payload import Generation, Removal, Upscale
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .options import JobFiles, ModelFile
-    from .payload import Generation, Upscale
+    from .job_models import JobModels
+    from .options import ModelFile
 
     Header = dict[str, dict[str, object]]
     HeaderOf = Callable[[ModelFile], Header]
@@ -80,41 +79,6 @@ class ModelShape:
         unet, vae = header.get(UNET_CONV_IN, {}), header.get(VAE_CONV_OUT, {})
         unet_shape, vae_shape = unet.get("shape", [320]), vae.get("shape", [3, 128])
         return cls(parameters, int(unet_shape[0]), int(vae_shape[1]), tile)  # type: ignore[index]
-
-
-def held_models(request: Generation, files: JobFiles, checkpoint: ModelFile) -> list[ModelFile]:
-    """Every model file a generation holds in memory beside `checkpoint`, each once: the hires checkpoint, the
-    ControlNets, the prompt's LoRAs, its VAE file, the embeddings its prompts mention and the hires upscaler. The one
-    list the API server (at start) and the worker (before loading) estimate from. A name the job lacks is skipped
-    here: the job is refused where that name is used."""
-    from .hires_payload import PIXEL_UPSCALERS
-
-    held: dict[str, ModelFile] = {}
-
-    def add(candidates: tuple[ModelFile, ...], name: str | None) -> None:
-        found = next((each for each in candidates if name is not None and names_model(name, each.name)), None)
-        if found is not None:
-            hold(found)
-
-    def hold(model: ModelFile | None) -> None:
-        if model is not None and model.name != checkpoint.name:
-            held.setdefault(model.name, model)
-
-    hires = request.hires
-    if hires is not None:
-        hold(pick_hires_checkpoint(request, files, checkpoint))
-        if not hires.latent and hires.upscaler not in PIXEL_UPSCALERS:  # an upscaler model runs between the passes
-            add(files.upscalers, hires.upscaler)
-    for unit in request.control_units:
-        add(files.controlnets, unit.model)
-    for tag in request.networks:
-        if tag.kind == "lora":
-            add(files.loras, tag.name)
-    with contextlib.suppress(EngineError):  # a VAE the job lacks fails it where it is loaded, as it always has
-        hold(pick_vae(request, files))
-    for embedding in mentioned_embeddings(request, files):
-        hold(embedding)
-    return list(held.values())
 
 
 @dataclass(frozen=True)
@@ -183,7 +147,7 @@ def estimate(
     extra_parameters: int = 0,
     upscale: int = 0,
 ) -> Estimate:
-    """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (held_models), at the
+    """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (JobModels.held), at the
     same dtype; `upscale`: an upscaler model's run between the hires fix's passes (upscale_bytes)."""
     pixels = width * height
     tiled = pixels > TILE_ABOVE_PIXELS
@@ -198,34 +162,50 @@ def estimate(
     )
 
 
-def generation_estimate(
-    request: Generation, files: JobFiles, checkpoint: ModelFile, header_of: HeaderOf, dtype_bytes: int
-) -> Estimate:
-    """A generation's peak, worked out the same way by the API server at start (headers read from the store) and by
-    the worker before loading (headers read from its cached files): `header_of` is how each side reads one."""
-    shape = ModelShape.of(checkpoint.name, header_of(checkpoint))
+@dataclass(frozen=True)
+class MemoryNeeds:
+    """What a job's peak depends on, read once from its models' headers (at start, into the job's plan). A worker
+    evaluates it for its own dtype, and for the images of every job sharing its loop (dynamic batching)."""
+
+    shape: ModelShape | None = None  # the checkpoint's; None: an extras job (upscaler models only)
+    width: int = 0  # the largest picture the job denoises (the hires pass's, with hires fix)
+    height: int = 0
+    batch_size: int = 1
+    extra_parameters: int = 0  # every model held beside the checkpoint (JobModels.held), at the job's dtype
+    upscale: int = 0  # an upscaler model's run, its fp32 weights included (between hires passes, or extras)
+    upscaler_parameters: int = 0  # extras: the upscaler models' weights, held together in fp32
+
+    def estimate(self, dtype_bytes: int, batch_size: int | None = None) -> Estimate:
+        if self.shape is None:
+            return Estimate(weights=self.upscaler_parameters * 4, unet=0, vae=0, upscale=self.upscale)
+        return estimate(
+            self.shape, self.width, self.height, batch_size or self.batch_size, dtype_bytes,
+            self.extra_parameters, self.upscale,
+        )  # fmt: skip
+
+
+def memory_needs(request: Generation | Removal | Upscale, models: JobModels, header_of: HeaderOf) -> MemoryNeeds | None:
+    """A job's needs from its picked models' headers (`header_of` reads one: from the store at start, from local
+    files when the engine runs a payload itself); None for background removal, whose rembg models are the
+    deployment's."""
+    if isinstance(request, Removal):
+        return None
+    if isinstance(request, Upscale):
+        shapes = [UpscalerShape.from_header(header_of(upscaler.file)) for upscaler in models.upscalers]
+        runs = [upscale_bytes(shape, request.width, request.height) for shape in shapes]
+        return MemoryNeeds(upscale=max(runs, default=0), upscaler_parameters=sum(s.parameters for s in shapes))
+    assert models.checkpoint is not None  # resolve_models refuses a generation without one
+    shape = ModelShape.of(models.checkpoint.name, header_of(models.checkpoint))
+    upscalers = {upscaler.file.name for upscaler in models.upscalers}
     upscale, extra = 0, 0
-    for model in held_models(request, files, checkpoint):
+    for model in models.held():
         header = header_of(model)
-        if model in files.upscalers:  # it runs in fp32 between the passes, after the first pass's working set
+        if model.name in upscalers:  # it runs in fp32 between the passes, after the first pass's working set
             upscaler = UpscalerShape.from_header(header)
             upscale = max(upscale, upscale_bytes(upscaler, *request.largest_size) + upscaler.parameters * 4)
         else:
             extra += parameter_count(header)
-    return estimate(shape, *request.largest_size, request.batch_size, dtype_bytes, extra, upscale)
-
-
-def extras_estimate(request: Upscale, files: JobFiles, header_of: HeaderOf) -> Estimate:
-    """extra-single-image: the upscaler models' weights (fp32) and the larger of their runs; Lanczos and Nearest
-    need nothing beyond the pictures."""
-    from .model_names import find_model
-
-    models = [
-        UpscalerShape.from_header(header_of(find_model(files.upscalers, name, key=key, kind="Upscaler")))
-        for _, name, key in request.named_models()
-    ]
-    runs = [upscale_bytes(model, request.width, request.height) for model in models]
-    return Estimate(weights=sum(model.parameters for model in models) * 4, unet=0, vae=0, upscale=max(runs, default=0))
+    return MemoryNeeds(shape, *request.largest_size, request.batch_size, extra, upscale)
 
 
 def machine_memory() -> int:

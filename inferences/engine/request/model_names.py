@@ -32,7 +32,9 @@ def find_model(files: Sequence[ModelFile], name: str, *, key: str, kind: str) ->
         if names_model(name, candidate.name):
             return candidate
     known = ", ".join(candidate.stem for candidate in files) or "none"
-    raise EngineError(f"{key} names {name!r}, but the job has no {kind} model of that name (it has: {known})")
+    raise EngineError(
+        f"{key} names {name!r}, but the job's {kind} models are: {known}; create the job with that model among them"
+    )
 
 
 def pick_checkpoint(request: Generation, files: JobFiles) -> ModelFile | None:
