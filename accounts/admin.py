@@ -15,7 +15,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_dramatiq.models import Task as DramatiqTask
 
-from esd.admin_helpers import VisibleChoicesFilter, refusal_as_form_error, report
+from esd.admin_helpers import (
+    ActorFormMixin,
+    CheckedDeletionMixin,
+    VisibleChoicesFilter,
+    actor_of,
+    refusal_as_form_error,
+    report,
+)
 from esd.errors import Refused
 
 from . import esd_permissions, selectors, services
@@ -25,39 +32,6 @@ from .models import ApiToken, Role, User
 admin.site.unregister(Group)  # roles replace bare groups
 # django_dramatiq's task table is filled only by a middleware ESD does not use: the jobs' own rows are the record.
 admin.site.unregister(DramatiqTask)
-
-
-def actor_of(request: HttpRequest) -> User:
-    """The person using the admin (the admin serves only logged-in staff, never an anonymous user)."""
-    user = request.user
-    assert isinstance(user, User)
-    return user
-
-
-class CheckedDeletionMixin:
-    """The admin's delete confirmation page asks the service first: a refusal is listed as what prevents the
-    deletion (the page then offers no "Yes"), instead of failing when the person confirms."""
-
-    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
-        """Refuse (esd.errors) if the person may not delete `objs`."""
-        raise NotImplementedError
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
-        try:
-            self.delete_check(request, list(objs))
-        except Refused as exc:
-            protected = [*protected, exc.message]
-        return deleted, model_count, perms_needed, protected
-
-
-class ActorFormMixin:
-    """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
-    person may make this change (and show a refusal on the form instead of failing on save)."""
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
-        return type(form.__name__, (form,), {"actor": actor_of(request)})
 
 
 # --- Roles ---------------------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
-from esd.admin_helpers import refusal_as_form_error, report
+from esd.admin_helpers import ActorFormMixin, CheckedDeletionMixin, actor_of, refusal_as_form_error, report
 from esd.errors import Refused
 from esd.storage import get_storage
 

@@ -17,7 +17,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from esd import shutdown
+from esd import safe_http, shutdown
 from esd.storage import StorageError, get_storage
 
 from . import download, files, services
@@ -76,7 +76,7 @@ class Progress:
         Checkpoint.objects.filter(pk=self.checkpoint_id).update(download_lease_until=None)
 
 
-def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress: Progress) -> Iterator[bytes]:
+def _stream(fetched: safe_http.Fetched, digest: files.BackgroundHasher, progress: Progress) -> Iterator[bytes]:
     """The response body, hashed, counted against the cap and the announced length."""
     limit = settings.ESD_MAX_CHECKPOINT_BYTES
     done = 0
@@ -105,7 +105,7 @@ def _stream(fetched: download.Download, digest: files.BackgroundHasher, progress
 
 def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progress) -> None:
     storage = get_storage()
-    fetched = download.open_url(checkpoint.source_url)
+    fetched = safe_http.open_url(checkpoint.source_url)
     try:
         limit = settings.ESD_MAX_CHECKPOINT_BYTES
         if fetched.length is not None and fetched.length > limit:

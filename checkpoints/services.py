@@ -18,6 +18,7 @@ from accounts import grants
 from accounts import selectors as account_selectors
 from accounts.models import User
 from accounts.permissions import holds
+from esd import safe_http
 from esd.errors import Forbidden, Invalid, Refused
 from esd.queues import actor_queue, pending_messages, send, send_after_commit
 from esd.responses import esd_time
@@ -133,7 +134,7 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
     names = []
     for url in urls:
         try:
-            download.resolve_checked(url)
+            safe_http.resolve_checked(url)
             names.append(download.resolve_filename(url))
         except (download.DownloadRefused, download.TransientDownloadError) as exc:
             raise Invalid(f"{url}: {exc}") from exc

@@ -10,8 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import ActorFormMixin, CheckedDeletionMixin, actor_of
-from esd.admin_helpers import refusal_as_form_error, report
+from esd.admin_helpers import ActorFormMixin, CheckedDeletionMixin, actor_of, refusal_as_form_error, report
 
 from . import selectors, services
 from .autoscaling import scaling

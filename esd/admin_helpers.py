@@ -1,15 +1,20 @@
-"""Admin helpers: how a service's refusal (esd.errors) shows, on the form or after an action; list filters limited
-to what the viewer may see."""
+"""Admin helpers every app's admin shares: the person acting, how a service's refusal (esd.errors) shows (on the form,
+on the delete page, after an action), and list filters limited to what the viewer may see."""
+
+from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from .errors import Refused
+
+if TYPE_CHECKING:  # the project layer imports no app at run time
+    from accounts.models import User
 
 
 @contextmanager
@@ -52,3 +57,36 @@ class VisibleChoicesFilter(admin.SimpleListFilter):
         if not value.isdigit():
             return queryset.none()
         return queryset.filter(**{f"{self.field}__pk": value}).distinct()
+
+
+def actor_of(request: HttpRequest) -> User:
+    """The person using the admin (the admin serves only logged-in staff, never an anonymous user)."""
+    user = request.user
+    assert user.is_authenticated
+    return cast("User", user)
+
+
+class CheckedDeletionMixin:
+    """The admin's delete confirmation page asks the service first: a refusal is listed as what prevents the
+    deletion (the page then offers no "Yes"), instead of failing when the person confirms."""
+
+    def delete_check(self, request: HttpRequest, objs: list[Any]) -> None:
+        """Refuse (esd.errors) if the person may not delete `objs`."""
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        try:
+            self.delete_check(request, list(objs))
+        except Refused as exc:
+            protected = [*protected, exc.message]
+        return deleted, model_count, perms_needed, protected
+
+
+class ActorFormMixin:
+    """Gives the admin's form the logged-in person as `actor`, so its clean() can ask the services whether that
+    person may make this change (and show a refusal on the form instead of failing on save)."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        return type(form.__name__, (form,), {"actor": actor_of(request)})

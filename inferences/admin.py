@@ -15,8 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
-from accounts.admin import CheckedDeletionMixin, actor_of
-from esd.admin_helpers import VisibleChoicesFilter, report
+from esd.admin_helpers import CheckedDeletionMixin, VisibleChoicesFilter, actor_of, report
 from esd.errors import Forbidden, Refused
 from esd.storage import get_storage
 

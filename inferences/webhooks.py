@@ -15,6 +15,7 @@ import time
 from django.conf import settings
 
 from esd.queues import send
+from esd.safe_http import RequestRefused, TransientRequestError, post_json
 
 from .models import InferenceJob
 
@@ -50,16 +51,14 @@ def webhook_queue(job: InferenceJob, event: str) -> None:
 
 
 def webhook_post(*, job_id: str, event: str, body: str) -> None:
-    from checkpoints.download import DownloadRefused, TransientDownloadError, post_json
-
     timestamp = int(time.time())
     headers = {"X-ESD-Signature": signature(body, timestamp, settings.ESD_WEBHOOK_SECRET), "X-ESD-Event": event}
     try:
         status = post_json(settings.ESD_WEBHOOK_URL, body.encode(), headers)
-    except DownloadRefused as exc:  # a private address without ESD_DOWNLOAD_ALLOW_HOSTS: retrying will not help
+    except RequestRefused as exc:  # a private address without ESD_DOWNLOAD_ALLOW_HOSTS: retrying will not help
         logger.error("Webhook for job %s refused: %s", job_id, exc)
         return
-    except TransientDownloadError as exc:
+    except TransientRequestError as exc:
         raise WebhookFailed(str(exc)) from exc
     if not 200 <= status < 300:
         raise WebhookFailed(f"the webhook answered HTTP {status}")

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors, services
-from accounts.permissions import acting_user, key_alone_accepted, key_holder_or_caller, request_caller
+from accounts.api.callers import acting_user, key_alone_accepted, key_holder_or_caller, request_caller
 from accounts.roles import IT_OPERATOR
 from esd import openapi
 from esd.client_address import ClientScopedRateThrottle

@@ -8,16 +8,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import grants
-from accounts.models import User
-from accounts.permissions import (
+from accounts.api.callers import (
     acting_user,
-    holds,
     key_alone_accepted,
     key_holder_or_caller,
     list_subject,
     owner_or_caller,
     request_caller,
 )
+from accounts.models import User
+from accounts.permissions import holds
 from checkpoints import selectors, services
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from esd import openapi

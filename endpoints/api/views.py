@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import acting_user, list_subject, request_caller
+from accounts.api.callers import acting_user, list_subject, request_caller
 from endpoints import selectors, services
 from esd import openapi
 from esd.exceptions import EsdError

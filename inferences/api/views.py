@@ -8,15 +8,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api.callers import acting_user, key_alone_accepted, list_subject, owner_or_caller, request_caller
 from accounts.models import User
-from accounts.permissions import (
-    acting_user,
-    holds,
-    key_alone_accepted,
-    list_subject,
-    owner_or_caller,
-    request_caller,
-)
+from accounts.permissions import holds
 from esd import openapi
 from esd.errors import Refused
 from esd.exceptions import EsdError

@@ -8,6 +8,7 @@ import pytest
 
 from checkpoints import download
 from checkpoints.models import Checkpoint
+from esd import safe_http
 from tests.conftest import wait_for
 from tests.helpers import safetensors_bytes
 
@@ -61,7 +62,7 @@ def finished(name):
 def test_refused_addresses(settings, url, fragment):
     settings.ESD_DOWNLOAD_ALLOW_HOSTS = []
     with pytest.raises(download.DownloadRefused, match=fragment):
-        download.resolve_checked(url)
+        safe_http.resolve_checked(url)
 
 
 def test_a_dns_name_resolving_to_a_private_address_is_refused(settings, monkeypatch):
@@ -70,12 +71,12 @@ def test_a_dns_name_resolving_to_a_private_address_is_refused(settings, monkeypa
         socket, "getaddrinfo", lambda *args, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 80))]
     )
     with pytest.raises(download.DownloadRefused, match="private address"):
-        download.resolve_checked("http://models.example.com/x.safetensors")
+        safe_http.resolve_checked("http://models.example.com/x.safetensors")
 
 
 def test_the_allow_list_admits_a_named_host(settings):
     settings.ESD_DOWNLOAD_ALLOW_HOSTS = ["127.0.0.1"]
-    assert download.resolve_checked("http://127.0.0.1:9/x.safetensors")[3] == "127.0.0.1"
+    assert safe_http.resolve_checked("http://127.0.0.1:9/x.safetensors")[3] == "127.0.0.1"
 
 
 def test_refused_urls_are_a_400_at_request_time(esd, admin_token, settings):

@@ -169,6 +169,7 @@ def test_the_download_lease_under_random_interleavings(db, admin_user, monkeypat
             machines.append(self)
 
     Machine.owner = admin_user
+
     def send(actor_name: str, checkpoint_id: str, queue_name: str | None = None) -> None:
         assert actor_name == actors.checkpoint_download.actor_name
         machines[-1].send(checkpoint_id)

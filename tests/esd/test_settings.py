@@ -21,7 +21,11 @@ PROBE = (
 )
 
 
-def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_settings(tmp_path: Path, *, key_file: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    """The settings read in a fresh interpreter; `key_file`: with the secret key file `make run` writes first
+    (unless the environment sets DJANGO_SECRET_KEY)."""
+    if key_file and "DJANGO_SECRET_KEY" not in env:
+        write_secret_key(tmp_path)
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "ESD_", "DATABASE"))}
     clean.update({"DJANGO_SETTINGS_MODULE": "esd.settings", "ESD_DATA_DIR": str(tmp_path), **env})
     return subprocess.run(
@@ -30,8 +34,6 @@ def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 
 def probe(tmp_path: Path, **env: str) -> dict:
-    if "DJANGO_SECRET_KEY" not in env:
-        write_secret_key(tmp_path)  # as make run does first
     result = run_settings(tmp_path, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -49,7 +51,7 @@ def test_embedded_defaults_are_safe(tmp_path):
 
 
 def test_secret_key_is_random_persisted_and_private(tmp_path, tmp_path_factory):
-    missing = run_settings(tmp_path)  # reading the settings writes nothing, and says what to do
+    missing = run_settings(tmp_path, key_file=False)  # reading the settings writes nothing, and says what to do
     assert missing.returncode != 0 and "No secret key: set DJANGO_SECRET_KEY" in missing.stderr
     assert "python -m esd.secret_key" in missing.stderr and not (tmp_path / "secret_key").exists()
     first = probe(tmp_path)["key"]

@@ -1,6 +1,8 @@
 """Dynamic batching in the engine: jobs that share one denoising loop get exactly the pictures they get alone."""
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +10,9 @@ import torch
 
 from inferences.engine.errors import Cancelled, EngineError
 from inferences.engine.request.batch_key import ALONE, batch_key
+from inferences.engine.request.job_models import JobModels, Lora
 from inferences.engine.request.limits import Limits
-from inferences.engine.request.options import JobFiles, NoProgress
+from inferences.engine.request.options import JobFiles, ModelFile, NoProgress
 from inferences.engine.request.payload import parse_request
 from inferences.engine.runner import Job
 
@@ -167,6 +170,11 @@ def test_jobs_that_cannot_share_a_loop_run_one_by_one(engine, models):
 
 
 LIMITS = Limits()
+NO_FILES = JobModels()
+
+
+def key_of(payload, models=NO_FILES):
+    return batch_key(parse_request("txt2img", payload, LIMITS), models)
 
 
 @pytest.mark.parametrize(
@@ -182,15 +190,32 @@ LIMITS = Limits()
     ],
 )
 def test_the_batch_key_tells_loops_apart(change):
-    base = batch_key(parse_request("txt2img", txt2img(**SHARED), LIMITS))
+    base = key_of(txt2img(**SHARED))
     assert base != ALONE
-    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **change}), LIMITS)) != base
+    assert key_of(txt2img(**{**SHARED, **change})) != base
 
 
 def test_the_batch_key_ignores_what_is_per_job():
-    base = batch_key(parse_request("txt2img", txt2img(**SHARED), LIMITS))
+    base = key_of(txt2img(**SHARED))
     per_job = {"prompt": "other", "negative_prompt": "x", "seed": 9, "cfg_scale": 3.0, "batch_size": 2}
-    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **per_job}), LIMITS)) == base
+    assert key_of(txt2img(**{**SHARED, **per_job})) == base
+
+
+def test_the_batch_key_holds_the_files_the_plan_picked():
+    """The same payload on another checkpoint, VAE or LoRA file (same names, other contents) is another loop."""
+
+    def file(name, sha):
+        return ModelFile(Path(name), name, sha)
+
+    payload = txt2img(**{**SHARED, "prompt": "a cat <lora:watercolor:0.5>"})
+    base = JobModels(
+        checkpoint=file("m.safetensors", "a" * 64), loras=(Lora(file("watercolor.safetensors", "b" * 64), 0.5),)
+    )
+    assert key_of(payload, base) == key_of(payload, replace(base))
+    assert key_of(payload, replace(base, checkpoint=file("m.safetensors", "c" * 64))) != key_of(payload, base)
+    assert key_of(payload, replace(base, vae=file("v.safetensors", "d" * 64))) != key_of(payload, base)
+    other_lora = (Lora(file("watercolor.safetensors", "e" * 64), 0.5),)
+    assert key_of(payload, replace(base, loras=other_lora)) != key_of(payload, base)
 
 
 @pytest.mark.parametrize(
@@ -198,5 +223,5 @@ def test_the_batch_key_ignores_what_is_per_job():
     [{"n_iter": 2}, {"enable_hr": True}, {"sampler_name": "DPM adaptive"}, {"sampler_name": "DDIM"}],
 )
 def test_jobs_that_run_more_than_one_loop_run_alone(change):
-    assert batch_key(parse_request("txt2img", txt2img(**{**SHARED, **change}), LIMITS)) == ALONE
+    assert key_of(txt2img(**{**SHARED, **change})) == ALONE
     assert NoProgress().cancelled() is False

@@ -295,7 +295,7 @@ def test_control_modes_weigh_the_residuals_as_the_extension_does(engine, cn_file
 
 
 def test_a_missing_model_or_a_foreign_controlnet_is_a_clear_failure(engine, cn_files, tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="names 'control_v11p_sd15_canny', but the job has no ControlNet model"):
+    with pytest.raises(EngineError, match="names 'control_v11p_sd15_canny', but the job's ControlNet models are: "):
         engine.run("txt2img", with_units(unit(model="control_v11p_sd15_canny")), cn_files)
     xl = model_file(testing.write_tiny_controlnet(tmp_path / "xl-canny.safetensors", arch="sdxl", layout="diffusers"))
     files = JobFiles(checkpoint=cn_files.checkpoint, controlnets=(xl,))

@@ -159,7 +159,9 @@ def test_an_uploaded_upscaler_and_the_hires_checkpoint_are_found_among_the_jobs_
     same = engine.run("txt2img", hires(), hr_files)
     assert other.images[0] != same.images[0]
     assert "Hires checkpoint: tiny-other" in picture(other.images[0]).info["parameters"]
-    with pytest.raises(EngineError, match=r"hr_upscaler names '4x-UltraSharp'.*it has: 2x-TinyESRGAN, 2x-TinyCompact"):
+    with pytest.raises(
+        EngineError, match=r"hr_upscaler names '4x-UltraSharp'.*Upscaler models are: 2x-TinyESRGAN, 2x-TinyCompact"
+    ):
         engine.run("txt2img", hires(hr_upscaler="4x-UltraSharp"), hr_files)
     with pytest.raises(EngineError, match="hr_checkpoint_name names 'sdxl-base'"):
         engine.run("txt2img", hires(hr_checkpoint_name="sdxl-base"), hr_files)

@@ -144,7 +144,9 @@ def test_an_rgba_picture_keeps_its_alpha_through_a_model(engine, up_files) -> No
 
 def test_a_missing_or_foreign_upscaler_is_a_clear_failure(engine, up_files, models) -> None:
     payload = {"image": png_b64(red_disc((32, 32))), "upscaler_1": "R-ESRGAN 4x+"}
-    with pytest.raises(EngineError, match=r"upscaler_1 names 'R-ESRGAN 4x\+'.*it has: 2x-TinyESRGAN, 2x-TinyCompact"):
+    with pytest.raises(
+        EngineError, match=r"upscaler_1 names 'R-ESRGAN 4x\+'.*Upscaler models are: 2x-TinyESRGAN, 2x-TinyCompact"
+    ):
         engine.run("extra-single-image", payload, up_files)
     lora = JobFiles(upscalers=(models["lora"],))
     with pytest.raises(
