@@ -167,7 +167,7 @@ class _Run:
     queued: float
     plan: JobPlan | None = None  # its model files at local paths
     fetch_seconds: float = 0.0
-    failure: Exception | None = None  # reading its plan or files failed: it does not reach the engine
+    failure: Exception | None = None  # reading its plan or files failed (plan is None): it does not reach the engine
 
 
 def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
@@ -175,14 +175,13 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
     input or lost file fails or retries that job only."""
     worker_id = worker.pk if worker else None
     runs = [_prepared(job) for job in jobs]
-    ready = [run for run in runs if run.failure is None]
     engine_started = time.monotonic()
-    batch = [PlannedJob(run.plan, JobProgress(str(run.job.pk))) for run in ready if run.plan is not None]
+    batch = [PlannedJob(run.plan, JobProgress(str(run.job.pk))) for run in runs if run.plan is not None]
     outcomes: list[Any]
     try:
         outcomes = engine_for(device).run_batch(batch)  # a lone job too: it runs as Engine.run runs it
     except Exception as exc:  # a fault of the batching itself, not of one job: each job says so
-        outcomes = [exc] * len(ready)
+        outcomes = [exc] * len(batch)
     engine_seconds = time.monotonic() - engine_started
     ran = iter(outcomes)
     batch_id = uuid.uuid4()
@@ -209,7 +208,9 @@ def _prepared(job: InferenceJob) -> _Run:
 def _plan_blob(key: str) -> bytes:
     storage = get_storage()
     if storage.size(key) is None:
-        raise EngineError("a picture of the job's plan is missing from the store; create and start the job again")
+        raise EngineError(
+            "a part of the job's plan (a picture or a long text) is missing from the store; create and start the job again"
+        )
     with storage.open(key) as stream:
         return stream.read()
 
