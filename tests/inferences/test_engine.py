@@ -427,3 +427,24 @@ def test_a_chunk_that_fills_soon_after_a_comma_moves_the_words_after_it_on() -> 
     assert first[0] == [*range(1, 71), 999] and second[0] == list(range(71, 81))
     far = _chunks(pipe, " ".join(words[:40]) + ", " + " ".join(words[40:]))  # the comma 35 tokens back: no move
     assert len(far[0][0]) == 75 and far[1][0] == list(range(75, 81))
+
+
+def test_the_comma_token_is_looked_up_once_per_tokenizer() -> None:
+    """`get_vocab()` builds the whole vocabulary each call (20 ms for CLIP's): twice per job, it made
+    bench/engine_overhead.py's txt2img ratio 1.43 instead of 1.01."""
+    from inferences.engine.sampling.conditioning import _chunks
+
+    class Tokenizer:
+        built = 0
+
+        def get_vocab(self):
+            Tokenizer.built += 1
+            return {",</w>": 999}
+
+        def __call__(self, text, add_special_tokens, truncation):
+            return type("Encoded", (), {"input_ids": [999 if word == "," else 1 for word in text.split()]})()
+
+    pipe = type("Pipe", (), {"tokenizer": Tokenizer()})()
+    for _ in range(3):
+        assert _chunks(pipe, "a , b") == [([1, 999, 1], [1.0, 1.0, 1.0])]
+    assert Tokenizer.built == 1

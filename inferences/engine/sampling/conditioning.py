@@ -27,11 +27,19 @@ CHUNK = 75
 COMMA_BACKTRACK = 20
 
 
+def _comma_id(tokenizer: Any) -> int | None:
+    """A1111's `id_comma`, the vocabulary's ",</w>", looked up once per tokenizer: `get_vocab()` builds the whole
+    49,408-entry dict each time (20 ms on CPU, twice per job: it was most of bench/engine_overhead.py's overhead)."""
+    if not hasattr(tokenizer, "_esd_comma_id"):
+        tokenizer._esd_comma_id = tokenizer.get_vocab().get(",</w>") if hasattr(tokenizer, "get_vocab") else None
+    return tokenizer._esd_comma_id  # type: ignore[no-any-return]
+
+
 def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
     """The prompt's token ids and weights in chunks of at most 75, as A1111's sd_hijack_clip.tokenize_line makes
     them: BREAK closes a chunk, and a chunk that fills up soon after a comma moves the words after it on."""
     tokenizer = pipe.tokenizer
-    comma = tokenizer.get_vocab().get(",</w>") if hasattr(tokenizer, "get_vocab") else None
+    comma = _comma_id(tokenizer)
     chunks: list[tuple[list[int], list[float]]] = []
     tokens: list[int] = []
     weights: list[float] = []
