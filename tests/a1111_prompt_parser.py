@@ -23,10 +23,16 @@ plain: /([^\\\[\]():|]|\\.)+/
 EARLEY = lark.Lark(A1111_GRAMMAR)
 
 
-def a1111_schedule(prompt: str, steps: int) -> tuple[tuple[int, str], ...]:
+def a1111_schedule(prompt: str, steps: int, hires_steps: int | None = None) -> tuple[tuple[int, str], ...]:
+    """get_learned_conditioning_prompt_schedules(prompts, base_steps=steps, hires_steps): with `hires_steps`, the
+    schedule of a hires fix's second pass, whose `when`s are offset (int_offset = base_steps, flt_offset = 1.0)."""
+    int_offset, flt_offset = (0, 0.0) if hires_steps is None else (steps, 1.0)
+    steps = steps if hires_steps is None else hires_steps
+
     def when(node: lark.Tree) -> int:
         number = next(c for c in node.children if isinstance(c, lark.Token) and c.type == "NUMBER")
-        return min(steps, int(float(number) * steps if "." in number else float(number)))
+        value = float(number)
+        return min(steps, int((value - flt_offset) * steps if "." in number else value - int_offset))
 
     def text(node: object, step: int) -> str:
         if node is None:

@@ -293,16 +293,26 @@ class ModelRun:
         return self.encoded[key]
 
     def conditioning(
-        self, request: Generation, texts: tuple[str, str], sampler: str, steps: int, size: tuple[int, int], count: int
+        self,
+        request: Generation,
+        texts: tuple[str, str],
+        sampler: str,
+        steps: int,
+        size: tuple[int, int],
+        count: int,
+        *,
+        hires: bool = False,
     ) -> ksampling.Conditioning:
         """Both prompts over the pass's steps (prompt editing is scheduled over the model evaluations: twice the
-        steps for second-order samplers, as A1111 counts them), repeated for a batch of `count`."""
-        edit_steps = steps * (2 if SAMPLERS[sampler].second_order else 1)
+        steps for second-order samplers, as A1111's sampler_config.total_steps counts them), repeated for a batch of
+        `count`. `hires`: the hires fix's second pass, whose `when`s count after the first pass's evaluations."""
+        edit_steps = evaluations(sampler, steps)
+        first_pass = evaluations(request.sampler, request.steps) if hires else None
 
         def schedule(text: str, negative: bool) -> ksampling.Schedule:
             return [
                 (end, self.text_cond(request, in_force, negative, *size).repeat(count))
-                for end, in_force in prompt_schedule(text, edit_steps)
+                for end, in_force in prompt_schedule(text, edit_steps, first_pass)
             ]
 
         return ksampling.Conditioning(cond=schedule(texts[0], False), uncond=schedule(texts[1], True))
@@ -312,6 +322,12 @@ class ModelRun:
         with tiled_if_large(vae, width, height):
             decoded = vae.decode(latents.to(ksampling.parameter_dtype(vae)) / vae.config.scaling_factor).sample
         return pictures(decoded)
+
+
+def evaluations(sampler: str, steps: int) -> int:
+    """A1111's sampler_config.total_steps: the model evaluations of `steps` steps (twice as many for second-order
+    samplers), the unit prompt editing is scheduled in."""
+    return steps * (2 if SAMPLERS[sampler].second_order else 1)
 
 
 def pictures(decoded: torch.Tensor) -> list[Image.Image]:
@@ -385,7 +401,7 @@ def _k_diffusion_images(
                 shape, batch_seeds, first.device, request.noise_seed_delta, subseeds=batch_subseeds,
                 subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
             )  # fmt: skip
-            sigmas = full.to(first.device)
+            schedule = sigmas = full.to(first.device)
             inpaint = None
             picks = [(start + k) % len(sources) for k in range(count)] if sources else []
             if request.task == "txt2img":
@@ -404,7 +420,7 @@ def _k_diffusion_images(
                 conditioning=first.conditioning(request, texts, request.sampler, request.steps, size, count),
                 cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request),
                 eta=request.eta, inpaint=inpaint, control=_control(units, first, size, steps, second=False),
-                from_noise=request.task == "txt2img",
+                from_noise=request.task == "txt2img", schedule=schedule,
             )  # fmt: skip
             result.unet_seconds += time.perf_counter() - loop_started
             result.unet_images += count
@@ -482,8 +498,8 @@ def _hires_pass(
     steps = hires.steps or request.steps
     # A1111's setup_img2img_steps with explicit steps: a schedule of steps / strength, of which exactly `steps` run
     scheduled = int(steps / min(hires.denoising_strength, 0.999))
-    sigmas = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl).to(second.device)
-    sigmas = sigmas[scheduled - (steps - 1) - 1 :]
+    full = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl).to(second.device)
+    sigmas = full[scheduled - (steps - 1) - 1 :]
     noise = ksampling.ImageNoise(
         tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,
         subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
@@ -495,9 +511,9 @@ def _hires_pass(
     )
     latents = ksampling.sample(
         model_denoiser=second.denoiser, name=sampler, sigmas=sigmas, x=x, noise=noise,
-        conditioning=second.conditioning(request, hires_texts, sampler, steps, target, len(seeds)),
+        conditioning=second.conditioning(request, hires_texts, sampler, steps, target, len(seeds), hires=True),
         cfg_scale=request.cfg_scale, seeds=seeds, callback=callback, eta=request.eta,
-        control=_control(units, second, size, len(sigmas) - 1, second=True),
+        control=_control(units, second, size, len(sigmas) - 1, second=True), schedule=full,
     )  # fmt: skip
     return second.decode(latents, *size)
 

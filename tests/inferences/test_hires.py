@@ -194,3 +194,29 @@ def test_a_non_k_diffusion_sampler_reports_the_hires_fix_unhonoured(engine, hr_f
     result = engine.run("txt2img", hires(sampler_name="DDIM"), hr_files)
     assert result.ignored == ["enable_hr (the hires fix runs with the k-diffusion samplers)"]
     assert picture(result.images[0]).size == (64, 64)
+
+
+def test_prompt_editing_in_the_hires_pass_counts_after_the_first_pass(engine, hr_files, monkeypatch) -> None:
+    """Issue 30.2. A1111 schedules the second pass's conditioning with get_learned_conditioning_prompt_schedules(
+    prompts, base_steps=firstpass_steps, hires_steps=total_steps) (processing.py, calculate_hr_conds): with 6 + 4
+    steps, `[cat:dog:0.5]` is "dog" for the whole second pass and `[cat:dog:8]` switches after its step 2; the first
+    pass keeps its own count (cat for 3 steps, then dog; cat to the end)."""
+    from inferences.engine import generate as generate_module
+
+    texts: list[tuple[int, str]] = []
+    real = generate_module.prompt_schedule
+
+    def recorded(prompt: str, steps: int, first_pass_steps: int | None = None):
+        schedule = real(prompt, steps, first_pass_steps)
+        if prompt.startswith("a [cat"):
+            texts.append(schedule)
+        return schedule
+
+    monkeypatch.setattr(generate_module, "prompt_schedule", recorded)
+    hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "hr_second_pass_steps": 4, "steps": 6}
+    engine.run("txt2img", txt2img(prompt="a [cat:dog:0.5]", **hires), hr_files)
+    engine.run("txt2img", txt2img(prompt="a [cat:dog:8]", **hires), hr_files)
+    assert texts == [
+        ((3, "a cat"), (6, "a dog")), ((4, "a dog"),),  # first pass, second pass
+        ((6, "a cat"),), ((2, "a cat"), (4, "a dog")),
+    ]  # fmt: skip

@@ -287,3 +287,36 @@ def test_the_schedule_types_a1111_added_are_its_own(tiny, steps):
         name, schedule = resolve_sampler("Euler", label)
         ours = ksampling.sigmas_for(denoiser, name, schedule, n).numpy()
         np.testing.assert_allclose(ours, values, rtol=2e-4, err_msg=label)
+
+
+def test_the_sde_samplers_brownian_tree_spans_the_whole_schedule(engine, files, tiny, monkeypatch) -> None:
+    """Issue 30.7. A1111 (modules/sd_samplers_kdiffusion.py, sample_img2img): `sigmas = self.get_sigmas(p, steps)`,
+    the pass runs `sigma_sched = sigmas[steps - t_enc - 1:]`, but `create_noise_sampler(x, sigmas, p)` is given the
+    unsliced `sigmas`, so its BrownianTreeNoiseSampler spans `sigmas[sigmas > 0].min()` to `sigmas.max()` of the
+    whole schedule. The hires pass is sample_img2img with steps = hr_second_pass_steps: a schedule of
+    int(steps / denoising_strength) sigmas (setup_img2img_steps), of which the last `steps` run."""
+    from .conftest import png_b64, red_disc
+
+    _, denoiser = tiny
+    sampling, _ = ksampling.k_diffusion()
+    spans: list[tuple[float, float]] = []
+    original = sampling.BrownianTreeNoiseSampler
+
+    class Recorder(original):  # type: ignore[misc, valid-type]
+        def __init__(self, x, sigma_min, sigma_max, seed=None):
+            spans.append((float(sigma_min), float(sigma_max)))
+            super().__init__(x, sigma_min, sigma_max, seed=seed)
+
+    monkeypatch.setattr(sampling, "BrownianTreeNoiseSampler", Recorder)
+
+    def span(steps: int) -> tuple[float, float]:
+        full = ksampling.sigmas_for(denoiser, "DPM++ 2M SDE", None, steps)
+        return float(full[full > 0].min()), float(full.max())
+
+    sde = {"sampler_name": "DPM++ 2M SDE", "denoising_strength": 0.5}
+    engine.run("img2img", txt2img(init_images=[png_b64(red_disc((64, 64)))], steps=10, **sde), files)
+    hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "hr_second_pass_steps": 4}
+    engine.run("txt2img", txt2img(steps=6, **hires, **sde), files)
+    assert spans == [pytest.approx(span(10)), pytest.approx(span(6)), pytest.approx(span(8))]
+    truncated = ksampling.sigmas_for(denoiser, "DPM++ 2M SDE", None, 10)[10 - 5 - 1 :]
+    assert spans[0][1] > float(truncated.max())  # what the tree spanned before: the run's own tail

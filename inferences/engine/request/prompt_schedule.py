@@ -190,38 +190,49 @@ class _Parser:
         return position < len(self.text) and self.text[position] == char
 
 
-def _when(edit: _Edit, steps: int) -> int:
-    """The step a `[from:to:when]` switches at: a fraction of `steps` when written with a point, else a step."""
-    value = float(edit.when) * steps if "." in edit.when else float(edit.when)
-    return min(steps, int(value))
+@dataclass(frozen=True)
+class _Clock:
+    """How a pass counts `when`: over its `steps`, offset as A1111's get_learned_conditioning_prompt_schedules does
+    for a hires fix's second pass (a whole number counts on from the first pass's steps, a fraction from 1.0)."""
+
+    steps: int
+    whole_offset: int = 0
+    fraction_offset: float = 0.0
 
 
-def _switch_steps(node: _Node | None, steps: int, found: set[int]) -> None:
+def _when(edit: _Edit, clock: _Clock) -> int:
+    """The step a `[from:to:when]` switches at: a fraction of the steps when written with a point, else a step."""
+    value = float(edit.when)
+    value = (value - clock.fraction_offset) * clock.steps if "." in edit.when else value - clock.whole_offset
+    return min(clock.steps, int(value))
+
+
+def _switch_steps(node: _Node | None, clock: _Clock, found: set[int]) -> None:
     if isinstance(node, _Edit):
-        when = _when(node, steps)
+        when = _when(node, clock)
         if when >= 1:
             found.add(when)
-        _switch_steps(node.before, steps, found)
-        _switch_steps(node.after, steps, found)
+        _switch_steps(node.before, clock, found)
+        _switch_steps(node.after, clock, found)
     elif isinstance(node, _Alternate):
-        found.update(range(1, steps + 1))
+        found.update(range(1, clock.steps + 1))
         for option in node.options:
-            _switch_steps(option, steps, found)
+            _switch_steps(option, clock, found)
     elif isinstance(node, tuple):
         for child in node:
-            _switch_steps(child, steps, found)
+            _switch_steps(child, clock, found)
 
 
-def _text_at(node: _Node | None, step: int, steps: int) -> str:
+def _text_at(node: _Node | None, step: int, clock: _Clock) -> str:
     if node is None:
         return ""
     if isinstance(node, str):
         return node
     if isinstance(node, _Edit):
-        return _text_at(node.before if step <= _when(node, steps) else node.after, step, steps)
+        return _text_at(node.before if step <= _when(node, clock) else node.after, step, clock)
     if isinstance(node, _Alternate):
-        return _text_at(node.options[(step - 1) % len(node.options)], step, steps)
-    return "".join(_text_at(child, step, steps) for child in node)
+        return _text_at(node.options[(step - 1) % len(node.options)], step, clock)
+    return "".join(_text_at(child, step, clock) for child in node)
 
 
 def check_nesting(prompt: str) -> set[int]:
@@ -239,16 +250,20 @@ def parse(prompt: str) -> tuple[_Node, ...] | None:
 
 
 @lru_cache(maxsize=256)
-def prompt_schedule(prompt: str, steps: int) -> tuple[tuple[int, str], ...]:
-    """((end_at_step, text), ...): each text is in force up to and including its step, as A1111 schedules it."""
+def prompt_schedule(prompt: str, steps: int, first_pass_steps: int | None = None) -> tuple[tuple[int, str], ...]:
+    """((end_at_step, text), ...): each text is in force up to and including its step, as A1111 schedules it.
+    `first_pass_steps`: the schedule of a hires fix's second pass of `steps`, after a first pass of that many
+    (A1111's `hires_steps`): `[cat:dog:0.5]` is "dog" for the whole second pass, `[cat:dog:25]` after 20 first-pass
+    steps switches at its step 5 (issue 30.2)."""
     if "[" not in prompt:  # no edit and no alternation: any parse gives the text back as written
         return ((steps, prompt),)
     tree = parse(prompt)
     if tree is None:
         return ((steps, prompt),)
+    clock = _Clock(steps) if first_pass_steps is None else _Clock(steps, first_pass_steps, 1.0)
     found = {steps}
-    _switch_steps(tree, steps, found)
-    return tuple((step, _text_at(tree, step, steps)) for step in sorted(found))
+    _switch_steps(tree, clock, found)
+    return tuple((step, _text_at(tree, step, clock)) for step in sorted(found))
 
 
 def text_at(schedule: tuple[tuple[int, str], ...], step: int) -> str:

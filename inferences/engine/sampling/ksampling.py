@@ -610,9 +610,12 @@ def sample(
     inpaint: LatentMask | None = None,
     control: ControlPass | None = None,
     from_noise: bool = False,
+    schedule: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`.
-    `from_noise`: a txt2img first pass (A1111's `sample`), rather than a pass from a picture (`sample_img2img`)."""
+    `from_noise`: a txt2img first pass (A1111's `sample`), rather than a pass from a picture (`sample_img2img`).
+    `schedule`: the whole schedule `sigmas` is the tail of (img2img, the hires pass); the SDE samplers' Brownian tree
+    spans it, as A1111's `create_noise_sampler(x, sigmas, p)` is given the unsliced sigmas (issue 30.7)."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
     function = sample_restart if sampler.function == "sample_restart" else getattr(sampling, sampler.function)
@@ -631,8 +634,9 @@ def sample(
         arguments["sigmas"] = sigmas
     if "noise_sampler" in parameters:
         if sampler.brownian:
-            positive = sigmas[sigmas > 0]
-            arguments["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seeds)
+            spanned = sigmas if schedule is None else schedule
+            positive = spanned[spanned > 0]
+            arguments["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, positive.min(), spanned.max(), seed=seeds)
         else:
             arguments["noise_sampler"] = lambda sigma, sigma_next: noise.next()
     if "eta" in parameters:
