@@ -5,6 +5,7 @@ These run without torch: the web process validates payloads with the same code.
 
 import base64
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -295,3 +296,60 @@ def test_a_transparent_init_image_is_laid_on_white_as_in_a1111() -> None:
     picture.putpixel((0, 0), (0, 0, 255, 255))
     flat = flatten(picture)
     assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (0, 0, 255) and flat.getpixel((3, 1)) == (255, 255, 255)
+
+
+def a1111_resize_image(resize_mode, im, width, height):
+    """A1111's modules/images.py resize_image (v1.10.1) with upscaler_for_img2img None, its default, transcribed."""
+    lanczos = Image.Resampling.LANCZOS
+
+    def resize(im, w, h):
+        return im.resize((w, h), resample=lanczos)
+
+    if resize_mode == 0:
+        return resize(im, width, height)
+    ratio = width / height
+    src_ratio = im.width / im.height
+    if resize_mode == 1:
+        src_w = width if ratio > src_ratio else im.width * height // im.height
+        src_h = height if ratio <= src_ratio else im.height * width // im.width
+        resized = resize(im, src_w, src_h)
+        res = Image.new("RGB", (width, height))
+        res.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
+        return res
+    src_w = width if ratio < src_ratio else im.width * height // im.height
+    src_h = height if ratio >= src_ratio else im.height * width // im.width
+    resized = resize(im, src_w, src_h)
+    res = Image.new("RGB", (width, height))
+    res.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
+    if ratio < src_ratio:
+        fill_height = height // 2 - src_h // 2
+        if fill_height > 0:
+            res.paste(resized.resize((width, fill_height), box=(0, 0, width, 0)), box=(0, 0))
+            res.paste(
+                resized.resize((width, fill_height), box=(0, resized.height, width, resized.height)),
+                box=(0, fill_height + src_h),
+            )
+    elif ratio > src_ratio:
+        fill_width = width // 2 - src_w // 2
+        if fill_width > 0:
+            res.paste(resized.resize((fill_width, height), box=(0, 0, 0, height)), box=(0, 0))
+            res.paste(
+                resized.resize((fill_width, height), box=(resized.width, 0, resized.width, height)),
+                box=(fill_width + src_w, 0),
+            )
+    return res
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize(("source", "target"), [((96, 80), (64, 64)), ((50, 120), (96, 64)), ((120, 50), (64, 96)),
+                                                 ((64, 64), (64, 64)), ((33, 77), (128, 48)), ((200, 90), (72, 72))])  # fmt: skip
+def test_img2img_resize_modes_are_a1111s(mode, source, target) -> None:
+    """Issue 30.14: resize modes 1 (crop) and 2 (fill, with the edge rows or columns stretched into the bands) as
+    A1111's images.resize_image makes them, to the pixel (the oracle above is its code)."""
+    from inferences.engine.request.images import resize
+
+    rng = np.random.default_rng(source[0] * 1000 + source[1])
+    picture = Image.fromarray(rng.integers(0, 256, (source[1], source[0], 3), dtype=np.uint8))
+    ours, theirs = resize(picture, *target, mode), a1111_resize_image(mode, picture, *target)
+    assert ours.size == target and ours.mode == "RGB"
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))

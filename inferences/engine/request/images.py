@@ -83,17 +83,28 @@ def flatten(image: Image.Image, background: str = "#ffffff") -> Image.Image:
 
 
 def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
-    """A1111's img2img resize modes: 0 just resize, 1 crop and resize, 2 resize and fill (3, latent upscale: as 0)."""
+    """A1111's images.resize_image without an img2img upscaler (its default, Lanczos): 0 just resize, 1 crop and
+    resize, 2 resize and fill (3, latent upscale: as 0), with A1111's integer sizes and offsets. Mode 2 fills the
+    bands beside the picture with its edge rows or columns stretched, as A1111 does (issue 30.14)."""
     image = image.convert("RGB")
-    if mode == 1:
-        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    if mode == 2:
-        inner = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
-        # A1111 fills the borders with the stretched image; a blurred stretch keeps the seam invisible.
-        canvas = image.resize((width, height), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(8))
-        canvas.paste(inner, ((width - inner.width) // 2, (height - inner.height) // 2))
-        return canvas
-    return image.resize((width, height), Image.Resampling.LANCZOS)
+    lanczos = Image.Resampling.LANCZOS
+    if mode not in (1, 2):
+        return image.resize((width, height), lanczos)
+    ratio, source = width / height, image.width / image.height
+    wider = ratio > source if mode == 1 else ratio < source  # the side that meets the box exactly
+    taller = ratio <= source if mode == 1 else ratio >= source
+    src_w = width if wider else image.width * height // image.height
+    src_h = height if taller else image.height * width // image.width
+    resized = image.resize((src_w, src_h), lanczos)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
+    if mode == 2 and ratio < source and (band := height // 2 - src_h // 2) > 0:
+        canvas.paste(resized.resize((width, band), box=(0, 0, width, 0)), box=(0, 0))
+        canvas.paste(resized.resize((width, band), box=(0, src_h, width, src_h)), box=(0, band + src_h))
+    elif mode == 2 and ratio > source and (band := width // 2 - src_w // 2) > 0:
+        canvas.paste(resized.resize((band, height), box=(0, 0, 0, height)), box=(0, 0))
+        canvas.paste(resized.resize((band, height), box=(src_w, 0, src_w, height)), box=(band + src_w, 0))
+    return canvas
 
 
 def prepare_mask(
