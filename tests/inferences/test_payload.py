@@ -353,3 +353,33 @@ def test_img2img_resize_modes_are_a1111s(mode, source, target) -> None:
     ours, theirs = resize(picture, *target, mode), a1111_resize_image(mode, picture, *target)
     assert ours.size == target and ours.mode == "RGB"
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_firstphase_size_is_the_first_pass_as_in_a1111() -> None:
+    """Issue 30.18. A1111's StableDiffusionProcessingTxt2Img.__post_init__: `if self.firstphase_width != 0 or
+    self.firstphase_height != 0: ... self.width = self.firstphase_width; self.height = self.firstphase_height`; the
+    hires target is then calculate_target_resolution's, from that size (hr_scale 2: 512x384). img2img has no such
+    fields in A1111 and keeps its size."""
+    first = parse_request(
+        "txt2img", txt2img(width=512, height=512, firstphase_width=256, firstphase_height=192), Limits()
+    )
+    assert (first.width, first.height) == (256, 192)
+    hires = {
+        "enable_hr": True,
+        "hr_scale": 2,
+        "hr_upscaler": "Latent",
+        "firstphase_width": 256,
+        "firstphase_height": 192,
+    }
+    upscaled = parse_request("txt2img", txt2img(width=512, height=512, **hires), Limits())
+    assert (upscaled.width, upscaled.height) == (256, 192)
+    assert (upscaled.hires.upscale_width, upscaled.hires.upscale_height) == (512, 384)
+    plain = parse_request("txt2img", txt2img(width=512, height=448, firstphase_width=0, firstphase_height=0), Limits())
+    assert (plain.width, plain.height) == (512, 448) and plain.ignored == []
+    with pytest.raises(EngineError, match="firstphase_height must be an integer from 64 to 2048 and a multiple of 8, not 0"):
+        parse_request("txt2img", txt2img(firstphase_width=256, firstphase_height=0), Limits())
+    picture = txt2img(
+        init_images=[png_b64(red_disc())], width=128, height=96, firstphase_width=64, firstphase_height=64
+    )
+    kept = parse_request("img2img", picture, Limits())
+    assert (kept.width, kept.height) == (128, 96) and kept.ignored == []

@@ -221,7 +221,7 @@ HARMLESS = {
     "include_init_images",
     "disable_extra_networks",
     "script_args",
-    "firstphase_width",
+    "firstphase_width",  # read by txt2img (A1111's first pass size); A1111's img2img has none
     "firstphase_height",
     "force_task_id",
     "infotext",
@@ -372,6 +372,11 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
     sampler, schedule = resolve_sampler(sampler_field, scheduler if isinstance(scheduler, str) else None)
 
     width, height = _side(read, "width", limits), _side(read, "height", limits)
+    first_phase = [read.integer(f"firstphase_{side}", 0, 0, limits.max_side) for side in ("width", "height")]
+    if task == "txt2img" and any(first_phase):
+        # A1111's StableDiffusionProcessingTxt2Img.__post_init__ (the old API's hires fix): a non-zero
+        # firstphase_width/height is the picture's size, the hires fix's target then worked out from it (issue 30.18)
+        width, height = _side(read, "firstphase_width", limits), _side(read, "firstphase_height", limits)
     if width * height > limits.max_pixels:
         raise EngineError(f"width x height is {width * height} pixels; at most {limits.max_pixels} are accepted")
     batch_size = read.integer("batch_size", 1, 1, limits.max_batch_size)
