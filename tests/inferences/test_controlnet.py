@@ -228,14 +228,14 @@ def test_the_map_is_fitted_to_the_generation_size(mode: int) -> None:
 # --- the engine ----------------------------------------------------------------------------------------------------
 
 
-def test_a_unit_changes_the_picture_and_weight_0_or_guidance_end_0_equals_none(engine, cn_files) -> None:
+def test_a_unit_changes_the_picture_and_weight_0_or_guidance_start_1_equals_none(engine, cn_files) -> None:
     off = engine.run("txt2img", txt2img(steps=4), cn_files)
     on = engine.run("txt2img", with_units(unit(), steps=4), cn_files)
     assert on.ignored == []
     assert np.abs(pixels(on.images[0]) - pixels(off.images[0])).max() > 10
     assert len(on.images) == 2  # the picture, then the detected map (save_detected_map), as the extension returns it
     assert Image.open(io.BytesIO(on.images[1])).size == (77, 64)  # the 96x80 input's map at processor_res 64
-    for spec in (unit(weight=0), unit(guidance_end=0.0), unit(guidance_start=1.0)):
+    for spec in (unit(weight=0), unit(guidance_start=1.0)):
         quiet = engine.run("txt2img", with_units(spec, steps=4), cn_files)
         assert np.array_equal(pixels(quiet.images[0]), pixels(off.images[0])), spec
 
@@ -252,8 +252,24 @@ def test_guidance_start_and_end_bound_the_steps_a_unit_guides(engine, cn_files, 
 
     monkeypatch.setattr(ksampling.ControlPass, "residuals", spy)
     engine.run("txt2img", with_units(unit(guidance_start=0.25, guidance_end=0.75), steps=8), cn_files)
-    # diffusers' rule over 8 steps: on from step 2 (2/8 >= 0.25) while (i+1)/8 <= 0.75, so steps 2..5
-    assert sorted(set(guided)) == [2, 3, 4, 5]
+    assert sorted(set(guided)) == extension_guided_steps(0.25, 0.75, 8) == [3, 4, 5, 6, 7]
+    guided.clear()
+    engine.run("txt2img", with_units(unit(guidance_end=0.0), steps=4), cn_files)
+    assert sorted(set(guided)) == extension_guided_steps(0.0, 0.0, 4) == [0, 1]
+
+
+def extension_guided_steps(start: float, end: float, steps: int) -> list[int]:
+    """Issue 30.16. sd-webui-controlnet 56cec5b, scripts/hook.py guidance_schedule_handler, run before each model
+    evaluation: `current_sampling_percent = x.sampling_step / x.total_sampling_steps; guidance_stopped = current <
+    start or current > end`, with A1111's state.sampling_step 0 at launch_sampling and set to d['i'] by
+    callback_state after step i (sd_samplers_common.py)."""
+    guided, sampling_step = [], 0
+    for i in range(steps):
+        current = sampling_step / steps
+        if not (current < start or current > end):
+            guided.append(i)
+        sampling_step = i  # the callback after step i
+    return guided
 
 
 def test_both_layouts_load_and_two_units_combine(engine, cn_files, models) -> None:

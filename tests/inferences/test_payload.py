@@ -376,7 +376,9 @@ def test_firstphase_size_is_the_first_pass_as_in_a1111() -> None:
     assert (upscaled.hires.upscale_width, upscaled.hires.upscale_height) == (512, 384)
     plain = parse_request("txt2img", txt2img(width=512, height=448, firstphase_width=0, firstphase_height=0), Limits())
     assert (plain.width, plain.height) == (512, 448) and plain.ignored == []
-    with pytest.raises(EngineError, match="firstphase_height must be an integer from 64 to 2048 and a multiple of 8, not 0"):
+    with pytest.raises(
+        EngineError, match="firstphase_height must be an integer from 64 to 2048 and a multiple of 8, not 0"
+    ):
         parse_request("txt2img", txt2img(firstphase_width=256, firstphase_height=0), Limits())
     picture = txt2img(
         init_images=[png_b64(red_disc())], width=128, height=96, firstphase_width=64, firstphase_height=64

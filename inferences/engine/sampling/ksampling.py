@@ -151,8 +151,12 @@ class ActiveControl:
     cond_only: bool  # "ControlNet is more important": the unconditional half of CFG gets no control
 
     def guides(self, step: int, steps: int) -> bool:
-        """diffusers' rule (StableDiffusionControlNetPipeline): on from start, off once a step would end past end."""
-        return not (step / steps < self.start or (step + 1) / steps > self.end)
+        """sd-webui-controlnet's rule (scripts/hook.py, guidance_schedule_handler): before each model evaluation it
+        compares A1111's `state.sampling_step / state.sampling_steps` with guidance_start and _end, both inclusive.
+        The sampler's callback sets sampling_step after each step, so during step i it is i - 1 (0 during the first
+        two): one step behind diffusers' rule, and guidance_end 0 still guides those two steps (issue 30.16)."""
+        current = max(0, step - 1) / steps
+        return self.start <= current <= self.end
 
 
 @dataclass
