@@ -318,7 +318,10 @@ def _start_long_job(port: int, token: str) -> str:
     body = {"task_type": "txt2img", "inference_type": "Async", "models": {"Stable-diffusion": ["tiny-sd1.safetensors"]},
             "filters": {}}  # fmt: skip
     inference = api(port, "POST", "inferences", token, body)["data"]["inference"]
-    payload = {"prompt": "a cat", "steps": 150, "width": 512, "height": 512, "batch_size": 4, "seed": 1}
+    # Long (150 steps, about 50 s on 2 cores) but of short steps (about 0.3 s): a job stops at its next step, so the
+    # exit deadline below measures the drain, not how long one step takes on a busy machine (a 512x512 batch of 4
+    # took 4 s a step there, and the deadline failed when the machine was loaded).
+    payload = {"prompt": "a cat", "steps": 150, "width": 384, "height": 384, "batch_size": 1, "seed": 1}
     url = inference["api_params_s3_upload_url"]
     put = urllib.request.Request(url, data=json.dumps(payload).encode(), method="PUT")  # noqa: S310 (loopback)
     urllib.request.urlopen(put, timeout=10).close()  # noqa: S310
