@@ -212,7 +212,7 @@ def test_extra_networks_are_taken_out_of_the_prompt() -> None:
 def test_sampler_names_aliases_and_schedule_types() -> None:
     assert resolve_sampler("k_euler_a") == ("Euler a", None)
     assert resolve_sampler("dpm++ 2m karras") == ("DPM++ 2M", "karras")  # a pre-1.9 name carries its schedule
-    assert resolve_sampler("DPM++ 2M SDE Karras", "Exponential") == ("DPM++ 2M SDE", "exponential")  # explicit wins
+    assert resolve_sampler("DPM++ 2M SDE Karras", "Exponential") == ("DPM++ 2M SDE", "karras")  # the name's wins
     assert resolve_sampler("DPM++ 2M", "Karras") == ("DPM++ 2M", "karras")
     assert resolve_sampler("Euler", "Automatic") == ("Euler", None)
     assert resolve_sampler("Euler", "SGM Uniform") == ("Euler", "sgm_uniform")
@@ -385,3 +385,50 @@ def test_firstphase_size_is_the_first_pass_as_in_a1111() -> None:
     )
     kept = parse_request("img2img", picture, Limits())
     assert (kept.width, kept.height) == (128, 96) and kept.ignored == []
+
+
+A1111_SCHEDULERS = [  # modules/sd_schedulers.py (v1.10.1): (name, label, aliases), in its order
+    ("automatic", "Automatic", []), ("uniform", "Uniform", []), ("karras", "Karras", []),
+    ("exponential", "Exponential", []), ("polyexponential", "Polyexponential", []),
+    ("sgm_uniform", "SGM Uniform", ["SGMUniform"]), ("kl_optimal", "KL Optimal", []),
+    ("align_your_steps", "Align Your Steps", []), ("simple", "Simple", []), ("normal", "Normal", []),
+    ("ddim", "DDIM", []), ("beta", "Beta", []),
+]  # fmt: skip
+
+
+def a1111_sampler_and_scheduler(sampler_name: str, scheduler_name: str | None) -> tuple[str, str]:
+    """A1111's modules/sd_samplers.py get_sampler_and_scheduler (v1.10.1), transcribed without its fallback to the
+    default sampler: (the sampler name it looks up, the scheduler's name)."""
+    by_name = {
+        **{name: name for name, _, _ in A1111_SCHEDULERS},
+        **{label: name for name, label, _ in A1111_SCHEDULERS},
+    }
+    found = by_name.get(scheduler_name, "automatic")
+    name = sampler_name
+    for scheduler, label, aliases in A1111_SCHEDULERS:
+        for option in [label, scheduler, *aliases]:
+            if name.endswith(" " + option):
+                found = scheduler
+                name = name[0 : -(len(option) + 1)]
+                break
+    return name, found
+
+
+@pytest.mark.parametrize("scheduler", [None, "Automatic", "Karras", "Exponential", "SGM Uniform", "beta"])
+def test_sampler_names_with_a_schedule_type_read_as_in_a1111(scheduler) -> None:
+    """Issue 30.10: a sampler name may end in any schedule type's label, name or alias, which wins over `scheduler`."""
+    bases = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "LMS", "Restart"]
+    suffixes = ["", *(f" {option}" for name, label, aliases in A1111_SCHEDULERS for option in [label, name, *aliases])]
+    for base in bases:
+        for suffix in suffixes:
+            expected_name, expected_schedule = a1111_sampler_and_scheduler(base + suffix, scheduler)
+            if expected_name != base:  # " SGM Uniform": A1111 strips " Uniform" first, then knows no "Euler SGM"
+                with pytest.raises(EngineError, match="is not supported"):  # where A1111 runs its default sampler
+                    resolve_sampler(base + suffix, scheduler)
+                continue
+            assert resolve_sampler(base + suffix, scheduler) == (
+                base,
+                None if expected_schedule == "automatic" else expected_schedule,
+            ), base + suffix
+    with pytest.raises(EngineError, match="sampler_name 'DDIM CFG\\+\\+' is not supported"):
+        resolve_sampler("DDIM CFG++")

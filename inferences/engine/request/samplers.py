@@ -98,21 +98,28 @@ SCHEDULE_LABELS = {
     "beta": "Beta",
 }
 
-# Names before A1111 1.9 carried the schedule ("DPM++ 2M Karras"); they are still sent, and mean this.
-LEGACY_NAMES = {
-    "LMS Karras": ("LMS", "karras"),
-    "DPM2 Karras": ("DPM2", "karras"),
-    "DPM2 a Karras": ("DPM2 a", "karras"),
-    "DPM++ 2S a Karras": ("DPM++ 2S a", "karras"),
-    "DPM++ 2M Karras": ("DPM++ 2M", "karras"),
-    "DPM++ SDE Karras": ("DPM++ SDE", "karras"),
-    "DPM++ 2M SDE Karras": ("DPM++ 2M SDE", "karras"),
-    "DPM++ 2M SDE Exponential": ("DPM++ 2M SDE", "exponential"),
-    "DPM++ 2M SDE Heun Karras": ("DPM++ 2M SDE Heun", "karras"),
-    "DPM++ 2M SDE Heun Exponential": ("DPM++ 2M SDE Heun", "exponential"),
-    "DPM++ 3M SDE Karras": ("DPM++ 3M SDE", "karras"),
-    "DPM++ 3M SDE Exponential": ("DPM++ 3M SDE", "exponential"),
-}
+# A1111's schedule types in its order (modules/sd_schedulers.py) with every spelling a sampler name may end in: its
+# label, its name and its aliases ("DPM++ 2M Karras", "Euler a SGMUniform").
+SUFFIXES: tuple[tuple[str | None, tuple[str, ...]], ...] = (
+    (None, ("Automatic", "automatic")),
+    ("uniform", ("Uniform", "uniform")),
+    ("karras", ("Karras", "karras")),
+    ("exponential", ("Exponential", "exponential")),
+    ("polyexponential", ("Polyexponential", "polyexponential")),
+    ("sgm_uniform", ("SGM Uniform", "sgm_uniform", "SGMUniform")),
+    ("kl_optimal", ("KL Optimal", "kl_optimal")),
+    ("align_your_steps", ("Align Your Steps", "align_your_steps")),
+    ("simple", ("Simple", "simple")),
+    ("normal", ("Normal", "normal")),
+    ("ddim", ("DDIM", "ddim")),
+    ("beta", ("Beta", "beta")),
+)
+# The names before A1111 1.9, which carried the schedule: still sent by older clients, and offered by Generate.
+LEGACY_NAMES = (
+    "LMS Karras", "DPM2 Karras", "DPM2 a Karras", "DPM++ 2S a Karras", "DPM++ 2M Karras", "DPM++ SDE Karras",
+    "DPM++ 2M SDE Karras", "DPM++ 2M SDE Exponential", "DPM++ 2M SDE Heun Karras", "DPM++ 2M SDE Heun Exponential",
+    "DPM++ 3M SDE Karras", "DPM++ 3M SDE Exponential",
+)  # fmt: skip
 # Names older clients and A1111's own aliases use.
 ALIASES = {
     "k_euler_a": "Euler a",
@@ -140,23 +147,28 @@ NAMES = (*SAMPLERS, *LEGACY_NAMES)  # what a payload may send (and the Generate 
 
 
 def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None]:
-    """The canonical sampler name and the schedule the payload asked for (None: Automatic, the sampler's own).
-
-    An explicit `scheduler` wins over the one a legacy name carries, as in A1111."""
-    by_case = {known.lower(): known for known in NAMES}
-    canonical = by_case.get(name.lower()) or ALIASES.get(name.lower())
-    if canonical is None:
-        raise EngineError(f"sampler_name {name!r} is not supported; use one of: {', '.join(NAMES)}")
-    named_schedule = None
-    if canonical in LEGACY_NAMES:
-        canonical, named_schedule = LEGACY_NAMES[canonical]
-    chosen = named_schedule
+    """The canonical sampler name and the schedule the payload asked for (None: Automatic, the sampler's own), as
+    A1111's sd_samplers.get_sampler_and_scheduler (1.9+) reads them: a name may end in a schedule type ("Euler a
+    Karras", "DPM++ 2M Exponential"), which wins over the `scheduler` key; a schedule type that is the sampler's own
+    is that schedule all the same (issue 30.10). Where A1111 silently runs its default sampler for a name it does
+    not know, this refuses it, naming the known ones (docs/api.md)."""
+    chosen = None
     if schedule is not None:
         key = schedule.strip().lower()
         if key not in SCHEDULES:
             labels = ", ".join(["Automatic", *SCHEDULE_LABELS.values()])
             raise EngineError(f"scheduler {schedule!r} is not supported; use one of: {labels}")
-        chosen = SCHEDULES[key] or named_schedule
+        chosen = SCHEDULES[key]
+    base = name
+    for key, spellings in SUFFIXES:
+        for spelling in spellings:
+            if base.endswith(" " + spelling):
+                chosen, base = key, base[: -(len(spelling) + 1)]
+                break
+    by_case = {known.lower(): known for known in SAMPLERS}
+    canonical = by_case.get(base.lower()) or ALIASES.get(base.lower())
+    if canonical is None:
+        raise EngineError(f"sampler_name {name!r} is not supported; use one of: {', '.join(NAMES)}")
     return canonical, chosen
 
 
