@@ -6,8 +6,9 @@ Builds an SD 1.5-architecture model with random weights (the speed of random wei
 writes it as a single .safetensors file in the layout users upload, then runs txt2img through `Engine.run` exactly
 as a worker does: load via the shipped config folder, pipeline cache, A1111 conditioning, PNG encoding.
 Reports, per dtype / torch.compile setting: it/s and seconds per image at batch 1, images per second at batch 8
-and 16. `bench/gpu.sh` runs it on the device machine. `--arch sd1-tiny --device cpu --size 64` checks the script
-on a CPU in seconds.
+and 16. `bench/gpu.sh` runs it on the device machine. `--smoke` runs every row of the defaults on the CPU in
+seconds (the tiny model, 64x64, 2 steps, fp32 and the eager compile backend), so the defaults are checked where no
+GPU is (tests/test_bench_smoke.py).
 """
 
 import argparse
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inferences.engine.models.compiling import graph_count
+from inferences.engine.request.limits import Limits
 from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
 from inferences.engine.runner import Engine, Job
 
@@ -61,7 +63,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", default="fp16,bf16,fp16+default,fp16+max-autotune")
     parser.add_argument("--concurrent", type=int, default=16, help="batch-1 jobs for the dynamic-batching row")
+    parser.add_argument("--smoke", action="store_true", help="every default row, on the CPU, in seconds")
     args = parser.parse_args()
+    backend = "inductor"
+    if args.smoke:
+        args.device, args.arch, args.size, args.steps, args.repeats = "cpu", "sd1-tiny", 64, 2, 1
+        args.configs = ",".join(
+            config.replace("fp16", "fp32").replace("bf16", "fp32") for config in args.configs.split(",")
+        )
+        backend = "eager"  # compile modes traced, not code-generated: the rows run, their timings mean nothing
+    batches = [int(value) for value in args.batches.split(",")]
+    # the bench's batches and concurrent jobs, beyond a worker's default ESD_MAX_BATCH_SIZE of 8
+    limits = Limits(max_batch_size=max(8, *batches), max_images=max(16, *batches, args.concurrent))
 
     import torch
 
@@ -91,14 +104,16 @@ def main() -> None:
     for config in args.configs.split(","):
         dtype, _, extra = config.partition("+")
         mode = {"": "off", "compile": "max-autotune"}.get(extra, extra)
-        engine = Engine(EngineOptions(device=args.device, dtype=dtype, compile=mode))
+        engine = Engine(
+            EngineOptions(device=args.device, dtype=dtype, compile=mode, compile_backend=backend, limits=limits)
+        )
         graphs = graph_count()
         first = engine.run("txt2img", job(1), files)
         line = f"  {config:<14} load {first.timings['model_seconds']:5.1f} s, first job {first.timings['inference_seconds']:6.1f} s"
         single = [engine.run("txt2img", job(1), files).timings["inference_seconds"] for _ in range(args.repeats)]
         seconds = statistics.median(single)
         line += f" | batch 1: {args.steps / seconds:6.2f} it/s, {seconds:6.3f} s/image"
-        for batch in (int(value) for value in args.batches.split(",")):
+        for batch in batches:
             engine.run("txt2img", job(batch), files)  # warm-up for this shape (compile traces per batch size)
             runs = [engine.run("txt2img", job(batch), files).timings["inference_seconds"] for _ in range(args.repeats)]
             line += f" | batch {batch}: {batch / statistics.median(runs):6.2f} images/s"

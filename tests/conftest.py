@@ -31,6 +31,7 @@ SLOW_MODULES = {
     "inferences/test_compile.py",
     "inferences/test_recovery.py",
     "security/test_fuzz.py",
+    "test_bench_smoke.py",
 }
 TESTS = Path(__file__).resolve().parent
 
