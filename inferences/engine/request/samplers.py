@@ -154,16 +154,16 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str | 
     not know, this refuses it, naming the known ones (docs/api.md)."""
     chosen = None
     if schedule is not None:
-        key = schedule.strip().lower()
-        if key not in SCHEDULES:
+        asked = schedule.strip().lower()
+        if asked not in SCHEDULES:
             labels = ", ".join(["Automatic", *SCHEDULE_LABELS.values()])
             raise EngineError(f"scheduler {schedule!r} is not supported; use one of: {labels}")
-        chosen = SCHEDULES[key]
+        chosen = SCHEDULES[asked]
     base = name
-    for key, spellings in SUFFIXES:
+    for suffix_schedule, spellings in SUFFIXES:
         for spelling in spellings:
             if base.endswith(" " + spelling):
-                chosen, base = key, base[: -(len(spelling) + 1)]
+                chosen, base = suffix_schedule, base[: -(len(spelling) + 1)]
                 break
     by_case = {known.lower(): known for known in SAMPLERS}
     canonical = by_case.get(base.lower()) or ALIASES.get(base.lower())
