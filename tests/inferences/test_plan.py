@@ -71,6 +71,9 @@ def test_a_plan_of_another_version_or_damaged_fails_saying_so(files):
         plan_from_json({**document, "request": {**document["request"], "steps": "many"}}, blobs.__getitem__)
     with pytest.raises(PlanError, match=r"names a blob '\.\./\.\./secret' it cannot have"):
         plan_from_json({**document, "request": {**document["request"], "prompt": {"$text": "../../secret"}}}, {}.get)
+    trailing = {"$text": "0" * 64 + ".txt\n"}  # `$` would let a newline through: names are matched whole
+    with pytest.raises(PlanError, match="names a blob"):
+        plan_from_json({**document, "request": {**document["request"], "prompt": trailing}}, {}.get)
 
 
 def test_the_worker_runs_the_stored_plan_without_working_anything_out_again(site, monkeypatch):

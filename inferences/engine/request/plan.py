@@ -42,7 +42,7 @@ PLAN_VERSION = 1
 # Strings longer than this (a ControlNet unit's picture echoed in the request's parameters) go to the store as blobs,
 # so the row keeps a plan of a few kilobytes.
 BLOB_CHARS = 16 * 1024
-BLOB_NAME = re.compile(r"^[0-9a-f]{64}\.(bin|txt)$")
+BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(bin|txt)")  # fullmatch: a name, never a path
 
 PutBlob = Callable[[str, bytes], None]  # (name, data): store one blob of the plan
 GetBlob = Callable[[str], bytes]
@@ -171,7 +171,7 @@ class _Decoder:
         self.get_blob = get_blob
 
     def blob(self, name: Any) -> bytes:
-        if not isinstance(name, str) or not BLOB_NAME.match(name):
+        if not isinstance(name, str) or not BLOB_NAME.fullmatch(name):
             raise PlanError(f"the job's plan names a blob {name!r} it cannot have; create and start the job again")
         return self.get_blob(name)
 
