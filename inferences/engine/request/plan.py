@@ -207,7 +207,12 @@ class _Decoder:
             return hint(**fields)
         if hint is Image.Image:
             raw = self.blob(data["$image"])
-            image = Image.open(io.BytesIO(raw), formats=INPUT_FORMATS)
+            try:
+                image = Image.open(io.BytesIO(raw), formats=INPUT_FORMATS)
+            except (OSError, ValueError, SyntaxError) as exc:  # `start` read its header: the blob was changed since
+                raise PlanError(
+                    f"the job's plan holds a {where} that is no picture; create and start it again"
+                ) from exc
             load_image(image, where.removeprefix("plan.request."))  # decoded here: start read its header only
             image.info[SOURCE] = raw
             return image
