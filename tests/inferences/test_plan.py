@@ -74,9 +74,8 @@ def test_a_plan_of_another_version_or_damaged_fails_saying_so(files):
     picture = plan_job(
         "img2img", txt2img(init_images=[png_b64(red_disc())]), files, Limits(load_images=False), header_of
     )
-    document, blobs = stored(picture)
     with pytest.raises(PlanError, match=r"holds a plan\.request\.init_images\[0\] that is no picture"):
-        plan_from_json(document, lambda name: b"not a picture")
+        plan_from_json(stored(picture)[0], lambda name: b"not a picture")
     trailing = {"$text": "0" * 64 + ".txt\n"}  # `$` would let a newline through: names are matched whole
     with pytest.raises(PlanError, match="names a blob"):
         plan_from_json({**document, "request": {**document["request"], "prompt": trailing}}, {}.get)

@@ -199,8 +199,8 @@ class _Decoder:
             return data
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             hints = typing.get_type_hints(hint)
-            names = {field.name for field in dataclasses.fields(hint)}
-            unknown = set(data) - names - {"$type"}
+            names = [field.name for field in dataclasses.fields(hint)]  # in order: the same first error every time
+            unknown = set(data) - set(names) - {"$type"}
             if unknown:
                 raise PlanError(f"the job's plan has fields this server does not know ({', '.join(sorted(unknown))})")
             fields = {name: self.value(data[name], hints[name], f"{where}.{name}") for name in names if name in data}
