@@ -19,6 +19,7 @@ from django.db.models import Q
 from esd.errors import Forbidden, Invalid
 
 from . import esd_permissions, selectors
+from .access import require
 from .models import ApiToken, Role, User, token_digest
 from .permissions import holds, holds_string, permission_strings
 from .roles import BUILTIN_ROLES, IT_OPERATOR
@@ -64,8 +65,7 @@ def role_upsert_check(*, actor: User, name: str, permissions: list[str]) -> Role
     """Refuse (esd.errors) if `actor` may not create or overwrite role `name` with these permissions.
 
     Returns the existing role, if any."""
-    if not holds(actor, "role", "create"):
-        raise Invalid(f"creator {actor.username} not have permission to create role")
+    require(actor, "role.write")
     role = Role.objects.select_related("group").filter(group__name=name).first()
     if role is None:
         role_name_free_check(name)
@@ -135,8 +135,7 @@ def user_set_roles(*, user: User, roles: list[Role]) -> None:
 
 def _check_may_manage(actor: User, target: User | None) -> None:
     """Rules 2-3 of esd-behaviour.md §3.6, plus: only a superuser may change or delete a superuser."""
-    if not holds(actor, "user", "create"):
-        raise Forbidden(f"creator {actor.username} does not have permission to manage the user")
+    require(actor, "user.manage")
     if target is None:
         return
     if target.created_by_id != actor.pk and not holds(actor, "user", "all"):
@@ -313,8 +312,7 @@ def user_delete_many(*, actor: User, usernames: list[str]) -> int:
 
 def user_delete_check(*, actor: User, targets: list[User]) -> None:
     """Refuse (esd.errors) if `actor` may not delete every one of `targets`."""
-    if not holds(actor, "user", "create"):
-        raise Forbidden(f"creator {actor.username} does not have permission to manage the user")
+    require(actor, "user.manage")
     for target in targets:
         if target.pk == actor.pk:
             raise Invalid(f"cannot delete yourself ({actor.username}); ask another administrator")

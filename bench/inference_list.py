@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
         owner = owners[index % len(owners)]
         batch.append(
             InferenceJob(
-                id=uuid.uuid4(), task_type="txt2img", inference_type="Async", status="succeed", created_by=owner,
+                id=uuid.uuid4(), task_type="txt2img", inference_type="Async", state="succeeded", created_by=owner,
                 image_names=["image_0.png"], prompt=f"prompt {index}",
                 used_models={"Stable-diffusion": [{"id": "x", "model_name": "v1-5.safetensors", "s3": "s3://b/x",
                                                    "type": "Stable-diffusion"}]},

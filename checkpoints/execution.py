@@ -5,19 +5,18 @@ Called by the `checkpoint_download` actor (and `import_checkpoint`). The state c
 flows (failing a checkpoint, recording its files) and the lease rules are services'.
 """
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from esd import safe_http, shutdown
+from esd.leases import Heartbeat
 from esd.storage import StorageError, get_storage
 
 from . import download, files, services
@@ -36,12 +35,11 @@ class DownloadBusy(Exception):
 def take_download(checkpoint_id: Any) -> bool:
     """Become the one run downloading this checkpoint: its lease is free or ran out (its run died). A second
     message for a download that is running (redelivered, or sent again by a sweep) finds it taken."""
-    taken = Checkpoint.objects.filter(services.no_live_lease(), pk=checkpoint_id, status=CheckpointStatus.DOWNLOADING)
-    return bool(taken.update(download_lease_until=services.download_lease_end()))
+    return services.DOWNLOADS.claim(checkpoint_id, download_lease_until=services.download_lease_end())
 
 
 class Progress:
-    """Bytes done so far, and the run's lease, written to the checkpoint's row once a second by a thread of its own.
+    """Bytes done so far, and the run's lease, written to the checkpoint's row once a second by a heartbeat.
 
     The body is consumed by whatever thread the store reads it in (s3transfer reads in its own threads), so the
     database is never touched from there: such threads would each open a connection and leave it behind.
@@ -50,28 +48,18 @@ class Progress:
     def __init__(self, checkpoint_id: Any) -> None:
         self.checkpoint_id = checkpoint_id
         self.done = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="download-progress", daemon=True)
-        self._thread.start()
+        self._heartbeat = Heartbeat(self._beat, interval=PROGRESS_INTERVAL, name="download-progress").start()
 
     def _still_downloading(self) -> QuerySet[Checkpoint]:
-        # Progress is written only while the row is Downloading: a write that lands after the final status (this
-        # thread is a second behind) must not change a finished row, which carries its own final figures.
+        # Progress is written only while the row is Downloading: a write that lands after the final status (the
+        # heartbeat is a second behind) must not change a finished row, which carries its own final figures.
         return Checkpoint.objects.filter(pk=self.checkpoint_id, status=CheckpointStatus.DOWNLOADING)
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(PROGRESS_INTERVAL):
-                with contextlib.suppress(DatabaseError):  # a database restart: the next second tries again
-                    self._still_downloading().update(
-                        bytes_done=self.done, download_lease_until=services.download_lease_end()
-                    )
-        finally:
-            connection.close()
+    def _beat(self) -> None:
+        self._still_downloading().update(bytes_done=self.done, download_lease_until=services.download_lease_end())
 
     def finish(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._heartbeat.stop()
         self._still_downloading().update(bytes_done=self.done)
         Checkpoint.objects.filter(pk=self.checkpoint_id).update(download_lease_until=None)
 

@@ -16,11 +16,13 @@ from django.utils import timezone
 
 from accounts import grants
 from accounts import selectors as account_selectors
+from accounts.access import require
 from accounts.models import User
 from accounts.permissions import holds
 from esd import safe_http
 from esd.errors import Forbidden, Invalid, Refused
-from esd.queues import actor_queue, pending_messages, send, send_after_commit
+from esd.leases import Lease, PendingMessages
+from esd.queues import actor_queue, message_for, send, send_after_commit
 from esd.responses import esd_time
 from esd.storage import URL_LIFETIME, StorageError, get_storage
 
@@ -35,11 +37,6 @@ DOWNLOAD_LEASE_SECONDS = 15.0  # a download whose run stopped renewing its lease
 
 def already_exists(name: str) -> Refused:
     return Invalid(f"{name} already exists, please use another or rename/delete exists")
-
-
-def check_may_create(actor: User) -> None:
-    if not holds(actor, "checkpoint", "create"):
-        raise Invalid("user has no permissions to create a model")
 
 
 def may_change(actor: User, checkpoint: Checkpoint) -> bool:
@@ -97,7 +94,7 @@ def checkpoint_create_multipart(
 ) -> tuple[Checkpoint, dict[str, list[str]]]:
     """`POST /checkpoints {filenames}`: an `Initial` checkpoint with one multipart upload per file; returns the
     checkpoint and, per file, its presigned part URLs (index i is part i+1)."""
-    check_may_create(actor)
+    require(actor, "checkpoint.create")
     names = [name for name, _ in filenames]
     _check_names(names)
     checkpoint = _new_checkpoint(actor=actor, type=type, status=CheckpointStatus.INITIAL, params=params, names=names)
@@ -129,7 +126,7 @@ def checkpoint_create_multipart(
 def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], params: dict[str, Any]) -> list[Checkpoint]:
     """`POST /checkpoints {urls}`: one `Downloading` checkpoint per URL, downloaded in the background. Names are
     resolved and reserved now, so a second request for the same file is refused at once."""
-    check_may_create(actor)
+    require(actor, "checkpoint.create")
     urls = list(dict.fromkeys(urls))
     names = []
     for url in urls:
@@ -200,6 +197,10 @@ def no_live_lease() -> Q:
     return Q(download_lease_until__isnull=True) | Q(download_lease_until__lt=timezone.now())
 
 
+# A download is held by the run that renews its `download_lease_until` (execution.py's heartbeat)
+DOWNLOADS = Lease(model=Checkpoint, waiting=Q(status=CheckpointStatus.DOWNLOADING), free=no_live_lease)
+
+
 def checkpoint_create_from_upload(
     *, actor: User, type: str, name: str, chunks: Iterator[bytes], size: int | None = None
 ) -> Checkpoint:
@@ -209,7 +210,7 @@ def checkpoint_create_from_upload(
     The file is stored and checked before its row is written, outside any transaction: a 7 GB upload takes minutes,
     and a transaction open that long would hold SQLite's one write lock from every other request and worker.
     `size`, when known (the admin's upload), is checked against the store's free space first."""
-    check_may_create(actor)
+    require(actor, "checkpoint.create")
     _check_names([name])
     checkpoint_id = uuid.uuid4()
     folder = Checkpoint(id=checkpoint_id, type=type).folder
@@ -305,30 +306,19 @@ def checkpoint_requeue_lost_downloads(*, older_than: float) -> int:
     restart without persistence) or it was never sent (the broker was down). Only where the broker can tell which
     messages it holds (esd.queues.pending_messages); each checkpoint is taken with a conditional UPDATE, so
     several sweeping workers send one message."""
-    now = timezone.now()
-    waiting = list(
-        Checkpoint.objects.filter(
-            no_live_lease(), status=CheckpointStatus.DOWNLOADING, updated_at__lt=now - timedelta(seconds=older_than)
-        ).values_list("pk", "updated_at")
-    )
+    waiting = list(DOWNLOADS.lost(Checkpoint.objects.all(), older_than=older_than).only("pk", "updated_at"))
     if not waiting:
         return 0
-    pending = pending_messages(actor_queue(DOWNLOAD_ACTOR))
-    if pending is None:
+    queue_name = actor_queue(DOWNLOAD_ACTOR)
+    held = PendingMessages().first_args(queue_name)
+    if held is None:
         return 0
-    held = {str(message.args[0]) for message in pending if message.args}
     count = 0
-    for checkpoint_id, updated_at in waiting:
-        if str(checkpoint_id) in held:
-            continue
-        if not Checkpoint.objects.filter(pk=checkpoint_id, updated_at=updated_at).update(updated_at=now):
-            continue  # another worker's sweep took it
-        try:
-            send(DOWNLOAD_ACTOR, str(checkpoint_id))
-        except Exception as exc:
-            logger.warning("Could not queue the download of checkpoint %s again: %s", checkpoint_id, exc)
-            continue
-        count += 1
+    for checkpoint in waiting:
+        if str(checkpoint.pk) not in held and DOWNLOADS.resend(
+            checkpoint, message_for(DOWNLOAD_ACTOR, str(checkpoint.pk))
+        ):
+            count += 1
     if count:
         logger.info("Queued %d lost download(s) again", count)
     return count

@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules
 from dramatiq.middleware import Middleware, TimeLimit
 
+from esd.leases import Heartbeat
 from esd.signals import recover_waiting_work
 
 from . import services
@@ -114,10 +115,10 @@ class EndpointWorker:
         self.queues = queues or {endpoint.queue_name}
         self.record: Worker | None = None
         self.stopped = threading.Event()
-        self._stop_requested = threading.Event()
         self._jobs = CurrentJob(self.queues)
         self._dramatiq: dramatiq.Worker | None = None
-        self._heartbeat: threading.Thread | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._swept = 0.0
 
     def start(self) -> None:
         load_actors()
@@ -136,46 +137,40 @@ class EndpointWorker:
         )
         for queue in self.queues:
             _serving[queue] = self
-        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{self.endpoint.name}", daemon=True)
-        self._heartbeat.start()
+        self._swept = time.monotonic()
+        self._heartbeat = Heartbeat(
+            self._beat, interval=settings.ESD_WORKER_HEARTBEAT_SECONDS, name=f"heartbeat-{self.endpoint.name}"
+        ).start()
         logger.info("Serving %s on %s (%d thread(s)) as worker %s", self.endpoint.name, self.device, self.threads,
                     self.record.pk)  # fmt: skip
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """One heartbeat: the worker's row (which keeps its jobs' leases alive), and every ESD_REQUEUE_AFTER_SECONDS
+        the sweep. False once the endpoint is being deleted: the worker drains."""
         assert self.record is not None
-        swept = time.monotonic()
-        try:
-            while not self._stop_requested.wait(settings.ESD_WORKER_HEARTBEAT_SECONDS):
-                try:
-                    keep_going = services.worker_heartbeat(worker=self.record, current_job=self._jobs.describe())
-                    if time.monotonic() - swept >= settings.ESD_REQUEUE_AFTER_SECONDS:
-                        swept = time.monotonic()
-                        recover_waiting_work.send(
-                            sender=self.__class__, queues=self.queues, worker=self.record, periodic=True
-                        )
-                except Exception:  # the database or the broker may be restarting; the next beat tries again
-                    logger.exception("Heartbeat of %s failed", self.endpoint.name)
-                    close_old_connections()
-                    continue
-                if not keep_going:
-                    logger.info("%s is being deleted: draining", self.endpoint.name)
-                    threading.Thread(target=self.stop, daemon=True).start()
-                    return
-        finally:
-            close_old_connections()
+        keep_going = services.worker_heartbeat(worker=self.record, current_job=self._jobs.describe())
+        if time.monotonic() - self._swept >= settings.ESD_REQUEUE_AFTER_SECONDS:
+            self._swept = time.monotonic()
+            recover_waiting_work.send(sender=self.__class__, queues=self.queues, worker=self.record, periodic=True)
+        if not keep_going:
+            logger.info("%s is being deleted: draining", self.endpoint.name)
+            threading.Thread(target=self.stop, daemon=True).start()
+        return keep_going
 
     def running_jobs(self) -> list[str]:
         """What this worker's threads are running now (`actor(arguments)`), for a person waiting on a stop."""
         return list(self._jobs.current.values())
 
     def request_stop(self) -> None:
-        self._stop_requested.set()
+        if self._heartbeat is not None:
+            self._heartbeat.stop(wait=False)
 
     def stop(self) -> None:
         """Finish the message in hand, leave the queue (unstarted messages stay there), deregister."""
         if self.stopped.is_set():
             return
-        self._stop_requested.set()
+        if self._heartbeat is not None:
+            self._heartbeat.stop(wait=False)
         if self._dramatiq is not None:
             try:
                 self._dramatiq.stop()

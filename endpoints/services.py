@@ -15,6 +15,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import grants
+from accounts.access import require
 from accounts.models import User
 from accounts.permissions import holds
 from esd.errors import Forbidden, Invalid
@@ -52,8 +53,7 @@ def endpoint_create_check(
         raise Invalid(f"endpoint_type must be Async or Real-time, not {endpoint_type!r}")
     if endpoint_type == EndpointType.REAL_TIME and autoscaling:
         raise Invalid("Autoscaling is not supported for real-time endpoint")
-    if not holds(actor, "sagemaker_endpoint", "create"):
-        raise Forbidden(f"Creator {actor.username} has no permission to create Sagemaker")
+    require(actor, "endpoint.create")
     check_instance_type(instance_type)
     if count < 1:
         raise Invalid("initial_instance_count must be at least 1")
@@ -161,8 +161,7 @@ def may_delete(actor: User, endpoint: Endpoint) -> bool:
 
 def endpoint_delete_check(*, actor: User, endpoints: list[Endpoint]) -> None:
     """Refuse (esd.errors) if `actor` may not delete every one of these endpoints."""
-    if not holds(actor, "sagemaker_endpoint", "create"):
-        raise Forbidden(f"User {actor.username} has no permission to delete a Sagemaker endpoint")
+    require(actor, "endpoint.delete")
     for endpoint in endpoints:
         if not may_delete(actor, endpoint):
             raise Forbidden(

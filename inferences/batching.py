@@ -14,12 +14,11 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db.models import Q
 
 from endpoints.models import Worker
 
 from . import transitions
-from .models import InferenceJob, JobStatus
+from .models import InferenceJob, JobState
 
 POLL_SECONDS = 0.005
 
@@ -45,9 +44,7 @@ def take_companions(job: InferenceJob, worker: Worker | None, device: str) -> li
             InferenceJob.objects.filter(
                 endpoint_id=job.endpoint_id,
                 batch_key=job.batch_key,
-                status=JobStatus.IN_PROGRESS,
-                claimed_at__isnull=True,
-                cancel_requested=False,
+                state=JobState.QUEUED,
                 image_count__lte=room,
             )
             .order_by("start_time")  # the job and the companions taken so far are claimed: not among these
@@ -56,7 +53,7 @@ def take_companions(job: InferenceJob, worker: Worker | None, device: str) -> li
         for pk, count in queued:
             if count > room:
                 continue
-            companion = transitions.claim(str(pk), worker, Q(claimed_at__isnull=True))
+            companion = transitions.claim(str(pk), worker, queued_only=True)
             if companion is not None:
                 taken.append(companion)
                 room -= max(count, 1)

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Q
 from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
@@ -33,7 +32,7 @@ from .engine.request.options import ModelFile
 from .engine.request.plan import JobPlan, plan_from_json
 from .engine.runner import PlannedJob
 from .engine_options import engine_for
-from .models import InferenceJob, TaskType
+from .models import InferenceJob, JobState, TaskType
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ class JobProgress:
         now = time.monotonic()
         if not self._cancelled and now - self._checked >= CANCEL_CHECK_SECONDS:
             self._checked = now
-            row = InferenceJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
-            self._cancelled = row is None or bool(row)  # a deleted job is abandoned too
+            state = InferenceJob.objects.filter(pk=self.job_id).values_list("state", flat=True).first()
+            self._cancelled = state in (None, JobState.CANCELLING, JobState.CANCELLED)  # a deleted job is abandoned
         return self._cancelled
 
 
@@ -84,8 +83,7 @@ def running_here() -> list[str]:
 def claim(job_id: str, worker: Worker | None) -> InferenceJob | None:
     """Take the job if it is queued, or if the worker that took it is dead, or if it is held by this very worker
     but no thread here runs it (a run that lost its database before it could let go). None: nothing to do."""
-    holders = transitions.unclaimed_or_orphaned() | (Q(worker=worker) if worker is not None else Q(pk__in=[]))
-    return transitions.claim(job_id, worker, holders)
+    return transitions.claim(job_id, worker)
 
 
 def _cached(file: CheckpointFile) -> Path:

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, Value, When
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.grants import visibility_names
@@ -25,13 +26,47 @@ class InferenceType(models.TextChoices):
 
 
 class JobStatus(models.TextChoices):
-    CREATED = "created"  # waiting for its payload and `start`
-    IN_PROGRESS = "inprogress"  # queued (claimed_at empty) or running on a worker
+    """ESD's four statuses, as the wire has them: derived from the job's state, never written."""
+
+    CREATED = "created"
+    IN_PROGRESS = "inprogress"
     SUCCEED = "succeed"
-    FAILED = "failed"  # `error` says why; a cancelled job is failed with `cancelled` set
+    FAILED = "failed"
 
 
-FINISHED = (JobStatus.SUCCEED, JobStatus.FAILED)
+class JobState(models.TextChoices):
+    """Where a job is (inferences/transitions.py changes it, one conditional UPDATE per change)."""
+
+    CREATED = "created"  # waiting for its payload and `start` (a refused start leaves it here, with `error`)
+    QUEUED = "queued"  # started: waiting for a worker to claim it
+    RUNNING = "running"  # claimed: held by `worker` while that worker's heartbeat is live
+    CANCELLING = "cancelling"  # running, asked to stop: its worker stops it at the next step
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # `error` says why
+    CANCELLED = "cancelled"  # `error` says by whom
+
+
+# The wire status of each state (ESD has no queued/running split and reports a cancelled job as failed)
+WIRE_STATUS = {
+    JobState.CREATED: JobStatus.CREATED,
+    JobState.QUEUED: JobStatus.IN_PROGRESS,
+    JobState.RUNNING: JobStatus.IN_PROGRESS,
+    JobState.CANCELLING: JobStatus.IN_PROGRESS,
+    JobState.SUCCEEDED: JobStatus.SUCCEED,
+    JobState.FAILED: JobStatus.FAILED,
+    JobState.CANCELLED: JobStatus.FAILED,
+}
+UNFINISHED = (JobState.CREATED, JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING)
+IN_PROGRESS = (JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING)
+HELD = (JobState.RUNNING, JobState.CANCELLING)  # a worker holds it (alive or not: see transitions)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+def _wire_status() -> Case:
+    wire: dict[str, list[str]] = {}
+    for state, status in WIRE_STATUS.items():
+        wire.setdefault(status.value, []).append(state.value)
+    return Case(*(When(state__in=states, then=Value(status)) for status, states in wire.items()))
 
 
 class InferenceJob(TimeStampedModel):
@@ -41,7 +76,14 @@ class InferenceJob(TimeStampedModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     task_type = models.CharField(max_length=32, choices=TaskType.choices)
     inference_type = models.CharField(max_length=16, choices=InferenceType.choices)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.CREATED, db_index=True)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.CREATED, editable=False)
+    # ESD's status, kept by the database from `state`: lists, filters and the API read it as a column
+    status = models.GeneratedField(
+        expression=_wire_status(),
+        output_field=models.CharField(max_length=16, choices=JobStatus.choices),
+        db_persist=True,
+        db_index=True,
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="inference_jobs"
     )
@@ -55,7 +97,7 @@ class InferenceJob(TimeStampedModel):
     payload_url = models.TextField(blank=True, help_text="The presigned upload URL handed out at creation.")
     prompt = models.TextField(blank=True, help_text="From the payload, for lists and search.")
     start_time = models.DateTimeField(null=True, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (empty: queued).")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (empty: not held).")
     worker = models.ForeignKey(
         "endpoints.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
@@ -68,8 +110,6 @@ class InferenceJob(TimeStampedModel):
     complete_time = models.DateTimeField(null=True, blank=True)
     image_names = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, help_text="ESD's sagemakerRaw on failure: the reason.")
-    cancel_requested = models.BooleanField(default=False)
-    cancelled = models.BooleanField(default=False)
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
@@ -95,7 +135,7 @@ class InferenceJob(TimeStampedModel):
             models.Index(
                 fields=["endpoint", "batch_key", "start_time"],
                 name="job_batch_queue",
-                condition=models.Q(status="inprogress", claimed_at__isnull=True),
+                condition=models.Q(state="queued"),
             ),
         ]
 
@@ -126,7 +166,7 @@ class InferenceJob(TimeStampedModel):
     @property
     def input_key(self) -> str:
         """The payload the job runs (ESD's input_body_s3): the frozen copy once started."""
-        return self.payload_key if self.status == JobStatus.CREATED else self.started_payload_key
+        return self.payload_key if self.state == JobState.CREATED else self.started_payload_key
 
     @property
     def result_folder(self) -> str:
@@ -138,19 +178,21 @@ class InferenceJob(TimeStampedModel):
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.state in FINISHED
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == JobState.CANCELLED
 
     @property
     def display_status(self) -> str:
         """What a person is shown: ESD's status, with "cancelled", "cancelling" (asked to stop; its worker has not
         let go yet) and "refused" (its start was refused: it stays created, with the reason in `error`)."""
-        if self.cancelled:
-            return "cancelled"
-        if self.status == JobStatus.IN_PROGRESS and self.cancel_requested:
-            return "cancelling"
-        if self.status == JobStatus.CREATED and self.error:
+        if self.state in (JobState.CANCELLED, JobState.CANCELLING):
+            return str(self.state)
+        if self.state == JobState.CREATED and self.error:
             return "refused"
-        return self.status
+        return str(WIRE_STATUS[JobState(self.state)])
 
     @property
     def batch_share(self) -> float:
@@ -159,7 +201,7 @@ class InferenceJob(TimeStampedModel):
 
     @property
     def progress(self) -> float:
-        if self.status == JobStatus.SUCCEED:
+        if self.state == JobState.SUCCEEDED:
             return 1.0
         return self.progress_step / self.progress_total if self.progress_total else 0.0
 

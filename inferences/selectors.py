@@ -26,7 +26,7 @@ from esd.errors import Invalid
 
 from .engine.errors import EngineError
 from .engine.request.options import JobFiles, ModelFile
-from .models import InferenceJob, InferenceType, JobStatus
+from .models import HELD, IN_PROGRESS, InferenceJob, InferenceType, JobState, JobStatus
 
 
 def sees_every_job(viewer: User) -> bool:
@@ -148,7 +148,7 @@ def endpoint_backlog(endpoint: Endpoint) -> tuple[int, int]:
     """The endpoint's jobs in progress as (waiting, held by a live worker): the autoscaling signal's database half."""
     from .transitions import unclaimed_or_orphaned
 
-    counts = InferenceJob.objects.filter(endpoint=endpoint, status=JobStatus.IN_PROGRESS).aggregate(
+    counts = InferenceJob.objects.filter(endpoint=endpoint, state__in=IN_PROGRESS).aggregate(
         waiting=Count("pk", filter=unclaimed_or_orphaned()), total=Count("pk")
     )  # one query: /metrics asks it of every endpoint at every scrape
     return counts["waiting"], counts["total"] - counts["waiting"]
@@ -173,11 +173,10 @@ def dashboard(*, viewer: User, recent: int = 8) -> Dashboard:
         state = scaling(endpoint, live, 0)
         rows.append((endpoint, live, state.queue_depth, state.backlog))
     jobs = visible_jobs(viewer, InferenceJob.objects.all())
-    unfinished = jobs.filter(status=JobStatus.IN_PROGRESS)
     return Dashboard(
         endpoints=rows,
-        queued=unfinished.filter(claimed_at__isnull=True).count(),
-        running=unfinished.filter(claimed_at__isnull=False).count(),
+        queued=jobs.filter(state=JobState.QUEUED).count(),
+        running=jobs.filter(state__in=HELD).count(),
         recent=list(jobs.filter(status=JobStatus.SUCCEED).exclude(image_names=[]).order_by("-created_at")[:recent]),
     )
 

@@ -6,17 +6,16 @@ writing results) is in execution.py.
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 from dramatiq import Message
 
 from accounts import grants
+from accounts.access import require
 from accounts.models import User
 from accounts.permissions import holds
 from checkpoints.files import PICKLE_EXTENSIONS
@@ -24,8 +23,9 @@ from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from endpoints.models import QUEUE_PREFIX, Endpoint, EndpointStatus, Worker
 from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
-from esd.errors import Forbidden, Invalid, NotFound, Refused, Unavailable
-from esd.queues import enqueue, message_for, pending_messages
+from esd.errors import Invalid, NotFound, Refused, Unavailable
+from esd.leases import PendingMessages
+from esd.queues import enqueue, message_for
 from esd.storage import StorageError, get_storage
 
 from . import completion, selectors, transitions, webhooks
@@ -36,7 +36,7 @@ from .engine.request.options import ModelFile
 from .engine.request.payload import Generation, load_payload, unhonoured_message
 from .engine.request.plan import JobPlan, plan_job, plan_to_json
 from .engine_options import engine_limits
-from .models import InferenceJob, InferenceType, JobStatus, TaskType
+from .models import HELD, IN_PROGRESS, InferenceJob, InferenceType, JobState, TaskType
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ URL_LIFETIME = 3600
 
 def not_found(job_id: str) -> Refused:
     return NotFound(f"inference with id {job_id} not found")
-
-
-def check_may_create(actor: User) -> None:
-    if not holds(actor, "inference", "create"):
-        raise Forbidden("user has no permissions to create an inference (inference:create)")
 
 
 def may_change(actor: User, job: InferenceJob) -> bool:
@@ -111,14 +106,14 @@ def _pick_endpoint(actor: User, inference_type: str, name: str | None) -> Endpoi
         raise Invalid(f'no available {inference_type} endpoints for user "{actor.username}"')
     # The least busy first (ESD picked at random): queued jobs per live worker.
     return min(candidates, key=lambda endpoint: InferenceJob.objects.filter(
-        endpoint=endpoint, status=JobStatus.IN_PROGRESS).count())  # fmt: skip
+        endpoint=endpoint, state__in=IN_PROGRESS).count())  # fmt: skip
 
 
 @transaction.atomic
 def inference_create(
     *, actor: User, task_type: str, inference_type: str, models: dict[str, Any], endpoint_name: str | None = None
 ) -> InferenceJob:
-    check_may_create(actor)
+    require(actor, "inference.create")
     if task_type not in TaskType.values:
         raise Invalid(TASK_LIST_MESSAGE.format(t=task_type))
     endpoint = _pick_endpoint(actor, inference_type, endpoint_name)  # ESD answers "no available ..." here already
@@ -236,7 +231,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
     """Check the job can run, bind it to an endpoint and queue it. Only from `created` (ESD allowed restarts)."""
     if not may_change(actor, job):
         raise not_found(str(job.id))
-    if job.status != JobStatus.CREATED:
+    if job.state != JobState.CREATED:
         raise Invalid(f"inference {job.id} has already been started (status {job.status})")
     try:
         _check_models_still_usable(actor, job)
@@ -317,7 +312,7 @@ def inference_delete_many(*, actor: User, jobs: list[InferenceJob]) -> int:
     for job in jobs:
         if not may_change(actor, job):
             continue
-        InferenceJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+        InferenceJob.objects.filter(pk=job.pk, state__in=HELD).update(state=JobState.CANCELLING)
         storage.delete_prefix(f"{job.task_type}/infer_v2/{job.id}/")
         storage.delete_prefix(job.result_folder)
         deleted += InferenceJob.objects.filter(pk=job.pk).delete()[0] > 0
@@ -351,17 +346,13 @@ def inference_requeue_lost(
     jobs = InferenceJob.objects.all()
     if queues is not None:
         jobs = jobs.filter(endpoint__name__in=[name.removeprefix(QUEUE_PREFIX) for name in queues])
-    transitions.cancel_orphans(jobs)  # asked to stop, then their worker died: no message will end them
-    cutoff = timezone.now() - timedelta(seconds=older_than)
     held_idle = Q(worker=worker) & ~Q(pk__in=running_here()) if worker is not None else Q(pk__in=[])
-    waiting = jobs.filter(
-        transitions.unclaimed_or_orphaned() | held_idle,
-        status=JobStatus.IN_PROGRESS,
-        endpoint__isnull=False,
-        updated_at__lt=cutoff,
-    ).select_related("endpoint")
+    # asked to stop, then their worker died (or, held here, this process let go of them): no message will end them
+    transitions.cancel_orphans(jobs, held_idle)
+    waiting = transitions.JOBS.lost(jobs.filter(endpoint__isnull=False), older_than=older_than, also=held_idle)
+    waiting = waiting.select_related("endpoint")
     count = 0
-    pending: dict[str, set[str] | None] = {}  # message ids per queue, asked of the broker once per sweep
+    pending = PendingMessages()  # what the broker holds per queue, asked once per sweep
     for job in waiting:
         assert job.endpoint is not None
         queue_name = job.endpoint.queue_name
@@ -373,16 +364,13 @@ def inference_requeue_lost(
         # cannot be asked may have lost it too (a duplicate finds the job claimed and is dropped)
         taken_by_the_dead = job.claimed_at is not None and not held_here
         if job.message_id and not held_here:
-            if queue_name not in pending:
-                messages = pending_messages(queue_name)
-                pending[queue_name] = None if messages is None else {message.message_id for message in messages}
-            known = pending[queue_name]
+            known = pending.ids(queue_name)
             if known is None and not unknown_is_lost and not taken_by_the_dead:
                 continue
             if known is not None and job.message_id in known:
                 continue
         message = _message(str(job.pk), queue_name)
-        if transitions.requeue(job, message, let_go=held_here) and _send(str(job.pk), message):
+        if transitions.requeue(job, message, let_go=held_here):
             count += 1
     if count:
         logger.info("Queued %d waiting inference job(s) again", count)

@@ -1,9 +1,13 @@
 """Every change of an inference job's state, in one place: start, claim, release, requeue, cancel, fail, succeed.
 
-    created ──start──▶ inProgress (queued) ──claim──▶ inProgress (held by a worker) ──succeed──▶ succeed
-       │                  ▲    │                        │    │
-       │                  │    └──cancel──▶ failed      │    └──fail / cancelled at a step──▶ failed (cancelled)
-       └──cancel/fail──▶ failed   └────release / requeue─┘
+    created ──start──▶ queued ──claim──▶ running ──succeed──▶ succeeded
+       │                 ▲ │               │ │ └──fail──▶ failed
+       │                 │ └──cancel──▶    │ └──cancel──▶ cancelling ──stopped at a step / swept──▶ cancelled
+       └──cancel/fail──▶ │   cancelled     │
+                         └──release/requeue┘
+
+ESD's wire status is generated from the state by the database (models.WIRE_STATUS): created; queued, running and
+cancelling are `inprogress`; succeeded is `succeed`; failed and cancelled are `failed`.
 
 A cancel ends at once a job no live worker holds (created, queued, or held by a worker that died); a running one
 is asked to stop at its next step, and if its worker dies first, the next sweep ends it (`cancel_orphans`).
@@ -17,14 +21,15 @@ worker's execution runs the engine and storage; both call these.
 
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from dramatiq import Message
 
 from endpoints.models import Endpoint, Worker
+from esd.leases import Lease
 
 from . import completion, webhooks
-from .models import InferenceJob, JobStatus
+from .models import HELD, IN_PROGRESS, UNFINISHED, InferenceJob, JobState
 
 MAX_ATTEMPTS = 3  # runs of one job whose worker died mid-run, before it fails saying so
 
@@ -39,6 +44,10 @@ def unclaimed_or_orphaned() -> Q:
         | Q(worker__stopped_at__isnull=False)
         | Q(worker__last_heartbeat__lt=live_cutoff())
     )
+
+
+# A job waits for a run while queued, or running with no live holder; it is held by its worker's heartbeat
+JOBS = Lease(model=InferenceJob, waiting=Q(state__in=[JobState.QUEUED, JobState.RUNNING]), free=unclaimed_or_orphaned)
 
 
 def start(
@@ -56,8 +65,8 @@ def start(
     started."""
     now = timezone.now()
     return bool(
-        InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(
-            status=JobStatus.IN_PROGRESS,
+        InferenceJob.objects.filter(pk=job.pk, state=JobState.CREATED).update(
+            state=JobState.QUEUED,
             endpoint=endpoint,
             endpoint_name=endpoint.name,
             instance_type=endpoint.instance_type,
@@ -76,7 +85,7 @@ def start(
 
 def refuse(job: InferenceJob, reason: str) -> None:
     """A start that cannot go ahead: the job stays `created`, with the reason kept on it."""
-    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.CREATED).update(error=reason, updated_at=timezone.now())
+    InferenceJob.objects.filter(pk=job.pk, state=JobState.CREATED).update(error=reason, updated_at=timezone.now())
 
 
 def unsent(job_id: str, message: Message) -> None:
@@ -84,23 +93,28 @@ def unsent(job_id: str, message: Message) -> None:
     InferenceJob.objects.filter(pk=job_id, message_id=message.message_id).update(message_id="")
 
 
-def claim(job_id: str, worker: Worker | None, holders: Q) -> InferenceJob | None:
-    """Queued (or orphaned, or held by `holders`) → held by `worker`, one attempt more. None: nothing to do."""
+def claim(job_id: str, worker: Worker | None, *, queued_only: bool = False) -> InferenceJob | None:
+    """Queued, or running with no live holder (its worker died) or held by `worker` already (a redelivered message)
+    → running, held by `worker`, one attempt more; `queued_only`: only a queued job (a batch's companion). None:
+    nothing to do (a job asked to stop is never taken)."""
     now = timezone.now()
-    taken = InferenceJob.objects.filter(
-        holders, pk=job_id, status=JobStatus.IN_PROGRESS, cancel_requested=False
-    ).update(claimed_at=now, worker=worker, updated_at=now)
-    if not taken:
-        return None
-    job = InferenceJob.objects.get(pk=job_id)
-    InferenceJob.objects.filter(pk=job_id).update(attempts=job.attempts + 1)
-    job.attempts += 1
-    return job
+    mine = Q(worker=worker) if worker is not None else None
+    taken = JOBS.claim(
+        job_id,
+        also=None if queued_only else mine,
+        where=Q(state=JobState.QUEUED) if queued_only else None,
+        state=JobState.RUNNING,
+        claimed_at=now,
+        worker=worker,
+        attempts=F("attempts") + 1,
+        updated_at=now,
+    )
+    return InferenceJob.objects.filter(pk=job_id).first() if taken else None
 
 
 def held_by(job_id: str, worker_id: Any) -> QuerySet[InferenceJob]:
     """The job while this worker still holds it (not cancelled-while-queued, reclaimed or deleted)."""
-    jobs = InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS)
+    jobs = InferenceJob.objects.filter(pk=job_id, state__in=HELD)
     return jobs.filter(worker__isnull=True) if worker_id is None else jobs.filter(worker=worker_id)
 
 
@@ -109,55 +123,64 @@ def put_back(job_id: str, worker_id: Any) -> bool:
     against MAX_ATTEMPTS: the job did nothing wrong. A job asked to stop meanwhile is not put back."""
     return bool(
         held_by(job_id, worker_id)
-        .filter(cancel_requested=False)
-        .update(claimed_at=None, worker=None, attempts=F("attempts") - 1, progress_step=0, updated_at=timezone.now())
-    )
-
-
-def release(job_id: str, worker_id: Any) -> None:
-    """Held → queued again (a transient failure: the message is retried)."""
-    held_by(job_id, worker_id).update(claimed_at=None, worker=None)
-
-
-def requeue(job: InferenceJob, message: Message, *, let_go: bool) -> bool:
-    """A waiting job whose message was lost gets a new one (and, `let_go`, this idle worker's hold is dropped);
-    conditional on the row being as the sweep read it, so several sweeping workers send one message."""
-    changes: dict[str, Any] = {"message_id": message.message_id, "updated_at": timezone.now()}
-    if let_go:
-        changes |= {"worker": None, "claimed_at": None}
-    return bool(
-        InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS, updated_at=job.updated_at).update(
-            **changes
+        .filter(state=JobState.RUNNING)
+        .update(
+            state=JobState.QUEUED,
+            claimed_at=None,
+            worker=None,
+            attempts=F("attempts") - 1,
+            progress_step=0,
+            updated_at=timezone.now(),
         )
     )
 
 
+def release(job_id: str, worker_id: Any) -> None:
+    """Running → queued again (a transient failure: the message is retried). A job asked to stop stays cancelling,
+    held by no one, for the sweep to end (cancel_orphans)."""
+    held_by(job_id, worker_id).update(
+        state=Case(When(state=JobState.RUNNING, then=Value(JobState.QUEUED)), default=F("state")),
+        claimed_at=None,
+        worker=None,
+    )
+
+
+def requeue(job: InferenceJob, message: Message, *, let_go: bool) -> bool:
+    """A waiting job whose message was lost gets a new one, sent (and, `let_go`, this idle worker's hold is
+    dropped); conditional on the row being as the sweep read it, so several sweeping workers send one message."""
+    changes: dict[str, Any] = {"message_id": message.message_id}
+    if let_go:
+        changes |= {"state": JobState.QUEUED, "worker": None, "claimed_at": None}
+    return JOBS.resend(job, message, unsent=lambda: unsent(str(job.pk), message), **changes)
+
+
 def cancel(job: InferenceJob, reason: str) -> bool:
-    """Created, queued or held by a dead worker → failed (cancelled) at once: True. Running on a live worker: asked
-    to stop at its next step: False."""
+    """Created, queued or held by a dead worker → cancelled at once: True. Running on a live worker → cancelling:
+    its worker stops it at the next step: False."""
     now = timezone.now()
-    unclaimed = Q(status=JobStatus.CREATED) | (Q(status=JobStatus.IN_PROGRESS) & unclaimed_or_orphaned())
+    unclaimed = Q(state=JobState.CREATED) | (Q(state__in=IN_PROGRESS) & unclaimed_or_orphaned())
     if InferenceJob.objects.filter(unclaimed, pk=job.pk).update(
-        status=JobStatus.FAILED, cancelled=True, cancel_requested=True, error=reason, complete_time=now, updated_at=now
+        state=JobState.CANCELLED, error=reason, complete_time=now, updated_at=now
     ):
         _ended(str(job.pk), "failed")
         return True
-    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS).update(
-        cancel_requested=True, error=reason, updated_at=now
+    InferenceJob.objects.filter(pk=job.pk, state__in=HELD).update(
+        state=JobState.CANCELLING, error=reason, updated_at=now
     )
     return False
 
 
-def cancel_orphans(jobs: QuerySet[InferenceJob]) -> int:
-    """Jobs of `jobs` asked to stop whose worker died before it saw the flag → failed (cancelled). No claim takes a
-    job asked to stop, so without this the sweep would leave them in progress for ever."""
+def cancel_orphans(jobs: QuerySet[InferenceJob], held_idle: Q | None = None) -> int:
+    """Cancelling jobs of `jobs` whose worker died before it saw the request (or that `held_idle`: held by the
+    sweeping worker, which runs none of them) → cancelled. No claim takes a cancelling job, so without this the
+    sweep would leave them in progress for ever."""
     now = timezone.now()
-    orphaned = Q(status=JobStatus.IN_PROGRESS, cancel_requested=True) & unclaimed_or_orphaned()
+    orphaned = Q(state=JobState.CANCELLING) & (unclaimed_or_orphaned() | (held_idle or Q(pk__in=[])))
     settled = 0
     for job_id in [str(pk) for pk in jobs.filter(orphaned).values_list("pk", flat=True)]:
         # one conditional UPDATE each, so that each ending is heard of once (waiters, webhooks)
         ended = InferenceJob.objects.filter(orphaned, pk=job_id).update(
-            status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
+            state=JobState.CANCELLED, complete_time=now, updated_at=now
         )
         if ended:
             _ended(job_id, "failed")
@@ -166,11 +189,11 @@ def cancel_orphans(jobs: QuerySet[InferenceJob]) -> int:
 
 
 def cancelled_at_a_step(job_id: str) -> None:
-    """A running job whose worker saw its cancel flag → failed (cancelled). Heard of once: a job a cancel or a sweep
-    ended meanwhile is not announced again (found by tests/inferences/test_job_state_machine.py)."""
+    """A job whose worker saw it asked to stop → cancelled. Heard of once: a job a cancel or a sweep ended meanwhile
+    is not announced again (found by tests/inferences/test_job_state_machine.py)."""
     now = timezone.now()
-    if InferenceJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).update(
-        status=JobStatus.FAILED, cancelled=True, complete_time=now, updated_at=now
+    if InferenceJob.objects.filter(pk=job_id, state__in=IN_PROGRESS).update(
+        state=JobState.CANCELLED, complete_time=now, updated_at=now
     ):
         _ended(job_id, "failed")
 
@@ -179,8 +202,8 @@ def fail(job_id: str, reason: str, jobs: QuerySet[InferenceJob] | None = None) -
     """Any unfinished state (or only while in `jobs`: a worker's hold) → failed with the reason, once."""
     now = timezone.now()
     if jobs is None:
-        jobs = InferenceJob.objects.filter(pk=job_id, status__in=[JobStatus.CREATED, JobStatus.IN_PROGRESS])
-    if not jobs.update(status=JobStatus.FAILED, error=reason[:10000], complete_time=now, updated_at=now):
+        jobs = InferenceJob.objects.filter(pk=job_id, state__in=UNFINISHED)
+    if not jobs.update(state=JobState.FAILED, error=reason[:10000], complete_time=now, updated_at=now):
         return False
     _ended(job_id, "failed")
     return True
@@ -202,7 +225,7 @@ def succeed(
     finished = held_by(job_id, worker_id).update(
         batch_id=batch_id,
         batch_images=batch_images,
-        status=JobStatus.SUCCEED,
+        state=JobState.SUCCEEDED,
         image_names=names,
         timings=timings,
         ignored_parameters=ignored,

@@ -9,10 +9,11 @@ from django.conf import settings
 from rest_framework import exceptions as drf
 from rest_framework.request import Request
 
-from esd.errors import Forbidden, Invalid
+from esd.errors import Invalid
 
+from ..access import require
 from ..models import User
-from ..permissions import bootstrap_admin, holds
+from ..permissions import bootstrap_admin
 
 Owned = TypeVar("Owned")
 
@@ -97,11 +98,7 @@ def acting_user(request: Request, *, named: str | None, field: str, unknown: str
     caller = request_caller(request, unknown=unknown)
     if not named or named == caller.username:
         return caller
-    if not holds(caller, "user", "all"):
-        raise Forbidden(
-            f'{field} "{named}" is not the caller "{caller.username}": only a user holding user:all may act for '
-            "another user",
-        )
+    require(caller, "user.act_for_another", field=field, named=named)
     user = active_user(named)
     if user is None:
         raise Invalid(unknown.format(name=named))
@@ -114,8 +111,8 @@ def list_subject(request: Request, viewer: User, *, unknown: str) -> User:
     name = request.query_params.get("username")
     if not name or name == viewer.username:
         return viewer
-    if not esd_mode() and not holds(viewer, "user", "all"):
-        raise Forbidden(f'username "{name}" is not the caller: only a user holding user:all may list as another')
+    if not esd_mode():
+        require(viewer, "user.list_as_another", named=name)
     subject = active_user(name)
     if subject is None:
         raise Invalid(unknown.format(name=name))

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import grants
+from accounts.access import require
 from accounts.api.callers import (
     acting_user,
     key_alone_accepted,
@@ -17,7 +18,6 @@ from accounts.api.callers import (
     request_caller,
 )
 from accounts.models import User
-from accounts.permissions import holds
 from checkpoints import selectors, services
 from checkpoints.models import Checkpoint, CheckpointStatus, CheckpointType
 from esd import openapi
@@ -72,8 +72,7 @@ class CheckpointsView(EsdAPIView):
     )
     def get(self, request: Request) -> Response:
         viewer = request_caller(request, unknown=UNKNOWN_USER)
-        if not holds(viewer, "checkpoint", "list"):
-            raise EsdError(403, f"user {viewer.username} has no checkpoint:list permission")
+        require(viewer, "checkpoint.list")
         subject = list_subject(request, viewer, unknown=UNKNOWN_USER)
         page = _positive_int(request, "page", 1, 1_000_000)
         per_page = _positive_int(request, "per_page", 10, MAX_PER_PAGE)

@@ -8,9 +8,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import require
 from accounts.api.callers import acting_user, key_alone_accepted, list_subject, owner_or_caller, request_caller
 from accounts.models import User
-from accounts.permissions import holds
 from esd import openapi
 from esd.errors import Refused
 from esd.exceptions import EsdError
@@ -67,8 +67,7 @@ class InferencesView(EsdAPIView):
     def get(self, request: Request) -> Response:
         viewer = request_caller(request, unknown=UNKNOWN_USER)
         subject = list_subject(request, viewer, unknown=UNKNOWN_USER)
-        if not (holds(viewer, "inference", "list") or holds(viewer, "inference", "create")):
-            raise EsdError(403, "user has no permissions to list inferences (inference:list)")
+        require(viewer, "inference.list")
         query = request.query_params
         limit: int | None = None
         raw_limit = query.get("limit")

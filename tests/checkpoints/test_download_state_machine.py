@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from checkpoints import actors, execution, services
 from checkpoints.models import Checkpoint, CheckpointFile, CheckpointStatus
+from esd import leases
 from tests.helpers import state_machine_settings
 
 
@@ -175,5 +176,6 @@ def test_the_download_lease_under_random_interleavings(db, admin_user, monkeypat
         machines[-1].send(checkpoint_id)
 
     monkeypatch.setattr(services, "send", send)  # services queue downloads by the actor's name (esd.queues)
-    monkeypatch.setattr(services, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
+    monkeypatch.setattr(leases, "enqueue", lambda message: machines[-1].send(message.args[0]))  # the sweeps' sends
+    monkeypatch.setattr(leases, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
     run_state_machine_as_test(Machine, settings=state_machine_settings())

@@ -154,7 +154,7 @@ def test_the_job_page_cancels_and_shows_parameters_while_it_waits(site, browser)
     from tests.inferences.jobs import another_live_worker
 
     InferenceJob.objects.filter(pk=held).update(
-        worker=another_live_worker(site.workers[0].record), claimed_at="2026-01-01T00:00Z"
+        state="running", worker=another_live_worker(site.workers[0].record), claimed_at="2026-01-01T00:00Z"
     )
     browser.post(f"/admin/inferences/inferencejob/{held}/cancel/")
     assert browser.get(f"/admin/inferences/inferencejob/{held}/progress/").json()["status"] == "cancelling"

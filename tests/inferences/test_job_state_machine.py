@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from endpoints.models import Endpoint, EndpointStatus, Worker
+from esd import leases
 from inferences import execution, services, transitions
-from inferences.models import InferenceJob, JobStatus
+from inferences.models import HELD, InferenceJob, JobState, JobStatus
 from tests.helpers import state_machine_settings
 
 FINISHED = (JobStatus.SUCCEED, JobStatus.FAILED)
@@ -137,7 +138,7 @@ class JobStateMachine(RuleBasedStateMachine):
         worker = [worker for worker in self.alive() if worker.holds][which % len([w for w in self.alive() if w.holds])]
         job_id = next(iter(worker.holds))
         job = InferenceJob.objects.filter(pk=job_id).first()
-        if job is None or job.cancel_requested:
+        if job is None or job.state == JobState.CANCELLING:
             if job is not None:
                 transitions.cancelled_at_a_step(job_id)
         elif succeeds:
@@ -159,7 +160,7 @@ class JobStateMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(min_value=0))
     def delete(self, pick: int) -> None:
         job_id = self.jobs.pop(pick % len(self.jobs))
-        InferenceJob.objects.filter(pk=job_id).update(cancel_requested=True)
+        InferenceJob.objects.filter(pk=job_id, state__in=HELD).update(state=JobState.CANCELLING)
         InferenceJob.objects.filter(pk=job_id).delete()
         self.finished.pop(job_id, None)
         self.after_sweep = False
@@ -240,9 +241,9 @@ class JobStateMachine(RuleBasedStateMachine):
             held = holder is not None and (job_id in holder.holds or (not holder.alive and not holder.aged))
             assert held or job_id in waiting, (
                 f"job {job_id} is in progress with no live holder and no message (cancel asked: "
-                f"{job.cancel_requested}, attempts {job.attempts}, broker {self.broker_kind})"
+                f"{job.state == JobState.CANCELLING}, attempts {job.attempts}, broker {self.broker_kind})"
             )
-            if job.cancel_requested:
+            if job.state == JobState.CANCELLING:
                 assert held, f"job {job_id} was asked to stop, and no worker will see it"
 
 
@@ -257,8 +258,10 @@ def test_the_job_state_machine_under_random_interleavings(db, admin_user, monkey
             machines.append(self)
 
     Machine.broker_kind, Machine.owner = broker_kind, admin_user
+    # the broker is the model's: at start (services._send) and in the sweeps (esd.leases)
     monkeypatch.setattr(services, "_send", lambda job_id, message: machines[-1].send(job_id, message))
-    monkeypatch.setattr(services, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
+    monkeypatch.setattr(leases, "enqueue", lambda message: machines[-1].send(message.args[0], message))
+    monkeypatch.setattr(leases, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
     real_ended = transitions._ended
 
     def ended(job_id: str, event: str) -> None:
@@ -284,7 +287,8 @@ def test_a_job_whose_server_was_killed_before_its_worker_looked_dead_is_queued_a
     JobStateMachine.broker_kind, JobStateMachine.owner = "memory", admin_user
     machine = JobStateMachine()
     monkeypatch.setattr(services, "_send", machine.send)
-    monkeypatch.setattr(services, "pending_messages", machine.pending)
+    monkeypatch.setattr(leases, "enqueue", lambda message: machine.send(message.args[0], message))
+    monkeypatch.setattr(leases, "pending_messages", machine.pending)
     monkeypatch.setattr(execution, "running_here", lambda: [job for w in machine.alive() for job in w.holds])
     machine.create()
     machine.start(0)

@@ -123,7 +123,7 @@ def test_after_three_dead_attempts_the_job_fails_with_the_reason(site):
     serve(site, "Async", queues={"endpoint.elsewhere"})
     job_id = site.submit(txt2img())
     site.start(job_id)
-    InferenceJob.objects.filter(pk=job_id).update(attempts=3, claimed_at=timezone.now(), worker=None)
+    InferenceJob.objects.filter(pk=job_id).update(state="running", attempts=3, claimed_at=timezone.now(), worker=None)
     services.inference_recover()
     job = InferenceJob.objects.get(pk=job_id)
     assert job.status == "failed" and "stopped during each of 3 attempts" in job.error
@@ -133,7 +133,7 @@ def test_a_cancelled_or_deleted_job_is_not_claimed(site):
     serve(site, "Async", queues={"endpoint.elsewhere"})
     job_id = site.submit(txt2img())
     site.start(job_id)
-    InferenceJob.objects.filter(pk=job_id).update(cancel_requested=True)
+    InferenceJob.objects.filter(pk=job_id).update(state="cancelling")
     assert claim(job_id, None) is None
     InferenceJob.objects.filter(pk=job_id).delete()
     assert claim(job_id, None) is None
@@ -176,7 +176,7 @@ def test_a_job_asked_to_stop_whose_worker_then_died_is_cancelled_by_the_sweep(si
     assert claim(job_id, holder) is not None
     assert site.esd.call("PUT", f"inferences/{job_id}/cancel", token=site.token).status == 200
     job = InferenceJob.objects.get(pk=job_id)
-    assert (job.status, job.cancel_requested) == ("inprogress", True)  # its live worker stops it at a step
+    assert (job.status, job.state) == ("inprogress", "cancelling")  # its live worker stops it at a step
     Worker.objects.filter(pk=holder.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
     assert claim(job_id, None) is None  # no claim takes a job asked to stop
     services.inference_recover(queues={site.endpoints["Async"].queue_name})  # a worker's start-up sweep
