@@ -5,15 +5,13 @@ ESD_MAX_CHECKPOINT_BYTES, from Content-Length and while streaming (checkpoints.e
 import re
 from urllib.parse import urljoin, urlsplit
 
-from esd.safe_http import REDIRECTS, RequestRefused, TransientRequestError, disposition_filename, open_url, url_filename
+from esd.safe_http import REDIRECTS, disposition_filename, open_url, url_filename
 
 CIVITAI_STYLE = re.compile(r"/api/download/models/\d+/?$")
 
-# A download's failures, as a run tells them apart: refused (permanent), transient (retried), interrupted.
-DownloadRefused = RequestRefused
-TransientDownloadError = TransientRequestError
 
-
+# A download's failures, as a run tells them apart: refused (esd.safe_http.RequestRefused, permanent), transient
+# (esd.safe_http.TransientRequestError, retried), and this one.
 class DownloadInterrupted(Exception):
     """The process is stopping (esd.shutdown): the download ends here, unfinished, and resumes at a start."""
 

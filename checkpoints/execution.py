@@ -73,22 +73,22 @@ def _stream(fetched: safe_http.Fetched, digest: files.BackgroundHasher, progress
         for chunk in fetched.response.stream(READ_CHUNK):
             done += len(chunk)
             if done > limit:
-                raise download.DownloadRefused(f"the file is larger than the {limit}-byte limit")
+                raise safe_http.RequestRefused(f"the file is larger than the {limit}-byte limit")
             if fetched.length is not None and done > fetched.length:
-                raise download.DownloadRefused("the server sent more bytes than its Content-Length announced")
+                raise safe_http.RequestRefused("the server sent more bytes than its Content-Length announced")
             digest.update(chunk)
             progress.done = done
             yield chunk
             if shutdown.interrupted.is_set():
                 raise download.DownloadInterrupted("the process is stopping; the download resumes at its next start")
-    except (download.DownloadRefused, download.DownloadInterrupted, files.FileRejected):
+    except (safe_http.RequestRefused, download.DownloadInterrupted, files.FileRejected):
         raise
     except Exception as exc:  # the connection broke or timed out mid-body
         if exc.__class__.__module__.startswith(("urllib3", "http", "socket", "ssl")) or isinstance(exc, OSError):
-            raise download.TransientDownloadError(f"the download broke off after {done} bytes: {exc}") from exc
+            raise safe_http.TransientRequestError(f"the download broke off after {done} bytes: {exc}") from exc
         raise
     if fetched.length is not None and done != fetched.length:
-        raise download.TransientDownloadError(f"the download ended after {done} of {fetched.length} bytes (truncated)")
+        raise safe_http.TransientRequestError(f"the download ended after {done} of {fetched.length} bytes (truncated)")
 
 
 def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progress) -> None:
@@ -97,7 +97,7 @@ def _download_once(checkpoint: Checkpoint, file: CheckpointFile, progress: Progr
     try:
         limit = settings.ESD_MAX_CHECKPOINT_BYTES
         if fetched.length is not None and fetched.length > limit:
-            raise download.DownloadRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
+            raise safe_http.RequestRefused(f"the file is {fetched.length} bytes, larger than the {limit}-byte limit")
         progress.done = 0
         Checkpoint.objects.filter(pk=checkpoint.pk).update(bytes_total=fetched.length, bytes_done=0)
         digest = files.BackgroundHasher()
@@ -152,13 +152,13 @@ def _download_attempts(checkpoint: Checkpoint, progress: Progress) -> None:
         try:
             _download_once(checkpoint, file, progress)
             return
-        except download.TransientDownloadError as exc:
+        except safe_http.TransientRequestError as exc:
             if attempt + 1 >= attempts:
                 services.checkpoint_fail(checkpoint, f"download failed after {attempts} attempts: {exc}")
                 return
             logger.info("Checkpoint %s: %s; retrying", checkpoint.pk, exc)
             time.sleep(settings.ESD_DOWNLOAD_RETRY_DELAY * 4**attempt)  # 2 s, 8 s, 32 s by default
-        except (download.DownloadRefused, files.FileRejected, StorageError) as exc:
+        except (safe_http.RequestRefused, files.FileRejected, StorageError) as exc:
             services.checkpoint_fail(checkpoint, str(exc))
             return
         except download.DownloadInterrupted as exc:  # still Downloading, its lease let go: sent again at a start

@@ -133,7 +133,7 @@ def checkpoint_create_from_urls(*, actor: User, type: str, urls: list[str], para
         try:
             safe_http.resolve_checked(url)
             names.append(download.resolve_filename(url))
-        except (download.DownloadRefused, download.TransientDownloadError) as exc:
+        except (safe_http.RequestRefused, safe_http.TransientRequestError) as exc:
             raise Invalid(f"{url}: {exc}") from exc
     _check_names(names)
     created = []

@@ -8,10 +8,11 @@ Tools that read A1111 PNGs (the WebUI's PNG Info tab, civitai, ESD clients) pars
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from .request.payload import Generation
-from .request.samplers import label
+from .request.samplers import SAMPLERS, label
 
 if TYPE_CHECKING:
     from .models.loading import LoadedModel
@@ -20,12 +21,12 @@ if TYPE_CHECKING:
 VERSION = "esd-server"
 
 
-def _quote(value: object) -> str:
-    """A1111 quotes values that contain its separators."""
+def quote(value: object) -> str:
+    """A1111's infotext_utils.quote: a value holding `,`, `:` or a newline is written as a JSON string."""
     text = str(value)
-    return (
-        text if not any(mark in text for mark in ',:"\n') else '"' + text.replace('"', '\\"').replace("\n", " ") + '"'
-    )
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
 
 
 def infotext(
@@ -39,9 +40,14 @@ def infotext(
     control_notes: list[str] | None = None,
     hires_model: LoadedModel | None = None,
 ) -> str:
+    """A1111's create_infotext (processing.py, v1.10.1), field for field and in its order, but `Version`.
+
+    Its fixed fields come first, in the order of its dict literal; then `extra_generation_params` in the order A1111
+    inserts them: the ControlNet units (the extension's `process`), the img2img or hires fields (`init`), `Lora
+    hashes` (extra networks' activation), then what the sampler adds (`Eta`). A key of both keeps the literal's place
+    (`Schedule type`, `Denoising strength`), as a Python dict does."""
     sampler, schedule = label(request.sampler, request.schedule)
-    hires = request.hires
-    fields: dict[str, object] = {
+    fixed: dict[str, object] = {
         "Steps": request.steps,
         "Sampler": sampler,
         "Schedule type": schedule,
@@ -58,43 +64,95 @@ def infotext(
         "Denoising strength": (
             request.denoising_strength
             if request.task == "img2img"
-            else hires.denoising_strength
-            if hires is not None
+            else request.hires.denoising_strength
+            if request.hires is not None
             else None
         ),
-        "Mask blur": request.mask_blur_x if request.mask is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
-        "ENSD": request.noise_seed_delta or None,
-        "Batch size": request.batch_size if request.batch_size > 1 else None,
-        "Batch pos": index % request.batch_size if request.batch_size > 1 else None,
-        **(_hires_fields(request, hires_model) if hires is not None else {}),
-        **{note.split(": ", 1)[0]: note.split(": ", 1)[1] for note in control_notes or []},
-        "Lora hashes": ", ".join(lora_hashes) if lora_hashes else None,
-        "Version": VERSION,
+        "ENSD": request.noise_seed_delta if _uses_ensd(request) else None,
+        "RNG": "CPU",  # noise is drawn as A1111's `randn_source: CPU` draws it (sampling/ksampling.py)
     }
-    line = ", ".join(f"{key}: {_quote(value)}" for key, value in fields.items() if value is not None)
+    extra: dict[str, object] = {}
+    for note in control_notes or []:
+        key, _, value = note.partition(": ")
+        extra[key] = value
+    if request.task == "img2img" and request.mask is not None:
+        extra |= _inpainting_fields(request)
+    if request.hires is not None:
+        extra |= _hires_fields(request, hires_model)
+    if lora_hashes:
+        extra["Lora hashes"] = ", ".join(lora_hashes)
+    eta_field, eta_default = ("Eta", 1.0) if SAMPLERS[request.sampler].k_diffusion else ("Eta DDIM", 0.0)
+    if SAMPLERS[request.sampler].takes_eta and request.eta is not None and request.eta != eta_default:
+        extra[eta_field] = request.eta
+    fields = fixed | extra | {"Version": VERSION}
+    line = ", ".join(
+        key if key == value else f"{key}: {quote(value)}" for key, value in fields.items() if value is not None
+    )
     negative = f"\nNegative prompt: {request.negative_prompt}" if request.negative_prompt else ""
-    return f"{request.prompt}{negative}\n{line}"
+    return f"{request.prompt}{negative}\n{line}".strip()
+
+
+def _uses_ensd(request: Generation) -> bool:
+    """A1111's is_sampler_using_eta_noise_seed_delta: ENSD is written for the samplers that draw noise with it (its
+    `uses_ensd` option), unless eta is 0 (no noise drawn); an unset eta is the ancestral default, 1."""
+    if not request.noise_seed_delta or not SAMPLERS[request.sampler].uses_ensd:
+        return False
+    return request.eta != 0
+
+
+def _inpainting_fields(request: Generation) -> dict[str, object]:
+    """What A1111's img2img `init` adds for a mask (the "Only masked" area is not honoured yet: issue 30.15)."""
+    fields: dict[str, object] = {}
+    if request.invert_mask:
+        fields["Mask mode"] = "Inpaint not masked"
+    if request.mask_blur_x > 0 or request.mask_blur_y > 0:
+        # A1111's `mask_blur` property: one number when both directions agree, else none (the key is left out)
+        fields["Mask blur"] = request.mask_blur_x if request.mask_blur_x == request.mask_blur_y else None
+    fields["Masked content"] = {0: "fill", 2: "latent noise", 3: "latent nothing"}.get(request.inpainting_fill)
+    return fields
 
 
 def _hires_fields(request: Generation, hires_model: LoadedModel | None) -> dict[str, object]:
-    """What A1111's txt2img adds to extra_generation_params for the hires fix."""
+    """What A1111's txt2img `init` adds for the hires fix, in its order (processing.py: init, then
+    calculate_target_resolution, then steps and upscaler); `Hires schedule type` holds its place from `init` and is
+    filled in by the hires pass's get_sigmas (sd_samplers_kdiffusion.py)."""
     hires = request.hires
     assert hires is not None
+    checkpoint = hires_model.checkpoint if hires_model is not None else None
     fields: dict[str, object] = {
+        "Hires checkpoint": (
+            (f"{checkpoint.stem} [{checkpoint.short_hash}]" if checkpoint.short_hash else checkpoint.stem)
+            if checkpoint is not None
+            else None
+        ),
+        "Hires sampler": hires.sampler_sent if hires.sampler_sent not in (None, request.sampler) else None,
+        "Hires prompt": hires.prompt if hires.prompt is not None and hires.prompt != request.prompt else None,
+        "Hires negative prompt": (
+            hires.negative_prompt
+            if hires.negative_prompt is not None and hires.negative_prompt != request.negative_prompt
+            else None
+        ),
+        "Hires schedule type": _hires_schedule_type(request),
         "Hires upscale": hires.scale if hires.resize is None else None,
         "Hires resize": "{}x{}".format(*hires.resize) if hires.resize is not None else None,
         "Hires steps": hires.steps or None,
-        "Hires upscaler": hires.upscaler,
-        "Hires checkpoint": hires_model.checkpoint.stem if hires_model is not None else None,
+        "Hires upscaler": hires.upscaler if hires.upscaler_given else None,
     }
-    if hires.sampler is not None:
-        sampler, schedule = label(hires.sampler, hires.schedule)
-        first, first_schedule = label(request.sampler, request.schedule)
-        fields["Hires sampler"] = sampler if sampler != first else None
-        fields["Hires schedule type"] = schedule if hires.schedule_given and schedule != first_schedule else None
-    if hires.prompt is not None and hires.prompt != request.prompt:
-        fields["Hires prompt"] = hires.prompt
-    if hires.negative_prompt is not None and hires.negative_prompt != request.negative_prompt:
-        fields["Hires negative prompt"] = hires.negative_prompt
     return fields
+
+
+def _hires_schedule_type(request: Generation) -> str | None:
+    """The hires pass's schedule label where A1111 writes it: its sampler runs on k-diffusion with a schedule function
+    (not "Automatic" without one), whose label is not the first pass's written `Schedule type`."""
+    hires = request.hires
+    assert hires is not None
+    sampler = hires.sampler or request.sampler
+    schedule = hires.schedule if hires.sampler is not None else request.schedule
+    if not SAMPLERS[sampler].k_diffusion:
+        return None
+    _, second = label(sampler, schedule)
+    first = label(request.sampler, request.schedule)[1] if SAMPLERS[request.sampler].k_diffusion else None
+    if second == "Automatic":
+        return None
+    return second if second != (first if first != "Automatic" else None) else None

@@ -6,7 +6,6 @@ import socket
 
 import pytest
 
-from checkpoints import download
 from checkpoints.models import Checkpoint
 from esd import safe_http
 from tests.conftest import wait_for
@@ -61,7 +60,7 @@ def finished(name):
 )
 def test_refused_addresses(settings, url, fragment):
     settings.ESD_DOWNLOAD_ALLOW_HOSTS = []
-    with pytest.raises(download.DownloadRefused, match=fragment):
+    with pytest.raises(safe_http.RequestRefused, match=fragment):
         safe_http.resolve_checked(url)
 
 
@@ -70,7 +69,7 @@ def test_a_dns_name_resolving_to_a_private_address_is_refused(settings, monkeypa
     monkeypatch.setattr(
         socket, "getaddrinfo", lambda *args, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 80))]
     )
-    with pytest.raises(download.DownloadRefused, match="private address"):
+    with pytest.raises(safe_http.RequestRefused, match="private address"):
         safe_http.resolve_checked("http://models.example.com/x.safetensors")
 
 

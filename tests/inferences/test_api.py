@@ -414,8 +414,9 @@ def test_controlnet_hires_fix_and_an_uploaded_upscaler_through_the_api(served, a
     generated, detected = images_of(data)
     assert generated.size == (96, 96) and detected.size == (77, 64)
     text = generated.info["parameters"]
-    assert "Denoising strength: 0.5, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: 2x-TinyCompact" in text
-    assert 'ControlNet 0: "Module: canny, Model: control_tiny_canny [' in text
+    # A1111's order: the ControlNet unit (the extension's `process`) before the hires fields (`init`)
+    assert 'Denoising strength: 0.5, RNG: CPU, ControlNet 0: "Module: canny, Model: control_tiny_canny [' in text
+    assert text.endswith("Hires upscale: 1.5, Hires steps: 2, Hires upscaler: 2x-TinyCompact, Version: esd-server")
 
 
 def test_extra_single_image_with_an_uploaded_upscaler_through_the_api(served, admin_user, models):

@@ -78,8 +78,8 @@ def test_png_carries_a1111_parameters_and_the_info_json(engine, files: JobFiles,
     text = Image.open(io.BytesIO(result.images[0])).text["parameters"]
     checkpoint = models["checkpoint"]
     assert text == (
-        "a cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 6.5, Seed: 7, Size: 64x64, "
-        f"Model hash: {checkpoint.sha256[:10]}, Model: tiny-sd1, Version: esd-server"
+        "a cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 7, "
+        f"Size: 64x64, Model hash: {checkpoint.sha256[:10]}, Model: tiny-sd1, RNG: CPU, Version: esd-server"
     )
     document = result.document()
     info = json.loads(document["info"])

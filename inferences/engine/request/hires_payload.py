@@ -51,6 +51,9 @@ class Hires:
     text: str | None = None  # the hires prompts without their extra-network tags
     negative_text: str | None = None
     checkpoint_name: str | None = None  # hr_checkpoint_name: one of the job's Stable-diffusion models
+    # For the infotext, which A1111 writes from the payload as it came (a plan stored before these had them unset):
+    upscaler_given: bool = False  # hr_upscaler was sent (A1111 names the upscaler only then)
+    sampler_sent: str | None = None  # hr_sampler_name as sent
 
     @property
     def latent(self) -> bool:
@@ -119,6 +122,7 @@ def parse_hires(
         scale=scale,
         resize=(resize_x, resize_y) if resize_x or resize_y else None,
         upscaler=upscaler,
+        upscaler_given=bool(read.data.get("hr_upscaler")),
         upscale_width=to_x,
         upscale_height=to_y,
         truncate_x=truncate_x,
@@ -126,6 +130,7 @@ def parse_hires(
         steps=read.integer("hr_second_pass_steps", 0, 0, limits.max_steps),
         denoising_strength=read.number("denoising_strength", 0.75, 0.0, 1.0),
         sampler=sampler,
+        sampler_sent=sampler_field,
         schedule=schedule,
         schedule_given=schedule_field is not None,
         prompt=_optional(read, "hr_prompt", limits.max_prompt_chars),

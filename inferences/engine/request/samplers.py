@@ -24,6 +24,7 @@ class Sampler:
     discard_penultimate: bool = False  # A1111's discard_next_to_last_sigma: one more step, its next-to-last dropped
     brownian: bool = False  # noise from a Brownian tree seeded with the batch's seeds (DPM++ SDE family)
     second_order: bool = False  # two model evaluations a step: A1111 schedules prompt editing over twice the steps
+    uses_ensd: bool = False  # A1111's `uses_ensd` option: its infotext names ENSD only for these
     arguments: dict[str, Any] = field(default_factory=dict)
     scheduler_class: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -41,13 +42,13 @@ class Sampler:
 
 
 SAMPLERS: dict[str, Sampler] = {
-    "Euler a": Sampler("sample_euler_ancestral"),
+    "Euler a": Sampler("sample_euler_ancestral", uses_ensd=True),
     "Euler": Sampler("sample_euler"),
     "LMS": Sampler("sample_lms"),
     "Heun": Sampler("sample_heun", second_order=True),
     "DPM2": Sampler("sample_dpm_2", "karras", discard_penultimate=True, second_order=True),
-    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_penultimate=True, second_order=True),
-    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras", second_order=True),
+    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_penultimate=True, second_order=True, uses_ensd=True),
+    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras", second_order=True, uses_ensd=True),
     "DPM++ 2M": Sampler("sample_dpmpp_2m", "karras"),
     "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian=True, second_order=True),
     "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian=True),
@@ -55,8 +56,8 @@ SAMPLERS: dict[str, Sampler] = {
         "sample_dpmpp_2m_sde", "exponential", brownian=True, arguments={"solver_type": "heun"}
     ),
     "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_penultimate=True, brownian=True),
-    "DPM fast": Sampler("sample_dpm_fast"),
-    "DPM adaptive": Sampler("sample_dpm_adaptive"),
+    "DPM fast": Sampler("sample_dpm_fast", uses_ensd=True),
+    "DPM adaptive": Sampler("sample_dpm_adaptive", uses_ensd=True),
     "Restart": Sampler("sample_restart", "karras", second_order=True),  # A1111's own, on k-diffusion (ksampling.py)
     "DDIM": Sampler(scheduler_class="DDIMScheduler"),
     "PLMS": Sampler(scheduler_class="PNDMScheduler", overrides={"skip_prk_steps": True}),
@@ -178,13 +179,12 @@ def effective_schedule(name: str, schedule: str | None) -> str:
 
 
 def label(name: str, schedule: str | None) -> tuple[str, str | None]:
-    """What infotexts say: the sampler, and A1111's "Schedule type" (written whenever the schedule is not the
-    model's own uniform one that a sampler without a schedule of its own uses)."""
+    """What infotexts say: the sampler, and A1111's "Schedule type": the label of the schedule a k-diffusion sampler
+    runs (its own for "Automatic", where it has one: DPM++ 2M's Karras), else the payload's (`p.scheduler`), which is
+    "Automatic" when none was asked for (sd_samplers_kdiffusion.py get_sigmas, processing.py create_infotext)."""
     sampler = SAMPLERS[name]
-    if not sampler.k_diffusion:
-        return name, "Karras" if schedule == "karras" else None
-    if schedule is None and sampler.schedule == "uniform":
-        return name, None
+    if not sampler.k_diffusion or (schedule is None and sampler.schedule == "uniform"):
+        return name, SCHEDULE_LABELS[schedule] if schedule else "Automatic"
     return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
 
 
