@@ -22,11 +22,15 @@
 (f) Batching on CPU: four batched jobs (5 images) through `Engine.run_batch`, and one job of batch_size 4, with the
     engine's CPU rule (one UNet call per image: the pictures equal their lone ones on any CPU, invariance.py)
     against whole-batch UNet calls (the CUDA path), alternating. Reports the price of exactness on this CPU.
+(g) A batch-8 job's time outside the denoising loop on the thread that runs the device, before issue 28.1 (its 8
+    pictures PNG-encoded one after another inside the job) and after (the worker's finisher encodes them, in
+    parallel, while that thread runs the next job): the loop is timed around ksampling.sample, alternating runs.
 Not a test: the figures go in docs/benchmarks.md. `--only f` runs one section.
 """
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -46,7 +50,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", default="abcdef", help="the sections to run, e.g. 'f'")
+    parser.add_argument("--only", default="abcdefg", help="the sections to run, e.g. 'f'")
     args = parser.parse_args()
 
     import torch
@@ -74,6 +78,8 @@ def main() -> None:
     engine.run("txt2img", payload, files)  # load, warm up
     if "f" in args.only:
         batching(engine, payload, files, args)
+    if "g" in args.only:
+        outside_the_loop(engine, payload, files, args)
     if not set("abcde") & set(args.only):
         return
     pipe = engine.pipelines.acquire(("0" * 64, None), lambda: (None, 0)).entry.value.base
@@ -221,6 +227,50 @@ def batching(engine: Engine, payload: dict[str, Any], files: JobFiles, args: arg
         print(
             f"    {'':26} one call per image     median {exact_ms:7.1f} ms   ratio {exact_ms / whole_ms:.3f} (the price of exactness)"
         )
+
+
+def outside_the_loop(engine: Engine, payload: dict[str, Any], files: JobFiles, args: argparse.Namespace) -> None:
+    """Row (g): the share of a batch-8 job outside its loop, with the PNG encode in the job and in the finisher."""
+    from inferences.engine.request import images
+    from inferences.engine.sampling import ksampling
+
+    eight = {**payload, "batch_size": 8}
+    sample = ksampling.sample
+    loop: list[float] = []
+
+    def timed_sample(*arguments: Any, **keywords: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return sample(*arguments, **keywords)
+        finally:
+            loop.append(time.perf_counter() - started)
+
+    ksampling.sample = timed_sample  # type: ignore[assignment]
+    before, after, serial, parallel = [], [], [], []
+    try:
+        assert len(engine.run("txt2img", eight, files).images) == 8  # warm
+        for _ in range(args.runs):
+            loop.clear()
+            started = time.perf_counter()
+            result = engine.run("txt2img", eight, files)
+            engine_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            for image, text in result.pictures:  # the old way: one after another, in the job
+                images.png_bytes(image, text)
+            serial.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            images.png_files(result.pictures)
+            parallel.append(time.perf_counter() - started)
+            in_loop = sum(loop)
+            before.append((engine_seconds + serial[-1] - in_loop) / (engine_seconds + serial[-1]))
+            after.append((engine_seconds - in_loop) / engine_seconds)
+    finally:
+        ksampling.sample = sample  # type: ignore[assignment]
+    print(f"(g) a batch-8 job, {args.size}x{args.size}, {args.steps} steps, Euler a, {args.runs} runs (medians)")
+    print(f"    PNG encode of its 8 pictures: serial {statistics.median(serial) * 1000:7.1f} ms, "
+          f"parallel {statistics.median(parallel) * 1000:7.1f} ms ({os.cpu_count()} CPUs)")  # fmt: skip
+    print(f"    outside the loop on the device's thread: before {statistics.median(before):6.1%}  "
+          f"after {statistics.median(after):6.1%} (VAE decode, conditioning, set-up; encode and store: finisher)")  # fmt: skip
 
 
 def extensions(engine: Engine, pipe: Any, payload: dict[str, Any], folder: Path, args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ from django.utils.module_loading import autodiscover_modules
 from dramatiq.middleware import Middleware, TimeLimit
 
 from esd.leases import Heartbeat
-from esd.signals import recover_waiting_work
+from esd.signals import recover_waiting_work, worker_draining
 
 from . import services
 from .models import Endpoint, Worker
@@ -180,6 +180,10 @@ class EndpointWorker:
                 # still leave its queues and deregister, or it would count as alive until its heartbeat expires.
                 logger.warning("Closing the broker connections of %s failed", self.endpoint.name, exc_info=True)
             detach(self._dramatiq)
+        try:
+            worker_draining.send(sender=self.__class__, queues=self.queues)
+        except Exception:
+            logger.exception("Finishing the work %s took on failed", self.endpoint.name)
         for queue in self.queues:
             if _serving.get(queue) is self:
                 del _serving[queue]

@@ -11,3 +11,7 @@ recover_waiting_work = Signal()
 # Sent by the local store when it refuses a presigned PUT that cannot fit (larger than the cap, no room on the disk):
 # the app whose object it was fails it with the reason at once. Arguments: key, reason.
 upload_refused = Signal()
+
+# Sent by a stopping worker once its threads have let go of their messages, before it deregisters: apps finish what
+# they took on beyond a message (a job's pictures still being stored). Arguments: queues.
+worker_draining = Signal()

@@ -34,6 +34,7 @@ def inference_run(job_id: str) -> None:
         job_id=job_id,
         worker=serving.record if serving else None,
         device=serving.device if serving else settings.ESD_SERVE_DEVICE,
+        pipelined=True,  # the pictures are stored while this worker thread takes its next message
     )
 
 

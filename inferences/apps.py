@@ -14,10 +14,12 @@ class InferencesConfig(AppConfig):
 
         register_resource_models("inference", "inferences.inferencejob")
 
-        from esd.signals import recover_waiting_work
+        from esd.signals import recover_waiting_work, worker_draining
+        from inferences.finisher import drain
         from inferences.services import inference_recover
 
         recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")
+        worker_draining.connect(drain, dispatch_uid="inferences.finisher")
 
         from endpoints.autoscaling import register_backlog_source
         from inferences.selectors import endpoint_backlog

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,14 @@ from endpoints.models import Worker
 from esd import shutdown
 from esd.storage import StorageError, get_storage
 
-from . import transitions
+from . import messages, transitions
 from .batching import take_companions
 from .engine.errors import Cancelled, EngineError
 from .engine.request.options import ModelFile
 from .engine.request.plan import JobPlan, plan_from_json
 from .engine.runner import PlannedJob
 from .engine_options import engine_for
+from .finisher import FINISHER
 from .models import InferenceJob, JobState, TaskType
 
 logger = logging.getLogger(__name__)
@@ -109,14 +111,18 @@ def _write_outputs(job: InferenceJob, result: Any) -> list[str]:
     return names
 
 
-def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> None:
+def inference_execute(*, job_id: str, worker: Worker | None, device: str, pipelined: bool = False) -> None:
+    """Run the job of one message (and any batched with it). `pipelined` (a worker's actor): each succeeded job's
+    pictures are stored by the finisher while this thread goes back to the queue; otherwise (commands, tests) they
+    are stored before this returns."""
     with _running_lock:
         if job_id in _running:  # a second message for a job a thread here is running
             logger.info("Job %s is running in this process already; message dropped", job_id)
             return
         _running.add(job_id)
+    handed: set[str] = set()  # jobs the finisher settles (and forgets in _running once it has)
     try:
-        _execute(job_id, worker, device)
+        _execute(job_id, worker, device, handed if pipelined else None)
     except DatabaseError as exc:
         # The database went away mid-job (a restart, a dropped connection). Let go of the job if it can be
         # reached again and have the message retried; if not, the job stays held by this worker, which may claim
@@ -129,10 +135,11 @@ def inference_execute(*, job_id: str, worker: Worker | None, device: str) -> Non
         raise TransientJobError(f"the database was unavailable: {exc}") from exc
     finally:
         with _running_lock:
-            _running.discard(job_id)
+            if job_id not in handed:
+                _running.discard(job_id)
 
 
-def _execute(job_id: str, worker: Worker | None, device: str) -> None:
+def _execute(job_id: str, worker: Worker | None, device: str, handed: set[str] | None) -> None:
     job = claim(job_id, worker)
     if job is None:
         logger.info("Job %s is not waiting (finished, cancelled, deleted or taken); message dropped", job_id)
@@ -141,7 +148,7 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
     with _running_lock:
         _running.update(str(companion.pk) for companion in companions)
     try:
-        _run([job, *companions], worker, device)
+        _run([job, *companions], worker, device, handed)
     except TimeLimitExceeded:
         # dramatiq's watchdog interrupted the run (the job's message carries ESD_INFERENCE_TIME_LIMIT): the jobs
         # still held here fail with the reason, and the message ends here, so the worker goes on serving.
@@ -153,7 +160,9 @@ def _execute(job_id: str, worker: Worker | None, device: str) -> None:
         logger.warning("Job %s: %s", job_id, reason)
     finally:
         with _running_lock:
-            _running.difference_update(str(companion.pk) for companion in companions)
+            _running.difference_update(
+                str(companion.pk) for companion in companions if str(companion.pk) not in (handed or ())
+            )
 
 
 @dataclass
@@ -168,9 +177,10 @@ class _Run:
     failure: Exception | None = None  # reading its plan or files failed (plan is None): it does not reach the engine
 
 
-def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
+def _run(jobs: list[InferenceJob], worker: Worker | None, device: str, handed: set[str] | None = None) -> None:
     """Run the jobs (the claimed one first, then any batched with it) and settle each on its own: one job's bad
-    input or lost file fails or retries that job only."""
+    input or lost file fails or retries that job only. `handed`: the succeeded ones go to the finisher (their ids
+    added to it), which stores their pictures while this thread takes its next message."""
     worker_id = worker.pk if worker else None
     runs = [_prepared(job) for job in jobs]
     engine_started = time.monotonic()
@@ -185,7 +195,19 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str) -> None:
     batch_id = uuid.uuid4()
     for index, run in enumerate(runs):
         outcome = run.failure or next(ran)
-        _settle(run, worker_id, outcome, engine_seconds, batch_id, retry_message=index == 0)
+        if handed is None or isinstance(outcome, BaseException):
+            _settle(run, worker_id, outcome, engine_seconds, batch_id, retry_message=index == 0)
+            continue
+        job_id = str(run.job.pk)
+        handed.add(job_id)
+        finished = partial(_settle, run, worker_id, outcome, engine_seconds, batch_id, retry_message=False,
+                           message_spent=index == 0)  # fmt: skip
+        FINISHER.submit(finished, done=partial(_forget, job_id))
+
+
+def _forget(job_id: str) -> None:
+    with _running_lock:
+        _running.discard(job_id)
 
 
 def _prepared(job: InferenceJob) -> _Run:
@@ -222,11 +244,19 @@ def _local_file(model: ModelFile) -> Path:
 
 
 def _settle(
-    run: _Run, worker_id: Any, outcome: Any, engine_seconds: float, batch_id: uuid.UUID, *, retry_message: bool
+    run: _Run,
+    worker_id: Any,
+    outcome: Any,
+    engine_seconds: float,
+    batch_id: uuid.UUID,
+    *,
+    retry_message: bool,
+    message_spent: bool = False,
 ) -> None:
     """Finish one job from its engine outcome: succeed with its outputs, or fail, cancel or release it.
     `retry_message`: the job whose message is running here; its transient failure retries that message, while
-    a job batched with it is released to its own message or the sweep."""
+    a job batched with it is released to its own message or the sweep. `message_spent`: settled by the finisher
+    after its message was done with: a transient failure sends it again."""
     job_id, job = str(run.job.pk), run.job
     try:
         if isinstance(outcome, Exception):
@@ -259,7 +289,9 @@ def _settle(
         transitions.release(job_id, worker_id)
         if retry_message:
             raise TransientJobError(f"{type(exc).__name__}: {exc}") from exc
-        logger.warning("Job %s (batched) released after %s: %s", job_id, type(exc).__name__, exc)
+        if message_spent:
+            _send_again(job_id)
+        logger.warning("Job %s released after %s: %s", job_id, type(exc).__name__, exc)
         return
     except DatabaseError:
         raise
@@ -273,6 +305,13 @@ def _settle(
             get_storage().delete_prefix(job.result_folder)
         return
     logger.info("Job %s succeeded (%d image(s), %.2f s)", job_id, len(names), timings["run_seconds"])
+
+
+def _send_again(job_id: str) -> None:
+    """A released job whose message was done with gets a new one (a retried message would have run it again)."""
+    job = InferenceJob.objects.select_related("endpoint").filter(pk=job_id, state=JobState.QUEUED).first()
+    if job is not None and job.endpoint is not None:
+        transitions.requeue(job, messages.job_message(job_id, job.endpoint.queue_name), let_go=False)
 
 
 def _fail(job_id: str, worker_id: Any, reason: str) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from dramatiq import Message
 
 from accounts import grants
 from accounts.access import require
@@ -25,10 +24,9 @@ from endpoints.selectors import endpoint_usable_by
 from endpoints.services import endpoint_refresh
 from esd.errors import Invalid, NotFound, Refused, Unavailable
 from esd.leases import PendingMessages
-from esd.queues import enqueue, message_for
 from esd.storage import StorageError, get_storage
 
-from . import completion, selectors, transitions, webhooks
+from . import completion, messages, selectors, transitions, webhooks
 from .engine.errors import EngineError
 from .engine.request.identify import read_entries
 from .engine.request.memory import check_fits, default_budget, machine_memory
@@ -250,7 +248,7 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         raise _refuse(job, exc.message) from exc
     except StorageError as exc:
         raise Unavailable(f"storage is unavailable: {exc}") from exc
-    message = _message(str(job.pk), endpoint.queue_name)
+    message = messages.job_message(str(job.pk), endpoint.queue_name)
     with transaction.atomic():
         started = transitions.start(
             job,
@@ -264,29 +262,10 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
         )
         if not started:  # a concurrent start won
             raise Invalid(f"inference {job.id} has already been started")
-        transaction.on_commit(lambda: _send(str(job.pk), message))
+        transaction.on_commit(lambda: messages.send(str(job.pk), message))
     job.refresh_from_db()
     webhooks.webhook_queue(job, "started")
     return job
-
-
-def _message(job_id: str, queue_name: str) -> Message:
-    # The limit travels with the message, where dramatiq's TimeLimit looks first: the actor's own option is read
-    # once, at import, and a worker should stop a job at the limit in force when it was started.
-    limit = {"time_limit": settings.ESD_INFERENCE_TIME_LIMIT * 1000}
-    return message_for("inference_run", job_id, queue_name=queue_name, options=limit)
-
-
-def _send(job_id: str, message: Message) -> bool:
-    """Send a job's message. A broker that is down does not fail the request: the job stays queued without a
-    message, and the workers' periodic sweep (inference_requeue_lost) sends it again once the broker is back."""
-    try:
-        enqueue(message)
-    except Exception as exc:
-        logger.warning("Could not queue job %s (broker unavailable: %s); it will be queued again", job_id, exc)
-        transitions.unsent(job_id, message)
-        return False
-    return True
 
 
 def inference_wait(*, job: InferenceJob, timeout: float) -> InferenceJob | None:
@@ -369,7 +348,7 @@ def inference_requeue_lost(
                 continue
             if known is not None and job.message_id in known:
                 continue
-        message = _message(str(job.pk), queue_name)
+        message = messages.job_message(str(job.pk), queue_name)
         if transitions.requeue(job, message, let_go=held_here):
             count += 1
     if count:

@@ -32,11 +32,22 @@ if TYPE_CHECKING:
 @dataclass
 class Result:
     task: str
-    images: list[bytes]  # PNG files
+    pictures: list[tuple[Image.Image, str | None]]  # each picture with its infotext (PNG `parameters`), if any
     parameters: dict[str, Any]
     info: dict[str, Any]
     ignored: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    _pngs: list[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def images(self) -> list[bytes]:
+        """The PNG files, encoded once, in parallel, by the thread that first asks: a worker's finisher, so the
+        device goes on to the next job meanwhile (inferences/finisher.py), not the engine's loop."""
+        if self._pngs is None:
+            started = time.perf_counter()
+            self._pngs = images.png_files(self.pictures)
+            self.timings["encode_seconds"] = time.perf_counter() - started
+        return self._pngs
 
     def document(self) -> dict[str, Any]:
         """What ESD stores as `{id}_param.json`: the echoed request and A1111's info JSON string."""
@@ -271,7 +282,7 @@ class Engine:
         progress.step(1, 1)
         return Result(
             task="rembg",
-            images=[images.png_bytes(image)],
+            pictures=[(image, None)],
             parameters=request.parameters,
             info={"model": request.model, "ignored_parameters": request.ignored},
             ignored=request.ignored,
@@ -294,7 +305,7 @@ class Engine:
         html = f"<p>Postprocess upscale to: {upscaled.width}x{upscaled.height}, upscaler: {names}</p>"
         return Result(
             task="extra-single-image",
-            images=[images.png_bytes(upscaled)],
+            pictures=[(upscaled, None)],
             parameters=request.parameters,
             info={"html_info": html, "ignored_parameters": request.ignored},
             ignored=request.ignored,
@@ -322,14 +333,15 @@ class Engine:
 
 
 def _generation_result(request: Generation, acquired: Acquired, generated: Generated) -> Result:
-    pngs = [
-        images.png_bytes(image, text) for image, text in zip(generated.images, generated.infotexts, strict=True)
-    ] + [images.png_bytes(detected) for detected in generated.detected_maps]
+    pictures: list[tuple[Image.Image, str | None]] = [
+        *zip(generated.images, generated.infotexts, strict=True),
+        *((detected, None) for detected in generated.detected_maps),
+    ]
     info = _generation_info(request, acquired.entry.value, generated)
     info["ignored_parameters"] = generated.ignored
     return Result(
         task=request.task,
-        images=pngs,
+        pictures=pictures,
         parameters=request.parameters,
         info=info,
         ignored=generated.ignored,

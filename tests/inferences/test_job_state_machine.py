@@ -6,7 +6,7 @@ every rule that no job ends twice and nothing finished changes again, and after 
 progress has a holder that is really alive (or one the database cannot yet know is dead), or a message waiting for
 it, and that a job asked to stop is ended or held by a worker that will see the flag at its next step.
 
-The broker is modelled, the transitions and sweeps are the project's own: `services._send` puts a message on the
+The broker is modelled, the transitions and sweeps are the project's own: `messages.send` puts a message on the
 model's queue and `pending_messages` reads it, as Redis can be asked (`redis`), or answers None, as the in-process
 broker of `make run` cannot (`memory`: killing the process loses its queue and every message in flight).
 """
@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from endpoints.models import Endpoint, EndpointStatus, Worker
 from esd import leases
-from inferences import execution, services, transitions
+from inferences import execution, messages, services, transitions
 from inferences.models import HELD, InferenceJob, JobState, JobStatus
 from tests.helpers import state_machine_settings
 
@@ -113,7 +113,7 @@ class JobStateMachine(RuleBasedStateMachine):
     def start(self, pick: int) -> None:
         job = InferenceJob.objects.filter(pk=self.jobs[pick % len(self.jobs)]).first()
         if job is not None:
-            message = services._message(str(job.pk), self.endpoint.queue_name)
+            message = messages.job_message(str(job.pk), self.endpoint.queue_name)
             if transitions.start(job, self.endpoint, message, prompt="", ignored=[], plan={}):
                 self.send(str(job.pk), message)
         self.after_sweep = False
@@ -258,8 +258,8 @@ def test_the_job_state_machine_under_random_interleavings(db, admin_user, monkey
             machines.append(self)
 
     Machine.broker_kind, Machine.owner = broker_kind, admin_user
-    # the broker is the model's: at start (services._send) and in the sweeps (esd.leases)
-    monkeypatch.setattr(services, "_send", lambda job_id, message: machines[-1].send(job_id, message))
+    # the broker is the model's: at start (messages.send) and in the sweeps (esd.leases)
+    monkeypatch.setattr(messages, "send", lambda job_id, message: machines[-1].send(job_id, message))
     monkeypatch.setattr(leases, "enqueue", lambda message: machines[-1].send(message.args[0], message))
     monkeypatch.setattr(leases, "pending_messages", lambda queue_name: machines[-1].pending(queue_name))
     real_ended = transitions._ended
@@ -286,7 +286,7 @@ def test_a_job_whose_server_was_killed_before_its_worker_looked_dead_is_queued_a
     settings.ESD_REQUEUE_AFTER_SECONDS = 0
     JobStateMachine.broker_kind, JobStateMachine.owner = "memory", admin_user
     machine = JobStateMachine()
-    monkeypatch.setattr(services, "_send", machine.send)
+    monkeypatch.setattr(messages, "send", machine.send)
     monkeypatch.setattr(leases, "enqueue", lambda message: machine.send(message.args[0], message))
     monkeypatch.setattr(leases, "pending_messages", machine.pending)
     monkeypatch.setattr(execution, "running_here", lambda: [job for w in machine.alive() for job in w.holds])
