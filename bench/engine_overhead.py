@@ -319,7 +319,9 @@ def extensions(engine: Engine, pipe: Any, payload: dict[str, Any], folder: Path,
             generator=torch.Generator("cpu").manual_seed(1234),
         ).images[0].save(io.BytesIO(), format="PNG")  # fmt: skip
 
-    engine_ms, plain_ms = _alternate(args.runs, lambda: engine.run("txt2img", controlled, files).images, plain_controlnet)
+    engine_ms, plain_ms = _alternate(
+        args.runs, lambda: engine.run("txt2img", controlled, files).images, plain_controlnet
+    )
     print(f"(d) one ControlNet unit (canny) {args.size}x{args.size}, {args.steps} steps, {args.runs} alternating runs")
     print(f"    diffusers StableDiffusionControlNetPipeline median {plain_ms:7.1f} ms")
     print(
