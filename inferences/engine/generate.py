@@ -15,6 +15,7 @@ from PIL import Image
 
 from .errors import Cancelled, EngineError, first_line
 from .features.controlnet import PreparedUnit, prepare_units
+from .features.preprocessors import extension_numpy_seed
 from .features.upscalers import resize_with
 from .infotext import infotext
 from .models.loading import LoadedModel
@@ -370,7 +371,8 @@ def _k_diffusion_images(
     keep = None if mask is None else _latent_keep(mask, shape).to(first.device)
     units = prepare_units(
         request.control_units, models.controlnets, lambda file: tools.controlnet(file, model),
-        request.init_images, request.width, request.height, seed,
+        request.init_images, request.width, request.height,
+        extension_numpy_seed(seed, request.seed, request.subseed),
     )  # fmt: skip
     hires = request.hires
     second_steps = (hires.steps or request.steps) if hires is not None and hires.denoising_strength > 0 else 0

@@ -134,7 +134,7 @@ def detect(module: str, image: Image.Image, **overrides: object) -> np.ndarray:
     """The module's map of `image` at the preprocessor's own thresholds unless `overrides` set them."""
     spec = {**unit(module=module, image=png_b64(image), threshold_a=-1, threshold_b=-1), **overrides}
     [parsed] = parse_controlnet(with_units(spec), "txt2img", LIMITS)[0]
-    return np.asarray(preprocessors.detect(parsed, parsed.image, 64, 64, seed=1234)).astype(int)
+    return np.asarray(preprocessors.detect(parsed, parsed.image, 64, 64, numpy_seed=1234)).astype(int)
 
 
 def test_every_weight_free_preprocessor_has_a_test_here() -> None:
@@ -160,6 +160,14 @@ def test_invert_turns_dark_lines_on_white_into_white_on_black() -> None:
     image = drawing()
     result = detect("invert", image, processor_res=80)
     assert np.array_equal(result, 255 - np.asarray(image))
+
+
+def test_invert_works_at_the_inputs_own_size() -> None:
+    """The extension's PreprocessorInvert returns `255 - HWC3(input_image)` and takes no resolution
+    (scripts/preprocessor/model_free_preprocessors.py, 56cec5b): a small processor_res changes nothing."""
+    image = drawing((150, 90))
+    result = detect("invert", image, processor_res=64)
+    assert result.shape == (90, 150, 3) and np.array_equal(result, 255 - np.asarray(image))
 
 
 def test_scribble_xdog_is_binary_with_lines_where_the_drawing_has_them() -> None:
@@ -196,6 +204,42 @@ def test_blur_gaussian_smooths_by_its_sigma() -> None:
 def test_lineart_standard_marks_the_lines_of_a_drawing() -> None:
     result = detect("lineart_standard", drawing(), processor_res=80)
     assert result[12, 40].max() > 100 and result[35, 45].max() == 0 and result[2, 2].max() == 0
+
+
+def extension_shuffle(image: np.ndarray, resolution: int, seed: int, subseed: int, first_seed: int) -> np.ndarray:
+    """sd-webui-controlnet 56cec5b, transcribed: set_numpy_seed (scripts/controlnet.py: -1 → all_seeds[0], others
+    max(x, 0), their sum & 0xFFFFFFFF into np.random.seed), PreprocessorShuffle (resize_image_with_pad, then
+    remove_pad, then ContentShuffleDetector: make_noise_disk(H, W, 1, 256) twice from np.random.uniform, cv2.remap)."""
+    state = np.random.RandomState(
+        ((first_seed if seed == -1 else max(seed, 0)) + (first_seed if subseed == -1 else max(subseed, 0))) & 0xFFFFFFFF
+    )
+    padded, remove_pad = preprocessors.resize_with_pad(image, resolution)
+    picture = remove_pad(padded)
+    height, width = picture.shape[:2]
+
+    def noise_disk() -> np.ndarray:
+        noise = state.uniform(low=0, high=1, size=((height // 256) + 2, (width // 256) + 2, 1))
+        noise = cv2.resize(noise, (width + 512, height + 512), interpolation=cv2.INTER_CUBIC)[
+            256 : 256 + height, 256 : 256 + width
+        ]
+        noise -= np.min(noise)
+        noise /= np.max(noise)
+        return noise[:, :, None]
+
+    flow = np.concatenate([noise_disk() * float(width - 1), noise_disk() * float(height - 1)], axis=2)
+    return cv2.remap(picture, flow.astype(np.float32), None, cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize(
+    ("seed", "subseed", "first_seed"), [(1234, -1, 1234), (-1, -1, 777), (5, 99, 5), (4294967295, 7, 4294967295)]
+)
+def test_shuffle_is_the_extensions_for_the_payloads_seeds(seed: int, subseed: int, first_seed: int) -> None:
+    image = red_disc((96, 80))
+    [parsed] = parse_controlnet(with_units(unit(module="shuffle", processor_res=72)), "txt2img", LIMITS)[0]
+    numpy_seed = preprocessors.extension_numpy_seed(first_seed, seed, subseed)
+    ours = np.asarray(preprocessors.detect(parsed, image, 64, 64, numpy_seed))
+    expected = extension_shuffle(np.asarray(image), 72, seed, subseed, first_seed)
+    assert ours.shape == expected.shape == (72, 86, 3) and np.array_equal(ours, expected)
 
 
 def test_shuffle_rearranges_the_pictures_own_pixels_by_the_seed() -> None:

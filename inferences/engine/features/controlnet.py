@@ -97,7 +97,7 @@ def prepare_units(
     init_images: list[Image.Image],
     width: int,
     height: int,
-    seed: int,
+    numpy_seed: int,
 ) -> list[PreparedUnit]:
     """Load each enabled unit's model (`load(file)`, cached by the caller) and detect its map; a unit of an img2img
     job without an image of its own takes the first init image, as the extension does."""
@@ -106,6 +106,6 @@ def prepare_units(
         if unit.weight == 0:
             continue  # a unit at weight 0 adds nothing; skipping it keeps the picture bit-identical to none
         picture = unit.image if unit.image is not None else init_images[0]
-        detected = preprocessors.detect(unit, picture, width, height, seed)
+        detected = preprocessors.detect(unit, picture, width, height, numpy_seed)
         prepared.append(PreparedUnit(unit, load(file), file, detected))
     return prepared

@@ -55,10 +55,10 @@ def canny(image: Map, resolution: int, low: float, high: float) -> Map:
     return remove_pad(cv2.Canny(padded, low, high))
 
 
-def invert(image: Map, resolution: int) -> Map:
-    """ "invert (from white bg & black line)": line art drawn dark on white, as ControlNet's models expect it."""
-    padded, remove_pad = resize_with_pad(image, resolution)
-    return remove_pad(255 - padded)
+def invert(image: Map) -> Map:
+    """ "invert (from white bg & black line)": line art drawn dark on white, as ControlNet's models expect it. At the
+    input's own size, as the extension's PreprocessorInvert (it takes no resolution); the map is fitted after."""
+    return 255 - hwc3(image)
 
 
 def scribble_xdog(image: Map, resolution: int, threshold: float) -> Map:
@@ -104,7 +104,7 @@ def lineart_standard(image: Map, resolution: int) -> Map:
     return remove_pad(intensity.clip(0, 255).astype(np.uint8))
 
 
-def _noise_disk(height: int, width: int, factor: int, rng: np.random.Generator) -> Map:
+def _noise_disk(height: int, width: int, factor: int, rng: np.random.RandomState) -> Map:
     coarse = rng.uniform(low=0, high=1, size=((height // factor) + 2, (width // factor) + 2))
     noise: Map = cv2.resize(coarse, (width + 2 * factor, height + 2 * factor), interpolation=cv2.INTER_CUBIC)
     noise = noise[factor : factor + height, factor : factor + width]
@@ -113,16 +113,25 @@ def _noise_disk(height: int, width: int, factor: int, rng: np.random.Generator) 
     return noise[:, :, None]
 
 
-def shuffle(image: Map, resolution: int, seed: int) -> Map:
-    """The extension's ContentShuffleDetector: the picture remapped through a smooth random flow. Its random state
-    is seeded with the job's seed, so a job repeats (the extension draws from numpy's global state)."""
+def shuffle(image: Map, resolution: int, numpy_seed: int) -> Map:
+    """The extension's ContentShuffleDetector: the picture (resized, its padding cut off first) remapped through a
+    smooth random flow drawn from numpy's legacy generator seeded with `numpy_seed` (extension_numpy_seed)."""
     padded, remove_pad = resize_with_pad(image, resolution)
-    height, width = padded.shape[:2]
-    rng = np.random.default_rng(seed)
+    picture = remove_pad(padded)
+    height, width = picture.shape[:2]
+    rng = np.random.RandomState(numpy_seed)  # np.random.seed + np.random.uniform, as the extension draws them
     x = _noise_disk(height, width, 256, rng) * float(width - 1)
     y = _noise_disk(height, width, 256, rng) * float(height - 1)
     flow = np.concatenate([x, y], axis=2).astype(np.float32)
-    return remove_pad(cv2.remap(padded, flow, None, cv2.INTER_LINEAR))
+    return cv2.remap(picture, flow, None, cv2.INTER_LINEAR)
+
+
+def extension_numpy_seed(first_seed: int, seed: int, subseed: int) -> int:
+    """The extension's set_numpy_seed: the payload's seed and subseed (each -1 taken as the job's first image seed,
+    a negative one as 0) added, kept to 32 bits. `first_seed`: A1111's all_seeds[0]."""
+    chosen = first_seed if seed == -1 else max(seed, 0)
+    sub = first_seed if subseed == -1 else max(subseed, 0)
+    return (chosen + sub) & 0xFFFFFFFF
 
 
 def pixel_perfect_resolution(image: Map, width: int, height: int, resize_mode: int) -> int:
@@ -133,8 +142,9 @@ def pixel_perfect_resolution(image: Map, width: int, height: int, resize_mode: i
     return int(np.round(chosen * float(min(raw_h, raw_w))))
 
 
-def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, seed: int) -> Image.Image:
-    """The unit's detected map of `picture` for a `width` x `height` generation, as an RGB picture."""
+def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, numpy_seed: int) -> Image.Image:
+    """The unit's detected map of `picture` for a `width` x `height` generation, as an RGB picture; `numpy_seed`
+    seeds the preprocessors that draw random numbers (shuffle), as extension_numpy_seed makes it."""
     image = hwc3(np.asarray(picture.convert("RGBA" if "A" in picture.getbands() else "RGB")))
     resolution = (
         pixel_perfect_resolution(image, width, height, unit.resize_mode) if unit.pixel_perfect else unit.processor_res
@@ -148,7 +158,7 @@ def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, see
     elif module == "canny":
         result = canny(image, resolution, a, b)
     elif module == "invert":
-        result = invert(image, resolution)
+        result = invert(image)
     elif module == "scribble_xdog":
         result = scribble_xdog(image, resolution, a)
     elif module == "threshold":
@@ -160,7 +170,7 @@ def detect(unit: ControlUnit, picture: Image.Image, width: int, height: int, see
     elif module == "lineart_standard":
         result = lineart_standard(image, resolution)
     elif module == "shuffle":
-        result = shuffle(image, resolution, seed)
+        result = shuffle(image, resolution, numpy_seed)
     else:  # parse_controlnet lets no other name through
         raise ValueError(f"unknown preprocessor {module}")
     return Image.fromarray(hwc3(result))
