@@ -346,7 +346,7 @@ def unit_pictures(unit: torch.Tensor) -> list[Image.Image]:
 
 def _control(units: list[PreparedUnit], run: ModelRun, size: tuple[int, int], steps: int, second: bool) -> Any:
     dtype = ksampling.parameter_dtype(run.pipe.unet)
-    active = [unit.active(*size, run.device, dtype) for unit in units if unit.runs_in(second)]
+    active = [unit.active(*size, run.device, dtype, second_pass=second) for unit in units if unit.runs_in(second)]
     return ksampling.ControlPass(active, steps) if active else None
 
 

@@ -254,6 +254,73 @@ def test_shuffle_rearranges_the_pictures_own_pixels_by_the_seed() -> None:
     assert np.abs(line - 250).max() < 4
 
 
+def extension_high_quality_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """sd-webui-controlnet 56cec5b's high_quality_resize for a 3-channel binary map, transcribed (scripts/controlnet.py
+    and scripts/lvminthin.py): one-pixel edges when an erode-dilate opening removes more than half the white
+    entries; bicubic up; channel mean; nake_nms; Otsu; lvmin_thin (32 rounds of 8 hit-or-miss kernels, then one of 8
+    pruning kernels when enlarged)."""
+
+    def turns(*raw: list[list[int]]) -> list[np.ndarray]:
+        arrays = [np.array(kernel, dtype=np.int32) for kernel in raw]
+        return [np.rot90(kernel, k=k, axes=(0, 1)) for k in range(4) for kernel in arrays]
+
+    kernels = turns([[-1, -1, -1], [0, 1, 0], [1, 1, 1]], [[0, -1, -1], [1, 1, -1], [0, 1, 0]])
+    prunings = turns([[-1, -1, -1], [-1, 1, -1], [0, 0, -1]], [[-1, -1, -1], [-1, 1, -1], [-1, 0, 0]])
+
+    def one_round(y: np.ndarray, patterns: list[np.ndarray]) -> bool:
+        done = True
+        for kernel in patterns:
+            objects = np.where(cv2.morphologyEx(y, cv2.MORPH_HITMISS, kernel) > 127)
+            y[objects] = 0
+            done = done and objects[0].shape[0] == 0
+        return done
+
+    xc = cv2.dilate(cv2.erode(x, np.ones((3, 3), np.uint8), iterations=1), np.ones((3, 3), np.uint8), iterations=1)
+    assert np.where(xc < x)[0].shape[0] * 2 > np.where(x > 127)[0].shape[0]  # one-pixel edges
+    y = cv2.resize(x, size, interpolation=cv2.INTER_CUBIC)
+    y = np.mean(y.astype(np.float32), axis=2).clip(0, 255).astype(np.uint8)
+    nms = np.zeros_like(y)
+    for f in ([[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [0, 1, 0], [0, 1, 0]], [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+              [[0, 0, 1], [0, 1, 0], [1, 0, 0]]):  # fmt: skip
+        np.putmask(nms, cv2.dilate(y, kernel=np.array(f, dtype=np.uint8)) == y, y)
+    _, y = cv2.threshold(nms, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    for _ in range(32):
+        if one_round(y, kernels):
+            break
+    one_round(y, prunings)
+    return np.stack([y] * 3, axis=2)
+
+
+def test_an_enlarged_map_of_one_pixel_edges_is_thinned_as_the_extension_thins_it() -> None:
+    edges = cv2.Canny(np.asarray(red_disc((60, 48))), 100, 200)
+    small = np.stack([edges] * 3, axis=2)
+    fitted = np.asarray(preprocessors.fit(Image.fromarray(small), 150, 120, resize_mode=0))
+    assert np.array_equal(fitted, extension_high_quality_resize(small, (150, 120)))
+    assert set(np.unique(fitted)) == {0, 255}
+    plain = cv2.resize(small, (150, 120), interpolation=cv2.INTER_CUBIC).mean(axis=2).astype(np.uint8)
+    _, banded = cv2.threshold(plain, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    assert np.count_nonzero(fitted[:, :, 0]) < np.count_nonzero(banded) * 0.75  # a band thinned back to lines
+
+
+@pytest.mark.parametrize(
+    ("module", "mode", "first", "second"),
+    [("canny", "Balanced", False, True), ("threshold", "Balanced", False, False), ("none", "Balanced", False, False),
+     ("invert", "My prompt is more important", True, True)],
+)  # fmt: skip
+def test_canny_and_mlsd_units_inject_softly_in_the_hires_pass(module, mode, first, second) -> None:
+    """sd-webui-controlnet's hook.py (56cec5b): in a hires fix's second pass a unit whose preprocessor's name holds
+    'canny' or 'mlsd' takes the soft scales (0.825 ** (12 - i)) whatever its control mode; elsewhere only a control
+    mode other than Balanced does."""
+    import torch
+
+    from inferences.engine.features.controlnet import PreparedUnit
+
+    [parsed] = parse_controlnet(with_units(unit(module=module, control_mode=mode)), "txt2img", LIMITS)[0]
+    prepared = PreparedUnit(parsed, model=None, file=None, detected=red_disc((64, 64)))  # type: ignore[arg-type]
+    passes = [prepared.active(64, 64, torch.device("cpu"), torch.float32, second_pass=hires) for hires in (False, True)]
+    assert [active.soft for active in passes] == [first, second]
+
+
 def test_pixel_perfect_sizes_the_map_for_the_generation() -> None:
     image = np.zeros((80, 96, 3), dtype=np.uint8)
     assert preprocessors.pixel_perfect_resolution(image, 128, 128, resize_mode=1) == 128  # cover: max ratio

@@ -68,9 +68,13 @@ class PreparedUnit:
     file: ModelFile
     detected: Image.Image
 
-    def active(self, width: int, height: int, device: torch.device, dtype: torch.dtype) -> ActiveControl:
+    def active(
+        self, width: int, height: int, device: torch.device, dtype: torch.dtype, *, second_pass: bool = False
+    ) -> ActiveControl:
         """The unit for one pass at `width` x `height`: the map fitted to that size, as a [1, 3, H, W] tensor in
-        0..1 (ControlNet's hint is not normalised to -1..1)."""
+        0..1 (ControlNet's hint is not normalised to -1..1). Soft injection as the extension's hook.py decides it:
+        a control mode other than Balanced, or a Canny or MLSD unit in a hires fix's second pass, where the extension
+        forces it ("significantly reduces artifacts")."""
         fitted = preprocessors.fit(self.detected, width, height, self.unit.resize_mode)
         hint = torch.from_numpy(np.asarray(fitted.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
         return ActiveControl(
@@ -79,9 +83,13 @@ class PreparedUnit:
             weight=self.unit.weight,
             start=self.unit.guidance_start,
             end=self.unit.guidance_end,
-            soft=self.unit.control_mode != 0,
+            soft=self.unit.control_mode != 0 or (second_pass and self.forced_soft_in_hires),
             cond_only=self.unit.control_mode == 2,
         )
+
+    @property
+    def forced_soft_in_hires(self) -> bool:
+        return "canny" in self.unit.module or "mlsd" in self.unit.module
 
     def runs_in(self, second_pass: bool) -> bool:
         """Whether it guides the first pass or a hires fix's second (the unit's hr_option)."""

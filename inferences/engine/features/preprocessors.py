@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..request.controlnet_payload import ControlUnit
+from . import thinning
 
 Map = np.ndarray
 
@@ -202,10 +203,16 @@ def fit(detected: Image.Image, width: int, height: int, resize_mode: int) -> Ima
 def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
     """The extension's high_quality_resize: nearest for maps of few colours (segmentation-like), area when
     shrinking, bicubic when enlarging; a black-and-white map (edges, scribbles) is thresholded back to black and
-    white (Otsu), so it stays binary. (The extension also thins one-pixel edges after an enlargement; not here.)"""
+    white (Otsu), so it stays binary, and a map of one-pixel edges (most of its white pixels gone by an opening) is
+    thinned back to one-pixel edges (thinning.py), its spurs pruned when it was enlarged."""
     pixels = np.asarray(image.convert("RGB"))
     colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
-    binary = colours == 2 and pixels.min() < 16 and pixels.max() > 240
+    binary = bool(colours == 2 and pixels.min() < 16 and pixels.max() > 240)
+    one_pixel_edges = False
+    if binary:
+        square = np.ones((3, 3), dtype=np.uint8)
+        opened = cv2.dilate(cv2.erode(pixels, square, iterations=1), square, iterations=1)
+        one_pixel_edges = bool(np.count_nonzero(opened < pixels) * 2 > np.count_nonzero(pixels > 127))
     if 2 < colours < 200:
         method = cv2.INTER_NEAREST
     elif width * height < image.width * image.height:
@@ -215,6 +222,10 @@ def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
     resized = cv2.resize(pixels, (width, height), interpolation=method)
     if binary:
         grey = np.mean(resized.astype(np.float32), axis=2).clip(0, 255).astype(np.uint8)
+        if one_pixel_edges:
+            grey = thinning.suppress_non_maxima(grey)
         _, grey = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        if one_pixel_edges:
+            grey = thinning.thin(grey, prune=width * height > image.width * image.height)
         resized = np.stack([grey] * 3, axis=2)
     return Image.fromarray(resized)
