@@ -4,8 +4,9 @@
 CUDA); both compile whole graphs (`fullgraph=True`, so a graph break is an error here, not a silent slowdown) for
 fixed shapes. A new shape is a new compilation, so the UNet's batch is padded to the next bucket (2, 4, 8, ...):
 batch sizes 1 to 32 cost six graphs per picture size, not 32. Padding repeats the last row, and the padded rows are
-dropped. On CPU every call holds one image's rows (invariance.py), so a lone job and a batch pad alike. The VAE decodes one image at a time (slicing),
-so it needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation
+dropped. On CPU every call holds one image's rows (invariance.py), so a lone job and a batch pad alike. A compiled VAE
+decoder decodes one image at a time (slicing; uncompiled on CUDA it takes as many as free memory holds), so it
+needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation
 of its own; unloading it brings the first graph back from the cache (tests/inferences/test_compile.py counts them).
 """
 

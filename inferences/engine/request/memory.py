@@ -113,6 +113,19 @@ def parameter_count(header: dict[str, dict[str, object]]) -> int:
     return total
 
 
+def vae_decode_bytes(pixels: int, vae_width: int, dtype_bytes: int) -> int:
+    """One image's VAE decode working set (VAE_FACTOR, measured by bench/memory_estimate.py)."""
+    return VAE_FACTOR * pixels * vae_width * dtype_bytes
+
+
+def decode_rows(images: int, per_image: int, free: int | None) -> int:
+    """How many images one VAE decode call takes: as many as `free` bytes hold at `per_image` each, at least one and
+    at most all; one where free memory is not known (issue 28.2)."""
+    if free is None or per_image <= 0:
+        return 1
+    return max(1, min(images, free // per_image))
+
+
 @dataclass(frozen=True)
 class Estimate:
     weights: int
@@ -156,7 +169,7 @@ def estimate(
     return Estimate(
         weights=(model.parameters + extra_parameters) * dtype_bytes,
         unet=UNET_FACTOR * 2 * batch_size * (pixels // 64) * model.unet_width * dtype_bytes,
-        vae=VAE_FACTOR * decoded * model.vae_width * dtype_bytes,
+        vae=vae_decode_bytes(decoded, model.vae_width, dtype_bytes),
         tiled=tiled,
         upscale=upscale,
     )
