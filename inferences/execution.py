@@ -199,10 +199,11 @@ def _run(jobs: list[InferenceJob], worker: Worker | None, device: str, handed: s
             _settle(run, worker_id, outcome, engine_seconds, batch_id, retry_message=index == 0)
             continue
         job_id = str(run.job.pk)
-        handed.add(job_id)
         finished = partial(_settle, run, worker_id, outcome, engine_seconds, batch_id, retry_message=False,
                            message_spent=index == 0)  # fmt: skip
+        # handed over once submitted (a time limit may interrupt the wait for room): the finisher forgets it then
         FINISHER.submit(finished, done=partial(_forget, job_id))
+        handed.add(job_id)
 
 
 def _forget(job_id: str) -> None:

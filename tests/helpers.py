@@ -225,3 +225,14 @@ def state_machine_settings() -> Any:
         derandomize=not os.environ.get("ESD_STATE_MACHINE_RANDOM"),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
+
+
+def migrate(targets: list[tuple[str, str]]) -> Any:
+    """Migrate the test database to `targets` (app, migration) and return the historical models' registry there
+    (for data-migration tests: rows made the old way, read the new way)."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps

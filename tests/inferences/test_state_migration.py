@@ -2,9 +2,9 @@
 from it; run on jobs in every old combination, and back (issue 27.3)."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+
+from tests.helpers import migrate
 
 BEFORE = [("inferences", "0007_job_plan")]
 AFTER = [
@@ -21,12 +21,6 @@ CASES = [
     (("failed", True, False, False), "failed", "failed"),
     (("failed", False, True, True), "cancelled", "failed"),
 ]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,9 +2,9 @@
 objects made the old way, and back."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+
+from tests.helpers import migrate
 
 # accounts last: going back, the grant migrations (which read users) run before accounts loses its new column
 BEFORE = [
@@ -19,12 +19,6 @@ AFTER = [
     for node in MigrationLoader(None, ignore_no_migrations=True).graph.leaf_nodes()
     if node[0] in ("accounts", "checkpoints", "endpoints", "inferences")
 ]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)
