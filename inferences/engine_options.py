@@ -27,6 +27,7 @@ def engine_options(device: str = "cpu") -> EngineOptions:
         device=device,
         dtype=settings.ESD_ENGINE_DTYPE,
         compile=settings.ESD_ENGINE_COMPILE,
+        compile_cache=settings.ESD_DATA_DIR / "torch-compile",
         fuse_qkv=settings.ESD_ENGINE_FUSE_QKV,
         vae_tiling=settings.ESD_ENGINE_VAE_TILING,
         cache_bytes=settings.ESD_PIPELINE_CACHE_BYTES,

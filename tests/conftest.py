@@ -29,6 +29,7 @@ SLOW_MODULES = {
     "esd/test_walkthrough.py",
     "inferences/test_api.py",
     "inferences/test_compile.py",
+    "inferences/test_compile_cache.py",
     "inferences/test_recovery.py",
     "security/test_fuzz.py",
     "test_bench_smoke.py",

@@ -12,6 +12,8 @@ of its own; unloading it brings the first graph back from the cache (tests/infer
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,18 +25,37 @@ BUCKETS = (2, 4, 8, 16, 32, 64, 128)
 GRAPHS_PER_MODULE = 64  # dynamo's cache per compiled frame: buckets x picture sizes x LoRA sets kept compiled
 
 
-def compile_pipeline(pipe: Any, mode: str, backend: str = "inductor") -> None:
-    """Compile the UNet and the VAE decoder in place (the modules keep their names: LoRA loading still maps)."""
+def compile_pipeline(pipe: Any, mode: str, backend: str = "inductor", cache: Path | None = None) -> None:
+    """Compile the UNet and the VAE decoder in place (the modules keep their names: LoRA loading still maps); with
+    inductor, the compiled graphs are kept in `cache` (use_compile_cache)."""
     if mode not in MODES:
         raise EngineError(f"ESD_ENGINE_COMPILE must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "off":
         return
+    if backend == "inductor" and cache is not None:
+        use_compile_cache(cache)
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, GRAPHS_PER_MODULE)
     options: dict[str, Any] = {"fullgraph": True, "dynamic": False, "backend": backend}
     if backend == "inductor":
         options["mode"] = mode
     pipe.unet.compile(**options)
     pipe.vae.decoder.compile(**options)
+
+
+def use_compile_cache(folder: Path) -> None:
+    """Keep inductor's compiled graphs (its FX graph cache, the AOTAutograd cache and Triton's kernels) in `folder`,
+    so that a restarted worker loads what an earlier run compiled instead of compiling again (issue 28.3: a
+    compiled worker's first job waited 20 s). Dynamo still traces each graph (a second or so); the code generation
+    and the C++/Triton compilation are what the cache saves. Set before the process's first compilation: inductor
+    reads the folder from the environment when it first needs it."""
+    import torch._functorch.config
+    import torch._inductor.config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    os.environ.setdefault("TRITON_CACHE_DIR", str(folder / "triton"))
+    torch._inductor.config.fx_graph_cache = True
+    torch._functorch.config.enable_autograd_cache = True
 
 
 def is_compiled(module: Any) -> bool:

@@ -58,7 +58,7 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
         pipe.vae.enable_tiling()
     if device.type == "cuda" and options.fuse_qkv:
         pipe.fuse_qkv_projections()  # one projection GEMM instead of three per attention (loras() unfuses)
-    compile_pipeline(pipe, options.compile, options.compile_backend)
+    compile_pipeline(pipe, options.compile, options.compile_backend, options.compile_cache)
     return pipe
 
 

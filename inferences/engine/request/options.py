@@ -15,6 +15,9 @@ class EngineOptions:
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32
     compile: str = "off"  # torch.compile of the UNet and VAE decoder: off, default or max-autotune (compiling.py)
     compile_backend: str = "inductor"  # tests count compilations with "eager"
+    # where compiled graphs are kept across restarts (inductor's FX graph and AOTAutograd caches); None: torch's own
+    # temporary folder, which a container's restart loses
+    compile_cache: Path | None = None
     fuse_qkv: bool = True  # CUDA: fused attention QKV projections
     vae_tiling: bool = False  # decode large images in tiles to bound memory
     cache_bytes: int = 8 * 1024**3  # pipeline cache budget per worker process
