@@ -61,7 +61,7 @@ def start(
     batch_key: str = "",
     image_count: int = 0,
 ) -> bool:
-    """created → inProgress, bound to `endpoint`, with its plan and the message that will run it. False: it had
+    """created → queued, bound to `endpoint`, with its plan and the message that will run it. False: it had
     started."""
     now = timezone.now()
     return bool(
