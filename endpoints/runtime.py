@@ -20,7 +20,7 @@ from django.utils.module_loading import autodiscover_modules
 from dramatiq.middleware import Middleware, TimeLimit
 
 from esd.leases import Heartbeat
-from esd.signals import recover_waiting_work, worker_draining
+from esd.signals import recover_waiting_work, worker_draining, worker_starting
 
 from . import services
 from .models import Endpoint, Worker
@@ -122,6 +122,10 @@ class EndpointWorker:
 
     def start(self) -> None:
         load_actors()
+        try:
+            worker_starting.send(sender=self.__class__, endpoint=self.endpoint, device=self.device)
+        except Exception:  # a failed warm-up costs the first job its time, never the worker
+            logger.exception("Getting %s's worker ready failed; it starts cold", self.endpoint.name)
         for queue in self.queues:
             self.broker.declare_queue(queue)
         self.broker.add_middleware(self._jobs)

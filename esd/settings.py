@@ -327,6 +327,19 @@ ESD_ENGINE_VAE_TILING = env.bool("ESD_ENGINE_VAE_TILING", default=False)  # deco
 # worker; 0: the machine's memory (a CUDA worker: its device's) less 10 %, at least 1 GiB
 ESD_WORKER_MEMORY_BYTES = env.int("ESD_WORKER_MEMORY_BYTES", default=0)
 ESD_MAX_IMAGE_SIDE = env.int("ESD_MAX_IMAGE_SIDE", default=2048)  # width/height cap of generated images
+# Sizes a worker generates once at start, before it reports itself live, with the checkpoint its endpoint last ran
+# (the model loaded, and compiled graphs made or loaded for each size): "512x512,1024x1024"; empty: no warm-up.
+ESD_ENGINE_WARMUP: list[tuple[int, int]] = []
+for _size in env.list("ESD_ENGINE_WARMUP", default=[]):
+    _width, _, _height = _size.strip().lower().partition("x")
+    if not (_width.isdigit() and _height.isdigit()) or not all(
+        64 <= int(side) <= ESD_MAX_IMAGE_SIDE and int(side) % 8 == 0 for side in (_width, _height)
+    ):
+        raise ImproperlyConfigured(
+            f"ESD_ENGINE_WARMUP: {_size.strip()!r} is not a size; give WIDTHxHEIGHT, comma-separated, each side a "
+            f"multiple of 8 from 64 to {ESD_MAX_IMAGE_SIDE} (e.g. 512x512,1024x1024)"
+        )
+    ESD_ENGINE_WARMUP.append((int(_width), int(_height)))
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
 ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
 # report: payload keys the engine does not honour are listed in ignored_parameters; refuse: such a job is refused

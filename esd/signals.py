@@ -12,6 +12,10 @@ recover_waiting_work = Signal()
 # the app whose object it was fails it with the reason at once. Arguments: key, reason.
 upload_refused = Signal()
 
+# Sent by a starting worker before it takes a message or registers (reports itself live): apps get it ready (the
+# engine's warm-up). Arguments: endpoint, device.
+worker_starting = Signal()
+
 # Sent by a stopping worker once its threads have let go of their messages, before it deregisters: apps finish what
 # they took on beyond a message (a job's pictures still being stored). Arguments: queues.
 worker_draining = Signal()

@@ -14,12 +14,14 @@ class InferencesConfig(AppConfig):
 
         register_resource_models("inference", "inferences.inferencejob")
 
-        from esd.signals import recover_waiting_work, worker_draining
+        from esd.signals import recover_waiting_work, worker_draining, worker_starting
         from inferences.finisher import drain
         from inferences.services import inference_recover
+        from inferences.warmup import warm_up
 
         recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")
         worker_draining.connect(drain, dispatch_uid="inferences.finisher")
+        worker_starting.connect(warm_up, dispatch_uid="inferences.warmup")
 
         from endpoints.autoscaling import register_backlog_source
         from inferences.selectors import endpoint_backlog

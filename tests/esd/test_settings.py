@@ -88,6 +88,8 @@ def test_environment_overrides(tmp_path):
         ({"ESD_STORAGE": "ftp"}, "ESD_STORAGE must be"),
         ({"ESD_INSTANCE_QUOTAS": "ml.g5.2xlarge=eight"}, "ESD_INSTANCE_QUOTAS: each quota must be a whole number"),
         ({"ESD_TRUSTED_PROXIES": "10.0.0.300"}, "ESD_TRUSTED_PROXIES: "),
+        ({"ESD_ENGINE_WARMUP": "512x512,1024"}, "ESD_ENGINE_WARMUP: '1024' is not a size"),
+        ({"ESD_ENGINE_WARMUP": "500x512"}, "each side a multiple of 8 from 64 to 2048"),
     ],
 )
 def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, fragment):
