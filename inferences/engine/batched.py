@@ -116,7 +116,7 @@ def generate_together(
                     seeds=seeds,
                     subseeds=subseeds,
                     infotexts=[
-                        infotext(request, model, model.vae, seed, k, lora_hashes, subseed=subseeds[k], control_notes=[])
+                        infotext(request, model, model.vae, seed, lora_hashes, subseed=subseeds[k], control_notes=[])
                         for k, seed in enumerate(seeds)
                     ],
                     seconds=time.perf_counter() - started,

@@ -180,7 +180,7 @@ def generate(
         for index, image_seed in enumerate(result.seeds):
             result.infotexts.append(
                 infotext(
-                    request, model, model.vae, image_seed, index, lora_hashes, subseed=result.subseeds[index],
+                    request, model, model.vae, image_seed, lora_hashes, subseed=result.subseeds[index],
                     control_notes=result.control_notes, hires_model=hires_model,
                 )
             )  # fmt: skip
@@ -245,8 +245,8 @@ def generate(
             result.images += output
             step_base += pipe.num_timesteps
         vae_file = model.vae
-        for index, image_seed in enumerate(result.seeds):
-            result.infotexts.append(infotext(request, model, vae_file, image_seed, index, networks.lora_hashes))
+        for image_seed in result.seeds:
+            result.infotexts.append(infotext(request, model, vae_file, image_seed, networks.lora_hashes))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -34,7 +34,6 @@ def infotext(
     model: LoadedModel,
     vae: ModelFile | None,
     seed: int,
-    index: int,
     lora_hashes: list[str],
     subseed: int | None = None,
     control_notes: list[str] | None = None,
@@ -153,6 +152,5 @@ def _hires_schedule_type(request: Generation) -> str | None:
         return None
     _, second = label(sampler, schedule)
     first = label(request.sampler, request.schedule)[1] if SAMPLERS[request.sampler].k_diffusion else None
-    if second == "Automatic":
-        return None
-    return second if second != (first if first != "Automatic" else None) else None
+    # "Automatic" runs no schedule function (nothing written); the first pass's label is not written twice
+    return None if second in ("Automatic", first) else second

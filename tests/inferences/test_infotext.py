@@ -133,7 +133,7 @@ CASES = [
         "a batch writes no Batch size or Batch pos",
         "txt2img",
         base(batch_size=2),
-        {"seed": 1235, "index": 1},
+        {"seed": 1235},  # the second image's
         f"a cat\n{HEAD.replace('1234', '1235')}{MODEL_FIELDS}, {TAIL}",
     ),
     (
@@ -239,7 +239,6 @@ def test_the_infotext_is_a1111s(task, payload, context, expected):
         context.get("model", MODEL),
         context.get("vae"),
         context.get("seed", 1234),
-        context.get("index", 0),
         context.get("lora_hashes", []),
         subseed=context.get("subseed"),
         control_notes=context.get("control_notes"),
