@@ -2,14 +2,14 @@
 
 Every route-level permission rule of the ESD API and the admin is a row of NEEDS: which permission strings let a
 user do it (any one of them; `resource:all` satisfies each of its resource's), and ESD's answer to a user who holds
-none (the kind of refusal and its message, as esd-behaviour.md §3 has them). Services and selectors call `require`
-with the action's name where their actor is known (the API's actor may come from a body field in esd-1.4 mode, and
-ESD answers some checks before others, so the point in the flow is the action's), and the admin asks `allowed` for
-what it offers: the rule itself lives only here. Object-level rules (owning a checkpoint, seeing a job) stay with
-the objects' apps (their grants and `may_change`), built on `holds`.
+none (the kind of refusal and its message, as esd-behaviour.md §3 has them). Services, selectors and the API's
+request helpers call `require` with the action's name where their actor is known (the API's actor may come from a
+body field in esd-1.4 mode, and ESD answers some checks before others, so the point in the flow is the action's);
+the admin reaches the same rules through those services. The rule itself lives only here. Object-level rules
+(owning a checkpoint, seeing a job) stay with the objects' apps (their grants and `may_change`), built on `holds`.
 
-tests/accounts/test_permission_matrix.py and tests/security prove the cells; tests/test_layers.py holds that no view
-checks a permission string by hand.
+tests/accounts/test_permission_matrix.py and tests/security prove the cells; tests/accounts/test_access.py holds
+that every row is enforced and that no view, admin class or request helper checks a permission string by hand.
 """
 
 from dataclasses import dataclass
@@ -96,11 +96,6 @@ NEEDS: dict[str, Need] = {
         ("GET /checkpoints, /endpoints, /inferences ?username= naming another user, in token mode",),
     ),
 }
-
-
-def allowed(user: User, action: str) -> bool:
-    """Whether `user` may do `action` (a key of NEEDS)."""
-    return NEEDS[action].met_by(user)
 
 
 def require(user: User, action: str, **details: str) -> None:
