@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ class Finisher:
                 try:
                     done()
                 finally:
-                    close_old_connections()
                     connection.close()  # this thread's connection: finisher threads outlive any one job
                     self._room.release()
 
