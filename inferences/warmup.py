@@ -15,6 +15,7 @@ from checkpoints.models import CheckpointFile
 from endpoints.models import Endpoint
 
 from .engine.request.options import JobFiles, ModelFile
+from .engine.request.plan import planned_checkpoint
 from .engine_options import engine_for
 from .models import InferenceJob, JobState
 
@@ -29,9 +30,9 @@ def last_checkpoint(endpoint: Endpoint) -> CheckpointFile | None:
         .values_list("plan", flat=True)[:20]
     )
     for plan in plans:
-        named = ((plan or {}).get("models") or {}).get("checkpoint") or {}
-        if isinstance(named, dict) and named.get("name"):
-            file = CheckpointFile.objects.filter(name=named["name"], sha256=named.get("sha256", "")).first()
+        planned = planned_checkpoint(plan)
+        if planned is not None:
+            file = CheckpointFile.objects.filter(name=planned.name, sha256=planned.sha256).first()
             if file is not None:
                 return file
     return None

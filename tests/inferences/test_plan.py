@@ -13,7 +13,15 @@ from inferences.engine.request import plan as plan_module
 from inferences.engine.request.identify import header_entries
 from inferences.engine.request.limits import Limits
 from inferences.engine.request.options import JobFiles
-from inferences.engine.request.plan import BLOB_CHARS, PLAN_VERSION, PlanError, plan_from_json, plan_job, plan_to_json
+from inferences.engine.request.plan import (
+    BLOB_CHARS,
+    PLAN_VERSION,
+    PlanError,
+    plan_from_json,
+    plan_job,
+    plan_to_json,
+    planned_checkpoint,
+)
 from inferences.models import InferenceJob
 
 from .conftest import png_b64, red_disc, txt2img
@@ -110,3 +118,16 @@ def test_a_job_started_before_plans_fails_with_its_reason(site):
     execution.inference_execute(job_id=job_id, worker=None, device="cpu")
     job = InferenceJob.objects.get(pk=job_id)
     assert job.status == "failed" and "the job has no plan" in job.error and "start it again" in job.error
+
+
+def test_a_stored_plans_checkpoint_reads_back_without_its_blobs(models):
+    """What a worker's warm-up asks of its endpoint's last job (inferences/warmup.py): the plan's checkpoint, read
+    from the row alone, even when the plan has blobs (a long prompt)."""
+    files = JobFiles(checkpoint=models["checkpoint"])
+    plan = plan_job("txt2img", txt2img(prompt="fur, " * 3500), files, Limits(load_images=False), header_of)
+    document, blobs = stored(plan)
+    assert blobs  # the long prompt is a blob, which planned_checkpoint never fetches
+    assert planned_checkpoint(document) == plan.models.checkpoint == models["checkpoint"]
+    assert planned_checkpoint({**document, "version": PLAN_VERSION + 1}) is None
+    assert planned_checkpoint({**document, "models": {"checkpoint": {"name": 3}}}) is None
+    assert planned_checkpoint(None) is None and planned_checkpoint({"version": PLAN_VERSION}) is None

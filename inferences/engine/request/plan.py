@@ -32,7 +32,7 @@ from .images import INPUT_FORMATS, SOURCE, load_image, source_bytes
 from .job_models import JobModels, resolve_models
 from .limits import Limits
 from .memory import MemoryNeeds, memory_needs
-from .options import JobFiles
+from .options import JobFiles, ModelFile
 from .payload import Generation, Removal, Upscale, parse_request
 
 if typing.TYPE_CHECKING:
@@ -109,6 +109,25 @@ def plan_from_json(data: Any, get_blob: GetBlob) -> JobPlan:
         raise PlanError(f"the job's plan does not load ({exc}); create and start the job again") from exc
     assert isinstance(plan, JobPlan)
     return plan
+
+
+def planned_checkpoint(data: Any) -> ModelFile | None:
+    """The checkpoint file a stored plan picked, read without its blobs (a worker's warm-up asks it of its endpoint's
+    last job); None for a plan of another version, of a job without a checkpoint, or one that does not load."""
+    if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
+        return None
+    models = data.get("models")
+    try:
+        file = _Decoder(_no_blob).value(
+            models.get("checkpoint") if isinstance(models, dict) else None, ModelFile | None
+        )
+    except (PlanError, KeyError, TypeError, ValueError):
+        return None
+    return file if isinstance(file, ModelFile) else None
+
+
+def _no_blob(name: str) -> bytes:
+    raise PlanError("a checkpoint's record holds no blob")
 
 
 def _blob_name(data: bytes, kind: str) -> str:
