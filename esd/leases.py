@@ -41,16 +41,18 @@ class Lease(Generic[M]):
     def claim(self, pk: Any, *, also: Q | None = None, where: Q | None = None, **changes: Any) -> bool:
         """Become the one run holding row `pk` (free, or matching `also`: held by the caller already; and `where`,
         if given), writing `changes`, which hold the lease. False: someone else holds it, or it waits for nothing."""
-        holders = self.free() | also if also is not None else self.free()
-        rows = self.model._default_manager.filter(holders, self.waiting, pk=pk)
+        rows = self.model._default_manager.filter(self._unheld(also), self.waiting, pk=pk)
         return bool((rows.filter(where) if where is not None else rows).update(**changes))
 
     def lost(self, rows: QuerySet[M], *, older_than: float, also: Q | None = None) -> QuerySet[M]:
         """Rows of `rows` that wait with no live holder (or match `also`), untouched for `older_than` seconds: the
         sweep's candidates. Whether their message is lost is the broker's to say (PendingMessages)."""
-        holders = self.free() | also if also is not None else self.free()
         cutoff = timezone.now() - timedelta(seconds=older_than)
-        return rows.filter(holders, self.waiting, updated_at__lt=cutoff)
+        return rows.filter(self._unheld(also), self.waiting, updated_at__lt=cutoff)
+
+    def _unheld(self, also: Q | None) -> Q:
+        """The rows no live run holds, and those `also` adds (the caller's own)."""
+        return self.free() | also if also is not None else self.free()
 
     def resend(
         self, row: M, message: dramatiq.Message, *, unsent: Callable[[], object] | None = None, **changes: Any
