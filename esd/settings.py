@@ -340,6 +340,11 @@ for _size in env.list("ESD_ENGINE_WARMUP", default=[]):
             f"multiple of 8 from 64 to {ESD_MAX_IMAGE_SIDE} (e.g. 512x512,1024x1024)"
         )
     ESD_ENGINE_WARMUP.append((int(_width), int(_height)))
+# A job's live preview (the admin's job and Generate pages): A1111's "Approx cheap" picture every this many steps (and
+# at most twice a second); 0: off
+ESD_PREVIEW_EVERY = env.int("ESD_PREVIEW_EVERY", default=5)
+if ESD_PREVIEW_EVERY < 0:
+    raise ImproperlyConfigured(f"ESD_PREVIEW_EVERY must be 0 (off) or a number of steps, not {ESD_PREVIEW_EVERY}")
 ESD_MAX_STEPS = env.int("ESD_MAX_STEPS", default=150)
 ESD_MAX_IMAGES_PER_JOB = env.int("ESD_MAX_IMAGES_PER_JOB", default=16)  # batch_size x n_iter
 # report: payload keys the engine does not honour are listed in ignored_parameters; refuse: such a job is refused

@@ -1,6 +1,7 @@
 """Admin for inference jobs: status, live progress, thumbnails, prompt, model, endpoint, durations; a job page
 with its images; cancel and delete; and the Generate page, which runs a job as the logged-in person."""
 
+import base64
 import json
 from typing import Any
 
@@ -16,12 +17,13 @@ from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 
 from esd.admin_helpers import CheckedDeletionMixin, VisibleChoicesFilter, actor_of, report
-from esd.errors import Forbidden, Refused
+from esd.errors import Forbidden, Invalid, Refused
 from esd.storage import get_storage
 
 from . import selectors, services
 from .api.serializers import image_urls
-from .forms import GenerateForm, remembered, settings_of_job
+from .engine.request.images import png_parameters
+from .forms import GalleryForm, GenerateForm, remembered, settings_from_infotext, settings_of_job
 from .models import InferenceJob
 
 LAST_SETTINGS = "esd_generate_settings"  # the session's copy of a person's last Generate settings
@@ -85,6 +87,7 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     actions = ["cancel_jobs", "delete_jobs"]
     change_form_template = "admin/inferences/inferencejob/change_form.html"  # type: ignore[misc]
     change_list_template = "admin/inferences/inferencejob/change_list.html"
+    gallery_page = 24  # jobs' pictures per gallery page
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InferenceJob]:
         jobs = super().get_queryset(request)
@@ -112,6 +115,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                  name="inferences_inferencejob_cancel"),
             path("<uuid:job_id>/again/", self.admin_site.admin_view(self.again_view),
                  name="inferences_inferencejob_again"),
+            path("generate/png-info/", self.admin_site.admin_view(self.png_info_view), name="inferences_png_info"),
+            path("gallery/", self.admin_site.admin_view(self.gallery_view), name="inferences_gallery"),
         ]  # fmt: skip
         return own + super().get_urls()
 
@@ -277,10 +282,14 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
     # --- the Generate page and live progress ------------------------------------------------------------------
 
     def generate_view(self, request: HttpRequest) -> HttpResponse:
+        """The studio: settings on the left, the running job's preview and then its pictures on the right. The
+        page's script posts the form for JSON (`Accept: application/json`) and stays; without a script the post
+        goes on to the job's page."""
         actor = actor_of(request)
         form = GenerateForm(
             request.POST or None, request.FILES or None, user=actor, initial=self._generate_initial(request)
         )
+        wants_json = "application/json" in request.headers.get("Accept", "")
         if request.method == "POST" and form.is_valid():
             try:
                 job = services.inference_submit(
@@ -293,8 +302,12 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                 form.add_error(None, exc.message)
             else:
                 request.session[LAST_SETTINGS] = remembered(form.cleaned_data)
+                if wants_json:
+                    return JsonResponse(self._job_links(job) | {"endpoint": job.endpoint_name}, status=201)
                 self.message_user(request, f"Job {job.id} started on {job.endpoint_name}.", messages.SUCCESS)
                 return redirect(reverse("admin:inferences_inferencejob_change", args=[job.pk]))
+        if request.method == "POST" and wants_json:
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
         context = {
             **self.admin_site.each_context(request),
             "title": "Generate",
@@ -303,6 +316,64 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
             "has_checkpoints": bool(form.checkpoint_names),
         }
         return TemplateResponse(request, "admin/inferences/generate.html", context)
+
+    @staticmethod
+    def _job_links(job: InferenceJob) -> dict[str, str]:
+        return {
+            "job": str(job.pk),
+            "page_url": reverse("admin:inferences_inferencejob_change", args=[job.pk]),
+            "progress_url": reverse("admin:inferences_inferencejob_progress", args=[job.pk]),
+            "cancel_url": reverse("admin:inferences_inferencejob_cancel", args=[job.pk]),
+        }
+
+    def png_info_view(self, request: HttpRequest) -> JsonResponse:
+        """A1111's PNG Info → "Send to txt2img": a dropped picture's infotext as the Generate form's values (POST,
+        the picture as `image`), with the fields the form cannot take listed."""
+        upload = request.FILES.get("image")
+        if request.method != "POST" or upload is None:
+            return JsonResponse({"error": "Post a PNG as `image`."}, status=400)
+        text = png_parameters(upload.read(settings.ESD_MAX_PAYLOAD_BYTES + 1))
+        if text is None:
+            return JsonResponse(
+                {"error": "This picture carries no generation parameters (A1111 writes them in a PNG's "
+                          "`parameters` text; a picture saved again by another program may have lost them)."},
+                status=400,
+            )  # fmt: skip
+        values, unmapped = settings_from_infotext(text, GenerateForm(user=actor_of(request)))
+        return JsonResponse({"values": values, "unmapped": unmapped, "infotext": text})
+
+    def gallery_view(self, request: HttpRequest) -> HttpResponse:
+        """The viewer's pictures, newest first, keyset-paged, filtered by model, sampler, endpoint, date and (for
+        those who see every job) user; each links to its job."""
+        actor = actor_of(request)
+        everyone = selectors.sees_every_job(actor)
+        choices = selectors.gallery_choices(selectors.gallery_jobs(viewer=actor, where=selectors.GalleryFilter()))
+        form = GalleryForm(request.GET or None, choices=choices, everyone=everyone)
+        where = form.filter() if form.is_valid() else selectors.GalleryFilter()
+        jobs = selectors.gallery_jobs(viewer=actor, where=where)
+        try:
+            page, after = selectors.keyset_page(
+                jobs, limit=self.gallery_page, start_key=request.GET.get("after") or None
+            )
+        except Invalid:
+            page, after = selectors.keyset_page(jobs, limit=self.gallery_page, start_key=None)
+        tiles = [
+            (job, url, name)
+            for job in page
+            for url, name in list(zip(image_urls(job), job.image_names, strict=True))[: job.image_count or None]
+        ]
+        following = request.GET.copy()
+        following["after"] = after or ""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Gallery",
+            "opts": self.model._meta,
+            "form": form,
+            "tiles": tiles,
+            "everyone": everyone,
+            "next_query": following.urlencode() if after else "",
+        }
+        return TemplateResponse(request, "admin/inferences/gallery.html", context)
 
     def _generate_initial(self, request: HttpRequest) -> dict[str, Any]:
         """Where Generate starts: a job's settings (its page's "Edit settings", `?from=<id>`), else the person's
@@ -364,6 +435,8 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         job = self.get_queryset(request).filter(pk=job_id).first()
         if job is None:
             return JsonResponse({"error": "not found"}, status=404)
+        preview = bytes(job.preview) if job.preview and not job.finished else b""
+        info = self._info(job) if job.finished else {}
         return JsonResponse(
             {
                 "status": self.status_label(job),
@@ -373,5 +446,11 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
                 "total": job.progress_total,
                 "error": job.error,
                 "images": image_urls(job),
+                "names": job.image_names,
+                # pictures first, ControlNet's detected maps after them (as on the job's page)
+                "pictures": len(info.get("infotexts") or job.image_names),
+                "infotexts": info.get("infotexts") or [],
+                "preview": f"data:image/jpeg;base64,{base64.b64encode(preview).decode()}" if preview else None,
+                **self._job_links(job),
             }
         )

@@ -47,19 +47,36 @@ class TransientJobError(Exception):
 
 
 class JobProgress:
-    """The engine's step callback: progress on the row (throttled) and the row's cancel flag."""
+    """The engine's step callback: progress on the row (throttled), the row's cancel flag, and the live preview
+    (every ESD_PREVIEW_EVERY steps, at most one per PROGRESS_WRITE_SECONDS, never after the last step)."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, preview_every: int | None = None) -> None:
         self.job_id = job_id
+        self.preview_every = settings.ESD_PREVIEW_EVERY if preview_every is None else preview_every
         self._written = 0.0
+        self._previewed = float("-inf")
         self._checked = 0.0
         self._cancelled = False
+        self._total = 0
 
     def step(self, done: int, total: int) -> None:
+        self._total = total
         now = time.monotonic()
         if done >= total or now - self._written >= PROGRESS_WRITE_SECONDS:
             self._written = now
             InferenceJob.objects.filter(pk=self.job_id).update(progress_step=done, progress_total=total)
+
+    def wants_preview(self, done: int) -> bool:
+        return (
+            self.preview_every > 0
+            and done % self.preview_every == 0
+            and done < self._total
+            and time.monotonic() - self._previewed >= PROGRESS_WRITE_SECONDS
+        )
+
+    def preview(self, picture: bytes) -> None:
+        self._previewed = time.monotonic()
+        InferenceJob.objects.filter(pk=self.job_id, state=JobState.RUNNING).update(preview=picture)
 
     def cancelled(self) -> bool:
         if shutdown.interrupted.is_set():  # the process is stopping past its grace: stop here, put back after

@@ -9,9 +9,11 @@ from accounts.models import User
 from checkpoints.models import Checkpoint, CheckpointType
 
 from . import selectors
+from .engine.errors import EngineError
 from .engine.request.controlnet_payload import PREPROCESSORS
 from .engine.request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
-from .engine.request.samplers import NAMES
+from .engine.request.infotext_reader import parse_infotext
+from .engine.request.samplers import NAMES, SAMPLERS, SCHEDULE_LABELS, resolve_sampler
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
 
@@ -50,6 +52,14 @@ class GenerateForm(forms.Form):
     seed = forms.IntegerField(min_value=-1, max_value=2**32 - 1, initial=-1, help_text="-1: random.")
     batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)
     init_image = forms.ImageField(required=False, help_text="Image to image: the starting picture.")
+    mask = forms.CharField(
+        required=False, widget=forms.HiddenInput, help_text="Image to image: what the canvas painted (a PNG data URL)."
+    )
+    inpainting_fill = forms.TypedChoiceField(
+        choices=[(0, "fill"), (1, "original"), (2, "latent noise"), (3, "latent nothing")], coerce=int, initial=1,
+        label="Masked content", required=False,
+    )  # fmt: skip
+    mask_blur = forms.IntegerField(min_value=0, max_value=64, initial=4, label="Mask blur", required=False)
     denoising_strength = forms.FloatField(
         min_value=0, max_value=1, initial=0.75, required=False, help_text="Image to image, and the hires fix's pass."
     )
@@ -85,25 +95,24 @@ class GenerateForm(forms.Form):
         ]
         upscalers = [*LATENT_UPSCALERS, *PIXEL_UPSCALERS, *_names(user, CheckpointType.UPSCALER)]
         self.fields["hr_upscaler"].choices = [(name, name) for name in upscalers]  # type: ignore[attr-defined]
+        # the extra networks' pickers: what a prompt may name (A1111's tags use the file's stem)
+        self.lora_names = [name.rsplit(".", 1)[0] for name in _names(user, CheckpointType.LORA)]
+        self.embedding_names = [name.rsplit(".", 1)[0] for name in _names(user, CheckpointType.EMBEDDINGS)]
         endpoints = selectors.usable_endpoints(user=user, inference_type="Async")
         self.on_cpu = bool(endpoints) and all(selectors.runs_on_cpu(endpoint) for endpoint in endpoints)
         if self.on_cpu:
             for name, value in CPU_DEFAULTS.items():
                 self.fields[name].initial = value
 
+    # The studio's folding sections (generate.html lays out the other fields)
     SECTIONS = (
-        ("", None),
         ("ControlNet", ("controlnet_model", "controlnet_image", "controlnet_module", "controlnet_weight")),
         ("Hires fix", ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps")),
     )
 
     def sections(self) -> list[tuple[str, list[Any]]]:
-        """The fields in the page's fieldsets: the generation, then ControlNet, then the hires fix."""
-        grouped = {name for _, names in self.SECTIONS if names for name in names}
-        return [
-            (title, [self[name] for name in names] if names else [field for field in self if field.name not in grouped])
-            for title, names in self.SECTIONS
-        ]
+        """The folding sections: ControlNet, then the hires fix."""
+        return [(title, [self[name] for name in names]) for title, names in self.SECTIONS]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -113,6 +122,10 @@ class GenerateForm(forms.Form):
             self.add_error("controlnet_image", "A ControlNet unit needs an image to follow.")
         if data.get("enable_hr") and data.get("task") != "txt2img":
             self.add_error("enable_hr", "The hires fix is for text to image (as in A1111).")
+        if data.get("mask"):
+            data["mask"] = _data_url_png(data["mask"])
+            if data["mask"] is None:
+                self.add_error("mask", "The mask is not a PNG picture; paint it again.")
         return data
 
     def models(self) -> dict[str, list[str]]:
@@ -147,6 +160,10 @@ class GenerateForm(forms.Form):
         if data["task"] == "img2img":
             payload["init_images"] = [_base64(data["init_image"])]
             payload["denoising_strength"] = data.get("denoising_strength") or 0.75
+            if data.get("mask"):  # as ESD clients send it: white where the picture is painted again
+                payload["mask"] = data["mask"]
+                payload["inpainting_fill"] = 1 if data.get("inpainting_fill") is None else data["inpainting_fill"]
+                payload["mask_blur"] = 4 if data.get("mask_blur") is None else data["mask_blur"]
         if data.get("controlnet_model"):
             unit: dict[str, Any] = {
                 "enabled": True,
@@ -176,6 +193,44 @@ def _names(user: User, kind: str) -> list[str]:
     )
 
 
+def _data_url_png(value: str) -> str | None:
+    """A canvas's `data:image/png;base64,...` as the payload's base64, or None when it is not a PNG."""
+    prefix = "data:image/png;base64,"
+    if not value.startswith(prefix):
+        return None
+    encoded = value[len(prefix) :]
+    try:
+        head = base64.b64decode(encoded[:16], validate=True)
+    except ValueError:
+        return None
+    return encoded if head.startswith(b"\x89PNG") else None
+
+
+class GalleryForm(forms.Form):
+    """The gallery's filters; each offers the values the viewer's pictures have."""
+
+    model = forms.ChoiceField(required=False)
+    sampler = forms.ChoiceField(required=False)
+    endpoint = forms.ChoiceField(required=False)
+    user = forms.CharField(required=False, max_length=150)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, choices: dict[str, list[str]], everyone: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, column in (("model", "model_name"), ("sampler", "sampler_name"), ("endpoint", "endpoint_name")):
+            self.fields[name].choices = [("", "any"), *((value, value) for value in choices[column])]  # type: ignore[attr-defined]
+        if not everyone:
+            del self.fields["user"]
+
+    def filter(self) -> selectors.GalleryFilter:
+        data = self.cleaned_data
+        return selectors.GalleryFilter(
+            model=data.get("model") or "", sampler=data.get("sampler") or "", endpoint=data.get("endpoint") or "",
+            user=data.get("user") or "", since=data.get("since"), until=data.get("until"),
+        )  # fmt: skip
+
+
 def _base64(upload: Any) -> str:
     upload.seek(0)
     return base64.b64encode(upload.read()).decode()
@@ -203,3 +258,82 @@ def settings_of_job(payload: dict[str, Any], task: str, checkpoint: str | None) 
     if checkpoint:
         values["checkpoint"] = checkpoint
     return values
+
+
+# A1111 infotext labels -> the Generate form's fields (A1111's paste fields for txt2img: ui.py, processing_scripts)
+PASTED = {
+    "Prompt": "prompt", "Negative prompt": "negative_prompt", "Steps": "steps", "CFG scale": "cfg_scale",
+    "Seed": "seed", "Size-1": "width", "Size-2": "height", "Batch size": "batch_size",
+    "Denoising strength": "denoising_strength", "Hires upscale": "hr_scale", "Hires upscaler": "hr_upscaler",
+    "Hires steps": "hr_second_pass_steps",
+}  # fmt: skip
+# Read with another field, or only describing the picture: not "unmapped"
+CONSUMED = {"Sampler", "Schedule type", "Model", "Model hash", "Version"}
+
+
+def settings_from_infotext(text: str, form: GenerateForm) -> tuple[dict[str, Any], list[str]]:
+    """A1111's PNG Info → "Send to txt2img": the form's values from a picture's infotext, and the fields it could not
+    map ("Key: value"), so the person knows what the form leaves out."""
+    fields = parse_infotext(text)
+    values: dict[str, Any] = {}
+    unmapped: list[str] = []
+    for label, value in fields.items():
+        name = PASTED.get(label)
+        if name is None:
+            if label not in CONSUMED:
+                unmapped.append(f"{label}: {value}")
+            continue
+        field = form.fields[name]
+        try:
+            cleaned = field.clean(field.to_python(value))
+        except forms.ValidationError as exc:
+            unmapped.append(f"{label}: {value} ({' '.join(exc.messages)})")
+            continue
+        values[name] = cleaned
+    if "Sampler" in fields:
+        sampler = _sampler_choice(fields["Sampler"], fields.get("Schedule type"))
+        if sampler is None:
+            unmapped.append(f"Sampler: {fields['Sampler']}")
+        else:
+            values["sampler"] = sampler
+    # A1111 turns the hires fix on when the infotext has a denoising strength and a hires field
+    values["enable_hr"] = "Denoising strength" in fields and any(
+        key in fields for key in ("Hires upscale", "Hires upscaler", "Hires resize-1")
+    )
+    if values["enable_hr"] or "Denoising strength" not in fields:
+        values["task"] = "txt2img"
+    if "Model" in fields:
+        checkpoint = _checkpoint_choice(fields["Model"], fields.get("Model hash", ""), form)
+        if checkpoint is None:
+            unmapped.append(f"Model: {fields['Model']} (not among the checkpoints you may use)")
+        else:
+            values["checkpoint"] = checkpoint
+    return values, unmapped
+
+
+def _sampler_choice(name: str, schedule: str | None) -> str | None:
+    """The form's sampler for A1111's Sampler and Schedule type fields: the name alone where the schedule is the
+    sampler's own (or Automatic), else the legacy name that carries it ("DPM++ 2M Karras"); None: not offered."""
+    try:
+        canonical, chosen = resolve_sampler(name, schedule)
+    except EngineError:
+        return None
+    sampler = SAMPLERS[canonical]
+    if chosen is None or (sampler.k_diffusion and chosen == sampler.schedule):
+        return canonical
+    legacy = f"{canonical} {SCHEDULE_LABELS[chosen]}"
+    return legacy if legacy in NAMES else None
+
+
+def _checkpoint_choice(model: str, model_hash: str, form: GenerateForm) -> str | None:
+    """The person's checkpoint the infotext's `Model` names (its file stem, as A1111 writes it), or its hash."""
+    by_stem = {name.rsplit(".", 1)[0]: name for name in form.checkpoint_names}
+    if model in by_stem:
+        return by_stem[model]
+    if model_hash:
+        usable = selectors.usable_checkpoints(user=form.user, type=CheckpointType.STABLE_DIFFUSION)
+        for checkpoint in usable:
+            for file in checkpoint.files.all():
+                if file.sha256.startswith(model_hash.lower()) and file.name in form.checkpoint_names:
+                    return str(file.name)
+    return None

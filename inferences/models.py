@@ -96,6 +96,9 @@ class InferenceJob(TimeStampedModel):
     used_models = models.JSONField(default=dict, blank=True)
     payload_url = models.TextField(blank=True, help_text="The presigned upload URL handed out at creation.")
     prompt = models.TextField(blank=True, help_text="From the payload, for lists and search.")
+    # what the job runs, from its plan at start, for the gallery's filters
+    model_name = models.CharField(max_length=255, blank=True, help_text="The checkpoint file it runs.")
+    sampler_name = models.CharField(max_length=64, blank=True, help_text="A1111's sampler name it runs.")
     start_time = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (empty: not held).")
     worker = models.ForeignKey(
@@ -112,6 +115,9 @@ class InferenceJob(TimeStampedModel):
     error = models.TextField(blank=True, help_text="ESD's sagemakerRaw on failure: the reason.")
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
+    # the live preview while it runs (a small JPEG, ESD_PREVIEW_EVERY); dropped when it succeeds, kept when it fails or
+    # is cancelled (where it stopped)
+    preview = models.BinaryField(null=True, blank=True, editable=False)
     timings = models.JSONField(default=dict, blank=True)
     ignored_parameters = models.JSONField(default=list, blank=True)
     # Dynamic batching (inferences/batching.py): queued jobs of one endpoint with the same key may share one

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -26,7 +26,7 @@ from esd.errors import Invalid
 
 from .engine.errors import EngineError
 from .engine.request.options import JobFiles, ModelFile
-from .models import HELD, IN_PROGRESS, InferenceJob, InferenceType, JobState, JobStatus
+from .models import HELD, IN_PROGRESS, InferenceJob, InferenceType, JobState, JobStatus, TaskType
 
 
 def sees_every_job(viewer: User) -> bool:
@@ -105,6 +105,49 @@ def keyset_page(
     if len(page) > limit:
         return page[:limit], encode_key(page[limit - 1])
     return page, None
+
+
+@dataclass(frozen=True)
+class GalleryFilter:
+    """The gallery's filters (empty: any)."""
+
+    model: str = ""
+    sampler: str = ""
+    endpoint: str = ""
+    user: str = ""  # a creator's username: only for viewers who see every job
+    since: date | None = None
+    until: date | None = None  # inclusive
+
+
+def gallery_jobs(*, viewer: User, where: GalleryFilter) -> QuerySet[InferenceJob]:
+    """The succeeded generations with pictures that `viewer` may see, filtered; newest first through keyset_page."""
+    jobs = visible_jobs(
+        viewer,
+        InferenceJob.objects.filter(
+            status=JobStatus.SUCCEED, task_type__in=(TaskType.TXT2IMG, TaskType.IMG2IMG)
+        ).exclude(image_names=[]),
+    ).select_related("created_by")
+    if where.model:
+        jobs = jobs.filter(model_name=where.model)
+    if where.sampler:
+        jobs = jobs.filter(sampler_name=where.sampler)
+    if where.endpoint:
+        jobs = jobs.filter(endpoint_name=where.endpoint)
+    if where.user and sees_every_job(viewer):
+        jobs = jobs.filter(created_by__username=where.user)
+    if where.since:
+        jobs = jobs.filter(created_at__date__gte=where.since)
+    if where.until:
+        jobs = jobs.filter(created_at__date__lte=where.until)
+    return jobs
+
+
+def gallery_choices(jobs: QuerySet[InferenceJob]) -> dict[str, list[str]]:
+    """The values the gallery's filters offer: those its visible pictures have."""
+    return {
+        field: sorted(value for value in jobs.order_by().values_list(field, flat=True).distinct() if value)
+        for field in ("model_name", "sampler_name", "endpoint_name")
+    }
 
 
 def usable_checkpoints(*, user: User, type: str, name: str | None = None) -> list[Checkpoint]:

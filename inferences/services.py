@@ -259,6 +259,8 @@ def inference_start(*, actor: User, job: InferenceJob) -> InferenceJob:
             plan=stored_plan,
             batch_key=plan.batch_key,
             image_count=plan.image_count,
+            model_name=plan.models.checkpoint.name if plan.models.checkpoint is not None else "",
+            sampler_name=getattr(plan.request, "sampler", ""),
         )
         if not started:  # a concurrent start won
             raise Invalid(f"inference {job.id} has already been started")

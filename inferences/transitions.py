@@ -60,6 +60,8 @@ def start(
     plan: dict[str, Any],
     batch_key: str = "",
     image_count: int = 0,
+    model_name: str = "",
+    sampler_name: str = "",
 ) -> bool:
     """created → queued, bound to `endpoint`, with its plan and the message that will run it. False: it had
     started."""
@@ -78,6 +80,8 @@ def start(
             plan=plan,
             batch_key=batch_key,
             image_count=image_count,
+            model_name=model_name,
+            sampler_name=sampler_name,
             updated_at=now,
         )
     )
@@ -231,6 +235,7 @@ def succeed(
         ignored_parameters=ignored,
         progress_step=1,
         progress_total=1,
+        preview=None,
         complete_time=now,
         updated_at=now,
     )

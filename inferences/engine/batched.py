@@ -27,6 +27,7 @@ from .request.job_models import JobModels
 from .request.options import Progress
 from .request.payload import Generation, unhonoured_message
 from .sampling import ksampling
+from .sampling.preview import preview_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -160,16 +161,21 @@ def _denoise(
         per_row = [scale for scale, count in zip(scales, counts, strict=True) for _ in range(count)]
         cfg = torch.tensor(per_row, dtype=torch.float32, device=run.device)[:, None, None, None]
     progresses = [members[seat.index].progress for seat in group]
+    starts = [sum(counts[:position]) for position in range(len(group))]
     total = leader.steps
 
-    def on_step(step: int) -> None:
+    def on_step(step: int, denoised: torch.Tensor) -> None:
+        done = min(step + 1, total)
         for position, progress in enumerate(progresses):
             if not shared.active[position]:
                 continue
             if progress.cancelled():
                 shared.active[position] = False
-            else:
-                progress.step(min(step + 1, total), total)
+                continue
+            progress.step(done, total)
+            if progress.wants_preview(done):  # each job sees its own rows only
+                rows = denoised[starts[position] : starts[position] + counts[position]]
+                progress.preview(preview_jpeg(rows, run.sdxl))
         if not any(shared.active):
             raise Cancelled()
 

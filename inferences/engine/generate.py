@@ -32,6 +32,7 @@ from .request.prompts import replace_word
 from .request.samplers import SAMPLERS, make_scheduler
 from .sampling import ksampling
 from .sampling.conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
+from .sampling.preview import preview_jpeg
 
 
 @dataclass
@@ -445,7 +446,7 @@ def _k_diffusion_images(
             latents = ksampling.sample(
                 model_denoiser=first.denoiser, name=request.sampler, sigmas=sigmas, x=x, noise=noise,
                 conditioning=first.conditioning(request, texts, request.sampler, request.steps, size, count),
-                cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request),
+                cfg_scale=request.cfg_scale, seeds=batch_seeds, callback=_on_step(progress, done, per_batch, request, first.sdxl),
                 eta=request.eta, inpaint=inpaint, control=_control(units, first, size, steps, second=False),
                 from_noise=request.task == "txt2img", schedule=schedule,
             )  # fmt: skip
@@ -456,7 +457,7 @@ def _k_diffusion_images(
             else:
                 batch_images = _hires_pass(
                     first, second, latents, request, hires, texts, batch_seeds, batch_subseeds, units, tools, models,
-                    _on_step(progress, done + steps, per_batch, request),
+                    _on_step(progress, done + steps, per_batch, request, second.sdxl),
                 )  # fmt: skip
             done += per_batch
             if mask is not None:
@@ -470,14 +471,20 @@ def _k_diffusion_images(
     return networks.lora_hashes
 
 
-def _on_step(progress: Progress, base: int, per_batch: int, request: Generation) -> Callable[[int], None]:
-    """The sampler's step callback: progress over every pass of every batch, and the job's cancel flag."""
+def _on_step(
+    progress: Progress, base: int, per_batch: int, request: Generation, sdxl: bool
+) -> Callable[[int, torch.Tensor], None]:
+    """The sampler's step callback: progress over every pass of every batch, the job's cancel flag, and the live
+    preview of the step's prediction when the job's progress wants one."""
     total = per_batch * request.n_iter
 
-    def on_step(index: int) -> None:
+    def on_step(index: int, denoised: torch.Tensor) -> None:
         if progress.cancelled():
             raise Cancelled()
-        progress.step(min(base + index + 1, total), total)
+        done = min(base + index + 1, total)
+        progress.step(done, total)
+        if progress.wants_preview(done):
+            progress.preview(preview_jpeg(denoised, sdxl))
 
     return on_step
 
@@ -494,7 +501,7 @@ def _hires_pass(
     units: list[PreparedUnit],
     tools: Tools,
     models: JobModels,
-    callback: Callable[[int], None],
+    callback: Callable[[int, torch.Tensor], None],
 ) -> list[Image.Image]:
     """A1111's hires fix (StableDiffusionProcessingTxt2Img.sample_hr_pass): the first pass upscaled (its latent
     interpolated, or its picture upscaled and encoded again), cropped to the asked box, then an img2img pass of

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from endpoints.runtime import EndpointWorker
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network and a root user (the machine's own notes: without them chromium keeps trying Google).
@@ -52,3 +54,16 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture
+def site(transactional_db, live_server, settings, admin_user, tmp_path):
+    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed image URLs point at the live server
+    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
+    from inferences.engine.devtools.tiny import write_tiny_checkpoint
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-sd1.safetensors")
+    workers: list[EndpointWorker] = []
+    yield live_server.url, checkpoint, workers
+    for worker in workers:
+        worker.stop()

@@ -3,50 +3,13 @@ generate an image on the Generate page and see it, cancel a job."""
 
 import re
 
-import pytest
-
 from endpoints.models import Endpoint
 from endpoints.runtime import EndpointWorker
 from inferences.models import InferenceJob
 from tests.conftest import wait_for
 
 from .conftest import shot
-
-
-@pytest.fixture
-def site(transactional_db, live_server, settings, admin_user, tmp_path):
-    settings.ESD_PUBLIC_URL = live_server.url  # the local store's signed image URLs point at the live server
-    settings.ESD_WORKER_HEARTBEAT_SECONDS = 0.2
-    from inferences.engine.devtools.tiny import write_tiny_checkpoint
-
-    checkpoint = write_tiny_checkpoint(tmp_path / "tiny-sd1.safetensors")
-    workers: list[EndpointWorker] = []
-    yield live_server.url, checkpoint, workers
-    for worker in workers:
-        worker.stop()
-
-
-def log_in(page, base: str, username: str = "admin", password: str = "admin-pw-1") -> None:
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
-
-
-def fill_generate(page, base: str, prompt: str, size: str, steps: str) -> None:
-    """Open the Generate page and fill in the generation with the tiny checkpoint."""
-    page.goto(f"{base}/admin/inferences/inferencejob/generate/")
-    page.select_option("#id_checkpoint", "tiny-sd1.safetensors")
-    page.fill("#id_prompt", prompt)
-    page.select_option("#id_width", size)
-    page.select_option("#id_height", size)
-    page.fill("#id_steps", steps)
-
-
-def submit_generate(page) -> None:
-    page.click("#generate-submit")
-    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+from .pages import fill_generate, log_in, submit_generate
 
 
 def test_admin_end_to_end(page, site):
@@ -113,14 +76,18 @@ def test_admin_end_to_end(page, site):
     images = page.locator("img.esd-image")
     images.first.wait_for(state="visible", timeout=60_000)
     assert images.count() == 2
+    page.wait_for_function("[...document.querySelectorAll('img.esd-image')].every(i => i.complete)")
     sizes = page.evaluate("[...document.querySelectorAll('img.esd-image')].map(i => [i.naturalWidth, i.naturalHeight])")
     assert sizes == [[128, 128], [128, 128]]
-    assert page.locator("text=succeed").first.is_visible()
+    assert page.locator("#esd-status-text", has_text="succeed").is_visible()
     shot(page, "07-job-done")
+    page.click("#esd-job-link")  # the job's own page shows the same pictures
+    page.wait_for_url(re.compile(r".*/admin/inferences/inferencejob/[0-9a-f-]+/change/"))
+    assert page.locator("img.esd-image").count() == 2 and page.locator("text=succeed").first.is_visible()
 
     # a long job, cancelled from the list while it runs
     fill_generate(page, base, "a very slow cat", "384", "150")
-    submit_generate(page)
+    submit_generate(page, wait=False)
     slow = InferenceJob.objects.get(prompt="a very slow cat")
     wait_for(lambda: InferenceJob.objects.get(pk=slow.pk).progress_step > 0, timeout=60)
     page.goto(f"{base}/admin/inferences/inferencejob/")
@@ -178,6 +145,7 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     log_in(page, base)
 
     fill_generate(page, base, "a ring", "64", "4")
+    page.click("summary:text('ControlNet')")  # a folded section of the studio
     page.select_option("#id_controlnet_model", "control_tiny_canny.safetensors")
     page.set_input_files("#id_controlnet_image", str(guide))
     page.select_option("#id_controlnet_module", "canny")
@@ -191,6 +159,7 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     shot(page, "21-job-controlnet")
 
     fill_generate(page, base, "a larger ring", "64", "4")
+    page.click("summary:text('Hires fix')")
     page.check("#id_enable_hr")
     page.fill("#id_hr_scale", "2")
     page.select_option("#id_hr_upscaler", "Lanczos")

@@ -101,7 +101,7 @@ def test_on_cpu_each_unet_call_of_a_batch_is_the_call_its_image_makes_alone(engi
         first += payload["batch_size"]
 
 
-class CancelAfter:
+class CancelAfter(NoProgress):
     """A job's progress whose cancel flag is seen from step `step` on."""
 
     def __init__(self, step: int) -> None:

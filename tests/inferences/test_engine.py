@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inferences.engine.errors import Cancelled, EngineError
-from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile
+from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile, NoProgress
 from inferences.engine.request.samplers import SAMPLERS
 
 from .conftest import png_b64, red_disc, txt2img
@@ -27,7 +27,7 @@ def run(engine, files: JobFiles, task: str = "txt2img", **payload: object):
     return engine.run(task, base, files)
 
 
-class Steps:
+class Steps(NoProgress):
     def __init__(self, stop_after: int | None = None) -> None:
         self.seen: list[tuple[int, int]] = []
         self.stop_after = stop_after
@@ -360,7 +360,7 @@ def test_refuse_mode_fails_a_job_the_engine_would_run_differently(models, u2net_
         strict.run("txt2img", txt2img(sampler_name="DDIM", prompt="a [cat:dog:0.5]"), files)
 
 
-class CancelAfter:
+class CancelAfter(NoProgress):
     """A progress whose cancel flag rises once `checks` looks have been answered False; it records steps."""
 
     def __init__(self, checks: int) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 from inferences.engine.errors import EngineError
 from inferences.engine.request.limits import Limits
 from inferences.engine.request.memory import ModelShape, estimate
-from inferences.engine.request.options import JobFiles
+from inferences.engine.request.options import JobFiles, NoProgress
 from inferences.engine.request.payload import parse_request
 from inferences.engine.sampling import ksampling
 
@@ -119,7 +119,7 @@ def test_the_second_pass_runs_exactly_its_steps_from_a1111s_schedule(engine, hr_
     monkeypatch.setattr(ksampling, "sample", spy)
     steps: list[tuple[int, int]] = []
 
-    class Recorder:
+    class Recorder(NoProgress):
         def step(self, done: int, total: int) -> None:
             steps.append((done, total))
 

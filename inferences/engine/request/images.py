@@ -163,6 +163,17 @@ def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def png_parameters(data: bytes) -> str | None:
+    """The A1111 `parameters` text a picture carries (what its PNG Info reads), or None: not a picture Pillow
+    reads, or none written."""
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            text = picture.info.get("parameters")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return text if isinstance(text, str) and text.strip() else None
+
+
 # PNG encoding is zlib's deflate, which Pillow runs without the GIL: a batch's pictures encode side by side (at 512x512
 # about 40 ms each, serial, was a fifth of a batch-8 job on an H200: issue 28). Threads, not processes: the pictures
 # are not copied. Shared by every job of the process, a few threads at most.

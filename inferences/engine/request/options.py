@@ -61,9 +61,19 @@ class JobFiles:
 
 
 class Progress(Protocol):
+    """What a job's run reports to, and asks, as it goes."""
+
     def step(self, done: int, total: int) -> None: ...
 
     def cancelled(self) -> bool: ...
+
+    def wants_preview(self, done: int) -> bool:
+        """Whether to make a live preview after step `done` (the engine makes none otherwise: it costs a sync)."""
+        ...
+
+    def preview(self, picture: bytes) -> None:
+        """The live preview of the job's images (a small JPEG) after the step wants_preview accepted."""
+        ...
 
 
 class NoProgress:
@@ -72,3 +82,9 @@ class NoProgress:
 
     def cancelled(self) -> bool:
         return False
+
+    def wants_preview(self, done: int) -> bool:
+        return False
+
+    def preview(self, picture: bytes) -> None:
+        pass

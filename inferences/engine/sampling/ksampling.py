@@ -609,14 +609,15 @@ def sample(
     conditioning: Conditioning | SharedConditioning,
     cfg_scale: float | torch.Tensor,
     seeds: list[int],
-    callback: Callable[[int], None],
+    callback: Callable[[int, torch.Tensor], None],
     eta: float | None = None,
     inpaint: LatentMask | None = None,
     control: ControlPass | None = None,
     from_noise: bool = False,
     schedule: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`.
+    """Run k-diffusion's sampler `name` from latent `x` (already at noise level sigmas[0]) down `sigmas`;
+    `callback(step, denoised)` after each step, with the step's prediction of the clean latents (the live preview's).
     `from_noise`: a txt2img first pass (A1111's `sample`), rather than a pass from a picture (`sample_img2img`).
     `schedule`: the whole schedule `sigmas` is the tail of (img2img, the hires pass); the SDE samplers' Brownian tree
     spans it, as A1111's `create_noise_sampler(x, sigmas, p)` is given the unsliced sigmas (issue 30.7)."""
@@ -652,7 +653,7 @@ def sample(
     def on_step(state: dict[str, Any]) -> None:
         if control is not None:
             control.step = int(state["i"]) + 1  # the next model evaluations belong to the next step
-        callback(int(state["i"]))
+        callback(int(state["i"]), state["denoised"])
 
     samples = function(model, x, extra_args={}, callback=on_step, disable=True, **arguments)
     return samples if inpaint is None else inpaint.blend(samples)

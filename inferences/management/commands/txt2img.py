@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from endpoints.management.commands.serve_endpoint import check_device
+from inferences.engine.request.options import NoProgress
 
 
 def sha256_file(path: Path) -> str:
@@ -25,7 +26,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Bar:
+class Bar(NoProgress):
     """A one-line progress bar on the command's stderr."""
 
     def __init__(self, stream: OutputWrapper) -> None:
