@@ -81,7 +81,9 @@ format: $(VENV)/.installed-dev
 # The admin's screenshots for the docs: the browser test drives the admin and saves each page, then the ones the docs
 # show are copied into docs/screenshots/.
 SHOTS := 10-index-dashboard:dashboard 06-generate:generate 11-job-tables:job 09-jobs-list:jobs 05-endpoints:endpoints \
-	20-generate-controlnet:generate-controlnet 21-job-controlnet:job-controlnet
+	20-generate-controlnet:generate-controlnet 21-job-controlnet:job-controlnet 31-studio-preview:studio-preview \
+	32-studio-pickers:studio-pickers 33-studio-png-info:studio-png-info 34-studio-canvas:studio-canvas \
+	35-gallery:gallery 36-studio:studio 37-studio-dark:studio-dark
 shots: $(VENV)/.installed-dev /usr/bin/chromium
 	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
 	@for pair in $(SHOTS); do cp tests/e2e/artifacts/$${pair%%:*}.png docs/screenshots/$${pair##*:}.png; done

@@ -25,6 +25,9 @@
 (g) A batch-8 job's time outside the denoising loop on the thread that runs the device, before issue 28.1 (its 8
     pictures PNG-encoded one after another inside the job) and after (the worker's finisher encodes them, in
     parallel, while that thread runs the next job): the loop is timed around ksampling.sample, alternating runs.
+(h) The live preview (issue 31.1): a 20-step job whose progress wants A1111's "Approx cheap" preview every
+    ESD_PREVIEW_EVERY (5) steps against the same job with previews off, alternating; the preview's JPEG kept in
+    memory (the worker's write to the job's row is one small UPDATE beside the progress one). Goal: <= 1.02.
 Not a test: the figures go in docs/benchmarks.md. `--only f` runs one section.
 """
 
@@ -50,7 +53,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", default="abcdefg", help="the sections to run, e.g. 'f'")
+    parser.add_argument("--only", default="abcdefgh", help="the sections to run, e.g. 'f'")
     args = parser.parse_args()
 
     import torch
@@ -80,6 +83,8 @@ def main() -> None:
         batching(engine, payload, files, args)
     if "g" in args.only:
         outside_the_loop(engine, payload, files, args)
+    if "h" in args.only:
+        live_preview(engine, payload, files, args)
     if not set("abcde") & set(args.only):
         return
     pipe = engine.pipelines.acquire(("0" * 64, None), lambda: (None, 0)).entry.value.base
@@ -188,6 +193,31 @@ def _alternate(runs: int, first: Any, second: Any) -> tuple[float, float]:
         second()
         b.append(time.perf_counter() - started)
     return statistics.median(a) * 1000, statistics.median(b) * 1000
+
+
+def live_preview(engine: Engine, payload: dict[str, Any], files: JobFiles, args: argparse.Namespace) -> None:
+    """Row (h): a job with the live preview every 5 steps against the same job without it, 20 steps."""
+    from inferences.engine.request.options import NoProgress
+
+    class Previewed(NoProgress):
+        def __init__(self) -> None:
+            self.pictures: list[bytes] = []
+
+        def wants_preview(self, done: int) -> bool:
+            return done % 5 == 0 and done < 20
+
+        def preview(self, picture: bytes) -> None:
+            self.pictures.append(picture)
+
+    job = {**payload, "steps": 20}
+    watched = Previewed()
+    with_ms, without_ms = _alternate(
+        args.runs, lambda: engine.run("txt2img", job, files, watched), lambda: engine.run("txt2img", job, files)
+    )
+    size = statistics.median(len(picture) for picture in watched.pictures)
+    print(f"(h) live preview every 5 steps, {args.size}x{args.size}, 20 steps, Euler a, {args.runs} alternating runs")
+    print(f"    previews off median {without_ms:7.1f} ms; on (3 previews, {size:.0f}-byte JPEGs) {with_ms:7.1f} ms")
+    print(f"    ratio {with_ms / without_ms:.3f} (goal <= 1.02)")
 
 
 def batching(engine: Engine, payload: dict[str, Any], files: JobFiles, args: argparse.Namespace) -> None:

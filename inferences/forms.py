@@ -42,6 +42,7 @@ def default_checkpoint(user: User, usable: list[Checkpoint], names: list[str]) -
 class GenerateForm(forms.Form):
     task = forms.ChoiceField(choices=[("txt2img", "Text to image"), ("img2img", "Image to image")], initial="txt2img")
     checkpoint = forms.ChoiceField(help_text="Active Stable-diffusion models you may use.")
+    vae = forms.ChoiceField(required=False, label="VAE", help_text="Active VAE models you may use.")
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=20_000)
     negative_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=20_000)
     width = forms.TypedChoiceField(choices=SIZES, coerce=int, initial=512)
@@ -90,6 +91,9 @@ class GenerateForm(forms.Form):
         self.checkpoint_names = names
         self.fields["checkpoint"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
         self.fields["checkpoint"].initial = default_checkpoint(user, usable, names)
+        self.fields["vae"].choices = [("", "Automatic")] + [  # type: ignore[attr-defined]
+            (name, name) for name in _names(user, CheckpointType.VAE)
+        ]
         self.fields["controlnet_model"].choices = [("", "none")] + [  # type: ignore[attr-defined]
             (name, name) for name in _names(user, CheckpointType.CONTROLNET)
         ]
@@ -135,6 +139,8 @@ class GenerateForm(forms.Form):
         models: dict[str, list[str]] = {CheckpointType.STABLE_DIFFUSION: [data["checkpoint"]]}
         prompts = [data["prompt"], data.get("negative_prompt") or ""]
         models |= selectors.prompt_network_files(user=self.user, prompts=prompts)
+        if data.get("vae"):
+            models[CheckpointType.VAE] = [data["vae"]]
         if data.get("controlnet_model"):
             models[CheckpointType.CONTROLNET] = [data["controlnet_model"]]
         upscaler = data.get("hr_upscaler")
@@ -157,6 +163,8 @@ class GenerateForm(forms.Form):
             "batch_size": data["batch_size"],
             "n_iter": 1,
         }
+        if data.get("vae"):  # as ESD clients pick one: the file among the job's models, named in override_settings
+            payload["override_settings"] = {"sd_vae": data["vae"]}
         if data["task"] == "img2img":
             payload["init_images"] = [_base64(data["init_image"])]
             payload["denoising_strength"] = data.get("denoising_strength") or 0.75
@@ -239,7 +247,7 @@ def _base64(upload: Any) -> str:
 # The Generate page's settings a person gets back: after a job, the next visit starts from them; a job's "Edit
 # settings" starts from that job's.
 REMEMBERED = (
-    "task", "checkpoint", "prompt", "negative_prompt", "width", "height", "steps", "sampler", "cfg_scale", "seed",
+    "task", "checkpoint", "vae", "prompt", "negative_prompt", "width", "height", "steps", "sampler", "cfg_scale", "seed",
     "batch_size", "denoising_strength", "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
 )  # fmt: skip
 
@@ -254,6 +262,9 @@ def settings_of_job(payload: dict[str, Any], task: str, checkpoint: str | None) 
     values = remembered(payload)
     if isinstance(payload.get("sampler_name"), str):
         values["sampler"] = payload["sampler_name"]
+    overrides = payload.get("override_settings")
+    if isinstance(overrides, dict) and isinstance(overrides.get("sd_vae"), str):
+        values["vae"] = overrides["sd_vae"]
     values["task"] = task
     if checkpoint:
         values["checkpoint"] = checkpoint

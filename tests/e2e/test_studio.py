@@ -145,9 +145,10 @@ def test_the_canvas_mask_bounds_the_inpainted_region(studio, page, tmp_path):
     page.fill("#id_denoising_strength", "1")
     page.select_option("#id_inpainting_fill", "2")  # latent noise: the painted part surely changes
     page.fill("#id_mask_blur", "0")
-    page.locator("#esd-brush").fill("16")
     box = page.locator("#esd-mask-canvas").bounding_box()
-    scale = box["width"] / 64  # the canvas as shown; the brush and the mask follow the picture's own pixels
+    scale = box["width"] / 64  # the canvas is shown larger than the picture; the brush is in the pixels one sees
+    assert scale > 2
+    page.locator("#esd-brush").fill(str(round(16 * scale)))  # 16 of the picture's pixels
     page.mouse.move(box["x"] + 8 * scale, box["y"] + 1)
     page.mouse.down()
     page.mouse.move(box["x"] + 8 * scale, box["y"] + box["height"] - 1, steps=8)
@@ -204,6 +205,9 @@ def test_the_studio_is_two_columns_and_ctrl_enter_generates(studio, page):
     page.wait_for_selector("#esd-output[data-state=finished]", timeout=60_000)
     assert page.locator("img.esd-image").count() == 1
     shot(page, "36-studio")
+    page.emulate_media(color_scheme="dark")  # the admin's own variables: the studio follows its dark mode
+    assert page.evaluate("getComputedStyle(document.querySelector('#esd-output')).color") != "rgb(51, 51, 51)"
+    shot(page, "37-studio-dark")
     page.set_viewport_size({"width": 480, "height": 900})
     narrow_settings = page.locator("#generate-form").bounding_box()
     narrow_output = page.locator("#esd-output").bounding_box()

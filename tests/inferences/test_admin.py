@@ -173,7 +173,7 @@ def test_generate_attaches_the_loras_and_embeddings_its_prompt_names(site, brows
     from checkpoints import services as checkpoint_services
     from tests.conftest import wait_for
 
-    for key, kind in (("lora", "Lora"), ("embedding", "embeddings")):
+    for key, kind in (("lora", "Lora"), ("embedding", "embeddings"), ("vae", "VAE")):
         with models[key].path.open("rb") as handle:
             checkpoint_services.checkpoint_create_from_upload(
                 actor=admin_user, type=kind, name=models[key].name, chunks=iter([handle.read()])
@@ -181,13 +181,14 @@ def test_generate_attaches_the_loras_and_embeddings_its_prompt_names(site, brows
     grants.set_visibility(site.checkpoint, ["*"])
     grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
     serve(site, "Async")
-    form = {**FORM, "prompt": "a cat in style <lora:watercolor:0.8>"}
+    form = {**FORM, "prompt": "a cat in style <lora:watercolor:0.8>", "vae": "blue-vae.safetensors"}
     assert browser.post("/admin/inferences/inferencejob/generate/", form).status_code == 302
     job = InferenceJob.objects.get()
     assert {kind: [entry["model_name"] for entry in entries] for kind, entries in job.used_models.items()} == {
         "Stable-diffusion": ["tiny-sd1.safetensors"], "Lora": ["watercolor.safetensors"],
-        "embeddings": ["style.safetensors"],
+        "embeddings": ["style.safetensors"], "VAE": ["blue-vae.safetensors"],
     }  # fmt: skip
+    assert selectors.job_payload(job, 10**6)["override_settings"] == {"sd_vae": "blue-vae.safetensors"}
     done = wait_for(lambda: (j := InferenceJob.objects.get(pk=job.pk)).finished and j)
     assert done.status == "succeed", done.error
 
@@ -225,3 +226,75 @@ def test_a_job_can_be_generated_again_or_edited_and_generate_remembers(site, bro
     assert 'name="steps" value="2"' in edit
     remembered = browser.get("/admin/inferences/inferencejob/generate/").content.decode()
     assert "a lighthouse at dusk</textarea>" in remembered  # the last settings come back
+
+
+def test_the_studio_posts_for_json_and_gets_errors_by_field(site, browser):
+    """Issue 31.7: the studio's script posts for JSON: 201 with the job's links, or 400 with each field's errors
+    (the page shows them beside their fields); without the header the post still redirects (no script)."""
+    grants.set_visibility(site.checkpoint, ["*"])
+    grants.set_visibility(site.endpoints["Async"], ["IT Operator"])
+    url = "/admin/inferences/inferencejob/generate/"
+    bad = browser.post(url, {**FORM, "steps": "0", "task": "img2img"}, headers={"Accept": "application/json"})
+    assert bad.status_code == 400
+    errors = bad.json()["errors"]
+    assert set(errors) == {"steps", "init_image"} and "starting picture" in errors["init_image"][0]["message"]
+    assert not InferenceJob.objects.exists()
+    serve(site, "Async")
+    started = browser.post(url, FORM, headers={"Accept": "application/json"})
+    assert started.status_code == 201
+    job = InferenceJob.objects.get()
+    assert started.json()["job"] == str(job.pk)
+    assert started.json()["progress_url"] == f"/admin/inferences/inferencejob/{job.pk}/progress/"
+    assert browser.post(url, FORM).status_code == 302
+
+
+def test_the_progress_json_carries_the_live_preview_until_the_job_ends(site, browser):
+    """Issue 31.1: the row's preview (the worker writes it while the job runs) reaches the page as a data URL."""
+    job_id = InferenceJob.objects.create(task_type="txt2img", inference_type="Async", created_by=site.user).pk
+    InferenceJob.objects.filter(pk=job_id).update(state="running", preview=b"\xff\xd8jpeg")
+    progress = browser.get(f"/admin/inferences/inferencejob/{job_id}/progress/").json()
+    assert progress["preview"] == "data:image/jpeg;base64,/9hqcGVn" and not progress["finished"]
+    InferenceJob.objects.filter(pk=job_id).update(state="cancelled")
+    assert browser.get(f"/admin/inferences/inferencejob/{job_id}/progress/").json()["preview"] is None
+
+
+def test_png_info_answers_a_picture_without_parameters_with_a_reason(site, browser):
+    url = "/admin/inferences/inferencejob/generate/png-info/"
+    assert browser.post(url).status_code == 400
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    buffer.name = "plain.png"
+    answer = browser.post(url, {"image": buffer})
+    assert answer.status_code == 400 and "no generation parameters" in answer.json()["error"]
+    not_a_picture = io.BytesIO(b"not a picture")
+    not_a_picture.name = "x.png"
+    assert browser.post(url, {"image": not_a_picture}).status_code == 400
+
+
+def test_the_gallery_shows_only_visible_pictures_and_filters_by_user_for_admins(site, browser, make_user):
+    """Issue 31.6: a person sees their own pictures; an admin sees everyone's and may filter by user."""
+    from tests.conftest import wait_for
+
+    serve(site, "Async")
+    mine = site.submit(txt2img(prompt="the artist's fox"))
+    assert site.start(mine).status == 202
+    wait_for(lambda: InferenceJob.objects.get(pk=mine).finished)
+    artist = Client()
+    artist.force_login(site.user)
+    site.user.is_staff = True
+    site.user.save()
+    everyone = browser.get("/admin/inferences/inferencejob/gallery/").content.decode()
+    assert "the artist&#x27;s fox" in everyone and 'name="user"' in everyone
+    only = browser.get("/admin/inferences/inferencejob/gallery/", {"user": "nobody"}).content.decode()
+    assert "the artist&#x27;s fox" not in only and "No pictures match these filters" in only
+    other = make_user("dave", ["inference:create", "inference:list"], is_staff=True)
+    client = Client()
+    client.force_login(other)
+    theirs = client.get("/admin/inferences/inferencejob/gallery/").content.decode()
+    assert "fox" not in theirs and 'name="user"' not in theirs
+    # a key this server did not write is ignored (the first page), not a 500
+    assert client.get("/admin/inferences/inferencejob/gallery/", {"after": "garbage"}).status_code == 200

@@ -64,7 +64,6 @@
       }),
     );
     output.dataset.state = "finished";
-    submit.disabled = false;
   }
 
   async function poll(links) {
@@ -128,6 +127,7 @@
     const data = await answer.json().catch(() => ({errors: {__all__: [{message: `The server answered ${answer.status}.`}]}}));
     if (!answer.ok) { showErrors(data.errors); submit.disabled = false; return; }
     showErrors({});
+    submit.disabled = false;  // another job may be queued at once; the panel follows the newest
     follow(data);
   });
 
