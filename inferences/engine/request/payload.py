@@ -18,6 +18,7 @@ from ..errors import EngineError
 from .controlnet_payload import ControlUnit, parse_controlnet
 from .hires_payload import PIXEL_UPSCALERS, Hires, parse_hires
 from .images import decode_image, load_image
+from .infotext_reader import apply_infotext
 from .limits import Limits
 from .model_names import model_title_name
 from .prompt_schedule import check_nesting
@@ -224,7 +225,7 @@ HARMLESS = {
     "firstphase_width",  # read by txt2img (A1111's first pass size); A1111's img2img has none
     "firstphase_height",
     "force_task_id",
-    "infotext",
+    "infotext",  # read by apply_infotext
     "user",
     "image_cfg_scale",
     "is_using_inpainting_conditioning",
@@ -360,6 +361,7 @@ def _side(read: Reader, key: str, limits: Limits) -> int:
 
 
 def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generation:
+    data = apply_infotext(data, task)  # A1111's `infotext` key fills what the payload does not set (issue 30.18)
     read = Reader(data)
     prompt = read.text("prompt", "", limits.max_prompt_chars)
     negative = read.text("negative_prompt", "", limits.max_prompt_chars)

@@ -204,3 +204,21 @@ def make_scheduler(name: str, schedule: str | None, base_config: Any) -> Any:
     if schedule == "karras" and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
         overrides = {**overrides, "use_karras_sigmas": True}
     return scheduler_class.from_config(config, **overrides)
+
+
+def sampler_and_scheduler(name: str | None, schedule: str | None) -> tuple[str, str]:
+    """A1111's sd_samplers.get_sampler_and_scheduler as its infotext paste calls it: the sampler's name and the
+    schedule type's label, a suffix in the name winning, "Automatic" where the schedule is the sampler's own. Where
+    A1111 puts its default in place of an unknown name, this refuses it (the project's rule: resolve_sampler)."""
+    try:
+        canonical, chosen = resolve_sampler(name or "DPM++ 2M", schedule if schedule in SCHEDULES_BY_LABEL else None)
+    except EngineError as exc:
+        raise EngineError(f"infotext: {exc}") from exc
+    own = SAMPLERS[canonical].schedule
+    if chosen is None or (SAMPLERS[canonical].k_diffusion and own != "uniform" and chosen == own):
+        return canonical, "Automatic"
+    return canonical, SCHEDULE_LABELS[chosen]
+
+
+# A1111's schedulers_map reads a schedule type by its label or its name; anything else is "Automatic" there
+SCHEDULES_BY_LABEL = {spelling for _, spellings in SUFFIXES for spelling in spellings[:2]}
