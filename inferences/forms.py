@@ -61,6 +61,13 @@ class GenerateForm(forms.Form):
         label="Masked content", required=False,
     )  # fmt: skip
     mask_blur = forms.IntegerField(min_value=0, max_value=64, initial=4, label="Mask blur", required=False)
+    inpaint_full_res = forms.TypedChoiceField(
+        choices=[(0, "whole picture"), (1, "only masked")], coerce=int, initial=0, label="Inpaint area",
+        required=False,
+    )  # fmt: skip
+    inpaint_full_res_padding = forms.IntegerField(
+        min_value=0, max_value=256, initial=32, label="Only masked padding", required=False
+    )
     denoising_strength = forms.FloatField(
         min_value=0, max_value=1, initial=0.75, required=False, help_text="Image to image, and the hires fix's pass."
     )
@@ -172,6 +179,10 @@ class GenerateForm(forms.Form):
                 payload["mask"] = data["mask"]
                 payload["inpainting_fill"] = 1 if data.get("inpainting_fill") is None else data["inpainting_fill"]
                 payload["mask_blur"] = 4 if data.get("mask_blur") is None else data["mask_blur"]
+                # A1111's UI: "Whole picture" unless asked, padding 32 (its API's defaults differ: 1 and 0)
+                payload["inpaint_full_res"] = data.get("inpaint_full_res") or 0
+                padding = data.get("inpaint_full_res_padding")
+                payload["inpaint_full_res_padding"] = 32 if padding is None else padding
         if data.get("controlnet_model"):
             unit: dict[str, Any] = {
                 "enabled": True,
@@ -276,8 +287,13 @@ PASTED = {
     "Prompt": "prompt", "Negative prompt": "negative_prompt", "Steps": "steps", "CFG scale": "cfg_scale",
     "Seed": "seed", "Size-1": "width", "Size-2": "height", "Batch size": "batch_size",
     "Denoising strength": "denoising_strength", "Hires upscale": "hr_scale", "Hires upscaler": "hr_upscaler",
-    "Hires steps": "hr_second_pass_steps",
+    "Hires steps": "hr_second_pass_steps", "Mask blur": "mask_blur", "Masked area padding": "inpaint_full_res_padding",
 }  # fmt: skip
+# Labels whose values are words A1111's UI shows -> the form's field and its values
+WORDS = {
+    "Masked content": ("inpainting_fill", {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}),
+    "Inpaint area": ("inpaint_full_res", {"Whole picture": 0, "Only masked": 1}),
+}
 # Read with another field, or only describing the picture: not "unmapped"
 CONSUMED = {"Sampler", "Schedule type", "Model", "Model hash", "Version"}
 
@@ -289,6 +305,9 @@ def settings_from_infotext(text: str, form: GenerateForm) -> tuple[dict[str, Any
     values: dict[str, Any] = {}
     unmapped: list[str] = []
     for label, value in fields.items():
+        if label in WORDS and value in WORDS[label][1]:
+            values[WORDS[label][0]] = WORDS[label][1][value]
+            continue
         name = PASTED.get(label)
         if name is None:
             if label not in CONSUMED:

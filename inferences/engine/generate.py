@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .errors import Cancelled, EngineError, first_line
+from .features import masking
 from .features.controlnet import PreparedUnit, prepare_units
 from .features.preprocessors import extension_numpy_seed
 from .features.upscalers import resize_with
@@ -222,7 +223,8 @@ def generate(
                 pooled_prompt_embeds=pooled,
                 negative_pooled_prompt_embeds=negative_pooled,
             )
-        originals, sources, mask = _img2img_inputs(request, seed)
+        sources, frame = _img2img_inputs(request)
+        mask = None if frame is None else frame.mask
         for iteration in range(request.n_iter):
             seeds = result.seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
             # CPU generators: the same seed draws the same noise on any device, and per-image generators make image k
@@ -235,14 +237,15 @@ def generate(
                 batch = [sources[pick] for pick in picks]
                 arguments.update(image=batch, strength=request.denoising_strength, num_images_per_prompt=1)
                 if inpaint:
-                    arguments.update(mask_image=[mask] * len(batch), width=request.width, height=request.height)
+                    blank = Image.new("L", (request.width, request.height))  # A1111: a blank "Only masked" mask
+                    arguments.update(
+                        mask_image=[mask or blank] * len(batch), width=request.width, height=request.height
+                    )
                 _repeat_embeds(arguments, len(batch))
             with tiled_if_large(pipe.vae, request.width, request.height):
                 output = unit_pictures(pipe(**arguments).images)
-            if mask is not None:
-                output = [
-                    images.overlay(image, originals[pick], mask) for image, pick in zip(output, picks, strict=True)
-                ]
+            if frame is not None:
+                output = [frame.compose(image, pick) for image, pick in zip(output, picks, strict=True)]
             result.images += output
             step_base += pipe.num_timesteps
         vae_file = model.vae
@@ -393,8 +396,8 @@ def _k_diffusion_images(
     first = ModelRun.of(model)
     size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
-    originals, sources, mask = _img2img_inputs(request, seed, latent_fill=True)
-    keep = None if mask is None else _latent_keep(mask, shape).to(first.device)
+    sources, frame = _img2img_inputs(request)
+    keep = None if frame is None else _latent_keep(frame.mask, shape).to(first.device)
     units = prepare_units(
         request.control_units, models.controlnets, lambda file: tools.controlnet(file, model),
         request.init_images, request.width, request.height,
@@ -460,11 +463,8 @@ def _k_diffusion_images(
                     _on_step(progress, done + steps, per_batch, request, second.sdxl),
                 )  # fmt: skip
             done += per_batch
-            if mask is not None:
-                batch_images = [
-                    images.overlay(image, originals[pick], mask)
-                    for image, pick in zip(batch_images, picks, strict=True)
-                ]
+            if frame is not None:
+                batch_images = [frame.compose(image, pick) for image, pick in zip(batch_images, picks, strict=True)]
             result.images += batch_images
     result.detected_maps = [unit.detected for unit in units if unit.unit.return_map]
     result.control_notes = [control_note(unit) for unit in units]
@@ -618,32 +618,22 @@ def _encode(pipe: Any, batch: list[Image.Image], seeds: list[int]) -> torch.Tens
     return latents.float() * vae.config.scaling_factor
 
 
-def _img2img_inputs(
-    request: Generation, seed: int, latent_fill: bool = False
-) -> tuple[list[Image.Image], list[Image.Image], Image.Image | None]:
-    """(resized originals, what the pipeline starts from, the prepared mask or None). With `latent_fill`, the fills
-    A1111 makes in latent space (2, 3) are left to the caller."""
+def _img2img_inputs(request: Generation) -> tuple[list[Image.Image], masking.Inpainting | None]:
+    """What img2img encodes, one per init picture, and the inpainting frame (None: no mask, or a blank one in
+    "Only masked" mode, which A1111 runs as plain img2img)."""
     if request.task != "img2img":
-        return [], [], None
-    originals = [
-        images.resize(images.flatten(image), request.width, request.height, request.resize_mode)
-        for image in request.init_images
-    ]
-    if request.mask is None:
-        return originals, originals, None
-    mask = images.prepare_mask(
-        request.mask,
-        request.width,
-        request.height,
-        request.resize_mode,
-        invert=request.invert_mask,
-        blur_x=request.mask_blur_x,
-        blur_y=request.mask_blur_y,
-    )
-    if latent_fill and request.inpainting_fill in (2, 3):
-        return originals, originals, mask
-    sources = [images.fill_masked(original, mask, request.inpainting_fill, seed) for original in originals]
-    return originals, sources, mask
+        return [], None
+    if request.mask is not None:
+        frame = masking.prepare(
+            request.init_images, request.mask, request.width, request.height, resize_mode=request.resize_mode,
+            invert=request.invert_mask, blur_x=request.mask_blur_x, blur_y=request.mask_blur_y,
+            inpainting_fill=request.inpainting_fill, only_masked=request.inpaint_full_res,
+            padding=request.inpaint_padding,
+        )  # fmt: skip
+        if frame is not None:
+            return frame.sources, frame
+    return [images.resize(images.flatten(image), request.width, request.height, request.resize_mode)
+            for image in request.init_images], None  # fmt: skip
 
 
 def _repeat_embeds(arguments: dict[str, Any], count: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from .features import masking
 from .request.payload import Generation
 from .request.samplers import SAMPLERS, label
 
@@ -101,13 +102,20 @@ def _uses_ensd(request: Generation) -> bool:
 
 
 def _inpainting_fields(request: Generation) -> dict[str, object]:
-    """What A1111's img2img `init` adds for a mask (the "Only masked" area is not honoured yet: issue 30.15)."""
+    """What A1111's img2img `init` adds for a mask, in its order; a blank mask in "Only masked" mode stops after the
+    blur (A1111 then runs plain img2img)."""
+    assert request.mask is not None
     fields: dict[str, object] = {}
     if request.invert_mask:
         fields["Mask mode"] = "Inpaint not masked"
     if request.mask_blur_x > 0 or request.mask_blur_y > 0:
         # A1111's `mask_blur` property: one number when both directions agree, else none (the key is left out)
         fields["Mask blur"] = request.mask_blur_x if request.mask_blur_x == request.mask_blur_y else None
+    if masking.drops_mask(request.mask, request.invert_mask, request.inpaint_full_res):
+        return fields
+    if request.inpaint_full_res:
+        fields["Inpaint area"] = "Only masked"
+        fields["Masked area padding"] = request.inpaint_padding
     fields["Masked content"] = {0: "fill", 2: "latent noise", 3: "latent nothing"}.get(request.inpainting_fill)
     return fields
 

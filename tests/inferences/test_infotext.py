@@ -18,6 +18,7 @@ unless eta is 0). RNG: `CPU`, the source the engine's noise follows (A1111 write
 from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 
 from inferences.engine.infotext import infotext, quote
 from inferences.engine.request.limits import Limits
@@ -219,6 +220,21 @@ CASES = [
         {},
         f"a cat\n{HEAD}{MODEL_FIELDS}, Denoising strength: 0.6, RNG: CPU, Masked content: latent noise, "
         "Version: esd-server",
+    ),
+    (
+        "inpainting: only masked (A1111's API default), padded",
+        "img2img",
+        masked(inpaint_full_res=True, inpaint_full_res_padding=32),
+        {},
+        f"a cat\n{HEAD}{MODEL_FIELDS}, Denoising strength: 0.6, RNG: CPU, Mask blur: 4, Inpaint area: Only masked, "
+        "Masked area padding: 32, Masked content: fill, Version: esd-server",
+    ),
+    (
+        "inpainting: only masked with nothing painted runs as img2img: no area, no content",
+        "img2img",
+        masked(inpaint_full_res=1, mask=png_b64(Image.new("L", (512, 512)))),
+        {},
+        f"a cat\n{HEAD}{MODEL_FIELDS}, Denoising strength: 0.6, RNG: CPU, Mask blur: 4, Version: esd-server",
     ),
     (
         "the whole text is stripped",

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import EngineError
 
@@ -108,49 +108,6 @@ def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Imag
         canvas.paste(resized.resize((band, height), box=(0, 0, 0, height)), box=(0, 0))
         canvas.paste(resized.resize((band, height), box=(src_w, 0, src_w, height)), box=(band + src_w, 0))
     return canvas
-
-
-def prepare_mask(
-    mask: Image.Image, width: int, height: int, mode: int, *, invert: bool, blur_x: int, blur_y: int
-) -> Image.Image:
-    """White = repaint. Transparent pixels of an RGBA mask count as black, as in A1111."""
-    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
-        mask = mask.convert("RGBA")
-        background = Image.new("RGBA", mask.size, (0, 0, 0, 255))
-        mask = Image.alpha_composite(background, mask)
-    mask = resize(mask, width, height, mode).convert("L")
-    if invert:
-        mask = ImageOps.invert(mask)
-    if blur_x or blur_y:
-        mask = mask.filter(ImageFilter.GaussianBlur((blur_x, blur_y)))
-    return mask
-
-
-def fill_masked(image: Image.Image, mask: Image.Image, fill: int, seed: int) -> Image.Image:
-    """A1111's `inpainting_fill` before denoising: 0 fill with surrounding colours, 1 original, 2 noise, 3 nothing."""
-    if fill == 1:
-        return image
-    hard = mask.point(lambda value: 255 if value > 127 else 0)
-    if fill == 0:
-        # Colours of the unmasked area, spread by ever wider blurs, as A1111's `fill` does.
-        filled = image.copy()
-        for radius in (256, 64, 16, 4, 1):
-            blurred = filled.filter(ImageFilter.GaussianBlur(radius))
-            filled = Image.composite(blurred, filled, hard)
-            filled.paste(image, mask=ImageOps.invert(hard))
-        return filled
-    if fill == 2:
-        import random
-
-        rng = random.Random(seed)
-        noise = Image.frombytes("RGB", image.size, rng.randbytes(image.width * image.height * 3))
-        return Image.composite(noise, image, hard)
-    return Image.composite(Image.new("RGB", image.size, (127, 127, 127)), image, hard)
-
-
-def overlay(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
-    """Keep the original outside the (blurred) mask, as A1111 does after inpainting."""
-    return Image.composite(generated.convert("RGB"), original.convert("RGB"), mask)
 
 
 def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:

@@ -80,6 +80,8 @@ class Generation:
     mask_blur_y: int = 4
     inpainting_fill: int = 0
     invert_mask: bool = False
+    inpaint_full_res: bool = True  # A1111's API default: "Only masked" (its UI's is "Whole picture")
+    inpaint_padding: int = 0  # inpaint_full_res_padding: pixels around the painted area's box
     control_units: list[ControlUnit] = field(default_factory=list)  # alwayson_scripts.controlnet, enabled units
     hires: Hires | None = None  # enable_hr (txt2img)
     ignored: list[str] = field(default_factory=list)
@@ -262,8 +264,6 @@ INERT: dict[str, tuple[Any, ...]] = {
     "script_name": (None, "", "None"),
     "initial_noise_multiplier": (None, 1, 1.0),
     "latent_mask": (None, ""),
-    "inpaint_full_res": (None, False, 0),
-    "inpaint_full_res_padding": (),
     "denoising_strength": (),
     "mask_blur": (),
     "alwayson_scripts": (),
@@ -294,6 +294,8 @@ IMG2IMG_KEYS = {
     "mask_blur_y",
     "inpainting_fill",
     "inpainting_mask_invert",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
 }
 SUPPORTED_OVERRIDES = {
     "sd_vae",
@@ -504,6 +506,9 @@ def _parse_img2img(request: Generation, read: Reader, limits: Limits) -> None:
         request.mask_blur_x = request.mask_blur_y = read.integer("mask_blur", 4, 0, 64)
     request.inpainting_fill = read.integer("inpainting_fill", 0, 0, 3)
     request.invert_mask = read.flag("inpainting_mask_invert", False)
+    # A1111's UI sends its "Inpaint area" radio as an index (0 whole picture, 1 only masked), its API a bool
+    request.inpaint_full_res = read.flag("inpaint_full_res", True)
+    request.inpaint_padding = read.integer("inpaint_full_res_padding", 0, 0, limits.max_side)
 
 
 def parse_removal(data: dict[str, Any], limits: Limits) -> Removal:
