@@ -291,11 +291,12 @@ def prompt_network_files(*, user: User, prompts: list[str]) -> dict[str, list[st
     among the checkpoints `user` may use: what an ESD client attaches to a job for the same prompt (the admin's
     Generate page, whose jobs otherwise lacked them: "it has: none")."""
     from .engine.request.model_names import names_model
-    from .engine.request.prompts import extract_networks, mentions
+    from .engine.request.prompts import extract_networks
+    from .engine.request.tokens import occurs, token_ids
 
     split = [extract_networks(prompt) for prompt in prompts]
     tags = [tag.name for _, networks in split for tag in networks if tag.kind == "lora"]
-    texts = [text for text, _ in split]
+    texts = [token_ids(text) for text, _ in split]
 
     def named(kind: str, wanted: Callable[[str], bool]) -> list[str]:
         names = {name for checkpoint in usable_checkpoints(user=user, type=kind) for name in checkpoint.names}
@@ -304,7 +305,8 @@ def prompt_network_files(*, user: User, prompts: list[str]) -> dict[str, list[st
     found = {
         CheckpointType.LORA: named(CheckpointType.LORA, lambda name: any(names_model(tag, name) for tag in tags)),
         CheckpointType.EMBEDDINGS: named(
-            CheckpointType.EMBEDDINGS, lambda name: any(mentions(text, name.rsplit(".", 1)[0]) for text in texts)
+            CheckpointType.EMBEDDINGS,
+            lambda name: any(occurs(ids, token_ids(name.rsplit(".", 1)[0])) for ids in texts),
         ),
     }
     return {kind: names for kind, names in found.items() if names}

@@ -29,8 +29,8 @@ from .request.memory import TILE_ABOVE_PIXELS, decode_rows, vae_decode_bytes
 from .request.options import ModelFile, Progress
 from .request.payload import Generation, unhonoured_message
 from .request.prompt_schedule import prompt_schedule
-from .request.prompts import replace_word
 from .request.samplers import SAMPLERS, make_scheduler
+from .request.tokens import token_ids
 from .sampling import ksampling
 from .sampling.conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
 from .sampling.preview import preview_jpeg
@@ -109,13 +109,15 @@ def loras(pipe: Any, models: JobModels) -> Iterator[list[str]]:
 
 @contextmanager
 def embeddings(pipe: Any, request: Generation, models: JobModels) -> Iterator[tuple[str, str]]:
-    """The embeddings the prompts mention, loaded as tokens of their own; yields both prompts using them."""
+    """The embeddings the prompts mention, loaded as tokens of their own and found by their names' token ids while
+    the prompts are split into chunks (conditioning.py, as A1111's tokenize_line); yields the prompts."""
     mentioned = models.embeddings
-    text, negative_text = request.text, request.negative_text
+    tokenizer = pipe.tokenizer
+    found: list[tuple[list[int], list[int], str]] = []
     try:
         for number, embedding in enumerate(mentioned):
-            # A1111 matches an embedding by its file name even when that is an ordinary word ("style"); diffusers
-            # refuses tokens already in the vocabulary, so the name is swapped for a token of its own.
+            # diffusers refuses tokens already in the vocabulary, and a name may be an ordinary word ("style"): the
+            # vectors get tokens of their own, put where the name's ids occur
             token = f"<ti{number}-{embedding.sha256[:8]}>"
             try:
                 pipe.load_textual_inversion(str(embedding.path), token=token)
@@ -123,10 +125,14 @@ def embeddings(pipe: Any, request: Generation, models: JobModels) -> Iterator[tu
                 raise EngineError(
                     f"the embedding {embedding.name} does not fit this checkpoint: {first_line(exc)}"
                 ) from exc
-            text = replace_word(text, embedding.stem, token)
-            negative_text = replace_word(negative_text, embedding.stem, token)
-        yield text, negative_text
+            vectors = token_ids(pipe.maybe_convert_prompt(token, tokenizer), tokenizer)
+            if name := token_ids(embedding.stem, tokenizer):
+                found.append((name, vectors, embedding.sha256))
+        # A1111's ids_lookup: the longest name first where several start alike
+        tokenizer.esd_embeddings = sorted(found, key=lambda pair: len(pair[0]), reverse=True)
+        yield request.text, request.negative_text
     finally:
+        tokenizer.esd_embeddings = []
         if mentioned:
             pipe.unload_textual_inversion()
 
@@ -272,7 +278,7 @@ class ModelRun:
     denoiser: Any
     device: torch.device
     sdxl: bool
-    encoded: dict[tuple[str, bool, int, int], ksampling.TextCond] = field(default_factory=dict)
+    encoded: dict[tuple[str, bool, int, int, tuple[str, ...]], ksampling.TextCond] = field(default_factory=dict)
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelRun:
@@ -283,7 +289,9 @@ class ModelRun:
         )  # fmt: skip
 
     def text_cond(self, request: Generation, text: str, negative: bool, width: int, height: int) -> ksampling.TextCond:
-        key = (text, negative, width, height)
+        # the embeddings loaded now (by file) decide what the text's names mean: a batch's jobs may differ in them
+        loaded = tuple(sha for _, _, sha in getattr(self.pipe.tokenizer, "esd_embeddings", []))
+        key = (text, negative, width, height, loaded)
         if key not in self.encoded:
             if not self.sdxl:
                 self.encoded[key] = ksampling.TextCond(

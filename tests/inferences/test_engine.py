@@ -114,6 +114,8 @@ def test_an_embedding_named_in_the_prompt_is_used_and_removed_after(engine, mode
     negative = pixels(run(engine, files, prompt="a cat", negative_prompt="style").images[0])
     assert np.abs(styled - base).max() > 5 and np.abs(negative - base).max() > 5
     assert np.array_equal(pixels(run(engine, files, prompt="a cat").images[0]), base)
+    # by its name's token ids, as A1111: case and the word's neighbours do not matter (issue 30.6)
+    assert np.array_equal(pixels(run(engine, files, prompt="a cat,STYLE").images[0]), styled)
 
 
 def test_vae_from_the_job_or_by_name_and_none(engine, models) -> None:

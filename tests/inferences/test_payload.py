@@ -4,6 +4,7 @@ These run without torch: the web process validates payloads with the same code.
 """
 
 import base64
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,15 +265,50 @@ def test_defaults_are_a1111_apis() -> None:
     assert (axes.mask_blur_x, axes.mask_blur_y) == (2, 3)
 
 
-def test_embeddings_are_named_whatever_the_case() -> None:
-    """Issue 30.6. A1111 (modules/textual_inversion: EmbeddingDatabase.find_embedding_at_position) matches an
-    embedding by the token ids of its name, and CLIP's tokenizer lowercases the prompt, so `easynegative` and
-    `BAD-HANDS-5` activate EasyNegative.safetensors and Bad-Hands-5.safetensors; a longer word does not."""
-    from inferences.engine.request.prompts import mentions, replace_word
+def test_embeddings_are_found_by_their_names_token_ids() -> None:
+    """Issue 30.6. A1111 (modules/textual_inversion: EmbeddingDatabase.register_embedding, find_embedding_at_position)
+    matches an embedding where the token ids of its name (`tokenize([name])`) occur in a prompt's ids, at any
+    position. CLIP's tokenizer lowercases, splits punctuation and single digits off and drops spaces, so (worked out
+    from its pre-tokenizer and BPE) `easynegative` and `(BAD-HANDS-5:1.2)` activate EasyNegative and Bad-Hands-5,
+    `bad - hands - 5` does too and so does `bad-hands-50` (its ids begin with the name's), while `easynegatives`
+    (another BPE split) and `bad hands 5` (no "-") do not."""
+    from inferences.engine.request.model_names import mentioned_embeddings
+    from inferences.engine.request.options import JobFiles, ModelFile
 
-    assert mentions("lowres, easynegative", "EasyNegative") and mentions("(BAD-HANDS-5:1.2)", "Bad-Hands-5")
-    assert not mentions("easynegatives", "EasyNegative") and not mentions("bad-hands-50", "Bad-Hands-5")
-    assert replace_word("a cat, easynegative", "EasyNegative", "<ti0>") == "a cat, <ti0>"
+    files = JobFiles(
+        embeddings=(ModelFile(Path("a"), "EasyNegative.safetensors"), ModelFile(Path("b"), "Bad-Hands-5.pt"))
+    )
+
+    def found(prompt: str, negative: str = "") -> list[str]:
+        request = parse_request("txt2img", txt2img(prompt=prompt, negative_prompt=negative), LIMITS)
+        return [file.name for file in mentioned_embeddings(request, files)]
+
+    assert found("a cat", "lowres, easynegative") == ["EasyNegative.safetensors"]
+    assert found("(BAD-HANDS-5:1.2)") == found("bad - hands - 5") == found("bad-hands-50") == ["Bad-Hands-5.pt"]
+    assert found("easynegatives, bad hands 5") == []
+    assert found("[cat:easynegative:0.5]") == ["EasyNegative.safetensors"]  # in a scheduled text too
+
+
+def test_an_embedding_stays_in_one_chunk_as_a1111_keeps_it() -> None:
+    """sd_hijack_clip.tokenize_line: `if len(chunk.tokens) + emb_len > self.chunk_length: next_chunk()` — a
+    two-vector embedding named after 74 tokens opens the second chunk; its name's three ids become its two vectors."""
+    from types import SimpleNamespace
+
+    from inferences.engine.request.tokens import clip_tokenizer, token_ids
+    from inferences.engine.sampling.conditioning import _chunks
+
+    tokenizer = clip_tokenizer()
+    name = token_ids("bad-hands")
+    assert len(name) == 3
+    tokenizer.esd_embeddings = [(name, [49408, 49409], "sha")]
+    try:
+        chunks = _chunks(SimpleNamespace(tokenizer=tokenizer), "word " * 74 + "bad-hands, cat")
+        short = _chunks(SimpleNamespace(tokenizer=tokenizer), "word " * 70 + "bad-hands")
+    finally:
+        tokenizer.esd_embeddings = []
+    assert [len(tokens) for tokens, _ in chunks] == [74, 4]
+    assert chunks[1][0][:2] == [49408, 49409] and chunks[1][0][2:] == token_ids(", cat")
+    assert [len(tokens) for tokens, _ in short] == [72] and short[0][0][-2:] == [49408, 49409]
 
 
 def test_several_init_images_make_the_batch_as_in_a1111() -> None:

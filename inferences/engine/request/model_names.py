@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import EngineError
-from .prompts import mentions
+from .tokens import occurs, token_ids
 
 if TYPE_CHECKING:
     from .options import JobFiles, ModelFile
@@ -66,9 +66,13 @@ def pick_vae(request: Generation, files: JobFiles) -> ModelFile | None:
 
 
 def mentioned_embeddings(request: Generation, files: JobFiles) -> list[ModelFile]:
-    """The job's embeddings its prompts name (A1111 activates an embedding by its file's stem)."""
+    """The job's embeddings its prompts name, as A1111 finds them: the ids of the file's stem among the prompts'
+    token ids (tokens.py). The prompts are tokenized as written, brackets and all: a superset of A1111's per-segment
+    search, so a job holds every embedding its conditioning may use."""
+    texts = [request.text, request.negative_text]
+    if request.hires is not None:
+        texts += [text for text in (request.hires.text, request.hires.negative_text) if text]
+    prompt_ids = [token_ids(text) for text in texts]
     return [
-        embedding
-        for embedding in files.embeddings
-        if mentions(request.text, embedding.stem) or mentions(request.negative_text, embedding.stem)
+        embedding for embedding in files.embeddings if any(occurs(ids, token_ids(embedding.stem)) for ids in prompt_ids)
     ]

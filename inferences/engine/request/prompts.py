@@ -87,18 +87,3 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         else:
             merged.append((str(part), float(part_weight)))
     return merged or [("", 1.0)]
-
-
-def _word(word: str) -> re.Pattern[str]:
-    # A1111 finds an embedding by its name's token ids, and CLIP's tokenizer lowercases the text: "easynegative"
-    # activates EasyNegative.safetensors there (issue 30.6), so case is ignored here too
-    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])", re.IGNORECASE)
-
-
-def mentions(prompt: str, word: str) -> bool:
-    """Does the prompt use `word` as a whole word, whatever its case (A1111 activates an embedding by its name)?"""
-    return _word(word).search(prompt) is not None
-
-
-def replace_word(prompt: str, word: str, replacement: str) -> str:
-    return _word(word).sub(lambda _: replacement, prompt)

@@ -50,14 +50,15 @@ def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
         chunks.append((tokens, weights))
         tokens, weights, last_comma = [], [], -1
 
+    embeddings = getattr(tokenizer, "esd_embeddings", [])  # (name ids, vector tokens, sha): generate.embeddings
     for segment, weight in parse_attention(text):
         if segment == "BREAK" and weight == -1:  # A1111: a segment of weight -1 is a weight; BREAK closes a chunk
             close()
             continue
-        # Multi-vector textual-inversion tokens are expanded first, as diffusers' own encode_prompt does.
-        segment = pipe.maybe_convert_prompt(segment, tokenizer) if hasattr(pipe, "maybe_convert_prompt") else segment
         ids = tokenizer(segment, add_special_tokens=False, truncation=False).input_ids
-        for token in ids:
+        position = 0
+        while position < len(ids):
+            token = ids[position]
             if token == comma:
                 last_comma = len(tokens)
             elif len(tokens) == CHUNK and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
@@ -67,8 +68,18 @@ def _chunks(pipe: Any, text: str) -> list[tuple[list[int], list[float]]]:
                 tokens, weights = moved
             if len(tokens) == CHUNK:
                 close()
-            tokens.append(token)
-            weights.append(weight)
+            # A1111's find_embedding_at_position: an embedding where its name's ids start here, kept in one chunk
+            name, vectors = next(((n, v) for n, v, _ in embeddings if ids[position : position + len(n)] == n), ([], []))
+            if not vectors:
+                tokens.append(token)
+                weights.append(weight)
+                position += 1
+                continue
+            if len(tokens) + len(vectors) > CHUNK:
+                close()
+            tokens += vectors
+            weights += [weight] * len(vectors)
+            position += len(name)
     if tokens or not chunks:
         close()
     return chunks
