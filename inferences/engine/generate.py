@@ -32,7 +32,7 @@ from .request.prompt_schedule import prompt_schedule
 from .request.samplers import SAMPLERS, make_scheduler
 from .request.tokens import token_ids
 from .sampling import ksampling
-from .sampling.conditioning import chunk_count, sd1_embedding, sd1_embeddings, sdxl_embedding
+from .sampling.conditioning import chunk_count, sd1_embeddings, sd1_schedule, sdxl_embedding, sdxl_schedule
 from .sampling.preview import preview_jpeg
 
 
@@ -278,7 +278,9 @@ class ModelRun:
     denoiser: Any
     device: torch.device
     sdxl: bool
-    encoded: dict[tuple[str, bool, int, int, tuple[str, ...]], ksampling.TextCond] = field(default_factory=dict)
+    encoded: dict[tuple[tuple[str, ...], bool, int, int, tuple[str, ...]], list[ksampling.TextCond]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelRun:
@@ -288,22 +290,26 @@ class ModelRun:
             ksampling.parameter_device(pipe.unet), model.architecture.family == "sdxl",
         )  # fmt: skip
 
-    def text_cond(self, request: Generation, text: str, negative: bool, width: int, height: int) -> ksampling.TextCond:
-        # the embeddings loaded now (by file) decide what the text's names mean: a batch's jobs may differ in them
+    def schedule_conds(
+        self, request: Generation, texts: tuple[str, ...], negative: bool, width: int, height: int
+    ) -> list[ksampling.TextCond]:
+        """One prompt's scheduled texts encoded together, as A1111 encodes them (conditioning.py), once each."""
+        # the embeddings loaded now (by file) decide what the texts' names mean: a batch's jobs may differ in them
         loaded = tuple(sha for _, _, sha in getattr(self.pipe.tokenizer, "esd_embeddings", []))
-        key = (text, negative, width, height, loaded)
+        key = (texts, negative, width, height, loaded)
         if key not in self.encoded:
             if not self.sdxl:
-                self.encoded[key] = ksampling.TextCond(
-                    sd1_embedding(self.pipe, text, request.clip_skip).to(self.device)
-                )
+                hidden = sd1_schedule(self.pipe, list(texts), request.clip_skip)
+                self.encoded[key] = [ksampling.TextCond(row.to(self.device)) for row in hidden]
             else:
-                hidden, pooled = sdxl_embedding(
-                    self.pipe, text, request.clip_skip, request.clip_l_skip, zero=negative and text == ""
-                )
                 # A1111's SDXL size conditioning: original and target size are the picture's, the crop is 0, 0.
                 time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=self.device)
-                self.encoded[key] = ksampling.TextCond(hidden.to(self.device), pooled.to(self.device), time_ids)
+                self.encoded[key] = [
+                    ksampling.TextCond(row.to(self.device), pooled.to(self.device), time_ids)
+                    for row, pooled in sdxl_schedule(
+                        self.pipe, list(texts), request.clip_skip, request.clip_l_skip, negative=negative
+                    )
+                ]
         return self.encoded[key]
 
     def conditioning(
@@ -324,10 +330,9 @@ class ModelRun:
         first_pass = evaluations(request.sampler, request.steps) if hires else None
 
         def schedule(text: str, negative: bool) -> ksampling.Schedule:
-            return [
-                (end, self.text_cond(request, in_force, negative, *size).repeat(count))
-                for end, in_force in prompt_schedule(text, edit_steps, first_pass)
-            ]
+            entries = prompt_schedule(text, edit_steps, first_pass)
+            conds = self.schedule_conds(request, tuple(in_force for _, in_force in entries), negative, *size)
+            return [(end, cond.repeat(count)) for (end, _), cond in zip(entries, conds, strict=True)]
 
         return ksampling.Conditioning(cond=schedule(texts[0], False), uncond=schedule(texts[1], True))
 

@@ -2,9 +2,10 @@
 
 diffusers truncates at 77 tokens and ignores `(word:1.2)`; A1111 users rely on both. As in A1111
 (modules/sd_hijack_clip.py): the prompt is split into chunks of 75 tokens (BREAK closes a chunk), each chunk is
-encoded as BOS + tokens + EOS padding, its token vectors are scaled by their weights and the chunk is rescaled to its
-original mean, and the chunks are concatenated. The negative prompt is padded to the same number of chunks.
-With no emphasis and a short prompt this equals diffusers' own encoding.
+encoded as BOS + tokens + EOS padding, its token vectors are scaled by their weights and rescaled to the original
+mean, and the chunks are concatenated. A prompt's scheduled texts (prompt editing) are encoded together: one batch
+per chunk index, a shorter text padded with empty chunks, one mean for the batch (issue 30.4). With no emphasis and a
+short prompt this equals diffusers' own encoding.
 
 SDXL (A1111's sd_models_xl and the sgm conditioner it runs): each chunk goes through both text encoders, CLIP-L's
 penultimate hidden states (its last ones minus `CLIP_stop_at_last_layers - 1` only with `sdxl_clip_l_skip`) and
@@ -97,17 +98,29 @@ def _chunk_tensors(
 
 
 def _emphasis(hidden: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """A1111's "Original" emphasis: weight each token's vector, then restore the chunk's mean."""
+    """A1111's "Original" emphasis (sd_emphasis.EmphasisOriginal) over a batch of chunks: weight each token's
+    vector, then restore the batch's mean, one mean for the whole batch as A1111 encodes a prompt's scheduled texts
+    together (issue 30.4). Without any weight but 1 the chunks are left as they are (A1111's ratio is then 1)."""
     if not bool((scale != 1.0).any()):
         return hidden
     mean = hidden.mean()
-    hidden = hidden * scale[None, :, None].to(hidden.dtype)
+    hidden = hidden * scale[..., None].to(hidden.dtype)
     return hidden * (mean / hidden.mean())
 
 
-def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, device: torch.device) -> torch.Tensor:
+def _batch_tensors(
+    tokenizer: Any, chunks: list[tuple[list[int], list[float]]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [_chunk_tensors(tokenizer, chunk, device) for chunk in chunks]
+    return torch.cat([ids for ids, _ in pairs]), torch.stack([scale for _, scale in pairs])
+
+
+def _encode(
+    pipe: Any, chunks: list[tuple[list[int], list[float]]], clip_skip: int, device: torch.device
+) -> torch.Tensor:
+    """One chunk of each text, encoded as one batch ([texts, 77, dim]), as A1111's process_tokens."""
     encoder = pipe.text_encoder
-    input_ids, scale = _chunk_tensors(pipe.tokenizer, chunk, device)
+    input_ids, scale = _batch_tensors(pipe.tokenizer, chunks, device)
     if clip_skip > 1:
         output = encoder(input_ids, output_hidden_states=True)
         # transformers >= 5.6 flattened CLIPTextModel (no `.text_model`), which also breaks diffusers' clip_skip
@@ -118,16 +131,24 @@ def _encode(pipe: Any, chunk: tuple[list[int], list[float]], clip_skip: int, dev
     return _emphasis(hidden, scale)
 
 
+def _aligned(pipe: Any, texts: list[str]) -> list[list[tuple[list[int], list[float]]]]:
+    """Each text's chunks, by chunk index, every text padded with empty chunks to the longest (A1111's forward)."""
+    parts = [_chunks(pipe, text) for text in texts]
+    count = max(len(chunks) for chunks in parts)
+    return [[chunks[index] if index < len(chunks) else ([], []) for chunks in parts] for index in range(count)]
+
+
 def chunk_count(pipe: Any, text: str) -> int:
     return len(_chunks(pipe, text))
 
 
 @torch.no_grad()
-def sd1_embedding(pipe: Any, text: str, clip_skip: int) -> torch.Tensor:
-    """One prompt's conditioning, [1, 77 x chunks, dim], as A1111 encodes it (no padding to another prompt)."""
+def sd1_schedule(pipe: Any, texts: list[str], clip_skip: int) -> list[torch.Tensor]:
+    """The conditioning of each of one prompt's scheduled texts, [1, 77 x chunks, dim] each, encoded together as A1111
+    encodes them (one batch per chunk index, shorter texts padded with empty chunks, one emphasis mean per batch)."""
     first = next(pipe.unet.parameters())
-    encoded = [_encode(pipe, chunk, clip_skip, first.device) for chunk in _chunks(pipe, text)]
-    return torch.cat(encoded, dim=1).to(first.dtype)
+    encoded = torch.cat([_encode(pipe, batch, clip_skip, first.device) for batch in _aligned(pipe, texts)], dim=1)
+    return [row[None].to(first.dtype) for row in encoded]
 
 
 @torch.no_grad()
@@ -139,28 +160,30 @@ def sd1_embeddings(pipe: Any, prompt: str, negative: str, clip_skip: int) -> tup
         negative_chunks.append(([], []))
     while len(positive) < len(negative_chunks):
         positive.append(([], []))
-    encode = [_encode(pipe, chunk, clip_skip, device) for chunk in positive]
-    encode_negative = [_encode(pipe, chunk, clip_skip, device) for chunk in negative_chunks]
+    encode = [_encode(pipe, [chunk], clip_skip, device) for chunk in positive]
+    encode_negative = [_encode(pipe, [chunk], clip_skip, device) for chunk in negative_chunks]
     dtype = pipe.unet.dtype
     return torch.cat(encode, dim=1).to(dtype), torch.cat(encode_negative, dim=1).to(dtype)
 
 
 @torch.no_grad()
-def sdxl_embedding(
-    pipe: Any, text: str, clip_skip: int, clip_l_skip: bool = False, *, zero: bool = False, chunks: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One prompt's SDXL conditioning: ([1, 77 x chunks, L + G width], pooled [1, G projection]), as A1111 makes it.
-    `zero`: the all-zero conditioning A1111 gives an empty negative prompt; `chunks`: pad with empty chunks to that
-    many (diffusers' pipelines need a prompt and its negative of one length)."""
+def sdxl_schedule(
+    pipe: Any, texts: list[str], clip_skip: int, clip_l_skip: bool = False, *, negative: bool = False, chunks: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each of one prompt's scheduled texts as SDXL conditioning ([1, 77 x chunks, L + G width], pooled [1, G
+    projection]), encoded together as A1111 does (per chunk index one batch through each encoder, each weighted and
+    mean-restored over the batch; shorter texts padded with empty chunks). `negative`: all zeros when every text is
+    empty (sgm's force_zero_embeddings for an empty negative prompt); `chunks`: pad to at least that many (diffusers'
+    pipelines need a prompt and its negative of one length)."""
     first = next(pipe.unet.parameters())
     device = first.device
+    batches = _aligned(pipe, texts)
+    batches += [[([], [])] * len(texts)] * (chunks - len(batches))
     hidden: list[torch.Tensor] = []
     pooled: torch.Tensor | None = None
-    parts = _chunks(pipe, text)
-    parts += [([], [])] * (chunks - len(parts))
-    for chunk in parts:
-        ids_l, scale = _chunk_tensors(pipe.tokenizer, chunk, device)
-        ids_g, _ = _chunk_tensors(pipe.tokenizer_2, chunk, device)
+    for batch in batches:
+        ids_l, scale = _batch_tensors(pipe.tokenizer, batch, device)
+        ids_g, _ = _batch_tensors(pipe.tokenizer_2, batch, device)
         out_l = pipe.text_encoder(ids_l, output_hidden_states=True)
         out_g = pipe.text_encoder_2(ids_g, output_hidden_states=True)
         # A1111's sgm config reads CLIP-L's layer 11 of 12 (the penultimate); only sdxl_clip_l_skip lets clip skip in
@@ -169,6 +192,15 @@ def sdxl_embedding(
             pooled = out_g.text_embeds
         hidden.append(torch.cat([_emphasis(hidden_l, scale), _emphasis(out_g.hidden_states[-2], scale)], dim=-1))
     cond, vector = torch.cat(hidden, dim=1).to(first.dtype), pooled.to(first.dtype)  # type: ignore[union-attr]
-    if zero:
-        return torch.zeros_like(cond), torch.zeros_like(vector)
-    return cond, vector
+    if negative and all(text == "" for text in texts):
+        cond, vector = torch.zeros_like(cond), torch.zeros_like(vector)
+    return [(cond[row][None], vector[row][None]) for row in range(len(texts))]
+
+
+def sdxl_embedding(
+    pipe: Any, text: str, clip_skip: int, clip_l_skip: bool = False, *, zero: bool = False, chunks: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prompt's SDXL conditioning: ([1, 77 x chunks, L + G width], pooled [1, G projection]), as A1111 makes it.
+    `zero`: the all-zero conditioning A1111 gives an empty negative prompt; `chunks`: pad with empty chunks to that
+    many."""
+    return sdxl_schedule(pipe, [text], clip_skip, clip_l_skip, negative=zero, chunks=chunks)[0]
