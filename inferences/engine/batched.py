@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import Cancelled, EngineError
-from .generate import Generated, ModelRun, draw_seeds, embeddings, loras
+from .generate import Generated, ModelRun, draw_seeds, embeddings, gpu_noise, loras, noise_notes
 from .infotext import infotext
 from .models.loading import LoadedModel
 from .request.job_models import JobModels
@@ -117,13 +117,23 @@ def generate_together(
                     seeds=seeds,
                     subseeds=subseeds,
                     infotexts=[
-                        infotext(request, model, model.vae, seed, lora_hashes, subseed=subseeds[k], control_notes=[])
+                        infotext(
+                            request,
+                            model,
+                            model.vae,
+                            seed,
+                            lora_hashes,
+                            subseed=subseeds[k],
+                            control_notes=[],
+                            gpu_noise=gpu_noise(request, run.device),
+                        )
                         for k, seed in enumerate(seeds)
                     ],
                     seconds=time.perf_counter() - started,
                     unet_seconds=loop_seconds,
                     unet_images=len(latents),
-                    ignored=request.ignored,
+                    ignored=[*request.ignored, *noise_notes(request, gpu_noise(request, run.device))],
+                    gpu_noise=gpu_noise(request, run.device),
                 )
     return outcomes
 
@@ -148,6 +158,7 @@ def _denoise(
     noise = ksampling.ImageNoise(
         shape, seeds, run.device, leader.noise_seed_delta, subseeds=subseeds,
         subseed_strength=leader.subseed_strength, resize_from=leader.seed_resize_from,
+        on_device=gpu_noise(leader, run.device),  # the batch key holds the noise source: the same for every job
     )  # fmt: skip
     sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps, sdxl=run.sdxl).to(
         run.device

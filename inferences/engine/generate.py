@@ -48,6 +48,21 @@ class Generated:
     unet_seconds: float = 0.0  # in the k-diffusion loops (the first pass: the UNet's time, mostly)
     unet_images: int = 0  # the images those loops denoised: with dynamic batching, other jobs' too
     ignored: list[str] = field(default_factory=list)  # the request's, and what this run could not honour
+    gpu_noise: bool = False  # the noise was drawn on the CUDA device (the infotext then has no RNG field)
+
+
+def gpu_noise(request: Generation, device: torch.device) -> bool:
+    """Whether the noise is drawn on the CUDA device, as A1111's default `randn_source: GPU` draws it there (issue
+    30.12); otherwise on the CPU, which is also what its GPU source draws on a machine without CUDA."""
+    return request.noise_source == "GPU" and device.type == "cuda"
+
+
+def noise_notes(request: Generation, on_device: bool) -> list[str]:
+    """What to report when a payload asked for GPU noise that this worker could not draw."""
+    if request.noise_source == "GPU" and request.noise_source_sent and not on_device:
+        return ["override_settings.randn_source GPU (this worker has no CUDA device: the noise was drawn on the CPU, "
+                "as A1111 draws it on a machine without one)"]  # fmt: skip
+    return []
 
 
 def draw_seeds(request: Generation) -> tuple[list[int], list[int]]:
@@ -189,7 +204,7 @@ def generate(
             result.infotexts.append(
                 infotext(
                     request, model, model.vae, image_seed, lora_hashes, subseed=result.subseeds[index],
-                    control_notes=result.control_notes, hires_model=hires_model,
+                    control_notes=result.control_notes, hires_model=hires_model, gpu_noise=result.gpu_noise,
                 )
             )  # fmt: skip
         result.seconds = time.perf_counter() - started
@@ -409,6 +424,8 @@ def _k_diffusion_images(
     first = ModelRun.of(model)
     size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
+    on_device = result.gpu_noise = gpu_noise(request, first.device)
+    result.ignored = [*result.ignored, *noise_notes(request, on_device)]
     sources, frame = _img2img_inputs(request)
     keep = None if frame is None else _latent_keep(frame.mask, shape).to(first.device)
     units = prepare_units(
@@ -443,7 +460,7 @@ def _k_diffusion_images(
             count = len(batch_seeds)
             noise = ksampling.ImageNoise(
                 shape, batch_seeds, first.device, request.noise_seed_delta, subseeds=batch_subseeds,
-                subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
+                subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from, on_device=on_device,
             )  # fmt: skip
             schedule = sigmas = full.to(first.device)
             inpaint = None
@@ -453,7 +470,7 @@ def _k_diffusion_images(
             else:
                 init = _encode(first.pipe, [sources[pick] for pick in picks], batch_seeds)
                 if keep is not None:
-                    init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds)
+                    init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds, on_device)
                     inpaint = ksampling.LatentMask(init, keep)
                 sigmas = sigmas[request.steps - t_enc - 1 :]
                 x = init + noise.next() * sigmas[0]
@@ -550,6 +567,7 @@ def _hires_pass(
     noise = ksampling.ImageNoise(
         tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,
         subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
+        on_device=gpu_noise(request, second.device),
     )  # fmt: skip
     x = samples.to(second.device) + noise.next() * sigmas[0]
     hires_texts = (
@@ -607,12 +625,12 @@ def _latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
     return (1.0 - torch.from_numpy(repaint))[None, None].expand(1, shape[0], -1, -1)
 
 
-def _latent_fill(init: torch.Tensor, keep: torch.Tensor, fill: int, seeds: list[int]) -> torch.Tensor:
-    """A1111's latent `inpainting_fill`: 2 latent noise (each image's seed noise) and 3 latent nothing (zeros) under
-    the mask; 0 and 1 were applied to the picture before encoding."""
+def _latent_fill(init: torch.Tensor, keep: torch.Tensor, fill: int, seeds: list[int], on_device: bool) -> torch.Tensor:
+    """A1111's latent `inpainting_fill`: 2 latent noise (create_random_tensors: each image's seed's first noise, from
+    the same generators as the sampling noise) and 3 latent nothing (zeros) under the mask."""
     if fill == 2:
-        noise = torch.stack([torch.randn(init.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
-        return init * keep + noise.to(init.device, init.dtype) * (1 - keep)
+        noise = ksampling.ImageNoise(tuple(init.shape[1:]), seeds, init.device, on_device=on_device).next()
+        return init * keep + noise.to(init.dtype) * (1 - keep)
     if fill == 3:
         return init * keep
     return init

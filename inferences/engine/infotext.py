@@ -39,6 +39,7 @@ def infotext(
     subseed: int | None = None,
     control_notes: list[str] | None = None,
     hires_model: LoadedModel | None = None,
+    gpu_noise: bool = False,
 ) -> str:
     """A1111's create_infotext (processing.py, v1.10.1), field for field and in its order, but `Version`.
 
@@ -70,7 +71,9 @@ def infotext(
         ),
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "ENSD": request.noise_seed_delta if _uses_ensd(request) else None,
-        "RNG": "CPU",  # noise is drawn as A1111's `randn_source: CPU` draws it (sampling/ksampling.py)
+        # A1111 writes RNG where its source is not its default GPU one; noise drawn on the CPU is labelled CPU here
+        # even for the GPU source on a worker without CUDA, so that A1111 on a CUDA machine draws it again
+        "RNG": None if gpu_noise else "CPU",
     }
     extra: dict[str, object] = {}
     for note in control_notes or []:

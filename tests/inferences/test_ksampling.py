@@ -321,3 +321,33 @@ def test_the_sde_samplers_brownian_tree_spans_the_whole_schedule(engine, files, 
     assert spans == [pytest.approx(span(10)), pytest.approx(span(6)), pytest.approx(span(8))]
     truncated = ksampling.sigmas_for(denoiser, "DPM++ 2M SDE", None, 10)[10 - 5 - 1 :]
     assert spans[0][1] > float(truncated.max())  # what the tree spanned before: the run's own tail
+
+
+def test_the_noise_source_is_a1111s_gpu_on_cuda_and_the_cpu_elsewhere(engine, files):
+    """Issue 30.12. A1111's rng.py: its default `randn_source: GPU` draws with generators on the device
+    (`create_generator`: torch.Generator(devices.device)), its CPU source on the CPU; on a machine without CUDA the
+    GPU source draws on the CPU too. A CPU worker says so when the payload asked for GPU noise; the infotext labels
+    CPU-drawn noise `RNG: CPU` (A1111 writes RNG for a non-default source) and leaves RNG out for GPU noise."""
+    import torch
+
+    from inferences.engine.errors import EngineError
+    from inferences.engine.request.limits import Limits
+    from inferences.engine.request.payload import parse_request
+    from inferences.engine.sampling.ksampling import noise_device
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert noise_device(cuda, True) == cuda and noise_device(cuda, False) == cpu and noise_device(cpu, True) == cpu
+    assert parse_request("txt2img", txt2img(), Limits()).noise_source == "GPU"  # A1111's default
+    with pytest.raises(EngineError, match="randn_source must be GPU, CPU or NV"):
+        parse_request("txt2img", txt2img(override_settings={"randn_source": "gpu"}), Limits())
+
+    default = engine.run("txt2img", txt2img(steps=3, seed=7), files)
+    asked = engine.run("txt2img", txt2img(steps=3, seed=7, override_settings={"randn_source": "GPU"}), files)
+    on_cpu = engine.run("txt2img", txt2img(steps=3, seed=7, override_settings={"randn_source": "CPU"}), files)
+    assert default.images == asked.images == on_cpu.images  # on a CPU worker every source draws on the CPU
+    assert default.ignored == on_cpu.ignored == []
+    assert asked.ignored == [
+        "override_settings.randn_source GPU (this worker has no CUDA device: the noise was drawn on the CPU, as A1111 "
+        "draws it on a machine without one)"
+    ]
+    assert all("RNG: CPU" in result.info["infotexts"][0] for result in (default, asked, on_cpu))

@@ -51,9 +51,14 @@ def test_infinity_in_the_json_is_accepted() -> None:
         ({"script_name": "x/y/z plot"}, ["script_name"]),
         ({"s_churn": 0.5}, ["s_churn"]),
         ({"refiner_checkpoint": "sdxl_refiner"}, ["refiner_checkpoint"]),
+        # the GPU source is honoured (a CPU worker reports at run time that it drew on the CPU); NV is not drawn
+        ({"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337, "randn_source": "GPU"}}, []),
         (
-            {"override_settings": {"sd_vae": "Automatic", "eta_noise_seed_delta": 31337, "randn_source": "GPU"}},
-            ["override_settings.randn_source (noise is always drawn on the CPU, as A1111's CPU source)"],
+            {"override_settings": {"randn_source": "NV"}},
+            [
+                "override_settings.randn_source NV (A1111's emulation of NVIDIA's generator is not drawn here: noise is "
+                "drawn as its GPU source draws it)"
+            ],
         ),
         # a unit without a model does nothing in the extension either
         ({"alwayson_scripts": {"controlnet": {"args": [{"enabled": True, "module": "canny"}]}}}, []),

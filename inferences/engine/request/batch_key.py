@@ -48,6 +48,7 @@ def batch_key(request: Generation, models: JobModels) -> str:
         request.checkpoint_name,
         request.eta,
         request.noise_seed_delta,
+        request.noise_source,
         request.subseed_strength,
         request.seed_resize_from,
         sorted(loras.items()),

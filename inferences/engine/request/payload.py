@@ -67,6 +67,9 @@ class Generation:
     vae: str | None  # override_settings.sd_vae; None = the job's VAE or the model's own
     eta: float | None
     noise_seed_delta: int = 0  # override_settings.eta_noise_seed_delta (A1111's ENSD)
+    # override_settings.randn_source: GPU (A1111's default: the device's generators) or CPU; NV is not drawn here
+    noise_source: str = "GPU"
+    noise_source_sent: bool = False  # the payload named it (a CPU worker then says it could not draw GPU noise)
     checkpoint_name: str | None = None  # override_settings.sd_model_checkpoint: one of the job's models, by name
     checkpoint_key: str = "override_settings.sd_model_checkpoint"  # the payload key that named it
     subseed: int = -1  # variation seed (-1: random), mixed in by subseed_strength
@@ -330,8 +333,9 @@ def _ignored_keys(
     overrides = data.get("override_settings")
     if isinstance(overrides, dict):
         ignored += [f"override_settings.{key}" for key in overrides if key not in SUPPORTED_OVERRIDES]
-        if overrides.get("randn_source", "CPU") != "CPU":
-            ignored.append("override_settings.randn_source (noise is always drawn on the CPU, as A1111's CPU source)")
+        if overrides.get("randn_source") == "NV":
+            ignored.append("override_settings.randn_source NV (A1111's emulation of NVIDIA's generator is not "
+                           "drawn here: noise is drawn as its GPU source draws it)")  # fmt: skip
     return ignored
 
 
@@ -353,6 +357,13 @@ def unhonoured_message(ignored: list[str]) -> str:
         "refused (ESD_UNHONOURED_PARAMETERS=refuse): the payload uses what this server does not honour: "
         + "; ".join(ignored)
     )
+
+
+def _noise_source(overrides: dict[str, Any]) -> str:
+    source = overrides.get("randn_source", "GPU")
+    if source not in ("GPU", "CPU", "NV"):
+        raise EngineError(f"override_settings.randn_source must be GPU, CPU or NV (A1111's), not {source!r}")
+    return "CPU" if source == "CPU" else "GPU"
 
 
 def _side(read: Reader, key: str, limits: Limits) -> int:
@@ -429,6 +440,8 @@ def parse_generation(task: str, data: dict[str, Any], limits: Limits) -> Generat
         sampler=sampler,
         schedule=schedule,
         noise_seed_delta=Reader(overrides).integer("eta_noise_seed_delta", 0, 0, 2**32 - 1),
+        noise_source=_noise_source(overrides),
+        noise_source_sent="randn_source" in overrides,
         checkpoint_name=model_title_name(checkpoint_name) if checkpoint_name else None,
         checkpoint_key=checkpoint_key,
         subseed=read.integer("subseed", -1, -1, 2**32 - 1),

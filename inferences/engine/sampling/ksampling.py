@@ -4,9 +4,10 @@ As A1111 (modules/sd_samplers_kdiffusion.py) and diffusers' own k-diffusion pipe
 a k-diffusion `DiscreteEpsDDPMDenoiser` built from the checkpoint's `alphas_cumprod` (CompVis discretisation,
 t over 0..999), classifier-free guidance batches [cond, uncond] through it, and the schedule types are
 k-diffusion's (`get_sigmas_karras`, `_exponential`, `_polyexponential`) or A1111's (uniform: the model's own
-`get_sigmas`; SGM Uniform). Noise follows A1111's `randn_source: CPU`: one CPU generator per image seeded with
-its seed draws the image's initial noise and then, in turn, every ancestral noise of that image; the SDE samplers
-draw from a Brownian tree seeded with the batch's seeds.
+`get_sigmas`; SGM Uniform). Noise follows A1111's rng.py: one generator per image seeded with its seed draws the
+image's initial noise and then, in turn, every ancestral noise of that image, on the CUDA device for its default
+`randn_source: GPU` on a CUDA worker, else on the CPU (its CPU source, and what its GPU source draws on a machine
+without CUDA); the SDE samplers draw from a Brownian tree seeded with the batch's seeds.
 """
 
 from __future__ import annotations
@@ -345,8 +346,16 @@ EXTRA_SCHEDULES: dict[str, Callable[[Any, int, float, float, bool], torch.Tensor
 }
 
 
-def _randn(seed: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator or torch.Generator("cpu").manual_seed(seed))
+def noise_device(device: torch.device, on_device: bool) -> torch.device:
+    """Where A1111's generators draw: the CUDA device for its GPU source (`on_device`), else the CPU."""
+    return device if on_device and device.type == "cuda" else torch.device("cpu")
+
+
+def _randn(
+    seed: int, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    where = device or torch.device("cpu")
+    return torch.randn(shape, generator=generator or torch.Generator(where).manual_seed(seed), device=where)
 
 
 def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -364,8 +373,9 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
 
 
 class ImageNoise:
-    """A1111's ImageRNG with `randn_source: CPU`: a CPU generator per image, seeded with the image's seed; the first
-    draw is the image's initial noise, each later one the noise an ancestral step adds to it.
+    """A1111's ImageRNG: a generator per image (on the CUDA device with `on_device`, A1111's GPU source on a CUDA
+    worker; else on the CPU), seeded with the image's seed; the first draw is the image's initial noise, each later
+    one the noise an ancestral step adds to it.
 
     Variation seeds mix each image's noise with the noise of its subseed (slerp by `subseed_strength`); with
     `resize_from`, the noise is drawn at that size and centred in (or cropped to) this size, so a seed keeps its
@@ -381,25 +391,28 @@ class ImageNoise:
         subseeds: list[int] | None = None,
         subseed_strength: float = 0.0,
         resize_from: tuple[int, int] | None = None,
+        on_device: bool = False,
     ) -> None:
         self.shape = shape
         self.seeds = seeds
         self.device = device
+        self.source = noise_device(device, on_device)
         self.delta = noise_seed_delta
         self.subseeds = subseeds or []
         self.subseed_strength = subseed_strength
         self.drawn_shape = shape if resize_from is None else (shape[0], resize_from[1] // 8, resize_from[0] // 8)
-        self.generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        self.generators = [torch.Generator(self.source).manual_seed(seed) for seed in seeds]
         self.drawn = 0
 
     def _first(self, index: int, seed: int, generator: torch.Generator) -> torch.Tensor:
         resized = self.drawn_shape != self.shape
-        noise = _randn(seed, self.drawn_shape) if resized else _randn(seed, self.shape, generator)
+        where = self.source
+        noise = _randn(seed, self.drawn_shape, device=where) if resized else _randn(seed, self.shape, generator, where)
         if self.subseed_strength != 0 and self.subseeds:
             subseed = self.subseeds[index] if index < len(self.subseeds) else 0
-            noise = slerp(self.subseed_strength, noise, _randn(subseed, self.drawn_shape))
+            noise = slerp(self.subseed_strength, noise, _randn(subseed, self.drawn_shape, device=where))
         if resized:
-            x = _randn(seed, self.shape, generator)
+            x = _randn(seed, self.shape, generator, where)
             dx = (self.shape[2] - self.drawn_shape[2]) // 2
             dy = (self.shape[1] - self.drawn_shape[1]) // 2
             w = self.drawn_shape[2] if dx >= 0 else self.drawn_shape[2] + 2 * dx
@@ -419,9 +432,11 @@ class ImageNoise:
                 ]
             )
             if self.delta:
-                self.generators = [torch.Generator("cpu").manual_seed(seed + self.delta) for seed in self.seeds]
+                self.generators = [torch.Generator(self.source).manual_seed(seed + self.delta) for seed in self.seeds]
         else:
-            noise = torch.stack([torch.randn(self.shape, generator=generator) for generator in self.generators])
+            noise = torch.stack(
+                [torch.randn(self.shape, generator=generator, device=self.source) for generator in self.generators]
+            )
         self.drawn += 1
         return noise.to(self.device)
 
