@@ -29,6 +29,7 @@ from .request.memory import TILE_ABOVE_PIXELS, decode_rows, vae_decode_bytes
 from .request.options import ModelFile, Progress
 from .request.payload import Generation, unhonoured_message
 from .request.prompt_schedule import prompt_schedule
+from .request.prompts import composable, is_composable
 from .request.samplers import SAMPLERS, make_scheduler
 from .request.tokens import token_ids
 from .sampling import ksampling
@@ -167,6 +168,10 @@ def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
         missing.append("alwayson_scripts.controlnet (ControlNet runs with the k-diffusion samplers)")
     if request.hires is not None:
         missing.append("enable_hr (the hires fix runs with the k-diffusion samplers)")
+    if is_composable(request.text):
+        missing.append(
+            "AND / a trailing :weight (composable prompts need the k-diffusion path; the text is used as is)"
+        )
     return missing
 
 
@@ -349,7 +354,14 @@ class ModelRun:
             conds = self.schedule_conds(request, tuple(in_force for _, in_force in entries), negative, *size)
             return [(end, cond.repeat(count)) for (end, _), cond in zip(entries, conds, strict=True)]
 
-        return ksampling.Conditioning(cond=schedule(texts[0], False), uncond=schedule(texts[1], True))
+        uncond = schedule(texts[1], True)
+        # A1111's composable diffusion: the positive prompt's sub-prompts (AND), each scheduled on its own and
+        # weighted; a lone sub-prompt of weight 1 is the plain guidance (its text without a trailing ":1")
+        subs = composable(texts[0])
+        if len(subs) == 1 and subs[0][1] == 1.0:
+            return ksampling.Conditioning(cond=schedule(subs[0][0], False), uncond=uncond)
+        parts = [(schedule(sub, False), weight) for sub, weight in subs]
+        return ksampling.Conditioning(cond=parts[0][0], uncond=uncond, parts=parts)
 
     def decode(self, latents: torch.Tensor, width: int, height: int, rows: int | None = None) -> list[Image.Image]:
         """The latents' pictures, `rows` images per VAE call (by default as many as the device's free memory holds

@@ -255,3 +255,15 @@ def test_a_job_that_cannot_finish_within_the_time_limit_is_refused_at_start(site
     small = site.submit(txt2img(steps=2))  # 64x64 x 2 steps: 0.016 s at that speed
     assert site.start(small).status == 202
     assert site.wait(small)["status"] == "succeed"
+
+
+def test_a_composable_prompt_counts_a_unet_row_per_sub_prompt(files):
+    """Issue 30.1: A1111's CFGDenoiser runs each sub-prompt of `a AND b AND c` beside the negative prompt: 4 rows per
+    image against 2, so the UNet's part of the estimate doubles."""
+
+    def header_of(model):
+        return header_entries(model.path)
+
+    plain = estimate_of(parse_request("txt2img", txt2img(prompt="a b c"), LIMITS), files, header_of)
+    composed = estimate_of(parse_request("txt2img", txt2img(prompt="a AND b AND c"), LIMITS), files, header_of)
+    assert composed.unet == 2 * plain.unet and composed.weights == plain.weights

@@ -14,6 +14,7 @@ import json
 
 from .job_models import JobModels
 from .payload import Generation
+from .prompts import is_composable
 from .samplers import SAMPLERS, effective_schedule
 
 ALONE = ""
@@ -29,6 +30,7 @@ def batch_key(request: Generation, models: JobModels) -> str:
         or request.hires is not None
         or not sampler.k_diffusion
         or sampler.function == "sample_dpm_adaptive"  # its step sizes follow the whole batch's error
+        or is_composable(request.text)  # AND: its own guidance over several sub-prompts
     ):
         return ALONE
     loras: dict[str, float] = {}

@@ -20,6 +20,7 @@ from ..configs_path import config_folder
 from ..errors import EngineError
 from .identify import identify_shapes, shapes_of
 from .payload import Generation, Removal, Upscale
+from .prompts import composable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -159,16 +160,18 @@ def estimate(
     dtype_bytes: int,
     extra_parameters: int = 0,
     upscale: int = 0,
+    guidance_rows: int = 2,
 ) -> Estimate:
     """`extra_parameters`: the weights of the other models the job holds beside the checkpoint (JobModels.held), at the
-    same dtype; `upscale`: an upscaler model's run between the hires fix's passes (upscale_bytes)."""
+    same dtype; `upscale`: an upscaler model's run between the hires fix's passes (upscale_bytes); `guidance_rows`: the
+    UNet rows per image (cond and uncond; one more per sub-prompt of a composable prompt)."""
     pixels = width * height
     tiled = pixels > TILE_ABOVE_PIXELS
     # a tile is decoded with its overlap (diffusers: a quarter of the tile each way)
     decoded = int((model.tile * 1.25) ** 2) if tiled else pixels
     return Estimate(
         weights=(model.parameters + extra_parameters) * dtype_bytes,
-        unet=UNET_FACTOR * 2 * batch_size * (pixels // 64) * model.unet_width * dtype_bytes,
+        unet=UNET_FACTOR * guidance_rows * batch_size * (pixels // 64) * model.unet_width * dtype_bytes,
         vae=vae_decode_bytes(decoded, model.vae_width, dtype_bytes),
         tiled=tiled,
         upscale=upscale,
@@ -187,13 +190,14 @@ class MemoryNeeds:
     extra_parameters: int = 0  # every model held beside the checkpoint (JobModels.held), at the job's dtype
     upscale: int = 0  # an upscaler model's run, its fp32 weights included (between hires passes, or extras)
     upscaler_parameters: int = 0  # extras: the upscaler models' weights, held together in fp32
+    guidance_rows: int = 2  # UNet rows per image: cond and uncond, plus one per further sub-prompt (AND)
 
     def estimate(self, dtype_bytes: int, batch_size: int | None = None) -> Estimate:
         if self.shape is None:
             return Estimate(weights=self.upscaler_parameters * 4, unet=0, vae=0, upscale=self.upscale)
         return estimate(
             self.shape, self.width, self.height, batch_size or self.batch_size, dtype_bytes,
-            self.extra_parameters, self.upscale,
+            self.extra_parameters, self.upscale, self.guidance_rows,
         )  # fmt: skip
 
 
@@ -218,7 +222,9 @@ def memory_needs(request: Generation | Removal | Upscale, models: JobModels, hea
             upscale = max(upscale, upscale_bytes(upscaler, *request.largest_size) + upscaler.parameters * 4)
         else:
             extra += parameter_count(header)
-    return MemoryNeeds(shape, *request.largest_size, request.batch_size, extra, upscale)
+    texts = [request.text] + ([request.hires.text] if request.hires is not None and request.hires.text else [])
+    rows = 1 + max(len(composable(text)) for text in texts)
+    return MemoryNeeds(shape, *request.largest_size, request.batch_size, extra, upscale, guidance_rows=rows)
 
 
 def machine_memory() -> int:

@@ -87,3 +87,25 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         else:
             merged.append((str(part), float(part_weight)))
     return merged or [("", 1.0)]
+
+
+# A1111's prompt_parser.re_AND and re_weight (composable diffusion)
+AND = re.compile(r"\bAND\b")
+TRAILING_WEIGHT = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+
+
+def composable(text: str) -> list[tuple[str, float]]:
+    """A1111's get_multicond_prompt_list for one prompt: its sub-prompts split at `AND`, each with its trailing
+    `:weight` (1.0 without one) taken off: `a cat AND a dog:0.5` is [("a cat", 1.0), ("a dog", 0.5)]."""
+    parts = []
+    for sub in AND.split(text):
+        match = TRAILING_WEIGHT.search(sub)
+        body, weight = match.groups() if match is not None else (sub, None)
+        parts.append((body, float(weight) if weight is not None else 1.0))
+    return parts
+
+
+def is_composable(text: str) -> bool:
+    """Whether a prompt needs composable guidance: several sub-prompts, or one with a weight other than 1."""
+    parts = composable(text)
+    return len(parts) > 1 or parts[0][1] != 1.0

@@ -129,6 +129,14 @@ class TextCond:
             None if self.time_ids is None else self.time_ids[pick],
         )
 
+    def padded(self, tokens: int) -> TextCond:
+        """Lengthened to `tokens` by repeating its last vector, as A1111's reconstruct_multicond_batch evens out the
+        sub-prompts of a composable prompt."""
+        if self.tokens >= tokens:
+            return self
+        last = self.hidden[:, -1:].expand(-1, tokens - self.tokens, -1)
+        return TextCond(torch.cat([self.hidden, last], dim=1), self.pooled, self.time_ids)
+
     @staticmethod
     def cat(parts: list[TextCond]) -> TextCond:
         first = parts[0]
@@ -451,9 +459,16 @@ class Conditioning:
 
     cond: Schedule
     uncond: Schedule
+    # A1111's composable diffusion (`AND`, a trailing `:weight`): each sub-prompt's schedule and CFG weight; None for
+    # a plain prompt, whose `cond` is the whole guidance
+    parts: list[tuple[Schedule, float]] | None = None
 
     def at(self, step: int) -> tuple[TextCond, TextCond]:
         return _in_force(self.cond, step), _in_force(self.uncond, step)
+
+    def parts_at(self, step: int) -> list[tuple[TextCond, float]]:
+        assert self.parts is not None
+        return [(_in_force(schedule, step), weight) for schedule, weight in self.parts]
 
 
 @dataclass
@@ -532,13 +547,59 @@ class CFGDenoiser:
         return denoised
 
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
-        cond, uncond = self.conditioning.at(self.step)
-        cond_out, uncond_out = self._predict(x, sigma, cond, uncond)
+        if isinstance(self.conditioning, Conditioning) and self.conditioning.parts is not None:
+            denoised = self._composed(x, sigma, cfg_scale)
+        else:
+            cond, uncond = self.conditioning.at(self.step)
+            cond_out, uncond_out = self._predict(x, sigma, cond, uncond)
+            denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
         self.step += 1
-        denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
         if self.inpaint is not None:
             denoised = self.inpaint.blend(denoised)
         return denoised
+
+    def _composed(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
+        """A1111's composable guidance (combine_denoised): uncond + the sum over sub-prompts of (cond_k - uncond) x
+        weight_k x scale, the sub-prompts' conditionings evened out to one length (reconstruct_multicond_batch)."""
+        assert isinstance(self.conditioning, Conditioning)
+        parts = self.conditioning.parts_at(self.step)
+        uncond = _in_force(self.conditioning.uncond, self.step)
+        tokens = max(cond.tokens for cond, _ in parts)
+        conds = [cond.padded(tokens) for cond, _ in parts]
+        count = len(conds)
+        batch = x.shape[0]
+        if batch > 1 and calls_per_image(x.device):  # one image per call on CPU, as _predict (invariance.py)
+            per_image = [self._predict_parts(x[k : k + 1], sigma[k : k + 1], [c.row(k) for c in conds], uncond.row(k))
+                         for k in range(batch)]  # fmt: skip
+            outs = [torch.cat([image[0][part] for image in per_image]) for part in range(count)]
+            uncond_out = torch.cat([image[1] for image in per_image])
+        else:
+            outs, uncond_out = self._predict_parts(x, sigma, conds, uncond)
+        denoised = uncond_out.clone()
+        for out, (_, weight) in zip(outs, parts, strict=True):
+            denoised += (out - uncond_out) * (weight * cfg_scale)
+        return denoised
+
+    def _predict_parts(
+        self, x: torch.Tensor, sigma: torch.Tensor, conds: list[TextCond], uncond: TextCond
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The model's outputs for each sub-prompt and the unconditional rows: one call when their lengths agree, else
+        the sub-prompts' call and the unconditional one (A1111's CFGDenoiser)."""
+        batch, count = x.shape[0], len(conds)
+        control = self.control if self.control is not None and self.control.units else None
+        xs, sigmas = torch.cat([x] * count), torch.cat([sigma] * count)
+        if conds[0].tokens == uncond.tokens:
+            rows = torch.arange((count + 1) * batch, device=x.device) < count * batch
+            extra = {} if control is None else {"control": control, "cond_rows": rows}
+            out = self.inner(
+                torch.cat([xs, x]), torch.cat([sigmas, sigma]), cond=TextCond.cat([*conds, uncond]), **extra
+            )
+            return list(out[: count * batch].chunk(count)), out[count * batch :]
+        ones = torch.ones(count * batch, dtype=torch.bool, device=x.device)
+        extra = {} if control is None else {"control": control, "cond_rows": ones}
+        cond_out = self.inner(xs, sigmas, cond=TextCond.cat(conds), **extra)
+        extra = {} if control is None else {"control": control, "cond_rows": ~ones[:batch]}
+        return list(cond_out.chunk(count)), self.inner(x, sigma, cond=uncond, **extra)
 
     def _predict(
         self, x: torch.Tensor, sigma: torch.Tensor, cond: TextCond, uncond: TextCond
