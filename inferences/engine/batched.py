@@ -163,7 +163,7 @@ def _denoise(
     sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps, sdxl=run.sdxl).to(
         run.device
     )
-    x = noise.next() * sigmas[0]
+    x = ksampling.start_from_noise(leader.sampler, sigmas, noise.next())
     counts = [len(seat.seeds) for seat in group]
     shared = ksampling.SharedConditioning([seat.conditioning for seat in group], counts, [True] * len(group))
     scales = [members[seat.index].request.cfg_scale for seat in group]

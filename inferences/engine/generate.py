@@ -478,14 +478,15 @@ def _k_diffusion_images(
             inpaint = None
             picks = [(start + k) % len(sources) for k in range(count)] if sources else []
             if request.task == "txt2img":
-                x = noise.next() * sigmas[0]
+                x = ksampling.start_from_noise(request.sampler, sigmas, noise.next())
             else:
                 init = _encode(first.pipe, [sources[pick] for pick in picks], batch_seeds)
                 if keep is not None:
                     init = _latent_fill(init, keep, request.inpainting_fill, batch_seeds, on_device)
                     inpaint = ksampling.LatentMask(init, keep)
-                sigmas = sigmas[request.steps - t_enc - 1 :]
-                x = init + noise.next() * sigmas[0]
+                x, sigmas = ksampling.start_from_picture(
+                    request.sampler, first.denoiser, sigmas, t_enc, init, noise.next()
+                )
             steps = max(1, len(sigmas) - 1)
             loop_started = time.perf_counter()
             latents = ksampling.sample(
@@ -575,13 +576,14 @@ def _hires_pass(
     # A1111's setup_img2img_steps with explicit steps: a schedule of steps / strength, of which exactly `steps` run
     scheduled = int(steps / min(hires.denoising_strength, 0.999))
     full = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl).to(second.device)
-    sigmas = full[scheduled - (steps - 1) - 1 :]
     noise = ksampling.ImageNoise(
         tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,
         subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,
         on_device=gpu_noise(request, second.device),
     )  # fmt: skip
-    x = samples.to(second.device) + noise.next() * sigmas[0]
+    # A1111's setup_img2img_steps with explicit steps: t_enc = steps - 1 of the longer schedule
+    x, sigmas = ksampling.start_from_picture(sampler, second.denoiser, full, steps - 1, samples.to(second.device),
+                                             noise.next())  # fmt: skip
     hires_texts = (
         texts[0] if hires.text is None else hires.text,
         texts[1] if hires.negative_text is None else hires.negative_text,

@@ -85,7 +85,7 @@ def infotext(
         extra |= _hires_fields(request, hires_model)
     if lora_hashes:
         extra["Lora hashes"] = ", ".join(lora_hashes)
-    eta_field, eta_default = ("Eta", 1.0) if SAMPLERS[request.sampler].k_diffusion else ("Eta DDIM", 0.0)
+    eta_field, eta_default = ("Eta", 1.0) if SAMPLERS[request.sampler].sigma_based else ("Eta DDIM", 0.0)
     if SAMPLERS[request.sampler].takes_eta and request.eta is not None and request.eta != eta_default:
         extra[eta_field] = request.eta
     fields = fixed | extra | {"Version": VERSION}
@@ -159,9 +159,9 @@ def _hires_schedule_type(request: Generation) -> str | None:
     assert hires is not None
     sampler = hires.sampler or request.sampler
     schedule = hires.schedule if hires.sampler is not None else request.schedule
-    if not SAMPLERS[sampler].k_diffusion:
+    if not SAMPLERS[sampler].sigma_based:
         return None
     _, second = label(sampler, schedule)
-    first = label(request.sampler, request.schedule)[1] if SAMPLERS[request.sampler].k_diffusion else None
+    first = label(request.sampler, request.schedule)[1] if SAMPLERS[request.sampler].sigma_based else None
     # "Automatic" runs no schedule function (nothing written); the first pass's label is not written twice
     return None if second in ("Automatic", first) else second

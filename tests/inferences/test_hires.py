@@ -192,7 +192,7 @@ def test_the_memory_estimate_covers_the_second_pass(models) -> None:
 
 
 def test_a_non_k_diffusion_sampler_reports_the_hires_fix_unhonoured(engine, hr_files) -> None:
-    result = engine.run("txt2img", hires(sampler_name="DDIM"), hr_files)
+    result = engine.run("txt2img", hires(sampler_name="UniPC"), hr_files)
     assert result.ignored == ["enable_hr (the hires fix runs with the k-diffusion samplers)"]
     assert picture(result.images[0]).size == (64, 64)
 

@@ -156,9 +156,9 @@ def test_an_sdxl_kohya_lora_changes_the_picture_and_comes_off_exactly(engine, fi
 
 
 def test_diffusers_samplers_on_sdxl_get_a1111s_conditioning_too(engine, files, monkeypatch):
-    """DDIM runs diffusers' SDXL pipeline; its embeddings are still A1111's (emphasis honoured, not dropped)."""
-    plain = pixels(engine.run("txt2img", txt2img(sampler_name="DDIM", prompt="a cat"), files).images[0])
-    weighted = engine.run("txt2img", txt2img(sampler_name="DDIM", prompt="a (cat:1.6)"), files)
+    """UniPC runs diffusers' SDXL pipeline; its embeddings are still A1111's (emphasis honoured, not dropped)."""
+    plain = pixels(engine.run("txt2img", txt2img(sampler_name="UniPC", prompt="a cat"), files).images[0])
+    weighted = engine.run("txt2img", txt2img(sampler_name="UniPC", prompt="a (cat:1.6)"), files)
     assert weighted.ignored == []
     assert not np.array_equal(pixels(weighted.images[0]), plain)
 

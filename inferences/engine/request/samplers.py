@@ -2,7 +2,7 @@
 modules/sd_schedulers.py).
 
 Every k-diffusion name runs k-diffusion's own `sample_*` function over the model's own sigmas (ksampling.py), as
-A1111 does; DDIM, PLMS, UniPC and LCM run diffusers' schedulers. The table is plain data so the web process can
+A1111 does; DDIM, PLMS and LCM run A1111's own on the same loop (timesteps.py); UniPC runs diffusers' scheduler. The table is plain data so the web process can
 validate a payload's `sampler_name` and `scheduler` without importing torch. An unknown name is a failed job with
 the list of known ones, never a silent substitute.
 """
@@ -34,9 +34,19 @@ class Sampler:
         return bool(self.function)
 
     @property
+    def sigma_based(self) -> bool:
+        """What A1111 runs as a KDiffusionSampler (over sigmas, with schedule types); not its timestep samplers."""
+        return self.k_diffusion and not self.timesteps
+
+    @property
+    def timesteps(self) -> bool:
+        """A1111's samplers over timesteps (DDIM, PLMS), whose eta is `Eta DDIM` (default 0)."""
+        return self.function in ("ddim", "plms")
+
+    @property
     def takes_eta(self) -> bool:
         """Whether `eta` changes what it does (the noise an ancestral or SDE step adds; DDIM's own eta)."""
-        return self.scheduler_class == "DDIMScheduler" or any(
+        return self.function == "ddim" or any(
             part in self.function for part in ("ancestral", "sde", "dpm_fast", "dpm_adaptive")
         )
 
@@ -59,10 +69,11 @@ SAMPLERS: dict[str, Sampler] = {
     "DPM fast": Sampler("sample_dpm_fast", uses_ensd=True),
     "DPM adaptive": Sampler("sample_dpm_adaptive", uses_ensd=True),
     "Restart": Sampler("sample_restart", "karras", second_order=True),  # A1111's own, on k-diffusion (ksampling.py)
-    "DDIM": Sampler(scheduler_class="DDIMScheduler"),
-    "PLMS": Sampler(scheduler_class="PNDMScheduler", overrides={"skip_prk_steps": True}),
+    # A1111's own (sampling/timesteps.py): DDIM and PLMS over its timesteps, LCM over its LCM denoiser
+    "DDIM": Sampler("ddim"),
+    "PLMS": Sampler("plms"),
     "UniPC": Sampler(scheduler_class="UniPCMultistepScheduler"),
-    "LCM": Sampler(scheduler_class="LCMScheduler"),
+    "LCM": Sampler("sample_lcm"),
 }
 
 # Schedule types by A1111's label (the payload's `scheduler`) -> the engine's key.

@@ -31,6 +31,7 @@ from ..errors import EngineError
 from ..models.compiling import bucket, is_compiled, padded
 from ..models.invariance import calls_per_image
 from ..request.samplers import SAMPLERS, effective_schedule
+from .timesteps import TIMESTEP_SAMPLERS, get_timesteps, lcm_denoiser, sample_lcm
 
 _import_lock = threading.Lock()
 # torchsde checks a Brownian tree's query times against its float32 ends and warns about rounding-sized overshoots
@@ -259,7 +260,9 @@ def denoiser(unet: Any, scheduler_config: Any) -> Any:
     _, external = k_diffusion()
     # Its sigma buffers must live where the latents do (sigma_to_t mixes them), as A1111's move with the model.
     levels = alphas_cumprod(scheduler_config).to(parameter_device(unet))
-    return external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels, quantize=False)
+    wrapped = external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels, quantize=False)
+    wrapped.esd_alphas_cumprod = levels  # A1111's model.alphas_cumprod, which its DDIM, PLMS and LCM read
+    return wrapped
 
 
 def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int, *, sdxl: bool = False) -> torch.Tensor:
@@ -267,6 +270,10 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int,
     types of modules/sd_schedulers.py). `sdxl`: Align Your Steps has a table per model family."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
+    if sampler.function in TIMESTEP_SAMPLERS:  # A1111's own: timesteps, whatever the schedule type
+        return get_timesteps(steps)
+    if sampler.function == "sample_lcm":
+        model_denoiser = lcm_denoiser(model_denoiser, *k_diffusion())
     steps += 1 if sampler.discard_penultimate else 0
     kind = effective_schedule(name, schedule)
     sigma_min, sigma_max = model_denoiser.sigmas[0].item(), model_denoiser.sigmas[-1].item()
@@ -527,12 +534,16 @@ class CFGDenoiser:
         cfg_scale: float | torch.Tensor,
         inpaint: LatentMask | None = None,
         control: ControlPass | None = None,
+        mask_before: bool = False,
     ) -> None:
         self.inner = inner
         self.conditioning = conditioning
         self.cfg_scale = cfg_scale
         self.inpaint = inpaint
         self.control = control
+        # A1111's mask_before_denoising (its timestep samplers): the mask blends into the latents before the
+        # prediction rather than into the prediction after it
+        self.mask_before = mask_before
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
@@ -547,6 +558,8 @@ class CFGDenoiser:
         return denoised
 
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
+        if self.inpaint is not None and self.mask_before:
+            x = self.inpaint.blend(x)
         if isinstance(self.conditioning, Conditioning) and self.conditioning.parts is not None:
             denoised = self._composed(x, sigma, cfg_scale)
         else:
@@ -554,7 +567,7 @@ class CFGDenoiser:
             cond_out, uncond_out = self._predict(x, sigma, cond, uncond)
             denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
         self.step += 1
-        if self.inpaint is not None:
+        if self.inpaint is not None and not self.mask_before:
             denoised = self.inpaint.blend(denoised)
         return denoised
 
@@ -699,7 +712,15 @@ def sample(
     spans it, as A1111's `create_noise_sampler(x, sigmas, p)` is given the unsliced sigmas (issue 30.7)."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
-    function = sample_restart if sampler.function == "sample_restart" else getattr(sampling, sampler.function)
+    if sampler.function in TIMESTEP_SAMPLERS:
+        return _sample_timesteps(
+            model_denoiser, sampler.function, sigmas, x, noise, conditioning, cfg_scale, callback, eta, inpaint, control
+        )
+    if sampler.function == "sample_lcm":
+        model_denoiser = lcm_denoiser(model_denoiser, *k_diffusion())
+    function = {"sample_restart": sample_restart, "sample_lcm": sample_lcm}.get(sampler.function) or getattr(
+        sampling, sampler.function
+    )
     parameters = inspect.signature(function).parameters  # through torch.no_grad's wrapper, as A1111 reads them
     arguments: dict[str, Any] = dict(sampler.arguments)
     if "sigma_min" in parameters:  # DPM fast / adaptive take a range, not the schedule
@@ -733,3 +754,49 @@ def sample(
 
     samples = function(model, x, extra_args={}, callback=on_step, disable=True, **arguments)
     return samples if inpaint is None else inpaint.blend(samples)
+
+
+def _sample_timesteps(
+    model_denoiser: Any, function: str, timesteps: torch.Tensor, x: torch.Tensor, noise: ImageNoise,
+    conditioning: Conditioning | SharedConditioning, cfg_scale: float | torch.Tensor,
+    callback: Callable[[int, torch.Tensor], None], eta: float | None, inpaint: LatentMask | None,
+    control: ControlPass | None,
+) -> torch.Tensor:  # fmt: skip
+    """DDIM and PLMS as A1111 runs them (timesteps.py): the guided noise prediction of the UNet itself (its
+    CFGDenoiserTimesteps, which blends an inpainting mask into the latents before each prediction), `eta` as its
+    Eta DDIM (0 unless sent), the noise from the images' generators."""
+    model = CFGDenoiser(model_denoiser.inner_model, conditioning, cfg_scale, inpaint, control, mask_before=True)
+
+    def on_step(state: dict[str, Any]) -> None:
+        if control is not None:
+            control.step = int(state["i"]) + 1
+        callback(int(state["i"]), state["denoised"])
+
+    samples = TIMESTEP_SAMPLERS[function](
+        model, x, timesteps.to(x.device), model_denoiser.esd_alphas_cumprod.to(x.device), callback=on_step,
+        noise=noise.next, eta=0.0 if eta is None else eta,
+    )  # fmt: skip
+    return samples if inpaint is None else inpaint.blend(samples)
+
+
+def is_timestep_sampler(name: str) -> bool:
+    return SAMPLERS[name].function in TIMESTEP_SAMPLERS
+
+
+def start_from_noise(name: str, schedule: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """txt2img's first latents: the noise at the schedule's first sigma (k-diffusion), or the noise itself (A1111's
+    timestep samplers, which see the latents unscaled)."""
+    return noise if is_timestep_sampler(name) else noise * schedule[0]
+
+
+def start_from_picture(
+    name: str, model_denoiser: Any, schedule: torch.Tensor, t_enc: int, init: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """img2img's (and the hires pass's) start: the latents noised to step `t_enc` of the full `schedule` and the part
+    of the schedule that runs from there. k-diffusion: the last t_enc + 1 steps' sigmas; A1111's timestep samplers:
+    the first t_enc timesteps, the picture at √ᾱ and the noise at √(1 - ᾱ) of timestep t_enc (sample_img2img)."""
+    if not is_timestep_sampler(name):
+        tail = schedule[len(schedule) - t_enc - 2 :]
+        return init + noise * tail[0], tail
+    alpha = model_denoiser.esd_alphas_cumprod.to(init.device)[int(schedule[t_enc])]
+    return init * torch.sqrt(alpha) + noise * torch.sqrt(1 - alpha), schedule[:t_enc]
