@@ -718,9 +718,8 @@ def sample(
         )
     if sampler.function == "sample_lcm":
         model_denoiser = lcm_denoiser(model_denoiser, *k_diffusion())
-    function = {"sample_restart": sample_restart, "sample_lcm": sample_lcm}.get(sampler.function) or getattr(
-        sampling, sampler.function
-    )
+    own: dict[str, Callable[..., torch.Tensor]] = {"sample_restart": sample_restart, "sample_lcm": sample_lcm}
+    function: Callable[..., torch.Tensor] = own.get(sampler.function) or getattr(sampling, sampler.function)
     parameters = inspect.signature(function).parameters  # through torch.no_grad's wrapper, as A1111 reads them
     arguments: dict[str, Any] = dict(sampler.arguments)
     if "sigma_min" in parameters:  # DPM fast / adaptive take a range, not the schedule

@@ -120,7 +120,9 @@ def lcm_denoiser(base: Any, sampling: Any, external: Any) -> Any:
             return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip_steps + (self.skip_steps - 1)
 
         def t_to_sigma(self, timestep: torch.Tensor) -> torch.Tensor:
-            t = torch.clamp(((timestep - (self.skip_steps - 1)) / self.skip_steps).float(), min=0, max=len(self.sigmas) - 1)
+            t = torch.clamp(
+                ((timestep - (self.skip_steps - 1)) / self.skip_steps).float(), min=0, max=len(self.sigmas) - 1
+            )
             return super().t_to_sigma(t)
 
         def forward(self, input: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
