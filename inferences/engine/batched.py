@@ -71,8 +71,9 @@ def generate_together(
         for index, member in enumerate(members):
             request = member.request
             try:
-                if refuse_unhonoured and request.ignored:
-                    raise EngineError(unhonoured_message(request.ignored))
+                ignored = [*request.ignored, *noise_notes(request, gpu_noise(request, run.device))]
+                if refuse_unhonoured and ignored:
+                    raise EngineError(unhonoured_message(ignored))
                 with embeddings(run.pipe, request, member.models) as texts, torch.inference_mode():
                     conditioning = run.conditioning(
                         request, texts, request.sampler, request.steps, size, request.batch_size

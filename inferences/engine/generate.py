@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,11 +29,11 @@ from .request.memory import TILE_ABOVE_PIXELS, decode_rows, vae_decode_bytes
 from .request.options import ModelFile, Progress
 from .request.payload import Generation, unhonoured_message
 from .request.prompt_schedule import prompt_schedule
-from .request.prompts import composable, is_composable
-from .request.samplers import SAMPLERS, make_scheduler
+from .request.prompts import composable
+from .request.samplers import SAMPLERS
 from .request.tokens import token_ids
 from .sampling import ksampling
-from .sampling.conditioning import chunk_count, sd1_embeddings, sd1_schedule, sdxl_embedding, sdxl_schedule
+from .sampling.conditioning import sd1_schedule, sdxl_schedule
 from .sampling.preview import preview_jpeg
 
 
@@ -153,28 +153,6 @@ def embeddings(pipe: Any, request: Generation, models: JobModels) -> Iterator[tu
             pipe.unload_textual_inversion()
 
 
-def _needs_the_k_diffusion_loop(request: Generation) -> list[str]:
-    """What only the k-diffusion loop honours (variation seeds, seed resize, prompt editing, ENSD)."""
-    missing = []
-    if request.subseed_strength:
-        missing.append("subseed_strength (variation seeds need the k-diffusion path)")
-    if request.seed_resize_from is not None:
-        missing.append("seed_resize_from_w/h (seed resize needs the k-diffusion path)")
-    if request.noise_seed_delta:
-        missing.append("override_settings.eta_noise_seed_delta (needs the k-diffusion path)")
-    if any(len(prompt_schedule(text, request.steps)) > 1 for text in (request.text, request.negative_text)):
-        missing.append("prompt editing [from:to:when] / [a|b] (needs the k-diffusion path; the text is used as is)")
-    if request.control_units:
-        missing.append("alwayson_scripts.controlnet (ControlNet runs with the k-diffusion samplers)")
-    if request.hires is not None:
-        missing.append("enable_hr (the hires fix runs with the k-diffusion samplers)")
-    if is_composable(request.text):
-        missing.append(
-            "AND / a trailing :weight (composable prompts need the k-diffusion path; the text is used as is)"
-        )
-    return missing
-
-
 def generate(
     model: LoadedModel,
     request: Generation,
@@ -184,99 +162,24 @@ def generate(
     refuse_unhonoured: bool = False,
     hires_model: LoadedModel | None = None,
 ) -> Generated:
-    """The job's pictures. The request is not changed: what a diffusers sampler cannot honour is reported in the
-    Generated's own `ignored`."""
+    """The job's pictures: every sampler runs on the engine's loop (k-diffusion's, and A1111's own DDIM, PLMS, UniPC
+    and LCM), so nothing of the request is dropped for a sampler's sake."""
     started = time.perf_counter()
-    inpaint = request.task == "img2img" and request.mask is not None
-    task = "inpaint" if inpaint else request.task
-    use_k_diffusion = SAMPLERS[request.sampler].k_diffusion
-    # The k-diffusion loop runs on the shared modules alone; DDIM, PLMS, UniPC and LCM run diffusers' pipelines.
-    pipe = model.pipeline("txt2img" if use_k_diffusion else task)
-    if not use_k_diffusion:
-        pipe.scheduler = make_scheduler(request.sampler, request.schedule, model.base.scheduler.config)
-        ignored = [*request.ignored, *_needs_the_k_diffusion_loop(request)]
-        request = replace(request, ignored=ignored, control_units=[], hires=None)
-    if refuse_unhonoured and request.ignored:
-        raise EngineError(unhonoured_message(request.ignored))
+    # what only the worker knows it cannot honour: GPU noise without a CUDA device
+    device = ksampling.parameter_device(model.base.unet)
+    ignored = [*request.ignored, *noise_notes(request, gpu_noise(request, device))]
+    if refuse_unhonoured and ignored:
+        raise EngineError(unhonoured_message(ignored))
     seeds, subseeds = draw_seeds(request)
-    seed = seeds[0]
-    result = Generated(seeds=seeds, subseeds=subseeds, ignored=request.ignored)
-    is_sd1 = model.architecture.family == "sd1"
-    step_base = 0
-    if use_k_diffusion:
-        lora_hashes = _k_diffusion_images(model, request, models, progress, result, seed, tools, hires_model)
-        for index, image_seed in enumerate(result.seeds):
-            result.infotexts.append(
-                infotext(
-                    request, model, model.vae, image_seed, lora_hashes, subseed=result.subseeds[index],
-                    control_notes=result.control_notes, hires_model=hires_model, gpu_noise=result.gpu_noise,
-                )
-            )  # fmt: skip
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def on_step(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        if progress.cancelled():
-            raise Cancelled()
-        per_batch = pipeline.num_timesteps
-        progress.step(step_base + step + 1, per_batch * request.n_iter)
-        return tensors
-
-    with extra_networks(pipe, request, models) as networks, torch.inference_mode():
-        arguments: dict[str, Any] = {
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.cfg_scale,
-            "num_images_per_prompt": request.batch_size,
-            "callback_on_step_end": on_step,
-            "output_type": "pt",  # converted to pictures as A1111 does (unit_pictures), not rounded by diffusers
-        }
-        if request.eta is not None and request.sampler == "DDIM":
-            arguments["eta"] = request.eta
-        if is_sd1:
-            # One code path for every SD 1.x prompt: emphasis, BREAK, >75 tokens and clip skip, as A1111 means them.
-            embeds, negative = sd1_embeddings(pipe, networks.text, networks.negative_text, request.clip_skip)
-            arguments.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
-        else:
-            chunks = max(chunk_count(pipe, networks.text), chunk_count(pipe, networks.negative_text))
-            embeds, pooled = sdxl_embedding(pipe, networks.text, request.clip_skip, request.clip_l_skip, chunks=chunks)
-            negative, negative_pooled = sdxl_embedding(
-                pipe, networks.negative_text, request.clip_skip, request.clip_l_skip, chunks=chunks,
-                zero=networks.negative_text == "",
-            )  # fmt: skip
-            arguments.update(
-                prompt_embeds=embeds,
-                negative_prompt_embeds=negative,
-                pooled_prompt_embeds=pooled,
-                negative_pooled_prompt_embeds=negative_pooled,
+    result = Generated(seeds=seeds, subseeds=subseeds, ignored=ignored)
+    lora_hashes = _k_diffusion_images(model, request, models, progress, result, seeds[0], tools, hires_model)
+    for index, image_seed in enumerate(result.seeds):
+        result.infotexts.append(
+            infotext(
+                request, model, model.vae, image_seed, lora_hashes, subseed=result.subseeds[index],
+                control_notes=result.control_notes, hires_model=hires_model, gpu_noise=result.gpu_noise,
             )
-        sources, frame = _img2img_inputs(request)
-        mask = None if frame is None else frame.mask
-        for iteration in range(request.n_iter):
-            seeds = result.seeds[iteration * request.batch_size : (iteration + 1) * request.batch_size]
-            # CPU generators: the same seed draws the same noise on any device, and per-image generators make image k
-            # depend on seed + k only, as in A1111.
-            arguments["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-            if request.task == "txt2img":
-                arguments.update(width=request.width, height=request.height)
-            else:
-                picks = [(iteration * request.batch_size + k) % len(sources) for k in range(request.batch_size)]
-                batch = [sources[pick] for pick in picks]
-                arguments.update(image=batch, strength=request.denoising_strength, num_images_per_prompt=1)
-                if inpaint:
-                    blank = Image.new("L", (request.width, request.height))  # A1111: a blank "Only masked" mask
-                    arguments.update(
-                        mask_image=[mask or blank] * len(batch), width=request.width, height=request.height
-                    )
-                _repeat_embeds(arguments, len(batch))
-            with tiled_if_large(pipe.vae, request.width, request.height):
-                output = unit_pictures(pipe(**arguments).images)
-            if frame is not None:
-                output = [frame.compose(image, pick) for image, pick in zip(output, picks, strict=True)]
-            result.images += output
-            step_base += pipe.num_timesteps
-        vae_file = model.vae
-        for image_seed in result.seeds:
-            result.infotexts.append(infotext(request, model, vae_file, image_seed, networks.lora_hashes))
+        )  # fmt: skip
     result.seconds = time.perf_counter() - started
     return result
 
@@ -437,7 +340,6 @@ def _k_diffusion_images(
     size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
     on_device = result.gpu_noise = gpu_noise(request, first.device)
-    result.ignored = [*result.ignored, *noise_notes(request, on_device)]
     sources, frame = _img2img_inputs(request)
     keep = None if frame is None else _latent_keep(frame.mask, shape).to(first.device)
     units = prepare_units(
@@ -679,11 +581,3 @@ def _img2img_inputs(request: Generation) -> tuple[list[Image.Image], masking.Inp
             return frame.sources, frame
     return [images.resize(images.flatten(image), request.width, request.height, request.resize_mode)
             for image in request.init_images], None  # fmt: skip
-
-
-def _repeat_embeds(arguments: dict[str, Any], count: int) -> None:
-    """img2img takes one prompt embedding per source image, not per num_images_per_prompt."""
-    for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
-        tensor = arguments.get(key)
-        if tensor is not None and tensor.shape[0] != count:
-            arguments[key] = tensor[:1].repeat(count, *([1] * (tensor.ndim - 1)))

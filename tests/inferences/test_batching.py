@@ -220,7 +220,7 @@ def test_the_batch_key_holds_the_files_the_plan_picked():
 
 @pytest.mark.parametrize(
     "change",
-    [{"n_iter": 2}, {"enable_hr": True}, {"sampler_name": "DPM adaptive"}, {"sampler_name": "UniPC"}],
+    [{"n_iter": 2}, {"enable_hr": True}, {"sampler_name": "DPM adaptive"}, {"prompt": "a AND b"}],
 )
 def test_jobs_that_run_more_than_one_loop_run_alone(change):
     assert key_of(txt2img(**{**SHARED, **change})) == ALONE

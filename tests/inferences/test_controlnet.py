@@ -437,12 +437,6 @@ def test_an_img2img_unit_guides_from_the_init_image(engine, cn_files) -> None:
     assert not np.array_equal(pixels(on.images[0]), pixels(off.images[0]))
 
 
-def test_a_non_k_diffusion_sampler_reports_the_unit_unhonoured(engine, cn_files) -> None:
-    result = engine.run("txt2img", with_units(unit(), sampler_name="UniPC", steps=3), cn_files)
-    assert result.ignored == ["alwayson_scripts.controlnet (ControlNet runs with the k-diffusion samplers)"]
-    assert len(result.images) == 1
-
-
 def test_an_sdxl_controlnet_guides_an_sdxl_checkpoint(engine, tmp_path: Path) -> None:
     from inferences.engine.devtools.tiny import write_tiny_checkpoint
 

@@ -357,9 +357,9 @@ def test_refuse_mode_fails_a_job_the_engine_would_run_differently(models, u2net_
     strict = Engine(EngineOptions(u2net_home=u2net_home, unhonoured="refuse"))
     files = JobFiles(checkpoint=models["checkpoint"])
     assert strict.run("txt2img", txt2img(sampler_name="Euler a"), files).images  # nothing unhonoured: it runs
-    # known only on the worker: UniPC runs diffusers' scheduler, which has no prompt editing
-    with pytest.raises(EngineError, match=r"ESD_UNHONOURED_PARAMETERS=refuse.*prompt editing"):
-        strict.run("txt2img", txt2img(sampler_name="UniPC", prompt="a [cat:dog:0.5]"), files)
+    # known only on the worker: GPU noise asked of a worker without CUDA
+    with pytest.raises(EngineError, match=r"ESD_UNHONOURED_PARAMETERS=refuse.*randn_source GPU"):
+        strict.run("txt2img", txt2img(override_settings={"randn_source": "GPU"}), files)
 
 
 class CancelAfter(NoProgress):

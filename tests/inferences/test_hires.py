@@ -191,12 +191,6 @@ def test_the_memory_estimate_covers_the_second_pass(models) -> None:
     assert estimate(shape, *request.largest_size, 1, 4).total > estimate(shape, 512, 512, 1, 4).total
 
 
-def test_a_non_k_diffusion_sampler_reports_the_hires_fix_unhonoured(engine, hr_files) -> None:
-    result = engine.run("txt2img", hires(sampler_name="UniPC"), hr_files)
-    assert result.ignored == ["enable_hr (the hires fix runs with the k-diffusion samplers)"]
-    assert picture(result.images[0]).size == (64, 64)
-
-
 def test_prompt_editing_in_the_hires_pass_counts_after_the_first_pass(engine, hr_files, monkeypatch) -> None:
     """Issue 30.2. A1111 schedules the second pass's conditioning with get_learned_conditioning_prompt_schedules(
     prompts, base_steps=firstpass_steps, hires_steps=total_steps) (processing.py, calculate_hr_conds): with 6 + 4

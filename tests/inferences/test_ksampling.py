@@ -153,12 +153,6 @@ def test_second_order_samplers_schedule_over_their_model_evaluations(engine, mod
     assert torch.equal(calls[0], calls[4]) and not torch.equal(calls[4], calls[5])  # half of 2 x 4 = 4
 
 
-def test_prompt_editing_without_the_k_diffusion_path_is_reported(engine, models):
-    files = JobFiles(checkpoint=models["checkpoint"])
-    result = engine.run("txt2img", txt2img(prompt="a [cat:dog:0.5]", sampler_name="UniPC", steps=3), files)
-    assert any(item.startswith("prompt editing") for item in result.ignored)
-
-
 def test_variation_seeds_mix_noises_as_a1111_does(engine, models):
     files = JobFiles(checkpoint=models["checkpoint"])
     base = txt2img(sampler_name="Euler a", steps=5, seed=10, subseed=99)

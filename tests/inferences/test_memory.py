@@ -116,7 +116,7 @@ def test_large_pictures_decode_in_tiles_and_small_ones_whole(engine, files, monk
     whole = engine.run("txt2img", txt2img(width=128, height=128), files)
     assert tiled == []
     monkeypatch.setattr(generate_module, "TILE_ABOVE_PIXELS", 96 * 96)  # the tiny VAE's tiles are 64 px
-    for sampler in ("Euler a", "UniPC"):  # the k-diffusion loop and diffusers' pipeline
+    for sampler in ("Euler a", "UniPC"):  # k-diffusion's sampler and A1111's own timestep one
         result = engine.run("txt2img", txt2img(width=128, height=128, sampler_name=sampler), files)
         assert tiled and len(result.images) == 1
         tiled.clear()

@@ -155,8 +155,8 @@ def test_an_sdxl_kohya_lora_changes_the_picture_and_comes_off_exactly(engine, fi
     assert 'Lora hashes: "xl-ink: ' in Image.open(io.BytesIO(styled.images[0])).text["parameters"]
 
 
-def test_diffusers_samplers_on_sdxl_get_a1111s_conditioning_too(engine, files, monkeypatch):
-    """UniPC runs diffusers' SDXL pipeline; its embeddings are still A1111's (emphasis honoured, not dropped)."""
+def test_a1111s_timestep_samplers_on_sdxl_get_its_conditioning_too(engine, files, monkeypatch):
+    """UniPC (A1111's own, on the engine's loop) on SDXL: emphasis honoured, not dropped."""
     plain = pixels(engine.run("txt2img", txt2img(sampler_name="UniPC", prompt="a cat"), files).images[0])
     weighted = engine.run("txt2img", txt2img(sampler_name="UniPC", prompt="a (cat:1.6)"), files)
     assert weighted.ignored == []

@@ -21,7 +21,7 @@ class Recorder:
         self.eps = eps
 
     def __call__(self, x, t):
-        self.times.append(int(t[0]))
+        self.times.append(float(t[0]))
         return torch.full_like(x, self.eps)
 
 
@@ -51,7 +51,7 @@ def test_lcm_walks_its_distilled_timesteps(engine, files):
     assert lcm.sigma_to_t(sigmas[:-1]).tolist() == [999, 679, 339, 19] and sigmas[-1] == 0
 
 
-@pytest.mark.parametrize("sampler", ["DDIM", "PLMS", "LCM"])
+@pytest.mark.parametrize("sampler", ["DDIM", "PLMS", "UniPC", "LCM"])
 def test_a1111s_own_samplers_take_prompt_editing_controlnet_hires_and_img2img(engine, models, sampler):
     files = JobFiles(checkpoint=models["checkpoint"])
     edited = engine.run("txt2img", txt2img(prompt="a [cat:dog:0.5]", sampler_name=sampler, steps=4, seed=3), files)
@@ -80,3 +80,31 @@ def test_ddim_writes_eta_ddim_and_batches_to_the_same_pictures(engine, models):
         assert np.array_equal(
             np.asarray(batched.pictures[0][0]), np.asarray(engine.run("txt2img", payload, files).pictures[0][0])
         )
+
+
+def test_unipc_evaluates_once_a_step_from_a1111s_times():
+    """uni_pc.UniPC.sample (multistep, order 3, lower order final, time uniform from 1 to 1/1000 over
+    len(timesteps) steps) with UniPCCFG's model input time (t - 1/1000) x 1000: 20 steps, 20 evaluations, the
+    first at 999, the others at 999 - k x 999/20 (the times, k = 1..19, and no evaluation after the last)."""
+    from inferences.engine.sampling.timesteps import sample_unipc
+
+    model, x = Recorder(0.05), torch.ones(1, 4, 2, 2)
+    seen = []
+    sample_unipc(model, x, get_timesteps(20), ALPHAS, callback=lambda state: seen.append(state["i"]),
+                 noise=lambda: torch.zeros_like(x))  # fmt: skip
+    expected = [(t - 1 / 1000) * 1000 for t in torch.linspace(1.0, 1 / 1000, 21).tolist()[:20]]
+    assert model.times == pytest.approx(expected, abs=1e-3) and model.times[0] == pytest.approx(999)
+    assert seen == list(range(20))
+
+
+def test_unipc_with_no_predicted_noise_returns_the_clean_latents():
+    """With the noise prediction 0 the solution is x_t = alpha(t) x0 with x0 = x / alpha(1), the data prediction x0
+    at every step (every difference in multistep_uni_pc_bh_update is 0), so UniPC ends at alpha(1/1000) x0."""
+    from inferences.engine.sampling.timesteps import _NoiseScheduleVP, sample_unipc
+
+    x = torch.ones(1, 4, 2, 2)
+    out = sample_unipc(Recorder(0.0), x, get_timesteps(10), ALPHAS, callback=lambda _: None,
+                       noise=lambda: torch.zeros_like(x))  # fmt: skip
+    schedule = _NoiseScheduleVP(ALPHAS)
+    expected = x * schedule.alpha(torch.tensor([1 / 1000])) / schedule.alpha(torch.tensor([1.0]))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,28 +16,17 @@ from .device import module_bytes, torch_dtype, tune
 
 @dataclass
 class LoadedModel:
-    """One checkpoint (+ VAE) on its device; the txt2img/img2img/inpaint pipelines share its modules."""
+    """One checkpoint (+ VAE) on its device: its pipeline holds the modules every sampler runs on (generate.py)."""
 
     architecture: Architecture
     checkpoint: ModelFile
     vae: ModelFile | None
     base: Any
     size_bytes: int
-    pipelines: dict[str, Any] = field(default_factory=dict)
 
-    def pipeline(self, task: str) -> Any:
-        """The pipeline class for `task` ("txt2img", "img2img", "inpaint") over the same loaded modules."""
-        if task not in self.pipelines:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-            if task == "txt2img":
-                self.pipelines[task] = self.base
-            elif task == "img2img":
-                self.pipelines[task] = AutoPipelineForImage2Image.from_pipe(self.base)
-            else:
-                self.pipelines[task] = AutoPipelineForInpainting.from_pipe(self.base)
-            self.pipelines[task].set_progress_bar_config(disable=True)
-        return self.pipelines[task]
+    def pipeline(self, task: str = "txt2img") -> Any:
+        """The modules for any task: the engine's loop does txt2img, img2img and inpainting on the same ones."""
+        return self.base
 
 
 def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOptions) -> LoadedModel:

@@ -2,7 +2,7 @@
 modules/sd_schedulers.py).
 
 Every k-diffusion name runs k-diffusion's own `sample_*` function over the model's own sigmas (ksampling.py), as
-A1111 does; DDIM, PLMS and LCM run A1111's own on the same loop (timesteps.py); UniPC runs diffusers' scheduler. The table is plain data so the web process can
+A1111 does; DDIM, PLMS, UniPC and LCM run A1111's own on the same loop (timesteps.py). The table is plain data so the web process can
 validate a payload's `sampler_name` and `scheduler` without importing torch. An unknown name is a failed job with
 the list of known ones, never a silent substitute.
 """
@@ -17,7 +17,7 @@ from ..errors import EngineError
 
 @dataclass(frozen=True)
 class Sampler:
-    """One A1111 sampler. `function` names k-diffusion's `sample_*`; `scheduler_class` a diffusers scheduler."""
+    """One A1111 sampler. `function` names k-diffusion's `sample_*` or A1111's own (ksampling.py, timesteps.py)."""
 
     function: str = ""
     schedule: str = "uniform"  # what the schedule type "Automatic" means for it (A1111's `scheduler` option)
@@ -26,8 +26,6 @@ class Sampler:
     second_order: bool = False  # two model evaluations a step: A1111 schedules prompt editing over twice the steps
     uses_ensd: bool = False  # A1111's `uses_ensd` option: its infotext names ENSD only for these
     arguments: dict[str, Any] = field(default_factory=dict)
-    scheduler_class: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k_diffusion(self) -> bool:
@@ -40,8 +38,8 @@ class Sampler:
 
     @property
     def timesteps(self) -> bool:
-        """A1111's samplers over timesteps (DDIM, PLMS), whose eta is `Eta DDIM` (default 0)."""
-        return self.function in ("ddim", "plms")
+        """A1111's samplers over timesteps (DDIM, PLMS, UniPC), whose eta is `Eta DDIM` (default 0)."""
+        return self.function in ("ddim", "plms", "unipc")
 
     @property
     def takes_eta(self) -> bool:
@@ -69,10 +67,10 @@ SAMPLERS: dict[str, Sampler] = {
     "DPM fast": Sampler("sample_dpm_fast", uses_ensd=True),
     "DPM adaptive": Sampler("sample_dpm_adaptive", uses_ensd=True),
     "Restart": Sampler("sample_restart", "karras", second_order=True),  # A1111's own, on k-diffusion (ksampling.py)
-    # A1111's own (sampling/timesteps.py): DDIM and PLMS over its timesteps, LCM over its LCM denoiser
+    # A1111's own (sampling/timesteps.py): DDIM, PLMS and UniPC over its timesteps, LCM over its LCM denoiser
     "DDIM": Sampler("ddim"),
     "PLMS": Sampler("plms"),
-    "UniPC": Sampler(scheduler_class="UniPCMultistepScheduler"),
+    "UniPC": Sampler("unipc"),
     "LCM": Sampler("sample_lcm"),
 }
 
@@ -197,24 +195,6 @@ def label(name: str, schedule: str | None) -> tuple[str, str | None]:
     if not sampler.k_diffusion or (schedule is None and sampler.schedule == "uniform"):
         return name, SCHEDULE_LABELS[schedule] if schedule else "Automatic"
     return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
-
-
-def make_scheduler(name: str, schedule: str | None, base_config: Any) -> Any:
-    """A fresh diffusers scheduler for one job (schedulers keep per-run state), built on the model's own training
-    config: DDIM, PLMS, UniPC and LCM (every other name runs k-diffusion, ksampling.py)."""
-    import diffusers
-
-    sampler = SAMPLERS[name]
-    if sampler.k_diffusion:
-        raise ValueError(f"{name} runs k-diffusion's {sampler.function}, not a diffusers scheduler")
-    overrides = dict(sampler.overrides)
-    scheduler_class = getattr(diffusers, sampler.scheduler_class)
-    config = dict(base_config)
-    for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps"):
-        config.pop(key, None)
-    if schedule == "karras" and "use_karras_sigmas" in scheduler_class.__init__.__code__.co_varnames:
-        overrides = {**overrides, "use_karras_sigmas": True}
-    return scheduler_class.from_config(config, **overrides)
 
 
 def sampler_and_scheduler(name: str | None, schedule: str | None) -> tuple[str, str]:

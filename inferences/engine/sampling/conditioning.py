@@ -138,10 +138,6 @@ def _aligned(pipe: Any, texts: list[str]) -> list[list[tuple[list[int], list[flo
     return [[chunks[index] if index < len(chunks) else ([], []) for chunks in parts] for index in range(count)]
 
 
-def chunk_count(pipe: Any, text: str) -> int:
-    return len(_chunks(pipe, text))
-
-
 @torch.no_grad()
 def sd1_schedule(pipe: Any, texts: list[str], clip_skip: int) -> list[torch.Tensor]:
     """The conditioning of each of one prompt's scheduled texts, [1, 77 x chunks, dim] each, encoded together as A1111
@@ -152,33 +148,16 @@ def sd1_schedule(pipe: Any, texts: list[str], clip_skip: int) -> list[torch.Tens
 
 
 @torch.no_grad()
-def sd1_embeddings(pipe: Any, prompt: str, negative: str, clip_skip: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(prompt_embeds, negative_prompt_embeds) of equal length, for one image; the pipeline repeats them per batch."""
-    device = pipe.text_encoder.device
-    positive, negative_chunks = _chunks(pipe, prompt), _chunks(pipe, negative)
-    while len(negative_chunks) < len(positive):
-        negative_chunks.append(([], []))
-    while len(positive) < len(negative_chunks):
-        positive.append(([], []))
-    encode = [_encode(pipe, [chunk], clip_skip, device) for chunk in positive]
-    encode_negative = [_encode(pipe, [chunk], clip_skip, device) for chunk in negative_chunks]
-    dtype = pipe.unet.dtype
-    return torch.cat(encode, dim=1).to(dtype), torch.cat(encode_negative, dim=1).to(dtype)
-
-
-@torch.no_grad()
 def sdxl_schedule(
-    pipe: Any, texts: list[str], clip_skip: int, clip_l_skip: bool = False, *, negative: bool = False, chunks: int = 0
+    pipe: Any, texts: list[str], clip_skip: int, clip_l_skip: bool = False, *, negative: bool = False
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each of one prompt's scheduled texts as SDXL conditioning ([1, 77 x chunks, L + G width], pooled [1, G
     projection]), encoded together as A1111 does (per chunk index one batch through each encoder, each weighted and
     mean-restored over the batch; shorter texts padded with empty chunks). `negative`: all zeros when every text is
-    empty (sgm's force_zero_embeddings for an empty negative prompt); `chunks`: pad to at least that many (diffusers'
-    pipelines need a prompt and its negative of one length)."""
+    empty (sgm's force_zero_embeddings for an empty negative prompt)."""
     first = next(pipe.unet.parameters())
     device = first.device
     batches = _aligned(pipe, texts)
-    batches += [[([], [])] * len(texts)] * (chunks - len(batches))
     hidden: list[torch.Tensor] = []
     pooled: torch.Tensor | None = None
     for batch in batches:
@@ -198,9 +177,8 @@ def sdxl_schedule(
 
 
 def sdxl_embedding(
-    pipe: Any, text: str, clip_skip: int, clip_l_skip: bool = False, *, zero: bool = False, chunks: int = 0
+    pipe: Any, text: str, clip_skip: int, clip_l_skip: bool = False, *, zero: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One prompt's SDXL conditioning: ([1, 77 x chunks, L + G width], pooled [1, G projection]), as A1111 makes it.
-    `zero`: the all-zero conditioning A1111 gives an empty negative prompt; `chunks`: pad with empty chunks to that
-    many."""
-    return sdxl_schedule(pipe, [text], clip_skip, clip_l_skip, negative=zero, chunks=chunks)[0]
+    `zero`: the all-zero conditioning A1111 gives an empty negative prompt."""
+    return sdxl_schedule(pipe, [text], clip_skip, clip_l_skip, negative=zero)[0]

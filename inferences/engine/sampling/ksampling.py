@@ -714,8 +714,9 @@ def sample(
     sampler = SAMPLERS[name]
     if sampler.function in TIMESTEP_SAMPLERS:
         return _sample_timesteps(
-            model_denoiser, sampler.function, sigmas, x, noise, conditioning, cfg_scale, callback, eta, inpaint, control
-        )
+            model_denoiser, sampler.function, sigmas, x, noise, conditioning, cfg_scale, callback, eta, inpaint, control,
+            from_noise,
+        )  # fmt: skip
     if sampler.function == "sample_lcm":
         model_denoiser = lcm_denoiser(model_denoiser, *k_diffusion())
     own: dict[str, Callable[..., torch.Tensor]] = {"sample_restart": sample_restart, "sample_lcm": sample_lcm}
@@ -759,9 +760,9 @@ def _sample_timesteps(
     model_denoiser: Any, function: str, timesteps: torch.Tensor, x: torch.Tensor, noise: ImageNoise,
     conditioning: Conditioning | SharedConditioning, cfg_scale: float | torch.Tensor,
     callback: Callable[[int, torch.Tensor], None], eta: float | None, inpaint: LatentMask | None,
-    control: ControlPass | None,
+    control: ControlPass | None, from_noise: bool,
 ) -> torch.Tensor:  # fmt: skip
-    """DDIM and PLMS as A1111 runs them (timesteps.py): the guided noise prediction of the UNet itself (its
+    """DDIM, PLMS and UniPC as A1111 runs them (timesteps.py): the guided noise prediction of the UNet itself (its
     CFGDenoiserTimesteps, which blends an inpainting mask into the latents before each prediction), `eta` as its
     Eta DDIM (0 unless sent), the noise from the images' generators."""
     model = CFGDenoiser(model_denoiser.inner_model, conditioning, cfg_scale, inpaint, control, mask_before=True)
@@ -771,9 +772,10 @@ def _sample_timesteps(
             control.step = int(state["i"]) + 1
         callback(int(state["i"]), state["denoised"])
 
+    extra = {} if function != "unipc" else {"is_img2img": not from_noise}
     samples = TIMESTEP_SAMPLERS[function](
         model, x, timesteps.to(x.device), model_denoiser.esd_alphas_cumprod.to(x.device), callback=on_step,
-        noise=noise.next, eta=0.0 if eta is None else eta,
+        noise=noise.next, eta=0.0 if eta is None else eta, **extra,
     )  # fmt: skip
     return samples if inpaint is None else inpaint.blend(samples)
 

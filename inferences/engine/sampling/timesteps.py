@@ -88,7 +88,138 @@ def sample_plms(
     return x
 
 
-TIMESTEP_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": sample_ddim, "plms": sample_plms}
+def _interpolate(x: torch.Tensor, xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
+    """uni_pc.interpolate_fn: piecewise linear through (xp, yp), its outer segments extended beyond them."""
+    index = torch.clamp(torch.searchsorted(xp, x) - 1, 0, len(xp) - 2)
+    x0, x1, y0, y1 = xp[index], xp[index + 1], yp[index], yp[index + 1]
+    return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
+
+
+class _NoiseScheduleVP:
+    """uni_pc.NoiseScheduleVP('discrete'): the model's ᾱ as a function of continuous time t in (0, 1]."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
+        self.total = len(alphas_cumprod)
+        self.log_alphas = 0.5 * torch.log(alphas_cumprod)
+        self.times = torch.linspace(0.0, 1.0, self.total + 1)[1:].to(alphas_cumprod.device)
+
+    def log_mean(self, t: torch.Tensor) -> torch.Tensor:
+        return _interpolate(t, self.times.to(t.device), self.log_alphas.to(t.device))
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.log_mean(t))
+
+    def std(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(1.0 - torch.exp(2.0 * self.log_mean(t)))
+
+    def lam(self, t: torch.Tensor) -> torch.Tensor:
+        log_mean = self.log_mean(t)
+        return log_mean - 0.5 * torch.log(1.0 - torch.exp(2.0 * log_mean))
+
+
+UNIPC_ORDER = 3  # A1111's defaults: uni_pc_order 3, variant bh1, skip type time_uniform, lower order final
+
+
+@torch.no_grad()
+def sample_unipc(
+    model: Model, x: torch.Tensor, timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, *, callback: Callback,
+    noise: Callable[[], torch.Tensor], eta: float = 0.0, is_img2img: bool = False,
+) -> torch.Tensor:  # fmt: skip
+    """A1111's `unipc` (its uni_pc.UniPC with A1111's settings): UniPC's B(h) = h multistep predictor-corrector on the
+    data prediction, order 3 (lower at the start and the end), over times uniform from t_T to 1/N; `len(timesteps)`
+    steps, each one evaluation. img2img starts at A1111's t = last timestep / 1000 + 1 / 1000."""
+    from ..errors import EngineError
+
+    steps = len(timesteps)
+    if steps < UNIPC_ORDER:
+        raise EngineError(
+            f"UniPC runs {steps} step(s) here, fewer than its order {UNIPC_ORDER} (A1111 refuses that too)"
+        )
+    schedule = _NoiseScheduleVP(alphas_cumprod)
+    t_start = float(timesteps[-1]) / 1000 + 1 / 1000 if is_img2img else 1.0
+    times = torch.linspace(t_start, 1.0 / schedule.total, steps + 1).to(x.device)
+    batch = x.shape[0]
+    done = 0
+
+    def data_prediction(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = model(x, (t - 1.0 / schedule.total) * 1000.0)
+        return (x - schedule.std(t)[:, None, None, None] * eps) / schedule.alpha(t)[:, None, None, None]
+
+    def update(
+        x: torch.Tensor, previous: list[torch.Tensor], previous_t: list[torch.Tensor], t: torch.Tensor, order: int,
+        corrector: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """uni_pc.multistep_uni_pc_bh_update with predict_x0 and variant bh1."""
+        lambda_prev, lambda_t = schedule.lam(previous_t[-1]), schedule.lam(t)
+        model_prev = previous[-1]
+        sigma_prev, sigma_t = schedule.std(previous_t[-1]), schedule.std(t)
+        alpha_t = torch.exp(schedule.log_mean(t))
+        h = lambda_t - lambda_prev
+        rks, differences = [], []
+        for i in range(1, order):
+            rk = ((schedule.lam(previous_t[-(i + 1)]) - lambda_prev) / h)[0]
+            rks.append(rk)
+            differences.append((previous[-(i + 1)] - model_prev) / rk)
+        rks.append(torch.tensor(1.0, device=x.device))
+        ratios = torch.stack([torch.as_tensor(rk, device=x.device, dtype=torch.float32) for rk in rks])
+        hh = -h[0]
+        h_phi_1 = torch.expm1(hh)
+        h_phi_k = h_phi_1 / hh - 1
+        factorial = 1
+        rows, b = [], []
+        for i in range(1, order + 1):
+            rows.append(torch.pow(ratios, i - 1))
+            b.append(h_phi_k * factorial / hh)
+            factorial *= i + 1
+            h_phi_k = h_phi_k / hh - 1 / factorial
+        r_matrix, b_vector = torch.stack(rows), torch.stack(b).to(x.device)
+        stacked = torch.stack(differences, dim=1) if differences else None
+        if stacked is not None:
+            rhos_p = (
+                torch.tensor([0.5], device=x.device)
+                if order == 2
+                else torch.linalg.solve(r_matrix[:-1, :-1], b_vector[:-1])
+            )
+        rhos_c = torch.tensor([0.5], device=x.device) if order == 1 else torch.linalg.solve(r_matrix, b_vector)
+        expand = (slice(None), None, None, None)
+        x_base = (sigma_t / sigma_prev)[expand] * x - (alpha_t * h_phi_1)[expand] * model_prev
+        predicted = torch.einsum("k,bkchw->bchw", rhos_p, stacked) if stacked is not None else 0
+        x_t = x_base - (alpha_t * hh)[expand] * predicted
+        model_t = None
+        if corrector:
+            model_t = data_prediction(x_t, t)
+            corrected = torch.einsum("k,bkchw->bchw", rhos_c[:-1], stacked) if stacked is not None else 0
+            x_t = x_base - (alpha_t * hh)[expand] * (corrected + rhos_c[-1] * (model_t - model_prev))
+        return x_t, model_t
+
+    def after(x: torch.Tensor, model_x: torch.Tensor) -> None:
+        nonlocal done
+        callback({"x": x, "i": done, "sigma": 0, "sigma_hat": 0, "denoised": model_x})
+        done += 1
+
+    vec_t = times[0].expand(batch)
+    previous, previous_t = [data_prediction(x, vec_t)], [vec_t]
+    for init_order in range(1, UNIPC_ORDER):
+        vec_t = times[init_order].expand(batch)
+        x, model_x = update(x, previous, previous_t, vec_t, init_order, corrector=True)
+        assert model_x is not None
+        after(x, model_x)
+        previous.append(model_x)
+        previous_t.append(vec_t)
+    for step in range(UNIPC_ORDER, steps + 1):
+        vec_t = times[step].expand(batch)
+        order = min(UNIPC_ORDER, steps + 1 - step)
+        x, model_x = update(x, previous, previous_t, vec_t, order, corrector=step != steps)
+        after(x, model_x if model_x is not None else previous[-1])
+        previous, previous_t = [*previous[1:], previous[-1]], [*previous_t[1:], vec_t]
+        if step < steps:
+            previous[-1] = model_x if model_x is not None else data_prediction(x, vec_t)
+    return x
+
+
+TIMESTEP_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "ddim": sample_ddim, "plms": sample_plms, "unipc": sample_unipc,
+}  # fmt: skip
 
 
 def _dims(value: torch.Tensor, ndim: int) -> torch.Tensor:
