@@ -9,7 +9,7 @@ from inferences.models import InferenceJob
 from tests.conftest import wait_for
 
 from .conftest import shot
-from .pages import fill_generate, log_in, submit_generate
+from .pages import deploy, fill_generate, log_in, submit_generate
 
 
 def test_admin_end_to_end(page, site):
@@ -120,24 +120,11 @@ def test_generate_with_a_controlnet_unit_and_then_the_hires_fix(page, site, admi
     the picture and, beside it, the unit's detected map; the hires fix doubles the picture's size."""
     from PIL import Image, ImageDraw
 
-    from checkpoints import services as checkpoint_services
-    from endpoints import services as endpoint_services
     from inferences.engine.devtools import testing
 
     base, checkpoint_file, workers = site
     controlnet_file = testing.write_tiny_controlnet(tmp_path / "control_tiny_canny.safetensors")
-    for kind, path in (("Stable-diffusion", checkpoint_file), ("ControlNet", controlnet_file)):
-        checkpoint_services.checkpoint_create_from_upload(
-            actor=admin_user, type=kind, name=path.name, chunks=iter([path.read_bytes()])
-        )
-    endpoint = endpoint_services.endpoint_create(
-        actor=admin_user, suffix="browser", endpoint_type="Async", instance_type="cpu", count=1, autoscaling=False,
-        roles=["IT Operator"],
-    )  # fmt: skip
-    worker = EndpointWorker(endpoint, device="cpu")
-    worker.start()
-    workers.append(worker)
-    wait_for(lambda: Endpoint.objects.get(pk=endpoint.pk).workers.count() > 0, timeout=15)
+    deploy(admin_user, workers, [("Stable-diffusion", checkpoint_file), ("ControlNet", controlnet_file)], "browser")
     guide = tmp_path / "guide.png"
     picture = Image.new("RGB", (96, 96), "white")
     ImageDraw.Draw(picture).ellipse((20, 20, 76, 76), outline="black", width=4)

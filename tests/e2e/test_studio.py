@@ -7,21 +7,16 @@ import re
 import pytest
 from PIL import Image
 
-from endpoints.models import Endpoint
-from endpoints.runtime import EndpointWorker
 from inferences.engine.request.images import png_bytes
 from inferences.models import InferenceJob, JobState
-from tests.conftest import wait_for
 
 from .conftest import shot
-from .pages import fill_generate, log_in, submit_generate
+from .pages import deploy, fill_generate, log_in, submit_generate
 
 
 @pytest.fixture
 def studio(site, admin_user, tmp_path, page):
     """The admin logged in, with the tiny checkpoint, a LoRA and an embedding uploaded and a CPU worker serving."""
-    from checkpoints import services as checkpoint_services
-    from endpoints import services as endpoint_services
     from inferences.engine.devtools import testing
 
     base, checkpoint_file, workers = site
@@ -30,18 +25,7 @@ def studio(site, admin_user, tmp_path, page):
         ("Lora", testing.write_tiny_lora(tmp_path / "watercolor.safetensors")),
         ("embeddings", testing.write_tiny_embedding(tmp_path / "easy-negative.safetensors")),
     ]
-    for kind, path in uploads:
-        checkpoint_services.checkpoint_create_from_upload(
-            actor=admin_user, type=kind, name=path.name, chunks=iter([path.read_bytes()])
-        )
-    endpoint = endpoint_services.endpoint_create(
-        actor=admin_user, suffix="studio", endpoint_type="Async", instance_type="cpu", count=1, autoscaling=False,
-        roles=["IT Operator"],
-    )  # fmt: skip
-    worker = EndpointWorker(endpoint, device="cpu")
-    worker.start()
-    workers.append(worker)
-    wait_for(lambda: Endpoint.objects.get(pk=endpoint.pk).workers.count() > 0, timeout=15)
+    deploy(admin_user, workers, uploads, "studio")
     log_in(page, base)
     return base
 

@@ -83,22 +83,20 @@ def expand_crop_region(
     picture."""
     x1, y1, x2, y2 = region
     if (x2 - x1) / (y2 - y1) > width / height:
-        grow = int((x2 - x1) / (width / height) - (y2 - y1))
-        y1, y2 = y1 - grow // 2, y2 + grow - grow // 2
-        if y2 >= image_height:
-            y1, y2 = y1 - (y2 - image_height), image_height
-        if y1 < 0:
-            y1, y2 = 0, y2 - y1
-        y2 = min(y2, image_height)
+        y1, y2 = _grow(y1, y2, int((x2 - x1) / (width / height) - (y2 - y1)), image_height)
     else:
-        grow = int((y2 - y1) * (width / height) - (x2 - x1))
-        x1, x2 = x1 - grow // 2, x2 + grow - grow // 2
-        if x2 >= image_width:
-            x1, x2 = x1 - (x2 - image_width), image_width
-        if x1 < 0:
-            x1, x2 = 0, x2 - x1
-        x2 = min(x2, image_width)
+        x1, x2 = _grow(x1, x2, int((y2 - y1) * (width / height) - (x2 - x1)), image_width)
     return x1, y1, x2, y2
+
+
+def _grow(low: int, high: int, grow: int, limit: int) -> tuple[int, int]:
+    """One side of expand_crop_region: grown by `grow` (the odd pixel after), moved back inside [0, limit]."""
+    low, high = low - grow // 2, high + grow - grow // 2
+    if high >= limit:
+        low, high = low - (high - limit), limit
+    if low < 0:
+        low, high = 0, high - low
+    return low, min(high, limit)
 
 
 def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
