@@ -26,6 +26,7 @@ def esd_dashboard(context: dict[str, Any]) -> dict[str, Any]:
     return {
         "shown": True,
         "generate_url": reverse("admin:inferences_generate"),
+        "gallery_url": reverse("admin:inferences_gallery"),
         "endpoints": board.endpoints,
         "queued": board.queued,
         "running": board.running,
