@@ -332,7 +332,12 @@ class InferenceJobAdmin(CheckedDeletionMixin, GuardedModelAdmin):  # type: ignor
         upload = request.FILES.get("image")
         if request.method != "POST" or upload is None:
             return JsonResponse({"error": "Post a PNG as `image`."}, status=400)
-        text = png_parameters(upload.read(settings.ESD_MAX_PAYLOAD_BYTES + 1))
+        if upload.size is not None and upload.size > settings.ESD_MAX_PAYLOAD_BYTES:
+            return JsonResponse(
+                {"error": f"This picture is {upload.size} bytes; at most {settings.ESD_MAX_PAYLOAD_BYTES} are read."},
+                status=400,
+            )
+        text = png_parameters(upload.read())
         if text is None:
             return JsonResponse(
                 {"error": "This picture carries no generation parameters (A1111 writes them in a PNG's "

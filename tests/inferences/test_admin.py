@@ -273,6 +273,12 @@ def test_png_info_answers_a_picture_without_parameters_with_a_reason(site, brows
     not_a_picture = io.BytesIO(b"not a picture")
     not_a_picture.name = "x.png"
     assert browser.post(url, {"image": not_a_picture}).status_code == 400
+    from django.test import override_settings
+
+    with override_settings(ESD_MAX_PAYLOAD_BYTES=10):
+        buffer.seek(0)
+        too_large = browser.post(url, {"image": buffer})
+    assert too_large.status_code == 400 and "at most 10 are read" in too_large.json()["error"]
 
 
 def test_the_gallery_shows_only_visible_pictures_and_filters_by_user_for_admins(site, browser, make_user):
