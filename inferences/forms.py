@@ -12,7 +12,7 @@ from . import selectors
 from .engine.errors import EngineError
 from .engine.request.controlnet_payload import PREPROCESSORS
 from .engine.request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
-from .engine.request.infotext_reader import parse_infotext
+from .engine.request.infotext_reader import hires_enabled, parse_infotext
 from .engine.request.samplers import NAMES, SAMPLERS, SCHEDULE_LABELS, resolve_sampler
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
@@ -115,11 +115,23 @@ class GenerateForm(forms.Form):
             for name, value in CPU_DEFAULTS.items():
                 self.fields[name].initial = value
 
-    # The studio's folding sections (generate.html lays out the other fields)
+    # The studio's groups of fields, in generate.html's order; then its folding sections
+    GROUPS = {
+        "prompts": ("prompt", "negative_prompt"),
+        "settings": (
+            "task", "checkpoint", "vae", "width", "height", "steps", "sampler", "cfg_scale", "seed", "batch_size",
+            "denoising_strength",
+        ),
+        "inpainting": ("inpainting_fill", "mask_blur", "inpaint_full_res", "inpaint_full_res_padding"),
+    }  # fmt: skip
     SECTIONS = (
         ("ControlNet", ("controlnet_model", "controlnet_image", "controlnet_module", "controlnet_weight")),
         ("Hires fix", ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps")),
     )
+
+    def groups(self) -> dict[str, list[Any]]:
+        """The bound fields of each of GROUPS."""
+        return {group: [self[name] for name in names] for group, names in self.GROUPS.items()}
 
     def sections(self) -> list[tuple[str, list[Any]]]:
         """The folding sections: ControlNet, then the hires fix."""
@@ -326,10 +338,7 @@ def settings_from_infotext(text: str, form: GenerateForm) -> tuple[dict[str, Any
             unmapped.append(f"Sampler: {fields['Sampler']}")
         else:
             values["sampler"] = sampler
-    # A1111 turns the hires fix on when the infotext has a denoising strength and a hires field
-    values["enable_hr"] = "Denoising strength" in fields and any(
-        key in fields for key in ("Hires upscale", "Hires upscaler", "Hires resize-1")
-    )
+    values["enable_hr"] = hires_enabled(fields)
     if values["enable_hr"] or "Denoising strength" not in fields:
         values["task"] = "txt2img"
     if "Model" in fields:
@@ -349,7 +358,7 @@ def _sampler_choice(name: str, schedule: str | None) -> str | None:
     except EngineError:
         return None
     sampler = SAMPLERS[canonical]
-    if chosen is None or (sampler.k_diffusion and chosen == sampler.schedule):
+    if chosen is None or chosen == sampler.schedule:
         return canonical
     legacy = f"{canonical} {SCHEDULE_LABELS[chosen]}"
     return legacy if legacy in NAMES else None

@@ -66,14 +66,19 @@ def generate_together(
     run = ModelRun.of(model)
     size = (leader.width, leader.height)
     seated: list[_Seat] = []
+    # where each job's noise is drawn, and what it cannot honour for it (the batch key keeps the source one per loop)
+    on_device = [gpu_noise(member.request, run.device) for member in members]
+    ignored_of = [
+        [*member.request.ignored, *noise_notes(member.request, drawn)]
+        for member, drawn in zip(members, on_device, strict=True)
+    ]
     # LoRAs and embeddings are loaded outside inference mode: unloading them edits the modules' weights
     with loras(run.pipe, members[0].models) as lora_hashes:
         for index, member in enumerate(members):
             request = member.request
             try:
-                ignored = [*request.ignored, *noise_notes(request, gpu_noise(request, run.device))]
-                if refuse_unhonoured and ignored:
-                    raise EngineError(unhonoured_message(ignored))
+                if refuse_unhonoured and ignored_of[index]:
+                    raise EngineError(unhonoured_message(ignored_of[index]))
                 with embeddings(run.pipe, request, member.models) as texts, torch.inference_mode():
                     conditioning = run.conditioning(
                         request, texts, request.sampler, request.steps, size, request.batch_size
@@ -126,15 +131,15 @@ def generate_together(
                             lora_hashes,
                             subseed=subseeds[k],
                             control_notes=[],
-                            gpu_noise=gpu_noise(request, run.device),
+                            gpu_noise=on_device[index],
                         )
                         for k, seed in enumerate(seeds)
                     ],
                     seconds=time.perf_counter() - started,
                     unet_seconds=loop_seconds,
                     unet_images=len(latents),
-                    ignored=[*request.ignored, *noise_notes(request, gpu_noise(request, run.device))],
-                    gpu_noise=gpu_noise(request, run.device),
+                    ignored=ignored_of[index],
+                    gpu_noise=on_device[index],
                 )
     return outcomes
 

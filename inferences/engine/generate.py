@@ -166,12 +166,12 @@ def generate(
     and LCM), so nothing of the request is dropped for a sampler's sake."""
     started = time.perf_counter()
     # what only the worker knows it cannot honour: GPU noise without a CUDA device
-    device = ksampling.parameter_device(model.base.unet)
-    ignored = [*request.ignored, *noise_notes(request, gpu_noise(request, device))]
+    on_device = gpu_noise(request, ksampling.parameter_device(model.base.unet))
+    ignored = [*request.ignored, *noise_notes(request, on_device)]
     if refuse_unhonoured and ignored:
         raise EngineError(unhonoured_message(ignored))
     seeds, subseeds = draw_seeds(request)
-    result = Generated(seeds=seeds, subseeds=subseeds, ignored=ignored)
+    result = Generated(seeds=seeds, subseeds=subseeds, ignored=ignored, gpu_noise=on_device)
     lora_hashes = _k_diffusion_images(model, request, models, progress, result, seeds[0], tools, hires_model)
     for index, image_seed in enumerate(result.seeds):
         result.infotexts.append(
@@ -207,9 +207,9 @@ class ModelRun:
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelRun:
-        pipe = model.pipeline("txt2img")
+        pipe = model.base
         return cls(
-            model, pipe, ksampling.denoiser(pipe.unet, model.base.scheduler.config),
+            model, pipe, ksampling.denoiser(pipe.unet, pipe.scheduler.config),
             ksampling.parameter_device(pipe.unet), model.architecture.family == "sdxl",
         )  # fmt: skip
 
@@ -339,7 +339,7 @@ def _k_diffusion_images(
     first = ModelRun.of(model)
     size = (request.width, request.height)
     shape = (4, request.height // 8, request.width // 8)
-    on_device = result.gpu_noise = gpu_noise(request, first.device)
+    on_device = result.gpu_noise  # the first pass's model; the hires pass's may sit on another device
     sources, frame = _img2img_inputs(request)
     keep = None if frame is None else _latent_keep(frame.mask, shape).to(first.device)
     units = prepare_units(

@@ -26,6 +26,11 @@ class Recorder:
 
 
 def test_ddim_walks_a1111s_timesteps_and_ends_at_the_first():
+    from inferences.engine.request.samplers import SAMPLERS
+    from inferences.engine.sampling.timesteps import TIMESTEP_SAMPLERS
+
+    # the sampler table (read without torch) and the functions that run them name the same samplers
+    assert {sampler.function for sampler in SAMPLERS.values() if sampler.timesteps} == set(TIMESTEP_SAMPLERS)
     timesteps = get_timesteps(20)
     assert timesteps.tolist() == list(range(1, 1000, 50))
     model, x = Recorder(), torch.ones(1, 4, 2, 2)

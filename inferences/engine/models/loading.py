@@ -16,17 +16,14 @@ from .device import module_bytes, torch_dtype, tune
 
 @dataclass
 class LoadedModel:
-    """One checkpoint (+ VAE) on its device: its pipeline holds the modules every sampler runs on (generate.py)."""
+    """One checkpoint (+ VAE) on its device: `base`, its diffusers pipeline, holds the modules the engine's loop runs
+    on for txt2img, img2img and inpainting alike (generate.py)."""
 
     architecture: Architecture
     checkpoint: ModelFile
     vae: ModelFile | None
     base: Any
     size_bytes: int
-
-    def pipeline(self, task: str = "txt2img") -> Any:
-        """The modules for any task: the engine's loop does txt2img, img2img and inpainting on the same ones."""
-        return self.base
 
 
 def load_model(checkpoint: ModelFile, vae: ModelFile | None, options: EngineOptions) -> LoadedModel:

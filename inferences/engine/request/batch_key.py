@@ -28,7 +28,6 @@ def batch_key(request: Generation, models: JobModels) -> str:
         or request.n_iter != 1
         or request.control_units
         or request.hires is not None
-        or not sampler.k_diffusion
         or sampler.function == "sample_dpm_adaptive"  # its step sizes follow the whole batch's error
         or is_composable(request.text)  # AND: its own guidance over several sub-prompts
     ):

@@ -84,7 +84,8 @@ def _hires_sampler_and_scheduler(fields: dict[str, Any]) -> tuple[str, str]:
     return sampler, scheduler
 
 
-def _enable_hr(fields: dict[str, Any]) -> bool:
+def hires_enabled(fields: dict[str, Any]) -> bool:
+    """A1111's enable_hr paste rule: the infotext has a denoising strength and a hires field."""
     return "Denoising strength" in fields and any(
         key in fields for key in ("Hires upscale", "Hires upscaler", "Hires resize-1")
     )
@@ -97,7 +98,7 @@ Reader = str | Callable[[dict[str, Any]], Any]
 TXT2IMG_FIELDS: tuple[tuple[Reader, str, type], ...] = (
     ("Prompt", "prompt", str), ("Negative prompt", "negative_prompt", str), ("CFG scale", "cfg_scale", float),
     ("Size-1", "width", int), ("Size-2", "height", int), ("Batch size", "batch_size", int),
-    ("Denoising strength", "denoising_strength", float), (_enable_hr, "enable_hr", bool),
+    ("Denoising strength", "denoising_strength", float), (hires_enabled, "enable_hr", bool),
     ("Hires upscale", "hr_scale", float), ("Hires upscaler", "hr_upscaler", str),
     ("Hires steps", "hr_second_pass_steps", int), ("Hires resize-1", "hr_resize_x", int),
     ("Hires resize-2", "hr_resize_y", int), ("Hires checkpoint", "hr_checkpoint_name", str),

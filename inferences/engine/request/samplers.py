@@ -19,7 +19,7 @@ from ..errors import EngineError
 class Sampler:
     """One A1111 sampler. `function` names k-diffusion's `sample_*` or A1111's own (ksampling.py, timesteps.py)."""
 
-    function: str = ""
+    function: str
     schedule: str = "uniform"  # what the schedule type "Automatic" means for it (A1111's `scheduler` option)
     discard_penultimate: bool = False  # A1111's discard_next_to_last_sigma: one more step, its next-to-last dropped
     brownian: bool = False  # noise from a Brownian tree seeded with the batch's seeds (DPM++ SDE family)
@@ -28,13 +28,9 @@ class Sampler:
     arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def k_diffusion(self) -> bool:
-        return bool(self.function)
-
-    @property
     def sigma_based(self) -> bool:
         """What A1111 runs as a KDiffusionSampler (over sigmas, with schedule types); not its timestep samplers."""
-        return self.k_diffusion and not self.timesteps
+        return not self.timesteps
 
     @property
     def timesteps(self) -> bool:
@@ -192,8 +188,8 @@ def label(name: str, schedule: str | None) -> tuple[str, str | None]:
     runs (its own for "Automatic", where it has one: DPM++ 2M's Karras), else the payload's (`p.scheduler`), which is
     "Automatic" when none was asked for (sd_samplers_kdiffusion.py get_sigmas, processing.py create_infotext)."""
     sampler = SAMPLERS[name]
-    if not sampler.k_diffusion or (schedule is None and sampler.schedule == "uniform"):
-        return name, SCHEDULE_LABELS[schedule] if schedule else "Automatic"
+    if schedule is None and sampler.schedule == "uniform":
+        return name, "Automatic"
     return name, SCHEDULE_LABELS[effective_schedule(name, schedule)]
 
 
@@ -206,7 +202,7 @@ def sampler_and_scheduler(name: str | None, schedule: str | None) -> tuple[str, 
     except EngineError as exc:
         raise EngineError(f"infotext: {exc}") from exc
     own = SAMPLERS[canonical].schedule
-    if chosen is None or (SAMPLERS[canonical].k_diffusion and own != "uniform" and chosen == own):
+    if chosen is None or (own != "uniform" and chosen == own):
         return canonical, "Automatic"
     return canonical, SCHEDULE_LABELS[chosen]
 

@@ -140,6 +140,8 @@ class TextCond:
 
     @staticmethod
     def cat(parts: list[TextCond]) -> TextCond:
+        if len(parts) == 1:
+            return parts[0]
         first = parts[0]
         return TextCond(
             torch.cat([part.hidden for part in parts]),
@@ -270,7 +272,7 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int,
     types of modules/sd_schedulers.py). `sdxl`: Align Your Steps has a table per model family."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
-    if sampler.function in TIMESTEP_SAMPLERS:  # A1111's own: timesteps, whatever the schedule type
+    if sampler.timesteps:  # A1111's own: timesteps, whatever the schedule type
         return get_timesteps(steps)
     if sampler.function == "sample_lcm":
         model_denoiser = lcm_denoiser(model_denoiser, *k_diffusion())
@@ -560,12 +562,13 @@ class CFGDenoiser:
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
         if self.inpaint is not None and self.mask_before:
             x = self.inpaint.blend(x)
-        if isinstance(self.conditioning, Conditioning) and self.conditioning.parts is not None:
-            denoised = self._composed(x, sigma, cfg_scale)
-        else:
+        parts = self.conditioning.parts if isinstance(self.conditioning, Conditioning) else None
+        if parts is None:
             cond, uncond = self.conditioning.at(self.step)
-            cond_out, uncond_out = self._predict(x, sigma, cond, uncond)
+            [cond_out], uncond_out = self._predict(x, sigma, [cond], uncond)
             denoised = uncond_out + (cond_out - uncond_out) * cfg_scale
+        else:
+            denoised = self._composed(x, sigma, cfg_scale)
         self.step += 1
         if self.inpaint is not None and not self.mask_before:
             denoised = self.inpaint.blend(denoised)
@@ -576,70 +579,50 @@ class CFGDenoiser:
         weight_k x scale, the sub-prompts' conditionings evened out to one length (reconstruct_multicond_batch)."""
         assert isinstance(self.conditioning, Conditioning)
         parts = self.conditioning.parts_at(self.step)
-        uncond = _in_force(self.conditioning.uncond, self.step)
         tokens = max(cond.tokens for cond, _ in parts)
-        conds = [cond.padded(tokens) for cond, _ in parts]
-        count = len(conds)
-        batch = x.shape[0]
-        if batch > 1 and calls_per_image(x.device):  # one image per call on CPU, as _predict (invariance.py)
-            per_image = [self._predict_parts(x[k : k + 1], sigma[k : k + 1], [c.row(k) for c in conds], uncond.row(k))
-                         for k in range(batch)]  # fmt: skip
-            outs = [torch.cat([image[0][part] for image in per_image]) for part in range(count)]
-            uncond_out = torch.cat([image[1] for image in per_image])
-        else:
-            outs, uncond_out = self._predict_parts(x, sigma, conds, uncond)
+        outs, uncond_out = self._predict(
+            x, sigma, [cond.padded(tokens) for cond, _ in parts], _in_force(self.conditioning.uncond, self.step)
+        )
         denoised = uncond_out.clone()
         for out, (_, weight) in zip(outs, parts, strict=True):
             denoised += (out - uncond_out) * (weight * cfg_scale)
         return denoised
 
-    def _predict_parts(
+    def _predict(
         self, x: torch.Tensor, sigma: torch.Tensor, conds: list[TextCond], uncond: TextCond
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The model's outputs for each sub-prompt and the unconditional rows: one call when their lengths agree, else
-        the sub-prompts' call and the unconditional one (A1111's CFGDenoiser)."""
+        """The model's outputs for each conditional text (the prompt, or a composable prompt's sub-prompts) and for
+        the unconditional one: one call when their token counts agree, otherwise the conditional rows' call and the
+        unconditional one (A1111's CFGDenoiser, which pads neither). On CPU one image per call, the call a lone image
+        makes, so that no image's numbers depend on its batch (invariance.py)."""
         batch, count = x.shape[0], len(conds)
-        control = self.control if self.control is not None and self.control.units else None
-        xs, sigmas = torch.cat([x] * count), torch.cat([sigma] * count)
-        if conds[0].tokens == uncond.tokens:
-            rows = torch.arange((count + 1) * batch, device=x.device) < count * batch
-            extra = {} if control is None else {"control": control, "cond_rows": rows}
-            out = self.inner(
-                torch.cat([xs, x]), torch.cat([sigmas, sigma]), cond=TextCond.cat([*conds, uncond]), **extra
-            )
-            return list(out[: count * batch].chunk(count)), out[count * batch :]
-        ones = torch.ones(count * batch, dtype=torch.bool, device=x.device)
-        extra = {} if control is None else {"control": control, "cond_rows": ones}
-        cond_out = self.inner(xs, sigmas, cond=TextCond.cat(conds), **extra)
-        extra = {} if control is None else {"control": control, "cond_rows": ~ones[:batch]}
-        return list(cond_out.chunk(count)), self.inner(x, sigma, cond=uncond, **extra)
-
-    def _predict(
-        self, x: torch.Tensor, sigma: torch.Tensor, cond: TextCond, uncond: TextCond
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's outputs for the conditional and the unconditional rows of `x`. On CPU one image per call, the
-        call a lone image makes, so that no image's numbers depend on its batch (invariance.py)."""
-        batch = x.shape[0]
         if batch > 1 and calls_per_image(x.device):
-            parts = [self._predict(x[k : k + 1], sigma[k : k + 1], cond.row(k), uncond.row(k)) for k in range(batch)]
-            return torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
+            parts = [
+                self._predict(x[k : k + 1], sigma[k : k + 1], [cond.row(k) for cond in conds], uncond.row(k))
+                for k in range(batch)
+            ]
+            return [torch.cat([part[0][i] for part in parts]) for i in range(count)], torch.cat([p[1] for p in parts])
         control = self.control if self.control is not None and self.control.units else None
 
         def controlled(cond_rows: torch.Tensor) -> dict[str, Any]:
-            """The ControlNet arguments of one UNet call: which rows are the conditional half of CFG."""
+            """The ControlNet arguments of one UNet call: which rows are the conditional ones of CFG."""
             return {} if control is None else {"control": control, "cond_rows": cond_rows}
 
-        if cond.tokens == uncond.tokens:
-            rows = torch.arange(2 * batch, device=x.device) < batch
+        xs, sigmas = _repeated(x, count), _repeated(sigma, count)
+        if conds[0].tokens == uncond.tokens:
+            rows = torch.arange((count + 1) * batch, device=x.device) < count * batch
             out = self.inner(
-                torch.cat([x, x]), torch.cat([sigma, sigma]), cond=TextCond.cat([cond, uncond]), **controlled(rows)
+                torch.cat([xs, x]), torch.cat([sigmas, sigma]), cond=TextCond.cat([*conds, uncond]), **controlled(rows)
             )
-            cond_out, uncond_out = out.chunk(2)
-            return cond_out, uncond_out
-        rows = torch.ones(batch, dtype=torch.bool, device=x.device)
-        cond_out = self.inner(x, sigma, cond=cond, **controlled(rows))
-        uncond_out = self.inner(x, sigma, cond=uncond, **controlled(~rows))
-        return cond_out, uncond_out
+            return list(out[: count * batch].chunk(count)), out[count * batch :]
+        rows = torch.ones(count * batch, dtype=torch.bool, device=x.device)
+        cond_out = self.inner(xs, sigmas, cond=TextCond.cat(conds), **controlled(rows))
+        return list(cond_out.chunk(count)), self.inner(x, sigma, cond=uncond, **controlled(~rows[:batch]))
+
+
+def _repeated(tensor: torch.Tensor, count: int) -> torch.Tensor:
+    """`tensor` `count` times along the batch; itself for one (the plain prompt's call copies nothing)."""
+    return tensor if count == 1 else torch.cat([tensor] * count)
 
 
 def sample_restart(
@@ -712,7 +695,7 @@ def sample(
     spans it, as A1111's `create_noise_sampler(x, sigmas, p)` is given the unsliced sigmas (issue 30.7)."""
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
-    if sampler.function in TIMESTEP_SAMPLERS:
+    if sampler.timesteps:
         return _sample_timesteps(
             model_denoiser, sampler.function, sigmas, x, noise, conditioning, cfg_scale, callback, eta, inpaint, control,
             from_noise,
@@ -747,12 +730,7 @@ def sample(
         arguments["eta"] = eta if eta is not None else A1111_ETA_ANCESTRAL
     model = CFGDenoiser(model_denoiser, conditioning, cfg_scale, inpaint, control)
 
-    def on_step(state: dict[str, Any]) -> None:
-        if control is not None:
-            control.step = int(state["i"]) + 1  # the next model evaluations belong to the next step
-        callback(int(state["i"]), state["denoised"])
-
-    samples = function(model, x, extra_args={}, callback=on_step, disable=True, **arguments)
+    samples = function(model, x, extra_args={}, callback=_step_callback(control, callback), disable=True, **arguments)
     return samples if inpaint is None else inpaint.blend(samples)
 
 
@@ -766,28 +744,33 @@ def _sample_timesteps(
     CFGDenoiserTimesteps, which blends an inpainting mask into the latents before each prediction), `eta` as its
     Eta DDIM (0 unless sent), the noise from the images' generators."""
     model = CFGDenoiser(model_denoiser.inner_model, conditioning, cfg_scale, inpaint, control, mask_before=True)
-
-    def on_step(state: dict[str, Any]) -> None:
-        if control is not None:
-            control.step = int(state["i"]) + 1
-        callback(int(state["i"]), state["denoised"])
-
     extra = {} if function != "unipc" else {"is_img2img": not from_noise}
     samples = TIMESTEP_SAMPLERS[function](
-        model, x, timesteps.to(x.device), model_denoiser.esd_alphas_cumprod.to(x.device), callback=on_step,
+        model, x, timesteps.to(x.device), model_denoiser.esd_alphas_cumprod.to(x.device),
+        callback=_step_callback(control, callback),
         noise=noise.next, eta=0.0 if eta is None else eta, **extra,
     )  # fmt: skip
     return samples if inpaint is None else inpaint.blend(samples)
 
 
-def is_timestep_sampler(name: str) -> bool:
-    return SAMPLERS[name].function in TIMESTEP_SAMPLERS
+def _step_callback(
+    control: ControlPass | None, callback: Callable[[int, torch.Tensor], None]
+) -> Callable[[dict[str, Any]], None]:
+    """A sampler's per-step callback (k-diffusion's state dict): the ControlNet pass moves on, then the caller's
+    `callback(step, denoised)` runs."""
+
+    def on_step(state: dict[str, Any]) -> None:
+        if control is not None:
+            control.step = int(state["i"]) + 1  # the next model evaluations belong to the next step
+        callback(int(state["i"]), state["denoised"])
+
+    return on_step
 
 
 def start_from_noise(name: str, schedule: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """txt2img's first latents: the noise at the schedule's first sigma (k-diffusion), or the noise itself (A1111's
     timestep samplers, which see the latents unscaled)."""
-    return noise if is_timestep_sampler(name) else noise * schedule[0]
+    return noise if SAMPLERS[name].timesteps else noise * schedule[0]
 
 
 def start_from_picture(
@@ -796,7 +779,7 @@ def start_from_picture(
     """img2img's (and the hires pass's) start: the latents noised to step `t_enc` of the full `schedule` and the part
     of the schedule that runs from there. k-diffusion: the last t_enc + 1 steps' sigmas; A1111's timestep samplers:
     the first t_enc timesteps, the picture at √ᾱ and the noise at √(1 - ᾱ) of timestep t_enc (sample_img2img)."""
-    if not is_timestep_sampler(name):
+    if not SAMPLERS[name].timesteps:
         tail = schedule[len(schedule) - t_enc - 2 :]
         return init + noise * tail[0], tail
     alpha = model_denoiser.esd_alphas_cumprod.to(init.device)[int(schedule[t_enc])]
