@@ -12,7 +12,7 @@ from . import selectors
 from .engine.errors import EngineError
 from .engine.request.controlnet_payload import PREPROCESSORS
 from .engine.request.hires_payload import LATENT_UPSCALERS, PIXEL_UPSCALERS
-from .engine.request.infotext_reader import hires_enabled, parse_infotext
+from .engine.request.infotext_reader import SCRIPT_FIELDS, TXT2IMG_FIELDS, hires_enabled, parse_infotext
 from .engine.request.samplers import NAMES, SAMPLERS, SCHEDULE_LABELS, resolve_sampler
 
 SIZES = [(size, str(size)) for size in (64, 128, 256, 384, 512, 640, 768, 896, 1024)]
@@ -294,13 +294,13 @@ def settings_of_job(payload: dict[str, Any], task: str, checkpoint: str | None) 
     return values
 
 
-# A1111 infotext labels -> the Generate form's fields (A1111's paste fields for txt2img: ui.py, processing_scripts)
+# A1111's paste fields (infotext_reader's, with their API names) that are fields of this form, and two of its img2img
+# tab's, which A1111 binds to no API name
 PASTED = {
-    "Prompt": "prompt", "Negative prompt": "negative_prompt", "Steps": "steps", "CFG scale": "cfg_scale",
-    "Seed": "seed", "Size-1": "width", "Size-2": "height", "Batch size": "batch_size",
-    "Denoising strength": "denoising_strength", "Hires upscale": "hr_scale", "Hires upscaler": "hr_upscaler",
-    "Hires steps": "hr_second_pass_steps", "Mask blur": "mask_blur", "Masked area padding": "inpaint_full_res_padding",
-}  # fmt: skip
+    label: key
+    for label, key, _ in (*TXT2IMG_FIELDS, *SCRIPT_FIELDS)
+    if isinstance(label, str) and key in GenerateForm.base_fields
+} | {"Mask blur": "mask_blur", "Masked area padding": "inpaint_full_res_padding"}
 # Labels whose values are words A1111's UI shows -> the form's field and its values
 WORDS = {
     "Masked content": ("inpainting_fill", {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}),
