@@ -311,11 +311,14 @@ ESD_SERVE_CHANNEL_TIMEOUT = env.int("ESD_SERVE_CHANNEL_TIMEOUT", default=30)  # 
 # --- Inference engine (worker processes) ---------------------------------------------------------------------------
 ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process
 ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
-# torch.compile of the UNet and VAE decoder: off, default or max-autotune (CUDA graphs); true/false mean default/off
+# torch.compile of the UNet and VAE decoder: off, default, reduce-overhead (CUDA graphs) or max-autotune (CUDA graphs
+# and autotuned kernels); true/false mean default/off
 _compile = env.str("ESD_ENGINE_COMPILE", default="off").lower()
 ESD_ENGINE_COMPILE = {"true": "default", "1": "default", "false": "off", "0": "off", "": "off"}.get(_compile, _compile)
-if ESD_ENGINE_COMPILE not in ("off", "default", "max-autotune"):
-    raise ImproperlyConfigured(f"ESD_ENGINE_COMPILE must be off, default or max-autotune, not {ESD_ENGINE_COMPILE!r}")
+if ESD_ENGINE_COMPILE not in ("off", "default", "reduce-overhead", "max-autotune"):
+    raise ImproperlyConfigured(
+        f"ESD_ENGINE_COMPILE must be off, default, reduce-overhead or max-autotune, not {ESD_ENGINE_COMPILE!r}"
+    )
 ESD_ENGINE_FUSE_QKV = env.bool("ESD_ENGINE_FUSE_QKV", default=True)  # CUDA: fused attention QKV projections
 # Dynamic batching: a worker that takes a txt2img job waits up to this long for queued jobs of its endpoint that can
 # share its denoising loop; unset (-1): 25 ms on CUDA workers, 0 (off) on CPU ones. At most ESD_MAX_BATCH_IMAGES.

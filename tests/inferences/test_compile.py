@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from inferences.engine.errors import EngineError
-from inferences.engine.models.compiling import BUCKETS, bucket, graph_count, padded
+from inferences.engine.models import compiling
+from inferences.engine.models.compiling import BUCKETS, bucket, compile_options, graph_count, padded
 from inferences.engine.request.options import EngineOptions, JobFiles
 from inferences.engine.runner import Engine
 
 from .conftest import txt2img
+from .test_controlnet import unit, with_units
 from .test_ksampling import png_pixels
 
 
@@ -22,7 +24,7 @@ def test_batches_are_padded_to_buckets():
 
 def test_an_unknown_compile_mode_is_refused(models):
     engine = Engine(EngineOptions(compile="fastest"))
-    with pytest.raises(EngineError, match="off, default, max-autotune"):
+    with pytest.raises(EngineError, match="off, default, reduce-overhead, max-autotune"):
         engine.run("txt2img", txt2img(), JobFiles(checkpoint=models["checkpoint"]))
 
 
@@ -64,3 +66,66 @@ def test_on_cpu_every_batch_size_runs_the_one_image_graph(models):
         compiled.run("txt2img", txt2img(steps=3, seed=21, batch_size=batch_size), files)
         counts.append(graph_count() - before)
     assert counts == [2, 2, 2, 2]  # the UNet at [cond, uncond] of one image and the VAE decoder, whatever the batch
+
+
+def test_cuda_graph_modes_replay_the_unet_only():
+    """reduce-overhead and max-autotune record the UNet as CUDA graphs; the VAE decoder, whose decoded images
+    diffusers keeps while it decodes the next, gets the mode's other options without them."""
+    assert compile_options("reduce-overhead", "inductor", cuda_graphs=True)["mode"] == "reduce-overhead"
+    assert compile_options("reduce-overhead", "inductor", cuda_graphs=False)["options"] == {"triton.cudagraphs": False}
+    decoder = compile_options("max-autotune", "inductor", cuda_graphs=False)
+    assert "mode" not in decoder and decoder["options"]["max_autotune"] and not decoder["options"]["triton.cudagraphs"]
+    assert compile_options("default", "inductor", cuda_graphs=False)["mode"] == "default"
+    assert compile_options("reduce-overhead", "eager", cuda_graphs=True) == {
+        "fullgraph": True, "dynamic": False, "backend": "eager"
+    }  # fmt: skip
+
+
+def test_no_sampler_keeps_a_unet_output_past_the_next_call(models, monkeypatch):
+    """A CUDA graph's replay writes its output to the memory the previous replay's output is in (and torch frees
+    that output); a sampler that kept one would compute with the next call's numbers. Here a UNet that returns the
+    same memory at every call of a shape, as a graph does, gives the pictures of the same compiled UNet returning
+    new memory, on every sampler path: per-image calls of a CPU batch, separate cond/uncond calls (a long prompt
+    against a short negative one), a composable prompt, multistep samplers that keep earlier predictions (DPM++ 2M,
+    PLMS) and a ControlNet."""
+    long_prompt = ", ".join(["a watercolour of a harbour at dawn with boats"] * 12)  # > 75 tokens: 2 chunks
+    payloads = [
+        txt2img(steps=3, seed=31, batch_size=2),
+        txt2img(steps=3, seed=32, prompt=long_prompt, negative_prompt=""),
+        txt2img(steps=3, seed=33, prompt="a cat AND a dog :0.7"),
+        txt2img(steps=4, seed=34, sampler_name="DPM++ 2M Karras", batch_size=2),
+        txt2img(steps=4, seed=35, sampler_name="PLMS"),
+        with_units(unit(), steps=3, seed=36),
+    ]
+    files = JobFiles(checkpoint=models["checkpoint"], controlnets=(models["controlnet"],))
+
+    def engine() -> Engine:
+        return Engine(EngineOptions(compile="reduce-overhead", compile_backend="eager", cache_bytes=1024**3))
+
+    fresh = engine()
+    expected = [fresh.run("txt2img", payload, files).images for payload in payloads]
+
+    shared: dict[tuple[int, ...], torch.Tensor] = {}
+    pointers: set[int] = set()
+
+    def with_static_outputs(pipe, *args):
+        compiling.compile_pipeline(pipe, *args)
+        call = pipe.unet._compiled_call_impl
+
+        def replay(*arguments, **keywords):
+            out = call(*arguments, **keywords)
+            memory = shared.setdefault(tuple(out.sample.shape), torch.empty_like(out.sample))
+            memory.copy_(out.sample)
+            pointers.add(memory.data_ptr())
+            return type(out)(sample=memory)
+
+        pipe.unet._compiled_call_impl = replay
+
+    monkeypatch.setattr("inferences.engine.models.device.compile_pipeline", with_static_outputs)
+    graphed = engine()
+    for payload, pictures in zip(payloads, expected, strict=True):
+        replayed = graphed.run("txt2img", payload, files).images
+        assert len(replayed) == len(pictures)
+        for ours, theirs in zip(replayed, pictures, strict=True):
+            assert np.array_equal(png_pixels(ours), png_pixels(theirs)), payload["prompt"]
+    assert len(pointers) == len(shared)  # every call of a shape did return the one memory

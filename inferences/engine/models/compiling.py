@@ -1,13 +1,20 @@
 """torch.compile of the UNet and the VAE decoder (ESD_ENGINE_COMPILE), with batch-size buckets.
 
-`default` and `max-autotune` are torch.compile's modes (max-autotune adds CUDA graphs and autotuned kernels on
-CUDA); both compile whole graphs (`fullgraph=True`, so a graph break is an error here, not a silent slowdown) for
+`default`, `reduce-overhead` and `max-autotune` are torch.compile's modes: reduce-overhead replays the UNet's
+kernels as CUDA graphs (one launch per step instead of hundreds: a batch-1 job is bound by kernel launches, issue
+28.3), max-autotune adds autotuned kernels to that (minutes of compilation per shape). A CUDA graph writes its
+outputs to the same memory at every replay: the samplers turn each UNet output into a new tensor before the next
+call (k-diffusion's denoiser scales it), which tests/inferences/test_compile.py holds with a UNet that returns the
+same memory at every call; diffusers' VAE decode keeps each image's output while it decodes the next, so the
+decoder, bound by arithmetic rather than launches anyway, is compiled without CUDA graphs.
+
+Every mode compiles whole graphs (`fullgraph=True`, so a graph break is an error here, not a silent slowdown) for
 fixed shapes. A new shape is a new compilation, so the UNet's batch is padded to the next bucket (2, 4, 8, ...):
 batch sizes 1 to 32 cost six graphs per picture size, not 32. Padding repeats the last row, and the padded rows are
-dropped. On CPU every call holds one image's rows (invariance.py), so a lone job and a batch pad alike. A compiled VAE
-decoder decodes one image at a time (slicing; uncompiled on CUDA it takes as many as free memory holds), so it
-needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation
-of its own; unloading it brings the first graph back from the cache (tests/inferences/test_compile.py counts them).
+dropped. On CPU every call holds one image's rows (invariance.py), so a lone job and a batch pad alike. A compiled
+VAE decoder decodes one image at a time (slicing; uncompiled on CUDA it takes as many as free memory holds), so it
+needs no bucket. Loading a LoRA changes the modules the graph was traced through, which is one compilation of its
+own; unloading it brings the first graph back from the cache (tests/inferences/test_compile.py counts them).
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import torch
 
 from ..errors import EngineError
 
-MODES = ("off", "default", "max-autotune")
+MODES = ("off", "default", "reduce-overhead", "max-autotune")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 BUCKETS = (2, 4, 8, 16, 32, 64, 128)
 GRAPHS_PER_MODULE = 64  # dynamo's cache per compiled frame: buckets x picture sizes x LoRA sets kept compiled
 
@@ -35,11 +43,23 @@ def compile_pipeline(pipe: Any, mode: str, backend: str = "inductor", cache: Pat
     if backend == "inductor" and cache is not None:
         use_compile_cache(cache)
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, GRAPHS_PER_MODULE)
+    pipe.unet.compile(**compile_options(mode, backend, cuda_graphs=True))
+    pipe.vae.decoder.compile(**compile_options(mode, backend, cuda_graphs=False))
+
+
+def compile_options(mode: str, backend: str, *, cuda_graphs: bool) -> dict[str, Any]:
+    """torch.compile's arguments for `mode`; without `cuda_graphs`, the mode's inductor options less its CUDA
+    graphs (torch.compile takes a mode or options, not both)."""
     options: dict[str, Any] = {"fullgraph": True, "dynamic": False, "backend": backend}
-    if backend == "inductor":
+    if backend != "inductor":
+        return options
+    if mode in CUDA_GRAPH_MODES and not cuda_graphs:
+        import torch._inductor
+
+        options["options"] = {**torch._inductor.list_mode_options(mode), "triton.cudagraphs": False}
+    else:
         options["mode"] = mode
-    pipe.unet.compile(**options)
-    pipe.vae.decoder.compile(**options)
+    return options
 
 
 def use_compile_cache(folder: Path) -> None:
