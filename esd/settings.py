@@ -310,7 +310,10 @@ ESD_SERVE_CHANNEL_TIMEOUT = env.int("ESD_SERVE_CHANNEL_TIMEOUT", default=30)  # 
 
 # --- Inference engine (worker processes) ---------------------------------------------------------------------------
 ESD_PIPELINE_CACHE_BYTES = env.int("ESD_PIPELINE_CACHE_BYTES", default=8 * 1024**3)  # loaded pipelines per process
-ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
+# auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32, or fp8 (Ada/Hopper GPUs: the UNet's linear layers in float8)
+ESD_ENGINE_DTYPE = env.str("ESD_ENGINE_DTYPE", default="auto")
+if ESD_ENGINE_DTYPE not in ("auto", "fp16", "bf16", "fp32", "fp8"):
+    raise ImproperlyConfigured(f"ESD_ENGINE_DTYPE must be auto, fp16, bf16, fp32 or fp8, not {ESD_ENGINE_DTYPE!r}")
 # torch.compile of the UNet and VAE decoder: off, default, reduce-overhead (CUDA graphs) or max-autotune (CUDA graphs
 # and autotuned kernels); true/false mean default/off
 _compile = env.str("ESD_ENGINE_COMPILE", default="off").lower()
@@ -380,4 +383,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("ESD_LOG_LEVEL", default="INFO")},
+    # torchao (fp8 workers; peft imports it for every LoRA) warns at import about each of its CUDA kernel libraries a
+    # CPU build of torch cannot load: noise on every CPU worker
+    "loggers": {"torchao": {"level": "ERROR"}},
 }

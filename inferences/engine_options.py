@@ -39,6 +39,16 @@ def engine_options(device: str = "cpu") -> EngineOptions:
     )
 
 
+def check_engine_dtype(device: str) -> None:
+    """Refuse to start a worker on a device its ESD_ENGINE_DTYPE cannot run there (fp8 without float8 tensor cores):
+    it could only fail every job. Raises the engine's EngineError with the reason."""
+    if settings.ESD_ENGINE_DTYPE != "fp8":
+        return
+    from .engine.models.device import torch_dtype
+
+    torch_dtype(engine_options(device))
+
+
 _engines: dict[str, Any] = {}
 _engines_lock = threading.Lock()
 

@@ -187,7 +187,7 @@ def _check_memory(plan: JobPlan) -> None:
     """Refuse at start a job that cannot fit a worker (the worker checks again with its own device and dtype)."""
     if plan.memory is None:
         return
-    dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16") else 4  # auto: a CPU worker's fp32
+    dtype_bytes = 2 if settings.ESD_ENGINE_DTYPE in ("fp16", "bf16", "fp8") else 4  # auto: a CPU worker's fp32
     budget = settings.ESD_WORKER_MEMORY_BYTES or default_budget(machine_memory())
     check_fits(plan.memory.estimate(dtype_bytes), budget, "a worker has")
 

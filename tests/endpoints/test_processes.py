@@ -119,6 +119,12 @@ def test_serve_endpoint_refuses_an_unknown_endpoint(embedded_env):
     assert "no endpoint named 'esd-async-nope'" in result.stderr
 
 
+def test_serve_endpoint_refuses_fp8_on_a_device_without_float8_tensor_cores(embedded_env):
+    result = run("serve_endpoint", "esd-async-any", "--device", "cpu", env={**embedded_env, "ESD_ENGINE_DTYPE": "fp8"})
+    assert result.returncode != 0
+    assert "ESD_ENGINE_DTYPE=fp8 needs a CUDA GPU with float8 tensor cores" in result.stderr
+
+
 def test_serve_endpoint_needs_a_shared_broker(embedded_env):
     created = run(
         "shell", "-c",

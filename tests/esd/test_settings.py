@@ -90,6 +90,8 @@ def test_environment_overrides(tmp_path):
         ({"ESD_TRUSTED_PROXIES": "10.0.0.300"}, "ESD_TRUSTED_PROXIES: "),
         ({"ESD_ENGINE_WARMUP": "512x512,1024"}, "ESD_ENGINE_WARMUP: '1024' is not a size"),
         ({"ESD_ENGINE_WARMUP": "500x512"}, "each side a multiple of 8 from 64 to 2048"),
+        ({"ESD_ENGINE_DTYPE": "int4"}, "ESD_ENGINE_DTYPE must be auto, fp16, bf16, fp32 or fp8, not 'int4'"),
+        ({"ESD_ENGINE_COMPILE": "fast"}, "must be off, default, reduce-overhead or max-autotune, not 'fast'"),
     ],
 )
 def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, fragment):

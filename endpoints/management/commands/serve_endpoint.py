@@ -16,6 +16,8 @@ from endpoints.models import Endpoint, EndpointStatus
 from endpoints.runtime import EndpointWorker
 from esd.shutdown import drain
 from esd.signals import recover_waiting_work
+from inferences.engine.errors import EngineError
+from inferences.engine_options import check_engine_dtype
 
 
 def check_device(device: str) -> str:
@@ -39,6 +41,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         device = check_device(options["device"])
+        try:
+            check_engine_dtype(device)
+        except EngineError as exc:
+            raise CommandError(str(exc)) from exc
         name = options["name"]
         endpoint = Endpoint.objects.exclude(status=EndpointStatus.DELETING).filter(name=name).first()
         if endpoint is None:

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import EngineError
 from ..request.options import EngineOptions
+from . import float8
 from .compiling import compile_pipeline
 from .invariance import share_time_embedding
 
@@ -21,11 +22,15 @@ def torch_device(options: EngineOptions) -> torch.device:
 
 
 def torch_dtype(options: EngineOptions) -> torch.dtype:
+    """The dtype a worker computes in (fp8 workers: bf16 around their float8 matmuls, float8.py)."""
     if options.dtype == "auto":
         # Half precision on GPUs; CPUs run fp32 (their fp16 kernels are slow and bf16 changes results by CPU model).
         return torch.float16 if options.device.startswith("cuda") else torch.float32
+    if options.dtype == float8.FP8:
+        float8.check_device(torch_device(options))
+        return float8.COMPUTE_DTYPE
     if options.dtype not in DTYPES:
-        raise EngineError(f"dtype must be auto, fp16, bf16 or fp32, not {options.dtype!r}")
+        raise EngineError(f"dtype must be auto, fp16, bf16, fp32 or fp8, not {options.dtype!r}")
     return DTYPES[options.dtype]
 
 
@@ -58,6 +63,8 @@ def tune(pipe: Any, options: EngineOptions) -> Any:
         pipe.vae.enable_tiling()
     if device.type == "cuda" and options.fuse_qkv:
         pipe.fuse_qkv_projections()  # one projection GEMM instead of three per attention (loras() unfuses)
+    if options.dtype == float8.FP8:
+        float8.quantize_unet(pipe.unet)  # before compiling: the graphs trace the float8 matmuls
     compile_pipeline(pipe, options.compile, options.compile_backend, options.compile_cache)
     return pipe
 

@@ -12,7 +12,7 @@ from .limits import Limits
 @dataclass(frozen=True)
 class EngineOptions:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (the worker's --device)
-    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32 or fp8 (models/float8.py)
     compile: str = "off"  # torch.compile of the UNet and VAE decoder: a mode of compiling.MODES
     compile_backend: str = "inductor"  # tests count compilations with "eager"
     # where compiled graphs are kept across restarts (inductor's FX graph and AOTAutograd caches); None: torch's own
