@@ -142,6 +142,37 @@ def test_a_cancelled_job_leaves_the_batch_and_the_others_go_on(engine, models, m
         assert batched.timings["batch_jobs"] == 2.0  # two jobs finished from the loop
 
 
+def test_the_jobs_of_a_batch_are_decoded_together_where_the_device_allows(engine, models, monkeypatch):
+    """A CUDA worker decodes the batch's images in as few VAE calls as free memory allows (issue 28.2: 16 jobs
+    decoded one by one left the GPU idle); a cancelled job's rows are not decoded. Here the device is said to hold
+    4 images per call: 5 images of 4 jobs, one of them (2 images) cancelled, are 3 rows in one call."""
+    from inferences.engine.generate import ModelRun
+
+    files = JobFiles(checkpoint=models["checkpoint"], embeddings=(models["embedding"],))
+    payloads = neighbours()
+    calls: list[int] = []
+    decode = ModelRun.decode
+
+    def counted(run, latents, width, height, rows=None):
+        calls.append(len(latents))
+        return decode(run, latents, width, height, rows)
+
+    monkeypatch.setattr(ModelRun, "decode_rows", lambda run, images, width, height: 4)
+    monkeypatch.setattr(ModelRun, "decode", counted)
+    jobs = [Job("txt2img", payload, files) for payload in payloads]
+    jobs[1] = Job("txt2img", payloads[1], files, CancelAfter(3))
+    together = engine.run_batch(jobs)
+    assert calls == [3] and isinstance(together[1], Cancelled)
+    monkeypatch.undo()
+    for index in (0, 2, 3):
+        seed = json.loads(together[index].document()["info"])["seed"]
+        alone = engine.run("txt2img", {**payloads[index], "seed": seed}, files)
+        assert len(together[index].images) == len(alone.images) == 1
+        # the same latents through a VAE call of more rows: one 8-bit level at most (test_decode.py)
+        difference = np.abs(png_pixels(together[index].images[0]).astype(int) - png_pixels(alone.images[0]))
+        assert difference.max() <= 1
+
+
 def test_one_jobs_bad_input_fails_it_alone(engine, models):
     files = JobFiles(checkpoint=models["checkpoint"])
     good = txt2img(**SHARED, prompt="a boat", seed=5)
