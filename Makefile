@@ -8,7 +8,7 @@ DATA := $(or $(ESD_DATA_DIR),var)
 U2NET_HOME ?= $(DATA)/models/u2net
 DEMO_MODEL := $(DATA)/demo/tiny-sd1.safetensors
 
-.PHONY: run test test-fast lint format setup models clean shots
+.PHONY: run test test-fast lint format setup models clean shots gpu-wheels
 
 # Each long step says what it is doing first: a first `make run` takes minutes and would otherwise look stuck.
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PY) -c "import rembg"
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-fp8.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -91,3 +91,13 @@ shots: $(VENV)/.installed-dev /usr/bin/chromium
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Wheels of the engine's stack for bench/gpu.sh on a GPU machine that reaches no package index (the device tool
+# carries .whl/ there): the pure-Python and abi3 ones, which install beside that machine's CUDA build of torch
+# whatever its Python, at the versions pinned here. numpy, scipy and Pillow are taken from that machine.
+GPU_WHEELS := diffusers|transformers|tokenizers|safetensors|accelerate|peft|huggingface-hub|torchao|torchsde|torchdiffeq|trampoline|k-diffusion
+gpu-wheels: $(VENV)/.installed
+	rm -rf .whl
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest .whl \
+		$$(grep -hE '^($(GPU_WHEELS))==' requirements.txt requirements-fp8.txt requirements-nodeps.txt | cut -d' ' -f1)
+	@du -sh .whl

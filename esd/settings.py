@@ -383,7 +383,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("ESD_LOG_LEVEL", default="INFO")},
-    # torchao (fp8 workers; peft imports it for every LoRA) warns at import about each of its CUDA kernel libraries a
-    # CPU build of torch cannot load: noise on every CPU worker
+    # torchao (requirements-fp8.txt; diffusers imports it in every process where it is installed) warns at import
+    # about each of its CUDA kernel libraries a CPU build of torch cannot load: noise, not a fault
     "loggers": {"torchao": {"level": "ERROR"}},
 }

@@ -3,6 +3,8 @@ in float8 through torchao. Its fp8 GEMMs need an Ada or Hopper GPU, so on this C
 torchao's weight-only float8 in place of the dynamic one: the same layers converted, the same Float8Tensor
 weights, the same LoRA path; bench/gpu.sh measures the real one's speed and pixel difference."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,12 @@ def test_fp8_is_refused_where_there_are_no_float8_tensor_cores(models):
     engine = Engine(EngineOptions(dtype="fp8"))
     with pytest.raises(EngineError, match=r"fp8 needs a CUDA GPU .*compute capability 8.9.* runs on cpu"):
         engine.run("txt2img", txt2img(), JobFiles(checkpoint=models["checkpoint"]))
+
+
+def test_fp8_without_torchao_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao", None)  # what a worker without requirements-fp8.txt has
+    with pytest.raises(EngineError, match=r"needs torchao.*pip install -r requirements-fp8.txt"):
+        float8.check_installed()
 
 
 def test_only_aligned_linear_layers_are_converted():

@@ -28,6 +28,7 @@ def torch_dtype(options: EngineOptions) -> torch.dtype:
         return torch.float16 if options.device.startswith("cuda") else torch.float32
     if options.dtype == float8.FP8:
         float8.check_device(torch_device(options))
+        float8.check_installed()
         return float8.COMPUTE_DTYPE
     if options.dtype not in DTYPES:
         raise EngineError(f"dtype must be auto, fp16, bf16, fp32 or fp8, not {options.dtype!r}")

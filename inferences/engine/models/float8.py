@@ -4,7 +4,8 @@ torchao's dynamic float8 quantization stores each weight in float8 (e4m3, one sc
 activation to float8 as it comes, so the attention and feed-forward GEMMs run on the tensor cores' fp8 path
 (Ada and Hopper: compute capability 8.9 and up) at twice their bf16 rate. Everything else (convolutions, norms,
 the text encoders, the VAE, ControlNets) runs in bf16, the compute dtype of an fp8 worker. Pictures differ from
-fp16's by the float8 rounding: `bench/gpu.sh` reports the speed and the pixel difference side by side.
+fp16's by the float8 rounding: `bench/gpu.sh` reports the speed and the pixel difference side by side. torchao is
+installed apart (requirements-fp8.txt), on the workers that use it.
 
 LoRAs run beside the float8 layers: peft wraps a torchao layer in its TorchaoLoraLinear, which adds the adapter's
 output to the float8 layer's without merging it, so unloading it leaves the float8 weights as they were.
@@ -37,6 +38,17 @@ def check_device(device: torch.device) -> None:
             f"ESD_ENGINE_DTYPE=fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
             f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp16 or bf16"
         )
+
+
+def check_installed() -> None:
+    """torchao is installed apart (requirements-fp8.txt): say so where it is missing."""
+    try:
+        import torchao  # noqa: F401
+    except ImportError as exc:
+        raise EngineError(
+            "ESD_ENGINE_DTYPE=fp8 needs torchao, which this worker's environment lacks: "
+            "install it with `.venv/bin/pip install -r requirements-fp8.txt`"
+        ) from exc
 
 
 def quantize_unet(unet: Any, config: Any = None) -> int:
