@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU report of issue 28 (bench/gpu_throughput.py: the engine beside plain diffusers, compile modes, fp8, the
-# stage breakdown, a warm restart, the batch window, SDXL) on a machine with a CUDA GPU; about 7 minutes on an
-# H200 (--budget 450 skips what would not fit). Run from the project root:
+# stage breakdown, a warm restart, the batch window, SDXL) on a machine with a CUDA GPU; about 8 minutes on an
+# H200 (--budget 480 skips what would not fit). Run from the project root:
 #     bash bench/gpu.sh [extra arguments for gpu_throughput.py]
 # Uses the machine's python3 with its CUDA build of torch ($PYTHON to choose another). Without a GPU,
 #     PYTHON=.venv/bin/python bash bench/gpu.sh --smoke
