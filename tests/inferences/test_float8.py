@@ -79,3 +79,9 @@ def test_a_lora_runs_beside_the_float8_layers_and_unloads(models, fp8_on_cpu):
     assert "Lora hashes" in with_lora.pictures[0][1]
     assert not np.array_equal(png_pixels(with_lora.images[0]), before)
     assert np.array_equal(png_pixels(fp8.run("txt2img", txt2img(seed=6), files).images[0]), before)
+
+
+def test_esd_check_device_says_what_an_fp8_worker_computes_in(fp8_on_cpu):
+    from inferences.engine.models.device import describe
+
+    assert describe(EngineOptions(dtype="fp8"))["dtype"] == "bfloat16 (the UNet's linear layers in float8)"

@@ -46,3 +46,30 @@ def test_an_endpoint_that_has_run_nothing_starts_cold(site, settings):
     assert warmup.warm_up(endpoint=endpoint, device="cpu") == 0
     settings.ESD_ENGINE_WARMUP = []
     assert warmup.warm_up(endpoint=endpoint, device="cpu") == 0  # off by default
+
+
+def test_a_compiled_worker_warms_up_every_unet_bucket_it_can_meet(settings):
+    """One loop per bucket of rows (two an image), up to the most images a loop takes there: a job's batch of 8,
+    or ESD_MAX_BATCH_IMAGES where batching is on (by default on CUDA); a CPU worker's UNet runs one image a call."""
+    settings.ESD_ENGINE_COMPILE, settings.ESD_MAX_IMAGES_PER_JOB, settings.ESD_MAX_BATCH_IMAGES = "off", 16, 16
+    assert warmup.warm_up_counts("cuda") == [1]  # eager: one picture loads the model
+    settings.ESD_ENGINE_COMPILE, settings.ESD_BATCH_WINDOW_MS = "reduce-overhead", -1
+    assert warmup.warm_up_counts("cuda:0") == [1, 2, 4, 8, 16]  # buckets of 2 to 32 rows
+    assert warmup.warm_up_counts("cpu") == [1]
+    settings.ESD_BATCH_WINDOW_MS = 0  # batching off: a job's batch of 8 at most, 16 rows
+    assert warmup.warm_up_counts("cuda") == [1, 2, 4, 8]
+    settings.ESD_BATCH_WINDOW_MS, settings.ESD_MAX_BATCH_IMAGES = 25, 12  # 24 rows run in the 32-row bucket
+    assert warmup.warm_up_counts("cuda") == [1, 2, 4, 8, 16]
+
+
+def test_a_warm_up_loop_is_jobs_that_share_one_loop():
+    from inferences.engine.request.limits import Limits
+    from inferences.engine.request.payload import parse_request
+
+    jobs = warmup.warm_up_jobs(16, 64, 96)
+    assert [job["batch_size"] for job in jobs] == [8, 8]
+    assert [job["batch_size"] for job in warmup.warm_up_jobs(4, 64, 96)] == [4]
+    assert [job["batch_size"] for job in warmup.warm_up_jobs(12, 64, 96)] == [8, 4]
+    requests = [parse_request("txt2img", job, Limits()) for job in jobs]
+    assert {(req.width, req.height, req.steps, req.sampler) for req in requests} == {(64, 96, 2, "Euler")}
+    assert len({job["seed"] for job in jobs}) == len(jobs)

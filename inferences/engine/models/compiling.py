@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import EngineError
+from .invariance import calls_per_image
 
 MODES = ("off", "default", "reduce-overhead", "max-autotune")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -85,6 +86,16 @@ def is_compiled(module: Any) -> bool:
 def bucket(rows: int) -> int:
     """The batch size a compiled UNet runs `rows` rows at."""
     return next((size for size in BUCKETS if size >= rows), rows)
+
+
+def warm_up_images(device: str, max_images: int) -> list[int]:
+    """Image counts whose runs compile every UNet graph a loop of up to `max_images` images uses on `device`: one
+    count per bucket of its rows (two rows an image: [cond, uncond]), so no bucket compiles while a job waits; one
+    image where the UNet runs one image's rows per call whatever the batch (a CPU: invariance.py)."""
+    if calls_per_image(torch.device(device)):
+        return [1]
+    largest = bucket(2 * max_images)
+    return [rows // 2 for rows in BUCKETS if rows <= largest]
 
 
 def padded(tensor: torch.Tensor | None, rows: int) -> torch.Tensor | None:

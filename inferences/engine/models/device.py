@@ -108,7 +108,8 @@ def describe(options: EngineOptions) -> dict[str, str]:
     memory = memory_budget(options)
     return {
         "device": f"{device} ({name})",
-        "dtype": str(torch_dtype(options)).removeprefix("torch."),
+        "dtype": str(torch_dtype(options)).removeprefix("torch.")
+        + (" (the UNet's linear layers in float8)" if options.dtype == float8.FP8 else ""),
         "torch": f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         "memory budget": f"{memory / 1024**3:.1f} GiB",
     }
