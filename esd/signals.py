@@ -12,6 +12,11 @@ recover_waiting_work = Signal()
 # the app whose object it was fails it with the reason at once. Arguments: key, reason.
 upload_refused = Signal()
 
+# Sent by serve_endpoint before it starts a worker: an app that knows the worker could only fail every job there
+# raises ImproperlyConfigured with the reason, and the worker does not start (an fp8 engine on a GPU without float8
+# tensor cores). Arguments: device.
+worker_checking = Signal()
+
 # Sent by a starting worker before it takes a message or registers (reports itself live): apps get it ready (the
 # engine's warm-up). Arguments: endpoint, device.
 worker_starting = Signal()

@@ -14,7 +14,8 @@ class InferencesConfig(AppConfig):
 
         register_resource_models("inference", "inferences.inferencejob")
 
-        from esd.signals import recover_waiting_work, worker_draining, worker_starting
+        from esd.signals import recover_waiting_work, worker_checking, worker_draining, worker_starting
+        from inferences.engine_options import check_engine_dtype
         from inferences.finisher import drain
         from inferences.services import inference_recover
         from inferences.warmup import warm_up
@@ -22,6 +23,7 @@ class InferencesConfig(AppConfig):
         recover_waiting_work.connect(inference_recover, dispatch_uid="inferences.recover")
         worker_draining.connect(drain, dispatch_uid="inferences.finisher")
         worker_starting.connect(warm_up, dispatch_uid="inferences.warmup")
+        worker_checking.connect(check_engine_dtype, dispatch_uid="inferences.engine_dtype")
 
         from endpoints.autoscaling import register_backlog_source
         from inferences.selectors import endpoint_backlog

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .engine.request.limits import Limits
 from .engine.request.options import EngineOptions
@@ -39,14 +40,18 @@ def engine_options(device: str = "cpu") -> EngineOptions:
     )
 
 
-def check_engine_dtype(device: str) -> None:
-    """Refuse to start a worker on a device its ESD_ENGINE_DTYPE cannot run there (fp8 without float8 tensor cores):
-    it could only fail every job. Raises the engine's EngineError with the reason."""
+def check_engine_dtype(*, device: str, **kwargs: Any) -> None:
+    """esd.signals.worker_checking receiver: refuse a worker whose ESD_ENGINE_DTYPE its device cannot run (fp8
+    without float8 tensor cores, or without torchao), which could only fail every job, with the engine's reason."""
     if settings.ESD_ENGINE_DTYPE != "fp8":
         return
+    from .engine.errors import EngineError
     from .engine.models.device import torch_dtype
 
-    torch_dtype(engine_options(device))
+    try:
+        torch_dtype(engine_options(device))
+    except EngineError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
 
 
 _engines: dict[str, Any] = {}

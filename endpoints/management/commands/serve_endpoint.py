@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from dramatiq.brokers.stub import StubBroker
 
 from endpoints.models import Endpoint, EndpointStatus
 from endpoints.runtime import EndpointWorker
 from esd.shutdown import drain
-from esd.signals import recover_waiting_work
-from inferences.engine.errors import EngineError
-from inferences.engine_options import check_engine_dtype
+from esd.signals import recover_waiting_work, worker_checking
 
 
 def check_device(device: str) -> str:
@@ -42,8 +41,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         device = check_device(options["device"])
         try:
-            check_engine_dtype(device)
-        except EngineError as exc:
+            worker_checking.send(sender=self.__class__, device=device)
+        except ImproperlyConfigured as exc:  # a worker that could only fail its jobs does not start
             raise CommandError(str(exc)) from exc
         name = options["name"]
         endpoint = Endpoint.objects.exclude(status=EndpointStatus.DELETING).filter(name=name).first()
