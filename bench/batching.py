@@ -23,11 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.faults import Processes  # noqa: E402
 from bench.scratch import scratch_deployment  # noqa: E402
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+from bench.stats import percentile  # noqa: E402
 
 
 def in_service(timeout: float = 90) -> None:

@@ -24,7 +24,6 @@ printed; `--budget` seconds skip what would not fit):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import random
 import statistics
@@ -41,7 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import percentile  # noqa: E402
 from inferences.engine.models.compiling import graph_count  # noqa: E402
+from inferences.engine.models.device import release_memory  # noqa: E402
 from inferences.engine.request.limits import Limits  # noqa: E402
 from inferences.engine.request.options import EngineOptions, JobFiles, ModelFile  # noqa: E402
 from inferences.engine.runner import Engine, Job, Result  # noqa: E402
@@ -77,15 +78,7 @@ class Report:
         except Exception as exc:  # one row's failure (a mode this stack cannot compile, memory) is a finding too
             self.line(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         finally:
-            release()
-
-
-def release() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+            release_memory()
 
 
 def sync() -> None:
@@ -209,11 +202,11 @@ def unet_calls_per_second(unet: Any, rows: int, size: int, repeats: int) -> floa
 # --- C, F: the engine, and the worker's batching policy --------------------------------------------------------------
 
 
-def settled(result: Result | Exception) -> None:
-    """A job is settled when its PNGs are encoded (a worker's finisher; the upload is not measured here)."""
-    if isinstance(result, Exception):
-        raise result
-    result.images  # noqa: B018 (encodes them)
+def succeeded(outcome: Result | Exception) -> Result:
+    """One job's outcome of `run_batch`: its result, or its exception raised."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def serve(engine: Engine, arrivals: list[tuple[float, Job]], window: float) -> tuple[float, float, float]:
@@ -224,6 +217,12 @@ def serve(engine: Engine, arrivals: list[tuple[float, Job]], window: float) -> t
     began = time.perf_counter()
     pending = sorted(arrivals, key=lambda pair: pair[0])
     done: list[tuple[float, Any]] = []
+
+    def settle(outcome: Result | Exception) -> float:
+        """A job is settled when its PNGs are encoded, as a worker's finisher does it (the upload is not measured)."""
+        succeeded(outcome).images  # noqa: B018 (encodes them)
+        return time.perf_counter() - began
+
     with ThreadPoolExecutor(4) as finisher:
         while pending:
             now = time.perf_counter() - began
@@ -240,15 +239,10 @@ def serve(engine: Engine, arrivals: list[tuple[float, Job]], window: float) -> t
                 time.sleep(min(0.005, deadline - now))
             outcomes = engine.run_batch([job for _, job in batch])
             for (arrived, _), outcome in zip(batch, outcomes, strict=True):
-                done.append((arrived, finisher.submit(lambda o=outcome: (settled(o), time.perf_counter() - began)[1])))
+                done.append((arrived, finisher.submit(settle, outcome)))
         latencies = [future.result() - arrived for arrived, future in done]
     wall = max(arrived + latency for (arrived, _), latency in zip(done, latencies, strict=True))
-    ordered = sorted(latencies)
-    return (
-        len(done) / wall,
-        statistics.median(ordered),
-        ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-    )
+    return len(done) / wall, statistics.median(latencies), percentile(latencies, 0.95)
 
 
 def concurrent_jobs(files: JobFiles, size: int, steps: int, count: int) -> list[Job]:
@@ -390,6 +384,8 @@ def main() -> None:
     print(f"checkpoint {path.name}: {path.stat().st_size / 1e9:.2f} GB, built in {time.perf_counter() - began:.1f} s")
     files = JobFiles(checkpoint=ModelFile(path, path.name))
     counts = [int(count) for count in args.concurrent.split(",")]
+    configs = args.configs.split(",")
+    reference = configs[0]  # the row that D, F and G run, and the one fp8's pixels are compared with
     measured: dict[str, float] = {}
 
     report.section("A. plain diffusers (StableDiffusionPipeline, same checkpoint, DPM++ 2M Karras), the reference")
@@ -417,7 +413,7 @@ def main() -> None:
         f"through the worker's batching ({WINDOW * 1000:.0f} ms window, {MAX_BATCH_IMAGES} images a loop)"
     )
     cache = folder / "torch-compile"  # one folder, as a worker's $ESD_DATA_DIR/torch-compile (inductor reads it once)
-    fp16_picture: dict[str, Any] = {}
+    reference_png: list[bytes] = []
     rows_run: list[str] = []
 
     def engine_row(config: str) -> None:
@@ -443,36 +439,32 @@ def main() -> None:
             line += f" | {count} at once: {rate:6.2f} images/s, p95 {p95:5.2f} s"
         line += f" | graphs compiled: {graph_count() - graphs}"
         picture = engine.run("txt2img", payload(args.size, args.steps), files).images[0]
-        if config.startswith("fp16") or config.startswith("fp32"):
-            fp16_picture.setdefault("png", picture)
-            measured.setdefault("one", one)
-        elif "png" in fp16_picture:
-            difference = abs(pixels(picture) - pixels(fp16_picture["png"]))
-            line += (
-                f" | pixels against {args.configs.split(',')[0]}: mean {difference.mean():.2f}, max {difference.max()}"
-            )
+        if config == reference:
+            reference_png.append(picture)
+            measured["one"] = one
+        elif reference_png and config.partition("+")[0] != reference.partition("+")[0]:  # another dtype
+            difference = abs(pixels(picture) - pixels(reference_png[0]))
+            line += f" | pixels against {reference}: mean {difference.mean():.2f}, max {difference.max()}"
         report.line(line)
         rows_run.append(config)
         torch._dynamo.reset()  # this row's graphs go with its engine
 
-    for config in args.configs.split(","):
+    for config in configs:
         report.guarded(config, 60, lambda config=config: engine_row(config))
     if len(counts) and "one" in measured:
 
         def alone() -> None:
-            engine = Engine(engine_options(args, args.configs.split(",")[0], None))
+            engine = Engine(engine_options(args, reference, None))
             jobs = concurrent_jobs(files, args.size, args.steps, counts[0])
             rate, _, p95 = serve(engine, [(0.0, job) for job in jobs], 0.0)
-            report.line(
-                f"{counts[0]} at once, batching off ({args.configs.split(',')[0]}): {rate:6.2f} images/s, p95 {p95:5.2f} s"
-            )
+            report.line(f"{counts[0]} at once, batching off ({reference}): {rate:6.2f} images/s, p95 {p95:5.2f} s")
 
         report.guarded("batching off", 30, alone)
 
-    report.section(f"D. where the time goes ({args.configs.split(',')[0]}): shares of the job's wall")
+    report.section(f"D. where the time goes ({reference}): shares of the job's wall")
 
     def stages() -> None:
-        engine = Engine(engine_options(args, args.configs.split(",")[0], None))
+        engine = Engine(engine_options(args, reference, None))
         breakdown(report, "batch 1", lambda: [engine.run("txt2img", payload(args.size, args.steps), files)])
         breakdown(
             report,
@@ -480,7 +472,7 @@ def main() -> None:
             lambda: [engine.run("txt2img", payload(args.size, args.steps, args.batch), files)],
         )
         jobs = concurrent_jobs(files, args.size, args.steps, MAX_BATCH_IMAGES)
-        breakdown(report, f"{MAX_BATCH_IMAGES} jobs batched", lambda: [settle(r) for r in engine.run_batch(jobs)])
+        breakdown(report, f"{MAX_BATCH_IMAGES} jobs batched", lambda: [succeeded(r) for r in engine.run_batch(jobs)])
 
     report.guarded("stages", 30, stages)
 
@@ -506,7 +498,7 @@ def main() -> None:
     )
 
     def windows() -> None:
-        engine = Engine(engine_options(args, args.configs.split(",")[0], None))
+        engine = Engine(engine_options(args, reference, None))
         rate = 2.0 / measured["one"]
         clock, arrivals, draw = 0.0, [], random.Random(0)
         for job in concurrent_jobs(files, args.size, args.steps, args.stream_jobs):
@@ -521,7 +513,7 @@ def main() -> None:
     report.guarded("batch window", 40, windows)
 
     if args.sdxl_arch != "none":
-        report.section(f"G. SDXL {args.sdxl_size}x{args.sdxl_size}, batch 1, {args.configs.split(',')[0]}")
+        report.section(f"G. SDXL {args.sdxl_size}x{args.sdxl_size}, batch 1, {reference}")
 
         def sdxl() -> None:
             began = time.perf_counter()
@@ -530,13 +522,13 @@ def main() -> None:
                 f"checkpoint {xl.name}: {xl.stat().st_size / 1e9:.2f} GB, built in {time.perf_counter() - began:.1f} s"
             )
             xl_files = JobFiles(checkpoint=ModelFile(xl, xl.name))
-            engine = Engine(engine_options(args, args.configs.split(",")[0], None))
+            engine = Engine(engine_options(args, reference, None))
             engine.run("txt2img", payload(args.sdxl_size, args.steps), xl_files)
             ours = median_seconds(
                 lambda: engine.run("txt2img", payload(args.sdxl_size, args.steps), xl_files), args.repeats
             )
             del engine
-            release()
+            release_memory()
             theirs = plain_seconds(
                 plain_pipeline(args.sdxl_arch, xl, args.device), args.sdxl_size, args.steps, 1, args.repeats
             )
@@ -556,12 +548,6 @@ def pixels(png: bytes) -> Any:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
-
-
-def settle(result: Result | Exception) -> Result:
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 if __name__ == "__main__":

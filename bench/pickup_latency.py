@@ -12,15 +12,21 @@ Prints p50 and p99 in milliseconds. Not a test: the figures go in docs/benchmark
 
 import argparse
 import statistics
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, Retries, TimeLimit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.stats import percentile
 
 ESD_POLL_MS = 10
 
@@ -58,11 +64,6 @@ def measure(make_broker, *, esd: bool, messages: int, idle_ms: int) -> list[floa
         worker.stop()
         broker.close()
     return latencies
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:
