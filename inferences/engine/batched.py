@@ -174,9 +174,7 @@ def _denoise(
         subseed_strength=leader.subseed_strength, resize_from=leader.seed_resize_from,
         on_device=gpu_noise(leader, run.device),  # the batch key holds the noise source: the same for every job
     )  # fmt: skip
-    sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps, sdxl=run.sdxl).to(
-        run.device
-    )
+    sigmas = ksampling.sigmas_for(run.denoiser, leader.sampler, leader.schedule, leader.steps, sdxl=run.sdxl)
     x = ksampling.start_from_noise(leader.sampler, sigmas, noise.next())
     counts = [len(seat.seeds) for seat in group]
     shared = ksampling.SharedConditioning([seat.conditioning for seat in group], counts, [True] * len(group))

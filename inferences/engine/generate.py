@@ -376,7 +376,7 @@ def _k_diffusion_images(
                 shape, batch_seeds, first.device, request.noise_seed_delta, subseeds=batch_subseeds,
                 subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from, on_device=on_device,
             )  # fmt: skip
-            schedule = sigmas = full.to(first.device)
+            schedule = sigmas = full
             inpaint = None
             picks = [(start + k) % len(sources) for k in range(count)] if sources else []
             if request.task == "txt2img":
@@ -477,7 +477,7 @@ def _hires_pass(
     steps = hires.steps or request.steps
     # A1111's setup_img2img_steps with explicit steps: a schedule of steps / strength, of which exactly `steps` run
     scheduled = int(steps / min(hires.denoising_strength, 0.999))
-    full = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl).to(second.device)
+    full = ksampling.sigmas_for(second.denoiser, sampler, schedule, scheduled, sdxl=second.sdxl)
     noise = ksampling.ImageNoise(
         tuple(samples.shape[1:]), seeds, second.device, request.noise_seed_delta, subseeds=subseeds,
         subseed_strength=request.subseed_strength, resize_from=request.seed_resize_from,

@@ -43,7 +43,11 @@ A1111_ETA_ANCESTRAL = 1.0  # A1111's default `eta_ancestral` option: the eta of 
 
 
 def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
-    """k_diffusion.utils.append_dims: trailing dimensions until `x` has `target_dims` of them."""
+    """k_diffusion.utils.append_dims: trailing dimensions until `x` has `target_dims` of them; a 0-dim tensor is
+    returned as it is, which broadcasts alike. That is what lets the sigma schedule stay on the host (sigmas_for):
+    a 0-dim CPU tensor may meet tensors on any device, a [1, 1, 1, 1] one may not."""
+    if x.ndim == 0:
+        return x
     missing = target_dims - x.ndim
     if missing < 0:
         raise ValueError(f"input has {x.ndim} dims but target_dims is {target_dims}, which is less")
@@ -261,9 +265,10 @@ def denoiser(unet: Any, scheduler_config: Any) -> Any:
     """k-diffusion's CompVis-style denoiser over the UNet (A1111: CompVisDenoiser, quantize off)."""
     _, external = k_diffusion()
     # Its sigma buffers must live where the latents do (sigma_to_t mixes them), as A1111's move with the model.
-    levels = alphas_cumprod(scheduler_config).to(parameter_device(unet))
-    wrapped = external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels, quantize=False)
-    wrapped.esd_alphas_cumprod = levels  # A1111's model.alphas_cumprod, which its DDIM, PLMS and LCM read
+    levels = alphas_cumprod(scheduler_config)
+    wrapped = external.DiscreteEpsDDPMDenoiser(_UNetEps(unet), levels.to(parameter_device(unet)), quantize=False)
+    # A1111's model.alphas_cumprod, which its DDIM, PLMS and LCM read: kept on the host, as the sigma schedule is
+    wrapped.esd_alphas_cumprod = levels
     return wrapped
 
 
@@ -291,7 +296,10 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int,
         sigmas = EXTRA_SCHEDULES[kind](model_denoiser, steps, sigma_min, sigma_max, sdxl)
     else:
         raise EngineError(f"schedule {kind!r} is not supported by {name}")
-    sigmas = sigmas.to(torch.float32)
+    # On the host: each step's arithmetic over the schedule (sigma ratios, `if sigmas[i + 1] == 0`) then runs on the
+    # CPU, where a comparison does not wait for the device to finish the step, so the worker queues the next step
+    # while the device runs this one (on a GPU schedule, every k-diffusion sampler waited once or twice a step)
+    sigmas = sigmas.to("cpu", torch.float32)
     if sampler.discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas
@@ -746,7 +754,7 @@ def _sample_timesteps(
     model = CFGDenoiser(model_denoiser.inner_model, conditioning, cfg_scale, inpaint, control, mask_before=True)
     extra = {} if function != "unipc" else {"is_img2img": not from_noise}
     samples = TIMESTEP_SAMPLERS[function](
-        model, x, timesteps.to(x.device), model_denoiser.esd_alphas_cumprod.to(x.device),
+        model, x, timesteps, model_denoiser.esd_alphas_cumprod,  # both on the host: their .item()s wait for nothing
         callback=_step_callback(control, callback),
         noise=noise.next, eta=0.0 if eta is None else eta, **extra,
     )  # fmt: skip
@@ -782,5 +790,5 @@ def start_from_picture(
     if not SAMPLERS[name].timesteps:
         tail = schedule[len(schedule) - t_enc - 2 :]
         return init + noise * tail[0], tail
-    alpha = model_denoiser.esd_alphas_cumprod.to(init.device)[int(schedule[t_enc])]
+    alpha = model_denoiser.esd_alphas_cumprod[int(schedule[t_enc])]
     return init * torch.sqrt(alpha) + noise * torch.sqrt(1 - alpha), schedule[:t_enc]

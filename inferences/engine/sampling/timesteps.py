@@ -135,7 +135,7 @@ def sample_unipc(
         raise EngineError(
             f"UniPC runs {steps} step(s) here, fewer than its order {UNIPC_ORDER} (A1111 refuses that too)"
         )
-    schedule = _NoiseScheduleVP(alphas_cumprod)
+    schedule = _NoiseScheduleVP(alphas_cumprod.to(x.device))  # its times live on the device, with the latents
     t_start = float(timesteps[-1]) / 1000 + 1 / 1000 if is_img2img else 1.0
     times = torch.linspace(t_start, 1.0 / schedule.total, steps + 1).to(x.device)
     batch = x.shape[0]
@@ -160,7 +160,7 @@ def sample_unipc(
             rk = ((schedule.lam(previous_t[-(i + 1)]) - lambda_prev) / h)[0]
             rks.append(rk)
             differences.append((previous[-(i + 1)] - model_prev) / rk)
-        rks.append(torch.tensor(1.0, device=x.device))
+        rks.append(torch.ones((), device=x.device))  # filled there: torch.tensor(1.0, device=) is a blocking copy
         ratios = torch.stack([torch.as_tensor(rk, device=x.device, dtype=torch.float32) for rk in rks])
         hh = -h[0]
         h_phi_1 = torch.expm1(hh)
@@ -175,12 +175,8 @@ def sample_unipc(
         r_matrix, b_vector = torch.stack(rows), torch.stack(b).to(x.device)
         stacked = torch.stack(differences, dim=1) if differences else None
         if stacked is not None:
-            rhos_p = (
-                torch.tensor([0.5], device=x.device)
-                if order == 2
-                else torch.linalg.solve(r_matrix[:-1, :-1], b_vector[:-1])
-            )
-        rhos_c = torch.tensor([0.5], device=x.device) if order == 1 else torch.linalg.solve(r_matrix, b_vector)
+            rhos_p = torch.full((1,), 0.5, device=x.device) if order == 2 else _solve(r_matrix[:-1, :-1], b_vector[:-1])
+        rhos_c = torch.full((1,), 0.5, device=x.device) if order == 1 else _solve(r_matrix, b_vector)
         expand = (slice(None), None, None, None)
         x_base = (sigma_t / sigma_prev)[expand] * x - (alpha_t * h_phi_1)[expand] * model_prev
         predicted = torch.einsum("k,bkchw->bchw", rhos_p, stacked) if stacked is not None else 0
@@ -215,6 +211,12 @@ def sample_unipc(
         if step < steps:
             previous[-1] = model_x if model_x is not None else data_prediction(x, vec_t)
     return x
+
+
+def _solve(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """torch.linalg.solve without its error check, which on a GPU waits for the device (twice a UniPC step); the
+    matrix is UniPC's small Vandermonde one of distinct step ratios, never singular."""
+    return torch.linalg.solve_ex(matrix, vector).result
 
 
 TIMESTEP_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
@@ -265,7 +267,7 @@ def lcm_denoiser(base: Any, sampling: Any, external: Any) -> Any:
             return c_out_lcm * (input + eps * c_out) + c_skip * input
 
     if not hasattr(base, "esd_lcm"):
-        base.esd_lcm = LCMDenoiser(base.inner_model, base.esd_alphas_cumprod)
+        base.esd_lcm = LCMDenoiser(base.inner_model, base.esd_alphas_cumprod.to(base.sigmas.device))
     return base.esd_lcm
 
 

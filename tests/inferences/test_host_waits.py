@@ -1,0 +1,145 @@
+"""The sampling loop never makes the host wait for the device between steps (issue 28: the GPU never waits).
+
+A GPU runs what the host has queued. Each time the host reads a value computed on the device (`.item()`, `float()`,
+`if tensor:`), it waits for everything queued before it, and the device then idles while the host queues the next
+step: one such read a step stalls every step. The engine keeps the sigma schedule (and A1111's timesteps and
+alphas_cumprod) on the host, so the samplers' per-step arithmetic over it (`if sigmas[i + 1] == 0`, sigma ratios) is
+host-side, and only the latents' arithmetic is queued on the device.
+
+Latents on PyTorch's meta device stand in for a GPU's here: a meta tensor has a shape and a device but no values,
+and reading one raises, so a sampler that runs its whole loop on meta latents reads nothing back from the device.
+Mixing devices is checked as on a GPU: a 0-dim CPU tensor may meet meta tensors, any other CPU tensor may not.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from inferences.engine.request.samplers import SAMPLERS
+from inferences.engine.sampling import ksampling
+
+DEVICE = torch.device("meta")
+CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+# k-diffusion's DPM-Solver samplers keep their time grid on the latents' device and, with eta (A1111 gives them 1.0),
+# compare it on the host each step; DPM adaptive chooses each step from an error measured on the device: by design
+WAITS_BY_DESIGN = {"DPM fast", "DPM adaptive"}
+STEPS = 6
+
+
+class StandInUNet(torch.nn.Module):
+    """A UNet's interface over a value-less device: a prediction that depends on its inputs."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.full((), 0.1, device=device))
+        self.calls = 0
+
+    def forward(self, sample, timestep, encoder_hidden_states, added_cond_kwargs=None, **_):
+        self.calls += 1
+        conditioning = encoder_hidden_states.mean(dim=(1, 2))[:, None, None, None]
+        return SimpleNamespace(sample=sample * self.scale + conditioning + timestep[:, None, None, None] * 1e-4)
+
+
+class DeviceNoise:
+    """The images' noise as a CUDA worker draws it by default (A1111's GPU source: on the device)."""
+
+    def __init__(self, images: int) -> None:
+        self.shape = (images, 4, 8, 8)
+
+    def next(self) -> torch.Tensor:
+        return torch.randn(self.shape, device=DEVICE)
+
+
+class NoCopiesToTheDevice(TorchFunctionMode):
+    """Fails on a copy of host data to the device (`torch.tensor(..., device=)`, `.to(device)`) once the loop has
+    started (the UNet's first call): PyTorch waits for the device's queue after a blocking copy from pageable memory.
+    (Copies the other way raise by themselves: a meta tensor has nothing to copy out.)"""
+
+    def __init__(self, unet: StandInUNet) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if not self.unet.calls or not isinstance(result, torch.Tensor) or result.device != DEVICE:
+            return result
+        if func in (torch.tensor, torch.as_tensor, torch.asarray):
+            source = args[0]
+        elif func in (torch.Tensor.to, torch.Tensor.copy_):
+            source = args[1] if func is torch.Tensor.copy_ else args[0]
+        else:
+            return result
+        if not isinstance(source, torch.Tensor) or source.device.type == "cpu":
+            raise AssertionError(f"{func.__name__}: host data copied to the device in the loop")
+        return result
+
+
+class HostTimesNoise:
+    """k-diffusion's BrownianTreeNoiseSampler as the engine calls it, less torchsde (whose generators the meta device
+    has not): torchsde reads the times it is given with float(), so they must be host values."""
+
+    def __init__(self, x, sigma_min, sigma_max, seed=None, transform=None):
+        assert sigma_min.device.type == sigma_max.device.type == "cpu"
+        self.x = x
+
+    def __call__(self, sigma, sigma_next):
+        assert sigma.device.type == sigma_next.device.type == "cpu"
+        return torch.zeros_like(self.x)
+
+
+@pytest.fixture(autouse=True)
+def host_times_noise(monkeypatch):
+    sampling, _ = ksampling.k_diffusion()
+    monkeypatch.setattr(sampling, "BrownianTreeNoiseSampler", HostTimesNoise)
+
+
+def conditioning(images: int) -> ksampling.Conditioning:
+    text = ksampling.TextCond(torch.zeros(images, 77, 32, device=DEVICE))
+    return ksampling.Conditioning(cond=[(100, text)], uncond=[(100, text)])
+
+
+def schedule(name: str) -> torch.Tensor:
+    """The schedule the engine runs: sigmas_for over the model's noise levels (computed where the model's buffers
+    are, as A1111 does, and handed to the sampler on the host; here on a CPU twin, as meta buffers hold no values)."""
+    sigmas = ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), CONFIG), name, None, STEPS)
+    assert sigmas.device.type == "cpu"
+    return sigmas
+
+
+@pytest.mark.parametrize("name", [name for name in SAMPLERS if name not in WAITS_BY_DESIGN])
+@pytest.mark.parametrize("task", ["txt2img", "img2img"])
+def test_no_sampler_reads_the_device_between_steps(name, task):
+    unet = StandInUNet(DEVICE)
+    denoiser = ksampling.denoiser(unet, CONFIG)
+    assert denoiser.sigmas.device == DEVICE
+    full = schedule(name)
+    noise = DeviceNoise(2)
+    if task == "txt2img":
+        x, sigmas = ksampling.start_from_noise(name, full, noise.next()), full
+    else:
+        init = torch.zeros(2, 4, 8, 8, device=DEVICE)
+        x, sigmas = ksampling.start_from_picture(name, denoiser, full, STEPS // 2, init, noise.next())
+    seen: list[int] = []
+    with NoCopiesToTheDevice(unet):
+        latents = ksampling.sample(
+            model_denoiser=denoiser, name=name, sigmas=sigmas, x=x, noise=noise, conditioning=conditioning(2),
+            cfg_scale=7.0, seeds=[1, 2], callback=lambda step, denoised: seen.append(step),
+            from_noise=task == "txt2img", schedule=full,
+        )  # fmt: skip
+    assert latents.device == DEVICE and latents.shape == (2, 4, 8, 8)
+    assert unet.calls >= len(sigmas) - 2 and len(seen) >= len(sigmas) - 2  # the loop ran: DDIM ends a step early
+
+
+def test_a_schedule_on_the_device_would_be_read_back_every_step():
+    """The check above can fail: the same loop over a schedule on the device reads it back at its first step."""
+    denoiser = ksampling.denoiser(StandInUNet(DEVICE), CONFIG)
+    sigmas = schedule("DPM++ 2M").to(DEVICE)
+    noise = DeviceNoise(1)
+    with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
+        ksampling.sample(
+            model_denoiser=denoiser, name="DPM++ 2M", sigmas=sigmas, x=noise.next(), noise=noise,
+            conditioning=conditioning(1), cfg_scale=7.0, seeds=[1], callback=lambda step, denoised: None,
+            from_noise=True,
+        )  # fmt: skip
