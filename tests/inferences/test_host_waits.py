@@ -143,3 +143,39 @@ def test_a_schedule_on_the_device_would_be_read_back_every_step():
             conditioning=conditioning(1), cfg_scale=7.0, seeds=[1], callback=lambda step, denoised: None,
             from_noise=True,
         )  # fmt: skip
+
+
+class StandInControlNet(torch.nn.Module):
+    """A ControlNet's interface over the value-less device: 12 down residuals and a mid one from its inputs."""
+
+    calls = 0
+
+    def forward(self, x, t, encoder_hidden_states, controlnet_cond, conditioning_scale, added_cond_kwargs, return_dict):
+        self.calls += 1
+        residual = x * controlnet_cond.mean(dim=(1, 2, 3))[:, None, None, None]
+        return [residual] * 12, residual
+
+
+@pytest.mark.parametrize("name", ["Euler a", "DPM++ 2M", "UniPC"])
+def test_a_dynamic_batch_with_its_own_cfg_scales_and_a_controlnet_reads_nothing_back(name):
+    """The GPU's default: jobs batched into one loop (per-row CFG scales, each job's own conditioning), here with a
+    ControlNet unit guiding part of the steps."""
+    unet = StandInUNet(DEVICE)
+    denoiser = ksampling.denoiser(unet, CONFIG)
+    full = schedule(name)
+    shared = ksampling.SharedConditioning([conditioning(1), conditioning(2)], [1, 2], [True, True])
+    cfg = torch.tensor([7.0, 4.0, 4.0], device=DEVICE)[:, None, None, None]  # before the loop, as batched.py does
+    controlnet = StandInControlNet()
+    unit = ksampling.ActiveControl(
+        controlnet, torch.zeros(1, 3, 64, 64, device=DEVICE), 0.8, 0.0, 0.5, soft=True, cond_only=True
+    )
+    control = ksampling.ControlPass([unit], STEPS)
+    noise = DeviceNoise(3)
+    with NoCopiesToTheDevice(unet):
+        latents = ksampling.sample(
+            model_denoiser=denoiser, name=name, sigmas=full, x=ksampling.start_from_noise(name, full, noise.next()),
+            noise=noise, conditioning=shared, cfg_scale=cfg, seeds=[1, 2, 3], callback=lambda step, denoised: None,
+            control=control, from_noise=True,
+        )  # fmt: skip
+    assert latents.shape == (3, 4, 8, 8) and unet.calls >= STEPS - 1
+    assert 0 < controlnet.calls < unet.calls  # it guided the first half of the steps
