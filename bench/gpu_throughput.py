@@ -15,7 +15,8 @@ printed; `--budget` seconds skip what would not fit):
   C  the engine per dtype / compile mode: load, first job, batch 1 and 8, 16 and 64 concurrent batch-1 jobs
      through the worker's batching policy (ESD_MAX_BATCH_IMAGES 16, a 25 ms window), graphs compiled;
      fp8 rows also report their pixel difference against fp16
-  D  where a job's time goes (eager): text conditioning, sampling loop, VAE decode, the rest; PNG encode apart
+  D  where a job's time goes (eager): text conditioning, sampling loop, VAE decode, the rest; PNG encode apart;
+     and how often the host waited for the device inside the loop (torch's CUDA sync debug mode)
   E  a warm restart: a new process with the compile cache the first compiled row filled, its first job
   F  the batch window: a Poisson stream of batch-1 jobs at twice the batch-1 rate, for several windows
   G  SDXL at 1024x1024: the engine beside StableDiffusionXLPipeline, batch 1
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -290,6 +292,37 @@ def stage_timer() -> Iterator[dict[str, float]]:
             setattr(owner, name, saved[stage])
 
 
+def host_waits_in_loop(run: Callable[[], Any]) -> int | None:
+    """How many times the host waited for the device inside the sampling loops of `run`: torch's CUDA sync debug
+    mode warns at each call that blocks the host until the device is done (a value read back, a blocking copy).
+    None off CUDA, where nothing waits."""
+    import torch
+
+    from inferences.engine.sampling import ksampling
+
+    if not torch.cuda.is_available():
+        return None
+    sample, waits = ksampling.sample, 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal waits
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                return sample(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+                waits += sum("synchroniz" in str(warning.message) for warning in seen)
+
+    ksampling.sample = counted
+    try:
+        run()
+    finally:
+        ksampling.sample = sample
+    return waits
+
+
 def breakdown(report: Report, label: str, run: Callable[[], list[Result]]) -> None:
     from inferences.engine.request import images
 
@@ -473,6 +506,9 @@ def main() -> None:
         )
         jobs = concurrent_jobs(files, args.size, args.steps, MAX_BATCH_IMAGES)
         breakdown(report, f"{MAX_BATCH_IMAGES} jobs batched", lambda: [succeeded(r) for r in engine.run_batch(jobs)])
+        waits = host_waits_in_loop(lambda: engine.run("txt2img", payload(args.size, args.steps), files))
+        counted = "not counted off CUDA" if waits is None else f"{waits} in {args.steps} steps"
+        report.line(f"host waits in the loop (batch 1): {counted}")
 
     report.guarded("stages", 30, stages)
 

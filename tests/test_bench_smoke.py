@@ -29,6 +29,7 @@ def test_the_gpu_report_runs_every_section() -> None:
     )
     stages = [line.split()[0:2] for line in lines if "outside the loop" in line]
     assert stages == [["batch", "1"], ["batch", "8"], ["16", "jobs"]]
+    assert "host waits in the loop (batch 1): not counted off CUDA" in out
     restarts = [line.split()[0] for line in lines if " process " in line and line.startswith("  ")]
     assert restarts == ["fp32+default"]  # the first compiled row's cache, in a new process
     assert sum(line.strip().startswith("window") for line in lines) == 3
