@@ -6,50 +6,29 @@ step: one such read a step stalls every step. The engine keeps the sigma schedul
 alphas_cumprod) on the host, so the samplers' per-step arithmetic over it (`if sigmas[i + 1] == 0`, sigma ratios) is
 host-side, and only the latents' arithmetic is queued on the device.
 
-Latents on PyTorch's meta device stand in for a GPU's here: a meta tensor has a shape and a device but no values,
-and reading one raises, so a sampler that runs its whole loop on meta latents reads nothing back from the device.
-Mixing devices is checked as on a GPU: a 0-dim CPU tensor may meet meta tensors, any other CPU tensor may not.
+Latents on PyTorch's meta device stand in for a GPU's here (devtools/meta_device.py): reading a meta tensor raises,
+so a sampler that runs its whole loop on meta latents reads nothing back from the device.
 """
-
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from inferences.engine.devtools.meta_device import (
+    DEVICE,
+    SD1_SCHEDULE,
+    BrownianStandIn,
+    DeviceNoise,
+    StandInControlNet,
+    StandInUNet,
+)
 from inferences.engine.request.samplers import SAMPLERS
 from inferences.engine.sampling import ksampling
 
-DEVICE = torch.device("meta")
-CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 # k-diffusion's DPM-Solver samplers keep their time grid on the latents' device and, with eta (A1111 gives them 1.0),
 # compare it on the host each step; DPM adaptive chooses each step from an error measured on the device: by design
 WAITS_BY_DESIGN = {"DPM fast", "DPM adaptive"}
 STEPS = 6
-
-
-class StandInUNet(torch.nn.Module):
-    """A UNet's interface over a value-less device: a prediction that depends on its inputs."""
-
-    def __init__(self, device: torch.device) -> None:
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.full((), 0.1, device=device))
-        self.calls = 0
-
-    def forward(self, sample, timestep, encoder_hidden_states, added_cond_kwargs=None, **_):
-        self.calls += 1
-        conditioning = encoder_hidden_states.mean(dim=(1, 2))[:, None, None, None]
-        return SimpleNamespace(sample=sample * self.scale + conditioning + timestep[:, None, None, None] * 1e-4)
-
-
-class DeviceNoise:
-    """The images' noise as a CUDA worker draws it by default (A1111's GPU source: on the device)."""
-
-    def __init__(self, images: int) -> None:
-        self.shape = (images, 4, 8, 8)
-
-    def next(self) -> torch.Tensor:
-        return torch.randn(self.shape, device=DEVICE)
 
 
 class NoCopiesToTheDevice(TorchFunctionMode):
@@ -76,23 +55,10 @@ class NoCopiesToTheDevice(TorchFunctionMode):
         return result
 
 
-class HostTimesNoise:
-    """k-diffusion's BrownianTreeNoiseSampler as the engine calls it, less torchsde (whose generators the meta device
-    has not): torchsde reads the times it is given with float(), so they must be host values."""
-
-    def __init__(self, x, sigma_min, sigma_max, seed=None, transform=None):
-        assert sigma_min.device.type == sigma_max.device.type == "cpu"
-        self.x = x
-
-    def __call__(self, sigma, sigma_next):
-        assert sigma.device.type == sigma_next.device.type == "cpu"
-        return torch.zeros_like(self.x)
-
-
 @pytest.fixture(autouse=True)
-def host_times_noise(monkeypatch):
+def brownian_stand_in(monkeypatch):
     sampling, _ = ksampling.k_diffusion()
-    monkeypatch.setattr(sampling, "BrownianTreeNoiseSampler", HostTimesNoise)
+    monkeypatch.setattr(sampling, "BrownianTreeNoiseSampler", BrownianStandIn)
 
 
 def conditioning(images: int) -> ksampling.Conditioning:
@@ -103,7 +69,7 @@ def conditioning(images: int) -> ksampling.Conditioning:
 def schedule(name: str) -> torch.Tensor:
     """The schedule the engine runs: sigmas_for over the model's noise levels (computed where the model's buffers
     are, as A1111 does, and handed to the sampler on the host; here on a CPU twin, as meta buffers hold no values)."""
-    sigmas = ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), CONFIG), name, None, STEPS)
+    sigmas = ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), SD1_SCHEDULE), name, None, STEPS)
     assert sigmas.device.type == "cpu"
     return sigmas
 
@@ -111,8 +77,8 @@ def schedule(name: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", [name for name in SAMPLERS if name not in WAITS_BY_DESIGN])
 @pytest.mark.parametrize("task", ["txt2img", "img2img"])
 def test_no_sampler_reads_the_device_between_steps(name, task):
-    unet = StandInUNet(DEVICE)
-    denoiser = ksampling.denoiser(unet, CONFIG)
+    unet = StandInUNet()
+    denoiser = ksampling.denoiser(unet, SD1_SCHEDULE)
     assert denoiser.sigmas.device == DEVICE
     full = schedule(name)
     noise = DeviceNoise(2)
@@ -134,7 +100,7 @@ def test_no_sampler_reads_the_device_between_steps(name, task):
 
 def test_a_schedule_on_the_device_would_be_read_back_every_step():
     """The check above can fail: the same loop over a schedule on the device reads it back at its first step."""
-    denoiser = ksampling.denoiser(StandInUNet(DEVICE), CONFIG)
+    denoiser = ksampling.denoiser(StandInUNet(), SD1_SCHEDULE)
     sigmas = schedule("DPM++ 2M").to(DEVICE)
     noise = DeviceNoise(1)
     with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
@@ -145,23 +111,12 @@ def test_a_schedule_on_the_device_would_be_read_back_every_step():
         )  # fmt: skip
 
 
-class StandInControlNet(torch.nn.Module):
-    """A ControlNet's interface over the value-less device: 12 down residuals and a mid one from its inputs."""
-
-    calls = 0
-
-    def forward(self, x, t, encoder_hidden_states, controlnet_cond, conditioning_scale, added_cond_kwargs, return_dict):
-        self.calls += 1
-        residual = x * controlnet_cond.mean(dim=(1, 2, 3))[:, None, None, None]
-        return [residual] * 12, residual
-
-
 @pytest.mark.parametrize("name", ["Euler a", "DPM++ 2M", "UniPC"])
 def test_a_dynamic_batch_with_its_own_cfg_scales_and_a_controlnet_reads_nothing_back(name):
     """The GPU's default: jobs batched into one loop (per-row CFG scales, each job's own conditioning), here with a
     ControlNet unit guiding part of the steps."""
-    unet = StandInUNet(DEVICE)
-    denoiser = ksampling.denoiser(unet, CONFIG)
+    unet = StandInUNet()
+    denoiser = ksampling.denoiser(unet, SD1_SCHEDULE)
     full = schedule(name)
     shared = ksampling.SharedConditioning([conditioning(1), conditioning(2)], [1, 2], [True, True])
     cfg = torch.tensor([7.0, 4.0, 4.0], device=DEVICE)[:, None, None, None]  # before the loop, as batched.py does
