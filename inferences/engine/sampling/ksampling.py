@@ -612,20 +612,22 @@ class CFGDenoiser:
             return [torch.cat([part[0][i] for part in parts]) for i in range(count)], torch.cat([p[1] for p in parts])
         control = self.control if self.control is not None and self.control.units else None
 
-        def controlled(cond_rows: torch.Tensor) -> dict[str, Any]:
-            """The ControlNet arguments of one UNet call: which rows are the conditional ones of CFG."""
-            return {} if control is None else {"control": control, "cond_rows": cond_rows}
+        def controlled(conditional: int, rows: int) -> dict[str, Any]:
+            """The ControlNet arguments of one UNet call of `rows` rows, the first `conditional` of them CFG's
+            conditional ones (made only with a ControlNet: two kernels a step on the device otherwise)."""
+            if control is None:
+                return {}
+            return {"control": control, "cond_rows": torch.arange(rows, device=x.device) < conditional}
 
         xs, sigmas = _repeated(x, count), _repeated(sigma, count)
         if conds[0].tokens == uncond.tokens:
-            rows = torch.arange((count + 1) * batch, device=x.device) < count * batch
             out = self.inner(
-                torch.cat([xs, x]), torch.cat([sigmas, sigma]), cond=TextCond.cat([*conds, uncond]), **controlled(rows)
-            )
+                torch.cat([xs, x]), torch.cat([sigmas, sigma]), cond=TextCond.cat([*conds, uncond]),
+                **controlled(count * batch, (count + 1) * batch),
+            )  # fmt: skip
             return list(out[: count * batch].chunk(count)), out[count * batch :]
-        rows = torch.ones(count * batch, dtype=torch.bool, device=x.device)
-        cond_out = self.inner(xs, sigmas, cond=TextCond.cat(conds), **controlled(rows))
-        return list(cond_out.chunk(count)), self.inner(x, sigma, cond=uncond, **controlled(~rows[:batch]))
+        cond_out = self.inner(xs, sigmas, cond=TextCond.cat(conds), **controlled(count * batch, count * batch))
+        return list(cond_out.chunk(count)), self.inner(x, sigma, cond=uncond, **controlled(0, batch))
 
 
 def _repeated(tensor: torch.Tensor, count: int) -> torch.Tensor:
