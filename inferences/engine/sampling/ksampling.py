@@ -703,6 +703,9 @@ def sample(
     `from_noise`: a txt2img first pass (A1111's `sample`), rather than a pass from a picture (`sample_img2img`).
     `schedule`: the whole schedule `sigmas` is the tail of (img2img, the hires pass); the SDE samplers' Brownian tree
     spans it, as A1111's `create_noise_sampler(x, sigmas, p)` is given the unsliced sigmas (issue 30.7)."""
+    # The loop's arithmetic over the schedule runs on the host (sigmas_for hands it over there); a schedule a caller
+    # moved to the device is brought back once here, so that no step waits for the device to read it
+    sigmas, schedule = sigmas.cpu(), None if schedule is None else schedule.cpu()
     sampling, _ = k_diffusion()
     sampler = SAMPLERS[name]
     if sampler.timesteps:
