@@ -614,7 +614,7 @@ class CFGDenoiser:
 
         def controlled(conditional: int, rows: int) -> dict[str, Any]:
             """The ControlNet arguments of one UNet call of `rows` rows, the first `conditional` of them CFG's
-            conditional ones (made only with a ControlNet: two kernels a step on the device otherwise)."""
+            conditional ones (built only for a ControlNet: otherwise two device kernels for nothing each call)."""
             if control is None:
                 return {}
             return {"control": control, "cond_rows": torch.arange(rows, device=x.device) < conditional}
