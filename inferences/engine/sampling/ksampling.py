@@ -298,7 +298,7 @@ def sigmas_for(model_denoiser: Any, name: str, schedule: str | None, steps: int,
         raise EngineError(f"schedule {kind!r} is not supported by {name}")
     # On the host: each step's arithmetic over the schedule (sigma ratios, `if sigmas[i + 1] == 0`) then runs on the
     # CPU, where a comparison does not wait for the device to finish the step, so the worker queues the next step
-    # while the device runs this one (on a GPU schedule, every k-diffusion sampler waited once or twice a step)
+    # while the device runs this one (on a GPU schedule, every sampler but LMS waited 1 to 7 times a step)
     sigmas = sigmas.to("cpu", torch.float32)
     if sampler.discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
