@@ -6,12 +6,13 @@ Each of A1111's samplers runs through the engine's `ksampling.sample` over laten
 GPU's stand-in with shapes but no values (inferences/engine/devtools/meta_device.py), for a txt2img job of two
 images. Counted per step, outside the UNet (a stand-in): the kernels the loop would queue on the device (operations
 whose output lives there, views left out) and the times the host would wait for the device (a value read back:
-`.item()`, `float()`, `if tensor:`, a boolean mask, a copy to the host, linalg.solve's error check). Reads are
-answered with stand-in values so that the loop runs on; the reads are counted again with the sigma schedule (and
-A1111's timesteps and alphas_cumprod) on the device, where the engine kept them before 0.14.1 and A1111 keeps them
-(the kernel count there would follow the stand-in answers, so it is not shown). Per step = (count at 2 x --steps -
-count at --steps) / --steps, so what a job does once cancels out. UniPC's own waits, two linalg.solve checks and
-two host-built constants a step before 0.14.1, went with changes of its own and are in neither column.
+`.item()`, `float()`, `if tensor:`, a boolean mask, a copy to the host, linalg.solve's error check), answered with
+stand-in values so that a loop that reads runs on and is counted. Per step = (count at 2 x --steps - count at
+--steps) / --steps, so what a job does once cancels out.
+
+The reads before 0.14.1, with the sigma schedule (and A1111's timesteps and alphas_cumprod) on the device, as
+A1111 keeps them, are in docs/benchmarks.md: this script counted them at commit c0e8cbe with the schedule moved to
+the device, which `ksampling.sample` has since brought back to the host before its loop.
 
 On a GPU a read stalls the host until the device has run everything queued, so the device idles while the host
 queues the next step; with CUDA graphs (ESD_ENGINE_COMPILE=reduce-overhead) the UNet is one launch and these
@@ -34,6 +35,8 @@ from inferences.engine.devtools.meta_device import (
     BrownianStandIn,
     DeviceNoise,
     StandInUNet,
+    device_conditioning,
+    host_schedule,
 )
 from inferences.engine.request.samplers import SAMPLERS
 from inferences.engine.sampling import ksampling
@@ -44,10 +47,8 @@ READS = {
     torch.ops.aten.item.default,
     torch.ops.aten._linalg_check_errors.default,
 }
-# with the schedule on the device, the stand-in answers steer these loops: their counts there would mean nothing
-VALUE_LED = {"Restart": "its restart segments follow the sigmas it reads"}
 MASKED = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default}
-SKIPPED = {  # by design, both placements alike
+SKIPPED = {  # they read the device each step by design
     "DPM fast": "k-diffusion's DPM-Solver reads its time grid on the device each step (with eta, A1111's 1.0)",
     "DPM adaptive": "its step sizes follow an error measured on the device: as many reads as it takes",
 }
@@ -91,22 +92,17 @@ def _is_device_mask(index: Any) -> bool:
     return isinstance(index, torch.Tensor) and index.dtype == torch.bool and index.device == DEVICE
 
 
-def loop_counts(name: str, steps: int, on_device: bool) -> tuple[int, int]:
+def loop_counts(name: str, steps: int) -> tuple[int, int]:
     """(kernels, reads) of one two-image txt2img loop of `steps` steps."""
     unet = StandInUNet()
     denoiser = ksampling.denoiser(unet, SD1_SCHEDULE)
-    sigmas = ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), SD1_SCHEDULE), name, None, steps)
-    if on_device:
-        sigmas = sigmas.to(DEVICE)
-        denoiser.esd_alphas_cumprod = denoiser.esd_alphas_cumprod.to(DEVICE)
+    sigmas = host_schedule(name, steps)
     noise = DeviceNoise(2)
-    text = ksampling.TextCond(torch.zeros(2, 77, 32, device=DEVICE))
-    conditioning = ksampling.Conditioning(cond=[(1000, text)], uncond=[(1000, text)])
     with Counter(unet) as counter:
         ksampling.sample(
             model_denoiser=denoiser, name=name, sigmas=sigmas, x=ksampling.start_from_noise(name, sigmas, noise.next()),
-            noise=noise, conditioning=conditioning, cfg_scale=7.0, seeds=[1, 2], callback=lambda step, denoised: None,
-            from_noise=True,
+            noise=noise, conditioning=device_conditioning(2), cfg_scale=7.0, seeds=[1, 2],
+            callback=lambda step, denoised: None, from_noise=True,
         )  # fmt: skip
     return counter.kernels, counter.reads
 
@@ -119,20 +115,14 @@ def main() -> None:
     sampling.BrownianTreeNoiseSampler = BrownianStandIn  # torchsde draws with generators the meta device has not
     torch.fx.experimental._config.meta_nonzero_assume_all_nonzero = True  # a mask's stand-in answer: all rows
     print(f"per step, outside the UNet, two images ({args.steps} vs {2 * args.steps} steps)")
-    print(f"{'sampler':<18} {'device kernels':>14} {'host reads':>10}   host reads, schedule on the device")
+    print(f"{'sampler':<18} {'device kernels':>14} {'host reads':>10}")
     for name in SAMPLERS:
         if name in SKIPPED:
             print(f"{name:<18} skipped: {SKIPPED[name]}")
             continue
-        (kernels, reads), (_, before) = (per_step(name, args.steps, on_device) for on_device in (False, True))
-        note = f"{before:4.1f}" if name not in VALUE_LED else f"- ({VALUE_LED[name]})"
-        print(f"{name:<18} {kernels:14.1f} {reads:10.1f}   {note}")
-
-
-def per_step(name: str, steps: int, on_device: bool) -> tuple[float, float]:
-    short, long = loop_counts(name, steps, on_device), loop_counts(name, 2 * steps, on_device)
-    kernels, reads = ((b - a) / steps for a, b in zip(short, long, strict=True))
-    return kernels, reads
+        short, long = loop_counts(name, args.steps), loop_counts(name, 2 * args.steps)
+        kernels, reads = ((b - a) / args.steps for a, b in zip(short, long, strict=True))
+        print(f"{name:<18} {kernels:14.1f} {reads:10.1f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from inferences.engine.devtools.meta_device import (
     DeviceNoise,
     StandInControlNet,
     StandInUNet,
+    device_conditioning,
+    host_schedule,
 )
 from inferences.engine.request.samplers import SAMPLERS
 from inferences.engine.sampling import ksampling
@@ -61,15 +63,9 @@ def brownian_stand_in(monkeypatch):
     monkeypatch.setattr(sampling, "BrownianTreeNoiseSampler", BrownianStandIn)
 
 
-def conditioning(images: int) -> ksampling.Conditioning:
-    text = ksampling.TextCond(torch.zeros(images, 77, 32, device=DEVICE))
-    return ksampling.Conditioning(cond=[(100, text)], uncond=[(100, text)])
-
-
 def schedule(name: str) -> torch.Tensor:
-    """The schedule the engine runs: sigmas_for over the model's noise levels (computed where the model's buffers
-    are, as A1111 does, and handed to the sampler on the host; here on a CPU twin, as meta buffers hold no values)."""
-    sigmas = ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), SD1_SCHEDULE), name, None, STEPS)
+    """The schedule the engine runs, handed over on the host (sigmas_for)."""
+    sigmas = host_schedule(name, STEPS)
     assert sigmas.device.type == "cpu"
     return sigmas
 
@@ -90,7 +86,7 @@ def test_no_sampler_reads_the_device_between_steps(name, task):
     seen: list[int] = []
     with NoCopiesToTheDevice(unet):
         latents = ksampling.sample(
-            model_denoiser=denoiser, name=name, sigmas=sigmas, x=x, noise=noise, conditioning=conditioning(2),
+            model_denoiser=denoiser, name=name, sigmas=sigmas, x=x, noise=noise, conditioning=device_conditioning(2),
             cfg_scale=7.0, seeds=[1, 2], callback=lambda step, denoised: seen.append(step),
             from_noise=task == "txt2img", schedule=full,
         )  # fmt: skip
@@ -108,8 +104,9 @@ def test_dpm_fast_still_reads_the_device_inside_its_loop():
     x, sigmas = ksampling.start_from_picture("DPM fast", denoiser, full, STEPS // 2, noise.next(), noise.next())
     with pytest.raises(RuntimeError, match="meta tensors"):
         ksampling.sample(
-            model_denoiser=denoiser, name="DPM fast", sigmas=sigmas, x=x, noise=noise, conditioning=conditioning(1),
-            cfg_scale=7.0, seeds=[1], callback=lambda step, denoised: None, schedule=full,
+            model_denoiser=denoiser, name="DPM fast", sigmas=sigmas, x=x, noise=noise,
+            conditioning=device_conditioning(1), cfg_scale=7.0, seeds=[1], callback=lambda step, denoised: None,
+            schedule=full,
         )  # fmt: skip
     assert unet.calls == 0  # it read the device before its first model evaluation, inside the loop
 
@@ -122,8 +119,8 @@ def test_a_schedule_moved_to_the_device_is_brought_back_before_the_loop():
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
         ksampling.sample(
             model_denoiser=denoiser, name="DPM++ 2M", sigmas=schedule("DPM++ 2M").to(DEVICE), x=noise.next(),
-            noise=noise, conditioning=conditioning(1), cfg_scale=7.0, seeds=[1], callback=lambda step, denoised: None,
-            from_noise=True,
+            noise=noise, conditioning=device_conditioning(1), cfg_scale=7.0, seeds=[1],
+            callback=lambda step, denoised: None, from_noise=True,
         )  # fmt: skip
     assert unet.calls == 0
 
@@ -135,7 +132,7 @@ def test_a_dynamic_batch_with_its_own_cfg_scales_and_a_controlnet_reads_nothing_
     unet = StandInUNet()
     denoiser = ksampling.denoiser(unet, SD1_SCHEDULE)
     full = schedule(name)
-    shared = ksampling.SharedConditioning([conditioning(1), conditioning(2)], [1, 2], [True, True])
+    shared = ksampling.SharedConditioning([device_conditioning(1), device_conditioning(2)], [1, 2], [True, True])
     cfg = torch.tensor([7.0, 4.0, 4.0], device=DEVICE)[:, None, None, None]  # before the loop, as batched.py does
     controlnet = StandInControlNet()
     unit = ksampling.ActiveControl(

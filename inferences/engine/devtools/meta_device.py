@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..sampling import ksampling
+
 DEVICE = torch.device("meta")
 # SD 1.x's noise schedule, what ksampling.denoiser needs of a scheduler config
 SD1_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
@@ -76,3 +78,15 @@ class BrownianStandIn:
     def __call__(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
         float(sigma), float(sigma_next)
         return torch.randn_like(self.x)
+
+
+def host_schedule(name: str, steps: int) -> torch.Tensor:
+    """The sigma schedule the engine runs sampler `name` over (ksampling.sigmas_for, on the host), for SD 1.x's noise
+    levels: computed on a CPU twin of the model, as meta buffers hold no values to compute it from."""
+    return ksampling.sigmas_for(ksampling.denoiser(StandInUNet(torch.device("cpu")), SD1_SCHEDULE), name, None, steps)
+
+
+def device_conditioning(images: int) -> ksampling.Conditioning:
+    """A prompt's and a negative prompt's conditioning for `images` images, on the device, for every step."""
+    text = ksampling.TextCond(torch.zeros(images, 77, 32, device=DEVICE))
+    return ksampling.Conditioning(cond=[(1000, text)], uncond=[(1000, text)])
